@@ -1,0 +1,110 @@
+"""The contract every L2 store implements (memory now, Redis next), and the registry.
+
+A store keeps the logical clock of DESIGN §2 next to the entries, so that one
+call (``lookup``) returns the entry together with the versions and pending marks
+that decide whether it is still fresh, and the reader's stamp.
+
+Version keys name what an entry depends on: ``<database id>\\x1f<table>`` (the
+table ``*`` standing for the whole database) and ``group\\x1f<name>`` for
+application invalidation groups. Writers bump them; ``lookup`` and ``fill``
+compare them to stamps.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Mapping, Protocol, Sequence, runtime_checkable
+
+
+class _Miss:
+    _instance: _Miss | None = None
+
+    def __new__(cls) -> _Miss:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISS"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISS = _Miss()
+"""Sentinel: no fresh entry under the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What one lookup round trip learned.
+
+    ``value`` is the entry's bytes only when it is fresh: same epoch, no pending
+    mark on any dependency, every version <= the entry's stamp (and <= the
+    transaction stamp when one was given), and not expired.
+    """
+
+    value: bytes | _Miss
+    stamp: int
+    epoch: str
+    pending: bool
+    versions: Mapping[str, int]
+
+
+class Backend(Protocol):
+    """An L2 store plus the logical clock (DESIGN §2, §5)."""
+
+    name: str
+
+    @property
+    def epoch(self) -> str: ...
+
+    def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None) -> Lookup:
+        """Create missing versions at the current seq, then read entry, versions, marks and stamp."""
+
+    def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
+             ttl_s: float) -> bool:
+        """Store ``value`` unless a dependency changed after ``stamp`` or has a pending mark."""
+
+    def begin_write(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
+        """Phase 1: tick, set every version to the tick, add a pending mark; returns the tick."""
+
+    def end_write(self, version_keys: Sequence[str], token: str) -> int:
+        """Phase 2: tick, set every version to the tick, remove the mark, publish; returns the tick."""
+
+    def current_stamp(self) -> tuple[str, int]:
+        """(epoch, seq) without side effects."""
+
+    def delete(self, key: str) -> None: ...
+
+    def flush(self) -> None:
+        """Drop every entry of this namespace (versions stay: they only ever grow)."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Mirror(Protocol):
+    """The process-wide copy of table versions that L1 hits are checked against, without I/O."""
+
+    epoch: str
+    versions: Mapping[str, int]
+
+
+_REGISTRY = {
+    "memory": "querycache.backends.memory:MemoryBackend",
+    "redis": "querycache.backends.redis:RedisBackend",
+}
+
+
+def backend_class(name: str) -> type:
+    """The class registered under ``name``, imported only now (a missing driver costs nothing before)."""
+    try:
+        module_name, _, attr = _REGISTRY[name].partition(":")
+    except KeyError:
+        from querycache.errors import ConfigError
+
+        raise ConfigError(f"l2.backend: {name!r} is not accepted; accepted: {', '.join(_REGISTRY)}") from None
+    cls: type = getattr(importlib.import_module(module_name), attr)
+    return cls

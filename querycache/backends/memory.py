@@ -1,0 +1,196 @@
+"""The embedded L2 store: in-process, bounded in bytes, the default when no Redis is configured.
+
+It shares entries between every connection of one ``QueryCache`` in one process.
+It is per process: after ``fork()`` parent and child each hold a private copy
+and no longer see each other's writes, so it warns once when used after a fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+import warnings
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Sequence
+
+from querycache.backends.base import MISS, Lookup, _Miss
+
+log = logging.getLogger("querycache")
+
+_live: weakref.WeakSet[MemoryBackend] = weakref.WeakSet()
+
+
+def _mark_forked() -> None:
+    for backend in list(_live):
+        backend._forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_mark_forked)
+
+
+@dataclass(slots=True)
+class _Entry:
+    value: bytes
+    version_keys: tuple[str, ...]
+    stamp: int
+    expires_at: float
+
+
+class MemoryBackend:
+    """Entries, table versions and pending marks in process memory, behind one lock."""
+
+    name = "memory"
+
+    def __init__(self, max_bytes: int = 268435456, namespace: str = "querycache") -> None:
+        self.max_bytes = max_bytes
+        self.namespace = namespace
+        self._epoch = uuid.uuid4().hex
+        self._seq = 0
+        # The version dict doubles as the process mirror that L1 hits are checked against.
+        self.versions: dict[str, int] = {}
+        self._pending: dict[str, dict[str, float]] = {}
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._forked = False
+        self._fork_warned = False
+        self.evictions = 0
+        _live.add(self)
+
+    @property
+    def epoch(self) -> str:
+        return self._epoch
+
+    def _tick(self) -> int:
+        self._seq = max(self._seq + 1, time.time_ns() // 1000)
+        return self._seq
+
+    def _check_fork(self) -> None:
+        if self._forked and not self._fork_warned:
+            self._fork_warned = True
+            warnings.warn(
+                "querycache: the memory L2 store is per process and is being used after fork(); "
+                "writes in one process do not invalidate the other's entries. Configure "
+                "l2.backend: redis to share a cache between processes.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def _has_pending(self, keys: Sequence[str], now: float) -> bool:
+        for key in keys:
+            marks = self._pending.get(key)
+            if marks:
+                for token, expiry in list(marks.items()):
+                    if expiry <= now:
+                        del marks[token]
+                if marks:
+                    return True
+        return False
+
+    def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None) -> Lookup:
+        if self._forked:
+            self._check_fork()
+        now = time.monotonic()
+        with self._lock:
+            versions = self.versions
+            created = False
+            for k in version_keys:
+                if k not in versions:
+                    versions[k] = self._seq
+                    created = True
+            pending = self._has_pending(version_keys, now)
+            value: bytes | _Miss = MISS
+            entry = self._entries.get(key) if key is not None else None
+            if entry is not None:
+                if entry.expires_at <= now:
+                    self._drop(key)  # type: ignore[arg-type]
+                elif not created and not pending and self._fresh(entry, tx_stamp):
+                    value = entry.value
+                    self._entries.move_to_end(key)  # type: ignore[arg-type]
+            return Lookup(value, self._seq, self._epoch, pending, {k: versions[k] for k in version_keys})
+
+    def _fresh(self, entry: _Entry, tx_stamp: int | None) -> bool:
+        versions = self.versions
+        limit = entry.stamp if tx_stamp is None else min(entry.stamp, tx_stamp)
+        for k in entry.version_keys:
+            version = versions.get(k)
+            if version is None or version > limit:
+                return False
+        return not self._has_pending(entry.version_keys, time.monotonic())
+
+    def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
+             ttl_s: float) -> bool:
+        size = len(value) + len(key) + 64 * (len(version_keys) + 1)
+        if size > self.max_bytes or epoch != self._epoch or ttl_s <= 0:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            if self._has_pending(version_keys, now):
+                return False
+            for k in version_keys:
+                version = self.versions.get(k)
+                if version is None or version > stamp:
+                    return False
+            if key in self._entries:
+                self._drop(key)
+            self._entries[key] = _Entry(value, tuple(version_keys), stamp, now + ttl_s)
+            self._bytes += size
+            while self._bytes > self.max_bytes and self._entries:
+                oldest = next(iter(self._entries))
+                self._drop(oldest)
+                self.evictions += 1
+            return True
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key)
+        self._bytes -= len(entry.value) + len(key) + 64 * (len(entry.version_keys) + 1)
+
+    def begin_write(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
+        expiry = time.monotonic() + mark_ttl_ms / 1000
+        with self._lock:
+            tick = self._tick()
+            for k in version_keys:
+                self.versions[k] = tick
+                self._pending.setdefault(k, {})[token] = expiry
+            return tick
+
+    def end_write(self, version_keys: Sequence[str], token: str) -> int:
+        with self._lock:
+            tick = self._tick()
+            for k in version_keys:
+                self.versions[k] = tick
+                marks = self._pending.get(k)
+                if marks is not None:
+                    marks.pop(token, None)
+                    if not marks:
+                        del self._pending[k]
+            return tick
+
+    def current_stamp(self) -> tuple[str, int]:
+        return self._epoch, self._seq
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            if key in self._entries:
+                self._drop(key)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    def close(self) -> None:
+        self.flush()
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,234 @@
+"""QueryCache: owns the tiers, the clock, the analyzers, catalogs and stats."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import threading
+import uuid
+import weakref
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+from querycache.analysis import Analysis, Analyzer, fold
+from querycache.backends.base import Backend, backend_class
+from querycache.config import Config
+from querycache.drivers.base import Catalog, detect
+from querycache.errors import QueryCacheError
+from querycache.stats import Stats, StatsSnapshot
+
+if TYPE_CHECKING:
+    from querycache.connection import CachedConnection
+
+log = logging.getLogger("querycache")
+
+_TIERS = ("l1", "l2", "l3")
+_live_caches: weakref.WeakSet[QueryCache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # L1 entries were validated against a mirror this process no longer receives updates for.
+    for cache in list(_live_caches):
+        cache._drop_process_state()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class QueryCache:
+    """A multi-tier query cache; ``wrap()`` a PEP 249 connection to put it in front of it.
+
+    ``QueryCache()`` uses the embedded defaults: per-connection L1 plus an in-memory
+    L2 shared by every connection of this cache in this process.
+    """
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self._stats = Stats()
+        self.enabled = True
+        self.l2_enabled = self.config.l2.enabled
+        self.namespace = self.config.l2.namespace
+        cls = backend_class(self.config.l2.backend if self.config.l2.enabled else "memory")
+        self.backend: Backend = cls.from_config(self.config) if hasattr(cls, "from_config") else cls(
+            max_bytes=self.config.l2.max_bytes, namespace=self.namespace
+        )
+        # Process-wide table versions that L1 hits are checked against (DESIGN §2).
+        self.mirror_versions: Mapping[str, int] = self.backend.mirror.versions if hasattr(
+            self.backend, "mirror") else self.backend.versions  # type: ignore[attr-defined]
+        self._tenant: contextvars.ContextVar[Any] = contextvars.ContextVar(
+            f"querycache_tenant_{id(self)}", default=None
+        )
+        self._analyzers: dict[tuple[str, str], Analyzer] = {}
+        self._scopes: dict[tuple[Any, ...], tuple[int, str]] = {}
+        self._catalogs: dict[str, tuple[Catalog, int]] = {}
+        self._catalog_versions: dict[str, int] = {}
+        self._databases: set[str] = set()
+        self._connections: weakref.WeakSet[CachedConnection] = weakref.WeakSet()
+        self._lock = threading.RLock()
+        self._store_down_logged = False
+        self._closed = False
+        _live_caches.add(self)
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> QueryCache:
+        return cls(Config.from_dict(data))
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> QueryCache:
+        return cls(Config.from_yaml(path))
+
+    def __enter__(self) -> QueryCache:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<QueryCache l2={self.config.l2.backend} namespace={self.namespace!r}>"
+
+    # -- the public API ---------------------------------------------------------------------
+    def wrap(self, conn: Any, *, database_id: str | None = None) -> CachedConnection:
+        """A connection that behaves like ``conn``, with this cache in front of its reads."""
+        from querycache.connection import CachedConnection
+
+        if self._closed:
+            raise QueryCacheError("this QueryCache is closed; create a new one to wrap connections")
+        if isinstance(conn, CachedConnection) or type(conn).__name__ == "CachedConnection":
+            raise QueryCacheError("this connection is already wrapped; wrap the driver's connection once")
+        adapter = detect(conn)
+        wrapped = CachedConnection(self, conn, adapter, database_id)
+        with self._lock:
+            self._connections.add(wrapped)
+            self._databases.add(wrapped.database_id)
+        return wrapped
+
+    @contextlib.contextmanager
+    def scope(self, *, tenant: Any) -> Iterator[None]:
+        """Entries read inside this block are keyed by ``tenant`` too (in every tier)."""
+        token = self._tenant.set(tenant)
+        try:
+            yield
+        finally:
+            self._tenant.reset(token)
+
+    def stats(self) -> StatsSnapshot:
+        parses = sum(a.parses for a in self._analyzers.values())
+        return self._stats.snapshot({"parses": parses})
+
+    def invalidate_tables(self, *names: str, database_id: str | None = None) -> None:
+        """Make every cached read of these tables stale, in every database this cache has seen."""
+        if not names:
+            raise ValueError("invalidate_tables() needs at least one table name")
+        databases = [database_id] if database_id else sorted(self._databases)
+        keys = [f"{db}\x1f{fold(name)}" for db in databases for name in names]
+        self._bump(keys)
+        for name in names:
+            self._stats.invalidations.incr(fold(name))
+
+    def invalidate_groups(self, *names: str) -> None:
+        """Make every entry filled under ``/* cache group=<name> */`` stale."""
+        if not names:
+            raise ValueError("invalidate_groups() needs at least one group name")
+        self._bump([self._group_key(name) for name in names])
+        for name in names:
+            self._stats.invalidations.incr(f"group:{name}")
+
+    def flush(self, tier: str | None = None) -> None:
+        """Drop cached entries of one tier (``"l1"``, ``"l2"``, ``"l3"``) or of all (``None``)."""
+        if tier is not None and tier not in _TIERS:
+            raise ValueError(f"tier {tier!r} is not accepted; accepted: 'l1', 'l2', 'l3' or None")
+        if tier in (None, "l1"):
+            for conn in list(self._connections):
+                if conn._l1 is not None:
+                    conn._l1.clear()
+        if tier in (None, "l2"):
+            self.backend.flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.flush("l1")
+        self.backend.close()
+
+    # -- internals used by connections -------------------------------------------------------
+    def _bump(self, keys: list[str]) -> None:
+        token = uuid.uuid4().hex
+        self.backend.begin_write(keys, token, 30000)
+        self.backend.end_write(keys, token)
+        self._after_publish()
+
+    def _after_publish(self) -> None:
+        """Hook for stores that must wait for other processes' acknowledgements."""
+
+    def _group_key(self, name: str) -> str:
+        return f"{self.namespace}\x1fgroup\x1f{name}"
+
+    def _analyzer_for(self, dialect: str, paramstyle: str) -> Analyzer:
+        key = (dialect, paramstyle)
+        analyzer = self._analyzers.get(key)
+        if analyzer is None:
+            with self._lock:
+                analyzer = self._analyzers.setdefault(
+                    key, Analyzer(dialect, paramstyle, strict_hints=self.config.hints.strict)
+                )
+        return analyzer
+
+    def _intern_scope(self, scope: tuple[Any, ...]) -> tuple[int, str]:
+        with self._lock:
+            found = self._scopes.get(scope)
+            if found is None:
+                found = (len(self._scopes) + 1, repr(scope))
+                self._scopes[scope] = found
+            return found
+
+    def _catalog_for(self, conn: CachedConnection) -> tuple[Catalog, int]:
+        database = conn.database_id
+        version = self._catalog_versions.get(database, 0)
+        cached = self._catalogs.get(database)
+        if cached is not None and cached[1] == version:
+            return cached
+        adapter = conn._adapter
+        raw = conn._raw
+        if adapter.in_error(raw):
+            return Catalog(complete=False), -1
+        try:
+            catalog = adapter.load_catalog(raw)
+        except Exception as exc:  # noqa: BLE001 - a catalog we cannot read means: cache nothing
+            log.warning("querycache: could not read the catalog of %s (%s); its reads are not cached",
+                        database, exc)
+            return Catalog(complete=False), -1
+        with self._lock:
+            self._catalogs[database] = (catalog, version)
+        return catalog, version
+
+    def _invalidate_catalog(self, database: str) -> None:
+        with self._lock:
+            self._catalog_versions[database] = self._catalog_versions.get(database, 0) + 1
+
+    def _ttl_for(self, analysis: Analysis, tables: set[str]) -> float:
+        ttl_config = self.config.ttl
+        ttl = float(ttl_config.default_s)
+        for table in tables:
+            if table in ttl_config.tables:
+                ttl = min(ttl, ttl_config.tables[table])
+        if analysis.hints.ttl is not None:
+            ttl = float(analysis.hints.ttl)
+        return min(ttl, float(ttl_config.max_s))
+
+    def _store_failed(self) -> None:
+        next(self._stats.fail_open)
+        if not self._store_down_logged:
+            self._store_down_logged = True
+            log.warning("querycache: the shared store failed; queries go to the database")
+
+    def _forget(self, conn: CachedConnection) -> None:
+        self._connections.discard(conn)
+
+    def _drop_process_state(self) -> None:
+        for conn in list(self._connections):
+            if conn._l1 is not None:
+                conn._l1.clear()

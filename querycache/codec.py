@@ -1,0 +1,192 @@
+"""Safe result encoding for shared tiers: msgpack with extension types, never pickle.
+
+A value of a type the codec does not know raises ``Unencodable``; the caller then
+does not cache the result (and counts why) instead of failing the query.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+import zoneinfo
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import msgpack
+
+FORMAT_VERSION = 1
+
+_DECIMAL = 1
+_DATETIME = 2
+_DATE = 3
+_TIME = 4
+_TIMEDELTA = 5
+_UUID = 6
+_TUPLE = 7
+_BIGINT = 8
+_MEMORYVIEW = 9
+_BYTEARRAY = 10
+
+ROWS_TUPLE = 0
+ROWS_LIST = 1
+ROWS_DICT = 2
+
+
+class Unencodable(TypeError):
+    """A result holds a value the codec cannot represent exactly."""
+
+
+class CorruptEntry(ValueError):
+    """Stored bytes that do not decode to a result; treated as a miss."""
+
+
+class Column(NamedTuple):
+    """A PEP 249 description entry, indexable and with attribute names."""
+
+    name: str
+    type_code: Any
+    display_size: int | None
+    internal_size: int | None
+    precision: int | None
+    scale: int | None
+    null_ok: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One query result as the cache stores it."""
+
+    description: tuple[Any, ...] | None
+    rows: list[Any]
+    rowcount: int
+    lastrowid: Any = None
+    mutable_cells: bool = False
+
+
+def _tz_pack(tz: dt.tzinfo | None, sample: dt.datetime | None) -> list[Any]:
+    if tz is None:
+        return [0]
+    if isinstance(tz, zoneinfo.ZoneInfo):
+        return [1, tz.key]
+    if isinstance(tz, dt.timezone):
+        offset = tz.utcoffset(sample)
+        return [2, offset.days * 86400 + offset.seconds, offset.microseconds, tz.tzname(None)]
+    raise Unencodable(f"tzinfo of type {type(tz).__name__} is not encodable")
+
+
+def _tz_unpack(data: list[Any]) -> dt.tzinfo | None:
+    if data[0] == 0:
+        return None
+    if data[0] == 1:
+        return zoneinfo.ZoneInfo(data[1])
+    offset = dt.timedelta(seconds=data[1], microseconds=data[2])
+    name = data[3]
+    default_name = dt.timezone(offset).tzname(None)
+    return dt.timezone(offset) if name == default_name else dt.timezone(offset, name)
+
+
+def _default(value: Any) -> msgpack.ExtType:
+    kind = type(value)
+    if kind is decimal.Decimal:
+        return msgpack.ExtType(_DECIMAL, str(value).encode())
+    if kind is dt.datetime:
+        fields = [value.year, value.month, value.day, value.hour, value.minute, value.second,
+                  value.microsecond, value.fold, _tz_pack(value.tzinfo, value)]
+        return msgpack.ExtType(_DATETIME, _pack(fields))
+    if kind is dt.date:
+        return msgpack.ExtType(_DATE, _pack(value.toordinal()))
+    if kind is dt.time:
+        fields = [value.hour, value.minute, value.second, value.microsecond, value.fold,
+                  _tz_pack(value.tzinfo, None)]
+        return msgpack.ExtType(_TIME, _pack(fields))
+    if kind is dt.timedelta:
+        return msgpack.ExtType(_TIMEDELTA, _pack([value.days, value.seconds, value.microseconds]))
+    if kind is uuid.UUID:
+        return msgpack.ExtType(_UUID, value.bytes)
+    if kind is tuple:
+        return msgpack.ExtType(_TUPLE, _pack(list(value)))
+    if kind is int:
+        return msgpack.ExtType(_BIGINT, str(value).encode())
+    if kind is memoryview:
+        return msgpack.ExtType(_MEMORYVIEW, value.tobytes())
+    if kind is bytearray:
+        return msgpack.ExtType(_BYTEARRAY, bytes(value))
+    raise Unencodable(f"values of type {kind.__module__}.{kind.__qualname__} are not encodable")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _DECIMAL:
+        return decimal.Decimal(data.decode())
+    if code == _DATETIME:
+        y, mo, d, h, mi, s, us, fold, tz = _unpack(data)
+        return dt.datetime(y, mo, d, h, mi, s, us, tzinfo=_tz_unpack(tz), fold=fold)
+    if code == _DATE:
+        return dt.date.fromordinal(_unpack(data))
+    if code == _TIME:
+        h, mi, s, us, fold, tz = _unpack(data)
+        return dt.time(h, mi, s, us, tzinfo=_tz_unpack(tz), fold=fold)
+    if code == _TIMEDELTA:
+        days, seconds, micro = _unpack(data)
+        return dt.timedelta(days=days, seconds=seconds, microseconds=micro)
+    if code == _UUID:
+        return uuid.UUID(bytes=data)
+    if code == _TUPLE:
+        return tuple(_unpack(data))
+    if code == _BIGINT:
+        return int(data.decode())
+    if code == _MEMORYVIEW:
+        return memoryview(data)
+    if code == _BYTEARRAY:
+        return bytearray(data)
+    raise CorruptEntry(f"unknown extension type {code}")
+
+
+def _pack(value: Any) -> bytes:
+    return msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+
+
+def encode(result: Result) -> bytes:
+    """Bytes for ``result``; raises ``Unencodable`` for values outside the codec."""
+    rows = result.rows
+    if not rows or type(rows[0]) is tuple:
+        kind, body = ROWS_TUPLE, [list(r) for r in rows]
+    elif type(rows[0]) is list:
+        kind, body = ROWS_LIST, rows
+    elif type(rows[0]) is dict:
+        kind, body = ROWS_DICT, rows
+    else:
+        raise Unencodable(f"rows of type {type(rows[0]).__qualname__} are not encodable")
+    if any(type(r) is not type(rows[0]) for r in rows):
+        raise Unencodable("rows of mixed types are not encodable")
+    description = None
+    if result.description is not None:
+        description = [[col[0], _plain(col[1]), *(_plain(v) for v in col[2:7])] for col in result.description]
+    lastrowid = result.lastrowid if isinstance(result.lastrowid, int) or result.lastrowid is None else None
+    try:
+        return _pack([FORMAT_VERSION, kind, description, body, result.rowcount, lastrowid, result.mutable_cells])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise Unencodable(str(exc)) from exc
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or type(value) in (int, str, bool, float) else str(value)
+
+
+def decode(data: bytes) -> Result:
+    """The result ``encode`` produced; raises ``CorruptEntry`` for anything else."""
+    try:
+        version, kind, description, body, rowcount, lastrowid, mutable = _unpack(data)
+    except CorruptEntry:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types for bad bytes
+        raise CorruptEntry(f"undecodable entry: {exc}") from exc
+    if version != FORMAT_VERSION:
+        raise CorruptEntry(f"entry format {version}, expected {FORMAT_VERSION}")
+    rows = [tuple(r) for r in body] if kind == ROWS_TUPLE else body
+    desc = tuple(Column(*col) for col in description) if description is not None else None
+    return Result(description=desc, rows=rows, rowcount=rowcount, lastrowid=lastrowid, mutable_cells=mutable)

@@ -1,0 +1,256 @@
+"""Typed, validated configuration: frozen dataclasses loaded from YAML or a dict.
+
+Every error names the key path, the bad value and what is accepted.
+``${ENV}`` and ``${ENV:-default}`` expand in every string; ``$${`` is a literal ``${``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from querycache.errors import ConfigError
+
+_ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class L1Config:
+    enabled: bool = True
+    max_entries: int = 10000
+    max_bytes: int = 67108864
+
+
+@dataclass(frozen=True)
+class L2Config:
+    enabled: bool = True
+    backend: Literal["memory", "redis"] = "memory"
+    url: str | None = None
+    namespace: str = "querycache"
+    max_bytes: int = 268435456
+    timeout_ms: int = 50
+    hmac_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class L3Config:
+    enabled: bool = False
+    model: str | None = None
+    threshold: float = 0.97
+    max_entries: int = 100000
+    budget_ms: int = 20
+
+
+@dataclass(frozen=True)
+class TTLConfig:
+    default_s: int = 300
+    max_s: int = 3600
+    tables: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InvalidationConfig:
+    mode: Literal["strict", "bounded"] = "strict"
+    lease_ms: int = 500
+    dependencies: Mapping[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CoalesceConfig:
+    enabled: bool = True
+    max_wait_ms: int = 5000
+    lease_ms: int = 30000
+
+
+@dataclass(frozen=True)
+class HintsConfig:
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class ScopeConfig:
+    settings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; ``Config()`` is the embedded default (L1 + in-memory L2)."""
+
+    l1: L1Config = field(default_factory=L1Config)
+    l2: L2Config = field(default_factory=L2Config)
+    l3: L3Config = field(default_factory=L3Config)
+    ttl: TTLConfig = field(default_factory=TTLConfig)
+    max_result_rows: int = 10000
+    max_result_bytes: int = 8388608
+    invalidation: InvalidationConfig = field(default_factory=InvalidationConfig)
+    coalesce: CoalesceConfig = field(default_factory=CoalesceConfig)
+    hints: HintsConfig = field(default_factory=HintsConfig)
+    scope: ScopeConfig = field(default_factory=ScopeConfig)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Config:
+        """Validate ``data`` (the YAML document's root) into a ``Config``."""
+        if data is None:
+            data = {}
+        config = _build(cls, expand_env(data), "")
+        _check(config)
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> Config:
+        import yaml
+
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"{path}: the document root must be a mapping, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def expand_env(value: Any) -> Any:
+    """Expand ``${ENV}`` / ``${ENV:-default}`` in every string of ``value``."""
+    if isinstance(value, str):
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set and ${{{name}}} has no :-default")
+        return _ENV.sub(replace, value)
+    if isinstance(value, Mapping):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, path)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: {value!r} is not accepted; accepted: {', '.join(map(repr, args))}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ConfigError(f"{path}: {value!r} is not a boolean; accepted: true or false")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{path}: {value!r} is not an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{path}: {value!r} is not an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{path}: {value!r} is not a number")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{path}: {value!r} is not a string")
+    if origin in (Mapping, dict, typing.get_origin(Mapping[str, int])):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: {value!r} is not a mapping")
+        return {str(k): _coerce(args[1], v, f"{path}.{k}") for k, v in value.items()}
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: {value!r} is not a list")
+        return [_coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    raise ConfigError(f"{path}: unsupported type {_type_name(tp)}")  # pragma: no cover
+
+
+def _build(cls: Any, data: Any, path: str) -> Any:
+    where = path or "config"
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = f"{path}.{unknown[0]}" if path else str(unknown[0])
+        raise ConfigError(f"{key}: unknown key; accepted keys here: {', '.join(sorted(fields))}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{path}.{name}" if path else name)
+    return cls(**kwargs)
+
+
+def _check(config: Config) -> None:
+    def positive(path: str, value: float) -> None:
+        if value <= 0:
+            raise ConfigError(f"{path}: {value!r} must be greater than 0")
+
+    def non_negative(path: str, value: float) -> None:
+        if value < 0:
+            raise ConfigError(f"{path}: {value!r} must be 0 or greater")
+
+    positive("l1.max_entries", config.l1.max_entries)
+    positive("l1.max_bytes", config.l1.max_bytes)
+    positive("l2.max_bytes", config.l2.max_bytes)
+    positive("l2.timeout_ms", config.l2.timeout_ms)
+    if config.l2.enabled and config.l2.backend == "redis" and not config.l2.url:
+        raise ConfigError("l2.url: required when l2.backend is 'redis' (e.g. redis://127.0.0.1:6379/0)")
+    if config.l2.backend == "memory" and config.l2.url:
+        raise ConfigError("l2.url: only accepted with l2.backend: redis; the memory backend takes no url")
+    if not config.l2.namespace or any(c in config.l2.namespace for c in " \t\n{}"):
+        raise ConfigError(f"l2.namespace: {config.l2.namespace!r} must be non-empty, without spaces or braces")
+    if not 0.0 < config.l3.threshold <= 1.0:
+        raise ConfigError(f"l3.threshold: {config.l3.threshold!r} must be in (0, 1]")
+    positive("l3.max_entries", config.l3.max_entries)
+    positive("l3.budget_ms", config.l3.budget_ms)
+    non_negative("ttl.default_s", config.ttl.default_s)
+    positive("ttl.max_s", config.ttl.max_s)
+    if config.ttl.default_s > config.ttl.max_s:
+        raise ConfigError(f"ttl.default_s: {config.ttl.default_s} exceeds ttl.max_s ({config.ttl.max_s})")
+    for table, seconds in config.ttl.tables.items():
+        non_negative(f"ttl.tables.{table}", seconds)
+    positive("max_result_rows", config.max_result_rows)
+    positive("max_result_bytes", config.max_result_bytes)
+    positive("invalidation.lease_ms", config.invalidation.lease_ms)
+    positive("coalesce.max_wait_ms", config.coalesce.max_wait_ms)
+    positive("coalesce.lease_ms", config.coalesce.lease_ms)

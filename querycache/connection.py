@@ -1,0 +1,1002 @@
+"""CachedConnection and CachedCursor: the PEP 249 surface, with the cache behind ``execute``.
+
+A wrapped connection behaves like the one it wraps: it reports the wrapped class
+through ``__class__``, passes unknown attributes through, and a cached answer has
+the same rows, types, ``description`` and ``rowcount`` as a live one.
+
+Transaction state is read from the driver after every call, never inferred from
+method names (DESIGN §2). Writes are tracked per transaction and published in two
+phases around the moment they become visible.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+from querycache.analysis import ALL_TABLES, Analysis, StatementKind, TxAction
+from querycache.backends.base import MISS
+from querycache.codec import CorruptEntry, Result, Unencodable, decode, encode
+from querycache.drivers.base import Catalog, DriverAdapter, ServerState
+from querycache.keys import UnsupportedParam, l1_params, l2_key
+from querycache.l1 import L1Cache, L1Entry
+from querycache.status import COALESCED, HIT_L1, HIT_L2, MISS as STATUS_MISS, BypassReason, NotFilledReason
+
+if TYPE_CHECKING:
+    from querycache.cache import QueryCache
+
+_PENDING_MARK_MS = 30000
+_RR_LEVELS = ("repeatable read", "serializable-snapshot", "unknown")
+_MUTABLE = (list, dict, bytearray, set)
+
+
+class _Transaction:
+    """What the wrapper knows about the open transaction of one connection."""
+
+    __slots__ = ("open", "tracked", "stamp", "dirty", "written", "isolation")
+
+    def __init__(self) -> None:
+        self.open = False
+        self.tracked = True
+        self.stamp: int | None = None
+        self.dirty = False
+        self.written: set[str] = set()
+        self.isolation: str | None = None
+
+    def reset(self) -> None:
+        self.open = False
+        self.tracked = True
+        self.stamp = None
+        self.dirty = False
+        self.written = set()
+        self.isolation = None
+
+
+class _ReadPlan:
+    """A cacheable read resolved against the catalog: its version keys, or why it is not cached."""
+
+    __slots__ = ("version_keys", "bypass", "ttl_s")
+
+    def __init__(self, version_keys: tuple[str, ...], bypass: BypassReason | None, ttl_s: float) -> None:
+        self.version_keys = version_keys
+        self.bypass = bypass
+        self.ttl_s = ttl_s
+
+
+class CachedConnection:
+    """A PEP 249 connection whose reads are answered from the cache when provably fresh."""
+
+    _own = frozenset(
+        {"_raw", "_cache", "_adapter", "_analyzer", "_l1", "_tx", "_state", "_scope_id", "_scope_key",
+         "_database_id", "_version_prefix", "_private", "_plans", "_catalog_version", "_closed",
+         "_scope_stale_at_tx_end", "_fixed_database_id", "_cursors", "__weakref__"}
+    )
+
+    def __init__(self, cache: QueryCache, raw: Any, adapter: DriverAdapter, database_id: str | None) -> None:
+        object.__setattr__(self, "_raw", raw)
+        self._cache = cache
+        self._adapter = adapter
+        self._analyzer = cache._analyzer_for(adapter.dialect, adapter.paramstyle)
+        config = cache.config
+        self._l1: L1Cache | None = (
+            L1Cache(config.l1.max_entries, config.l1.max_bytes, cache._stats.evictions.counter("l1").__next__)
+            if config.l1.enabled else None
+        )
+        self._tx = _Transaction()
+        self._private = False
+        self._plans: dict[str, _ReadPlan] = {}
+        self._catalog_version = -1
+        self._closed = False
+        self._scope_stale_at_tx_end = False
+        self._fixed_database_id = database_id
+        self._cursors: weakref.WeakSet[CachedCursor] = weakref.WeakSet()
+        self._state = ServerState("", (), "unknown", False)
+        self._scope_id = 0
+        self._scope_key = ""
+        self._database_id = ""
+        self._version_prefix = ""
+        was_in_tx = adapter.in_transaction(raw)
+        self._refresh_scope()
+        if was_in_tx:
+            # Wrapped while a transaction was open: we did not see it start, so no hits, no fills.
+            self._tx.open = True
+            self._tx.tracked = False
+
+    # -- identity and pass-through -------------------------------------------------------
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type(self._raw)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._raw, name)
+        if name in _STATE_CHANGING_METHODS and callable(value):
+            return _after_call(self, value, name)
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in CachedConnection._own:
+            object.__setattr__(self, name, value)
+            return
+        in_tx = self._adapter.in_transaction(self._raw)
+        setattr(self._raw, name, value)
+        self._reconcile(in_tx, ended_by_commit=True)
+        if name in ("isolation_level", "autocommit", "read_only", "deferrable"):
+            self._plans.clear()
+
+    def __repr__(self) -> str:
+        return f"<querycache.CachedConnection wrapping {self._raw!r}>"
+
+    @property
+    def wrapped(self) -> Any:
+        """The driver connection this wraps."""
+        return self._raw
+
+    @property
+    def cache(self) -> QueryCache:
+        return self._cache
+
+    @property
+    def database_id(self) -> str:
+        return self._database_id
+
+    # -- PEP 249 ------------------------------------------------------------------------
+    def cursor(self, *args: Any, **kwargs: Any) -> CachedCursor:
+        cur = CachedCursor(self, self._raw.cursor(*args, **kwargs))
+        self._cursors.add(cur)
+        return cur
+
+    def commit(self) -> None:
+        self._end_transaction(self._raw.commit, committing=True)
+
+    def rollback(self) -> None:
+        self._end_transaction(self._raw.rollback, committing=False)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            in_tx = self._adapter.in_transaction(self._raw) if not self._raw_closed() else False
+            try:
+                self._raw.close()
+            finally:
+                if in_tx and self._tx.written:
+                    # Closing with an open transaction rolls it back; MySQL keeps non-transactional writes.
+                    if self._adapter.bump_on_rollback:
+                        self._publish(self._tx.written)
+                self._tx.reset()
+                if self._l1 is not None:
+                    self._l1.clear()
+                self._cache._forget(self)
+
+    def _raw_closed(self) -> bool:
+        closed = getattr(self._raw, "closed", False)
+        return bool(closed) if not callable(closed) else False
+
+    def execute(self, sql: Any, params: Any = None, *args: Any, **kwargs: Any) -> CachedCursor:
+        """sqlite3 / psycopg ``Connection.execute``: a new cursor, executed through the cache."""
+        cur = self.cursor()
+        cur.execute(sql, params, *args, **kwargs) if params is not None or args or kwargs else cur.execute(sql)
+        return cur
+
+    def executemany(self, sql: Any, seq_of_params: Any, *args: Any, **kwargs: Any) -> CachedCursor:
+        cur = self.cursor()
+        cur.executemany(sql, seq_of_params, *args, **kwargs)
+        return cur
+
+    def executescript(self, script: str) -> CachedCursor:
+        """sqlite3: commits first, then runs several statements: a write to every table."""
+        keys = {self._key(ALL_TABLES)} | self._tx.written
+        self._publish_around(keys, lambda: self._raw.executescript(script))
+        self._tx.reset()
+        self._catalog_changed()
+        cur = CachedCursor(self, self._raw.cursor())
+        cur._status = f"bypass:{BypassReason.MULTI_STATEMENT.value}"
+        self._cache._stats.bypasses.incr(BypassReason.MULTI_STATEMENT.value)
+        return cur
+
+    def transaction(self, *args: Any, **kwargs: Any) -> Any:
+        """psycopg ``Connection.transaction()``: its exit commits (or releases a savepoint)."""
+        return _TransactionBlock(self, self._raw.transaction(*args, **kwargs))
+
+    def __enter__(self) -> CachedConnection:
+        self._raw.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        # sqlite3 and psycopg commit on a clean exit and roll back otherwise; PyMySQL closes.
+        return self._end_transaction(lambda: self._raw.__exit__(exc_type, exc, tb), committing=exc_type is None)
+
+    # -- scope and catalog --------------------------------------------------------------
+    def _refresh_scope(self) -> None:
+        settings = self._cache.config.scope.settings
+        state = self._adapter.server_state(self._raw, settings)
+        database_id = self._fixed_database_id or state.database_id
+        self._state = state
+        self._database_id = database_id
+        self._version_prefix = database_id + "\x1f"
+        scope = (database_id, state.scope, self._private and id(self))
+        self._scope_id, self._scope_key = self._cache._intern_scope(scope)
+        self._plans.clear()
+
+    def _catalog(self) -> tuple[Catalog, int]:
+        return self._cache._catalog_for(self)
+
+    def _catalog_changed(self) -> None:
+        self._cache._invalidate_catalog(self._database_id)
+        self._plans.clear()
+
+    def _key(self, table: str) -> str:
+        return self._version_prefix + table
+
+    def _isolation(self) -> str:
+        return self._tx.isolation or self._adapter.driver_isolation(self._raw) or self._state.isolation
+
+    # -- transaction bookkeeping --------------------------------------------------------
+    def _publish(self, keys: set[str]) -> None:
+        token = uuid.uuid4().hex
+        ordered = sorted(keys)
+        self._cache.backend.begin_write(ordered, token, _PENDING_MARK_MS)
+        self._cache.backend.end_write(ordered, token)
+        self._count_invalidations(keys)
+        self._cache._after_publish()
+
+    def _publish_around(self, keys: set[str], action: Callable[[], Any]) -> Any:
+        """Phase 1 before ``action`` makes writes visible, phase 2 after, whatever its outcome."""
+        if not keys:
+            return action()
+        token = uuid.uuid4().hex
+        ordered = sorted(keys)
+        self._cache.backend.begin_write(ordered, token, _PENDING_MARK_MS)
+        try:
+            return action()
+        finally:
+            self._cache.backend.end_write(ordered, token)
+            self._count_invalidations(keys)
+            self._cache._after_publish()
+
+    def _count_invalidations(self, keys: set[str]) -> None:
+        counter = self._cache._stats.invalidations
+        for key in keys:
+            counter.incr(key.rsplit("\x1f", 1)[-1])
+
+    def _end_transaction(self, action: Callable[[], Any], committing: bool) -> Any:
+        written = self._tx.written
+        if written and (committing or self._adapter.bump_on_rollback):
+            result = self._publish_around(set(written), action)
+        else:
+            try:
+                result = action()
+            except BaseException:
+                # A rollback the driver did not confirm may have been a commit (connection lost).
+                if written:
+                    self._publish(set(written))
+                self._tx.reset()
+                raise
+        self._tx.reset()
+        if self._scope_stale_at_tx_end:
+            self._scope_stale_at_tx_end = False
+            self._refresh_scope()
+        return result
+
+    def _reconcile(self, was_in_tx: bool, ended_by_commit: bool) -> None:
+        """After a call the wrapper did not drive: did a transaction end (or begin) under it?"""
+        in_tx = self._adapter.in_transaction(self._raw)
+        if was_in_tx and not in_tx:
+            if self._tx.written and (ended_by_commit or self._adapter.bump_on_rollback):
+                self._publish(set(self._tx.written))
+            self._tx.reset()
+        elif in_tx and not was_in_tx:
+            self._tx.open = True
+            self._tx.tracked = False
+
+    # -- the read plan ------------------------------------------------------------------
+    def _plan(self, analysis: Analysis) -> _ReadPlan:
+        plan = self._plans.get(analysis.sql)
+        catalog, version = self._catalog()
+        if plan is not None and version == self._catalog_version:
+            return plan
+        if version != self._catalog_version:
+            self._plans.clear()
+            self._catalog_version = version
+        bypass: BypassReason | None = None
+        if not catalog.complete:
+            bypass = BypassReason.UNKNOWN
+        elif analysis.tables_read - catalog.relations - set(analysis.hints.tables):
+            bypass = BypassReason.UNKNOWN_RELATION
+        elif analysis.functions & catalog.volatile_functions:
+            bypass = BypassReason.VOLATILE
+        elif catalog.deterministic_functions is not None and analysis.dialect == "sqlite" and (
+            analysis.user_functions - catalog.deterministic_functions
+        ):
+            bypass = BypassReason.VOLATILE
+        tables = catalog.expand_reads(analysis.tables_read)
+        keys = [self._key(ALL_TABLES), self._key(_CATALOG_KEY)]
+        keys += sorted(self._key(t) for t in tables)
+        keys += sorted(self._cache._group_key(g) for g in analysis.hints.groups)
+        plan = _ReadPlan(tuple(keys), bypass, self._cache._ttl_for(analysis, tables))
+        if len(self._plans) > 4096:
+            self._plans.clear()
+        self._plans[analysis.sql] = plan
+        return plan
+
+    def _write_keys(self, analysis: Analysis) -> set[str]:
+        catalog, _ = self._catalog()
+        tables, everything = catalog.expand_writes(
+            analysis.tables_written, self._cache.config.invalidation.dependencies
+        )
+        if everything or analysis.writes_everything or not catalog.complete and not tables:
+            return {self._key(ALL_TABLES)}
+        keys = {self._key(t) for t in tables}
+        if analysis.kind is StatementKind.DDL:
+            keys.add(self._key(_CATALOG_KEY))
+        return keys
+
+
+_CATALOG_KEY = "#catalog"
+_STATE_CHANGING_METHODS = frozenset(
+    {"autocommit", "begin", "select_db", "set_session", "set_isolation_level", "reset", "ping",
+     "set_client_encoding", "tpc_begin", "tpc_commit", "tpc_rollback", "tpc_prepare", "change_user",
+     "set_character_set"}
+)
+
+
+def _after_call(conn: CachedConnection, method: Callable[..., Any], name: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        was_in_tx = conn._adapter.in_transaction(conn._raw)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            conn._reconcile(was_in_tx, ended_by_commit=name not in ("tpc_rollback", "reset"))
+            if name in ("select_db", "set_session", "reset", "change_user", "ping"):
+                conn._refresh_scope()
+            if name == "begin":
+                # PyMySQL begin(): a transaction we saw start.
+                conn._tx.open = conn._adapter.in_transaction(conn._raw) or True
+                conn._tx.tracked = True
+    return call
+
+
+class _TransactionBlock:
+    """psycopg's ``with conn.transaction():``, with the two-phase publish around its commit."""
+
+    def __init__(self, conn: CachedConnection, block: Any) -> None:
+        self._conn = conn
+        self._block = block
+        self._outer = False
+
+    def __enter__(self) -> Any:
+        conn = self._conn
+        self._outer = not conn._adapter.in_transaction(conn._raw)
+        result = self._block.__enter__()
+        if self._outer:
+            conn._tx.reset()
+            conn._tx.open = True
+        return result
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        conn = self._conn
+        if not self._outer:
+            return self._block.__exit__(exc_type, exc, tb)
+        written = set(conn._tx.written)
+        if exc_type is None and written:
+            result = conn._publish_around(written, lambda: self._block.__exit__(exc_type, exc, tb))
+        else:
+            result = self._block.__exit__(exc_type, exc, tb)
+        conn._tx.reset()
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._block, name)
+
+
+class CachedCursor:
+    """A PEP 249 cursor; ``cache_status`` tells where the last result came from."""
+
+    _own = frozenset({"_conn", "_raw", "_status", "_rows", "_pos", "_live", "_description", "_rowcount",
+                      "_lastrowid", "_served", "_returned", "__weakref__"})
+
+    def __init__(self, conn: CachedConnection, raw: Any) -> None:
+        object.__setattr__(self, "_raw", raw)
+        self._conn = conn
+        self._status: str | None = None
+        self._rows: list[Any] = []
+        self._pos = 0
+        self._live = True
+        self._served = False
+        self._description: Any = None
+        self._rowcount = -1
+        self._lastrowid: Any = None
+        self._returned: Any = None
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type(self._raw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in CachedCursor._own:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._raw, name, value)
+
+    def __repr__(self) -> str:
+        return f"<querycache.CachedCursor status={self._status!r} wrapping {self._raw!r}>"
+
+    @property
+    def wrapped(self) -> Any:
+        return self._raw
+
+    @property
+    def cache_status(self) -> str | None:
+        """``None`` before the first execute; then ``hit:L1``, ``miss``, ``bypass:<reason>``..."""
+        return self._status
+
+    @property
+    def connection(self) -> CachedConnection:
+        return self._conn
+
+    # -- results ------------------------------------------------------------------------
+    @property
+    def description(self) -> Any:
+        return self._raw.description if not self._served else self._description
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._raw.rowcount) if not self._served else self._rowcount
+
+    @property
+    def lastrowid(self) -> Any:
+        return self._raw.lastrowid if not self._served else self._lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return int(self._raw.arraysize)
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._raw.arraysize = value
+
+    def fetchone(self) -> Any:
+        if self._live:
+            return self._raw.fetchone()
+        rows, pos = self._rows, self._pos
+        if pos < len(rows):
+            self._pos = pos + 1
+            return rows[pos]
+        if self._served:
+            return None
+        self._live = True  # a buffered prefix is exhausted: the rest comes from the database
+        return self._raw.fetchone()
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        if size is None:
+            size = self.arraysize
+        if self._live:
+            return list(self._raw.fetchmany(size))
+        rows, pos = self._rows, self._pos
+        out = rows[pos:pos + size]
+        self._pos = pos + len(out)
+        if len(out) < size and not self._served:
+            self._live = True
+            out += self._raw.fetchmany(size - len(out))
+        return out
+
+    def fetchall(self) -> list[Any]:
+        if self._live:
+            return list(self._raw.fetchall())
+        rows, pos = self._rows, self._pos
+        out = rows[pos:] if pos else rows[:]
+        self._pos = len(rows)
+        if not self._served:
+            self._live = True
+            out += self._raw.fetchall()
+        return out
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        row = self.fetchone()
+        if row is None:
+            raise StopIteration
+        return row
+
+    def __enter__(self) -> CachedCursor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._rows = []
+        self._raw.close()
+
+    def setinputsizes(self, sizes: Any) -> None:
+        method = getattr(self._raw, "setinputsizes", None)
+        if method is not None:
+            method(sizes)
+
+    def setoutputsize(self, size: Any, column: Any = None) -> None:
+        method = getattr(self._raw, "setoutputsize", None)
+        if method is not None:
+            method(size) if column is None else method(size, column)
+
+    def nextset(self) -> Any:
+        if self._served:
+            return None
+        return self._raw.nextset()
+
+    def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Any:
+        """Never cached: a procedure may write anything."""
+        conn = self._conn
+        self._begin_live(f"bypass:{BypassReason.CALLPROC.value}")
+        conn._cache._stats.bypasses.incr(BypassReason.CALLPROC.value)
+        return _run_write(conn, {conn._key(ALL_TABLES)}, lambda: self._raw.callproc(procname, parameters), False)
+
+    # -- serving ------------------------------------------------------------------------
+    def _begin_live(self, status: str) -> None:
+        self._status = status
+        self._live = True
+        self._served = False
+        self._rows = []
+        self._pos = 0
+
+    def _serve(self, result: Result, status: str) -> None:
+        self._status = status
+        rows = result.rows
+        self._rows = copy.deepcopy(rows) if result.mutable_cells else rows
+        self._pos = 0
+        self._live = False
+        self._served = True
+        description = result.description
+        self._description = list(description) if type(description) is list else description
+        self._rowcount = result.rowcount
+        self._lastrowid = result.lastrowid
+
+    # -- execute ------------------------------------------------------------------------
+    def execute(self, sql: Any, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+        conn = self._conn
+        if args or kwargs or type(sql) is not str:
+            return self._execute_uncached(sql, params, args, kwargs, BypassReason.UNKNOWN)
+        adapter = conn._adapter
+        raw_conn = conn._raw
+        in_tx = adapter.in_transaction(raw_conn)
+        tx = conn._tx
+        l1 = conn._l1
+        # L1 fast path: no parsing, no I/O. Entries exist only for cacheable reads of this scope.
+        if l1 is not None and (tx.open and tx.tracked and not tx.dirty if in_tx else not tx.open) and not conn._private:
+            try:
+                pkey = l1_params(params)
+            except UnsupportedParam:
+                pkey = None
+            if pkey is not None:
+                key = (conn._scope_id, conn._cache._tenant.get(), adapter.shape_token(self._raw), sql, pkey)
+                entry = l1.get(key)
+                if entry is not None and self._l1_fresh(entry, in_tx):
+                    self._serve(entry.result, HIT_L1)
+                    next(conn._cache._stats.hits["l1"])
+                    return self._result()
+        return self._execute_slow(sql, params, in_tx)
+
+    def _l1_fresh(self, entry: L1Entry, in_tx: bool) -> bool:
+        conn = self._conn
+        backend = conn._cache.backend
+        if entry.epoch != backend.epoch or entry.expires_at <= time.monotonic():
+            return False
+        limit = entry.stamp
+        if in_tx:
+            isolation = conn._isolation()
+            if isolation == "serializable":
+                return False
+            if isolation in _RR_LEVELS:
+                tx_stamp = conn._tx.stamp
+                if tx_stamp is None:
+                    return False  # the first read of a REPEATABLE READ transaction pins its snapshot
+                limit = min(limit, tx_stamp)
+        elif conn._adapter.reads_open_transaction(conn._raw) and conn._isolation() != "read committed":
+            return False  # this read would open a transaction whose snapshot it must pin
+        versions = conn._cache.mirror_versions
+        for k in entry.version_keys:
+            version = versions.get(k)
+            if version is None or version > limit:
+                return False
+        return True
+
+    def _execute_uncached(self, sql: Any, params: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                          reason: BypassReason) -> Any:
+        """Statements the wrapper cannot analyze (non-text SQL objects...): a write to everything."""
+        conn = self._conn
+        self._begin_live(f"bypass:{reason.value}")
+        conn._cache._stats.bypasses.incr(reason.value)
+        call_args = (sql,) if params is None and not args and not kwargs else (sql, params, *args)
+        self._returned = _run_write(
+            conn, {conn._key(ALL_TABLES)}, lambda: self._raw.execute(*call_args, **kwargs), False
+        )
+        return self._result()
+
+    def _execute_slow(self, sql: str, params: Any, in_tx: bool) -> Any:
+        conn = self._conn
+        cache = conn._cache
+        stats = cache._stats
+        analysis = conn._analyzer(sql)
+        if analysis.hints.warnings:
+            for _ in analysis.hints.warnings:
+                next(stats.hint_warnings)
+        tx = conn._tx
+        if in_tx and not tx.open:
+            tx.open, tx.tracked = True, False  # began outside the wrapper's sight
+        elif not in_tx and tx.open:
+            conn._reconcile(True, ended_by_commit=True)  # ended outside the wrapper's sight
+        if analysis.kind is StatementKind.READ:
+            return self._read(analysis, sql, params, in_tx)
+        if analysis.kind is StatementKind.TRANSACTION:
+            return self._transaction_statement(analysis, sql, params, in_tx)
+        if analysis.kind in (StatementKind.SESSION, StatementKind.OTHER) and not analysis.is_write:
+            return self._session_statement(analysis, sql, params, in_tx)
+        return self._write(analysis, sql, params, in_tx)
+
+    def _raw_execute(self, sql: str, params: Any) -> Any:
+        self._returned = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
+        return self._returned
+
+    def _result(self) -> Any:
+        """What ``execute`` returns: the driver's own answer, with its cursor replaced by this one."""
+        if self._served:
+            style = self._conn._adapter.execute_returns
+            return self if style == "cursor" else self._rowcount if style == "rowcount" else None
+        returned = self._returned
+        return self if returned is self._raw else returned
+
+    def _bypass(self, analysis: Analysis, sql: str, params: Any, reason: BypassReason) -> Any:
+        conn = self._conn
+        stats = conn._cache._stats
+        status = f"bypass:{reason.value}"
+        self._begin_live(status)
+        stats.bypasses.incr(reason.value)
+        stats.record_fingerprint(analysis.fingerprint, analysis.normalized, status)
+        in_tx = conn._adapter.in_transaction(conn._raw)
+        started = time.perf_counter()
+        try:
+            self._raw_execute(sql, params)
+        finally:
+            stats.latency["bypass"].observe(time.perf_counter() - started)
+            conn._reconcile(in_tx, ended_by_commit=True)
+        return self._result()
+
+    def _read(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
+        conn = self._conn
+        cache = conn._cache
+        tx = conn._tx
+        if analysis.changes_scope:
+            self._bypass(analysis, sql, params, BypassReason.SESSION)
+            conn._refresh_scope()
+            return self._result()
+        reason = analysis.reason
+        if reason is None and not conn._adapter.supported:
+            reason = BypassReason.UNKNOWN
+        if reason is None and (not cache.enabled or conn._l1 is None and not cache.l2_enabled):
+            reason = BypassReason.DISABLED
+        if reason is None and conn._state.replica:
+            reason = BypassReason.REPLICA
+        if reason is None and conn._private:
+            reason = BypassReason.TEMP_TABLE
+        if reason is None and in_tx:
+            if not tx.tracked:
+                reason = BypassReason.TX_UNTRACKED
+            elif tx.dirty:
+                reason = BypassReason.TX_DIRTY
+        isolation = conn._isolation()
+        opens_tx = not in_tx and conn._adapter.reads_open_transaction(conn._raw)
+        if reason is None and isolation == "serializable" and (in_tx or opens_tx):
+            reason = BypassReason.TX_ISOLATION
+        plan = None
+        if reason is None:
+            plan = conn._plan(analysis)
+            reason = plan.bypass
+        if reason is not None or plan is None:
+            return self._bypass(analysis, sql, params, reason or BypassReason.UNKNOWN)
+        try:
+            pkey = l1_params(params)
+        except UnsupportedParam:
+            return self._bypass(analysis, sql, params, BypassReason.UNKNOWN)
+        # The first read of a REPEATABLE READ transaction runs on the database: it pins the snapshot.
+        pin = (in_tx and tx.stamp is None or opens_tx) and isolation in _RR_LEVELS
+        tx_stamp = tx.stamp if in_tx and isolation in _RR_LEVELS else None
+        shape = conn._adapter.shape_token(self._raw)
+        l1_key = (conn._scope_id, cache._tenant.get(), shape, sql, pkey)
+        use_l2 = cache.l2_enabled and analysis.hints.tier != "l1"
+        use_l1 = conn._l1 is not None and analysis.hints.tier != "l2"
+        store_key = l2_key(cache.namespace, conn._scope_key, cache._tenant.get(),
+                           conn._adapter.cursor_shape(self._raw), analysis.normalized, params) if use_l2 else None
+        started = time.perf_counter()
+        try:
+            lookup = cache.backend.lookup(None if pin else store_key, plan.version_keys, tx_stamp)
+        except Exception:  # noqa: BLE001 - fail open: the store must never fail a query
+            cache._store_failed()
+            return self._bypass(analysis, sql, params, BypassReason.STORE_UNAVAILABLE)
+        stats = cache._stats
+        if lookup.value is not MISS and not pin:
+            try:
+                result = decode(lookup.value)  # type: ignore[arg-type]
+            except CorruptEntry:
+                result = None
+                stats.not_filled.incr("corrupt_entry")
+            if result is not None:
+                self._serve(result, HIT_L2)
+                next(stats.hits["l2"])
+                stats.latency["l2"].observe(time.perf_counter() - started)
+                if use_l1 and not in_tx:
+                    self._fill_l1(l1_key, result, plan, lookup.stamp, lookup.epoch, len(lookup.value))  # type: ignore[arg-type]
+                return self._result()
+        stamp = lookup.stamp
+        # Miss: run on the database, deliver, then fill.
+        self._begin_live(STATUS_MISS)
+        next(stats.misses)
+        stats.record_fingerprint(analysis.fingerprint, analysis.normalized, STATUS_MISS)
+        was_in_tx = in_tx
+        try:
+            self._raw_execute(sql, params)
+        finally:
+            stats.latency["miss"].observe(time.perf_counter() - started)
+            now_in_tx = conn._adapter.in_transaction(conn._raw)
+            if not was_in_tx and now_in_tx:
+                tx.reset()
+                tx.open = True
+                tx.tracked = True
+                tx.stamp = stamp
+            elif was_in_tx and not now_in_tx:
+                conn._reconcile(True, ended_by_commit=True)
+            elif was_in_tx and pin:
+                tx.stamp = stamp
+        fill_stamp = stamp if tx_stamp is None else min(stamp, tx_stamp)
+        if pin and was_in_tx:
+            fill_stamp = stamp
+        self._capture_and_fill(analysis, plan, l1_key if use_l1 else None, store_key, fill_stamp,
+                               lookup.epoch, lookup.pending)
+        return self._result()
+
+    def _capture_and_fill(self, analysis: Analysis, plan: _ReadPlan, l1_key: Any, store_key: str | None,
+                          stamp: int, epoch: str, pending: bool) -> None:
+        conn = self._conn
+        cache = conn._cache
+        stats = cache._stats
+        raw = self._raw
+        if pending:
+            stats.not_filled.incr(NotFilledReason.PENDING_WRITE.value)
+            return
+        if l1_key is None and store_key is None:
+            return
+        description = raw.description
+        if description is None:
+            stats.not_filled.incr(NotFilledReason.NO_RESULT_SET.value)
+            return
+        limit = cache.config.max_result_rows
+        rows = list(raw.fetchmany(limit + 1)) if limit < 1 << 30 else list(raw.fetchall())
+        self._rows = rows
+        self._pos = 0
+        self._live = False
+        if len(rows) > limit:
+            stats.not_filled.incr(NotFilledReason.TOO_MANY_ROWS.value)
+            return  # the buffered prefix is served, the tail streams from the database
+        self._served = True
+        self._description = description
+        self._rowcount = raw.rowcount
+        self._lastrowid = getattr(raw, "lastrowid", None)
+        mutable = bool(rows) and (type(rows[0]) is not tuple or any(
+            type(v) in _MUTABLE for row in rows for v in row
+        ))
+        result = Result(description, rows, self._rowcount, self._lastrowid, mutable)
+        if mutable:
+            # The caller may mutate what it was handed; keep a private copy.
+            result = Result(description, copy.deepcopy(rows), self._rowcount, self._lastrowid, True)
+        size = 0
+        encoded: bytes | None = None
+        if store_key is not None:
+            try:
+                encoded = encode(result)
+            except Unencodable:
+                stats.not_filled.incr(NotFilledReason.UNENCODABLE.value)
+            if encoded is not None and len(encoded) > cache.config.max_result_bytes:
+                stats.not_filled.incr(NotFilledReason.TOO_MANY_BYTES.value)
+                return
+            if encoded is not None:
+                size = len(encoded)
+                try:
+                    if cache.backend.fill(store_key, encoded, plan.version_keys, stamp, epoch, plan.ttl_s):
+                        next(stats.fills["l2"])
+                    else:
+                        stats.not_filled.incr(NotFilledReason.STALE_STAMP.value)
+                except Exception:  # noqa: BLE001 - fail open
+                    cache._store_failed()
+        if l1_key is not None:
+            if not size:
+                size = _estimate_size(rows)
+                if size > cache.config.max_result_bytes:
+                    stats.not_filled.incr(NotFilledReason.TOO_MANY_BYTES.value)
+                    return
+            self._fill_l1(l1_key, result, plan, stamp, epoch, size)
+
+    def _fill_l1(self, key: Any, result: Result, plan: _ReadPlan, stamp: int, epoch: str, size: int) -> None:
+        conn = self._conn
+        l1 = conn._l1
+        if l1 is None or plan.ttl_s <= 0:
+            return
+        versions = conn._cache.mirror_versions
+        for k in plan.version_keys:
+            version = versions.get(k)
+            if version is None or version > stamp:
+                return  # a write landed since the stamp: this result may already be old
+        l1[key] = L1Entry(result, plan.version_keys, stamp, epoch, time.monotonic() + plan.ttl_s, size + 200)
+        next(conn._cache._stats.fills["l1"])
+
+    def _transaction_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
+        conn = self._conn
+        tx = conn._tx
+        action = analysis.tx_action
+        self._begin_live(f"bypass:{BypassReason.SESSION.value}")
+        conn._cache._stats.bypasses.incr(BypassReason.SESSION.value)
+        if action is TxAction.COMMIT or (action is TxAction.BEGIN and analysis.implicit_commit and in_tx):
+            conn._end_transaction(lambda: self._raw_execute(sql, params), committing=True)
+        elif action is TxAction.ROLLBACK:
+            conn._end_transaction(lambda: self._raw_execute(sql, params), committing=False)
+        else:
+            self._raw_execute(sql, params)
+        if action is TxAction.BEGIN:
+            tx.reset()
+            tx.open = True
+            tx.tracked = True
+            tx.isolation = analysis.isolation
+        return self._result()
+
+    def _session_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
+        conn = self._conn
+        if analysis.implicit_commit and in_tx:
+            # MySQL: LOCK TABLES, SET autocommit=1... commit the open transaction first.
+            self._begin_live(f"bypass:{(analysis.reason or BypassReason.SESSION).value}")
+            conn._cache._stats.bypasses.incr((analysis.reason or BypassReason.SESSION).value)
+            conn._end_transaction(lambda: self._raw_execute(sql, params), committing=True)
+        else:
+            self._bypass(analysis, sql, params, analysis.reason or BypassReason.SESSION)
+        if analysis.isolation is not None and "SESSION" not in analysis.sql.upper() and (
+            "TRANSACTION" in analysis.sql.upper()
+        ):
+            conn._tx.isolation = analysis.isolation
+        if analysis.changes_scope:
+            if conn._adapter.in_transaction(conn._raw):
+                conn._scope_stale_at_tx_end = True  # SET LOCAL ends with the transaction
+            conn._refresh_scope()
+        return self._result()
+
+    def _write(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
+        conn = self._conn
+        reason = analysis.reason or BypassReason.WRITE
+        status = f"bypass:{reason.value}"
+        self._begin_live(status)
+        stats = conn._cache._stats
+        stats.bypasses.incr(reason.value)
+        stats.record_fingerprint(analysis.fingerprint, analysis.normalized, status)
+        keys = conn._write_keys(analysis)
+        if analysis.creates_temp and not conn._private:
+            conn._private = True  # reads may now see this connection's own temp table
+            conn._refresh_scope()
+        if analysis.implicit_commit and in_tx:
+            keys |= conn._tx.written
+        _run_write(conn, keys, lambda: self._raw_execute(sql, params), analysis.implicit_commit)
+        if analysis.kind in (StatementKind.DDL, StatementKind.UNKNOWN, StatementKind.CALL):
+            conn._catalog_changed()
+        return self._result()
+
+    def executemany(self, sql: Any, seq_of_params: Any, *args: Any, **kwargs: Any) -> Any:
+        conn = self._conn
+        if type(sql) is not str or args or kwargs:
+            keys = {conn._key(ALL_TABLES)}
+            self._begin_live(f"bypass:{BypassReason.UNKNOWN.value}")
+        else:
+            analysis = conn._analyzer(sql)
+            reason = analysis.reason if analysis.kind is not StatementKind.READ else BypassReason.WRITE
+            self._begin_live(f"bypass:{(reason or BypassReason.WRITE).value}")
+            conn._cache._stats.bypasses.incr((reason or BypassReason.WRITE).value)
+            # A read run many times has no single result to cache; it still ran on the database.
+            keys = conn._write_keys(analysis) if analysis.kind is not StatementKind.READ else set()
+        self._returned = _run_write(
+            conn, keys, lambda: self._raw.executemany(sql, seq_of_params, *args, **kwargs), False
+        )
+        return self._result()
+
+    # -- psycopg / psycopg2 extras that write ------------------------------------------------
+    def copy(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        """psycopg ``Cursor.copy``: COPY FROM writes its table; tracked like any write."""
+        conn = self._conn
+        keys = _statement_write_keys(conn, statement)
+        return _CopyBlock(conn, keys, self._raw.copy(statement, *args, **kwargs))
+
+    def copy_expert(self, sql: Any, file: Any, *args: Any, **kwargs: Any) -> Any:
+        conn = self._conn
+        keys = _statement_write_keys(conn, sql)
+        return _run_write(conn, keys, lambda: self._raw.copy_expert(sql, file, *args, **kwargs), False)
+
+    def copy_from(self, file: Any, table: str, *args: Any, **kwargs: Any) -> Any:
+        conn = self._conn
+        keys = conn._write_keys(conn._analyzer(f"DELETE FROM {table}"))
+        return _run_write(conn, keys, lambda: self._raw.copy_from(file, table, *args, **kwargs), False)
+
+
+def _statement_write_keys(conn: CachedConnection, statement: Any) -> set[str]:
+    if isinstance(statement, str):
+        analysis = conn._analyzer(statement)
+        if analysis.kind is StatementKind.OTHER and not analysis.is_write:
+            return set()  # COPY ... TO: a read
+        return conn._write_keys(analysis)
+    return {conn._key(ALL_TABLES)}
+
+
+def _run_write(conn: CachedConnection, keys: set[str], action: Callable[[], Any], implicit_commit: bool) -> Any:
+    """Run a statement that may write ``keys``: published now in autocommit, at commit otherwise."""
+    adapter = conn._adapter
+    tx = conn._tx
+    in_tx = adapter.in_transaction(conn._raw)
+    if in_tx and not implicit_commit:
+        tx.dirty = True
+        tx.written |= keys
+        try:
+            return action()
+        finally:
+            if not adapter.in_transaction(conn._raw):
+                conn._reconcile(True, ended_by_commit=True)
+    # Outside a transaction the statement may autocommit: publish around it. If it opened a
+    # transaction instead (non-autocommit drivers), the keys are published again at its end.
+    try:
+        return conn._publish_around(keys | (tx.written if implicit_commit else set()), action)
+    finally:
+        if implicit_commit:
+            tx.reset()
+        if adapter.in_transaction(conn._raw):
+            if not tx.open:
+                tx.reset()
+                tx.open = True
+            tx.dirty = True
+            tx.written |= keys
+
+
+class _CopyBlock:
+    def __init__(self, conn: CachedConnection, keys: set[str], block: Any) -> None:
+        self._conn = conn
+        self._keys = keys
+        self._block = block
+        self._token = uuid.uuid4().hex
+        self._autocommit = False
+
+    def __enter__(self) -> Any:
+        conn = self._conn
+        self._autocommit = not conn._adapter.in_transaction(conn._raw)
+        if self._keys and self._autocommit:
+            conn._cache.backend.begin_write(sorted(self._keys), self._token, _PENDING_MARK_MS)
+        return self._block.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        conn = self._conn
+        try:
+            return self._block.__exit__(*exc)
+        finally:
+            if self._keys:
+                if self._autocommit:
+                    conn._cache.backend.end_write(sorted(self._keys), self._token)
+                    conn._count_invalidations(self._keys)
+                    conn._cache._after_publish()
+                if conn._adapter.in_transaction(conn._raw):
+                    conn._tx.open = True
+                    conn._tx.dirty = True
+                    conn._tx.written |= self._keys
+
+
+def _estimate_size(rows: list[Any]) -> int:
+    size = 64
+    for row in rows:
+        size += 56
+        for value in (row.values() if type(row) is dict else row):
+            size += len(value) + 40 if type(value) in (str, bytes) else 24
+    return size

@@ -1,0 +1,183 @@
+"""What the cache must know about a driver: dialect, transaction state, scope and catalog.
+
+One adapter class per driver family, chosen once when a connection is wrapped.
+Every question that needs the server runs through ``internal_query``, which
+leaves the connection's transaction state as it found it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from querycache.analysis import fold
+
+
+@dataclass
+class Catalog:
+    """Dependencies the SQL text does not show, resolved once per database (DESIGN §2).
+
+    ``relations`` holds every relation name the database knows (folded); a read of
+    any other name is not cached, since it may be a view or table created after
+    the catalog was read.
+    """
+
+    relations: set[str] = field(default_factory=set)
+    read_deps: dict[str, set[str]] = field(default_factory=dict)
+    write_deps: dict[str, set[str]] = field(default_factory=dict)
+    writes_everything: set[str] = field(default_factory=set)
+    volatile_functions: set[str] = field(default_factory=set)
+    deterministic_functions: set[str] | None = None
+    complete: bool = True
+
+    def add_read_dep(self, name: str, dep: str) -> None:
+        self.read_deps.setdefault(fold(name), set()).add(fold(dep))
+
+    def add_write_dep(self, name: str, dep: str) -> None:
+        self.write_deps.setdefault(fold(name), set()).add(fold(dep))
+
+    def close_over(self) -> None:
+        """Make dependency maps transitive (a view over a view over a partitioned table...)."""
+        for deps in (self.read_deps, self.write_deps):
+            changed = True
+            while changed:
+                changed = False
+                for name, targets in deps.items():
+                    extra: set[str] = set()
+                    for target in targets:
+                        extra |= deps.get(target, set())
+                    extra -= targets
+                    extra.discard(name)
+                    if extra:
+                        targets |= extra
+                        changed = True
+
+    def expand_reads(self, tables: Iterable[str]) -> set[str]:
+        out = set()
+        for t in tables:
+            out.add(t)
+            out |= self.read_deps.get(t, set())
+        return out
+
+    def expand_writes(self, tables: Iterable[str], configured: Mapping[str, list[str]]) -> tuple[set[str], bool]:
+        """Tables a write to ``tables`` may change, and whether that is the whole database."""
+        out: set[str] = set()
+        everything = False
+        for t in tables:
+            out.add(t)
+            out |= self.write_deps.get(t, set())
+        for t in list(out):
+            if t in configured:
+                out |= {fold(x) for x in configured[t]}
+            elif t in self.writes_everything:
+                everything = True
+        return out, everything
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What one round trip at wrap time (and after SET/USE...) reads from the server."""
+
+    database_id: str
+    scope: tuple[Any, ...]
+    isolation: str
+    replica: bool
+
+
+class DriverAdapter:
+    """Defaults for a PEP 249 driver this module knows nothing more about."""
+
+    dialect = "postgres"
+    family = "generic"
+    # Whether a rollback can leave writes behind (MySQL's non-transactional engines).
+    bump_on_rollback = False
+    # What ``cursor.execute`` returns: the cursor, the row count (PyMySQL) or None (psycopg2).
+    execute_returns = "cursor"
+    supported = False
+
+    def __init__(self, conn: Any, module: Any) -> None:
+        self.module = module
+        self.paramstyle: str = getattr(module, "paramstyle", "qmark")
+
+    # -- transaction state, read from the driver after every call -------------------------
+    def in_transaction(self, conn: Any) -> bool:
+        return False
+
+    def in_error(self, conn: Any) -> bool:
+        return False
+
+    def autocommit(self, conn: Any) -> bool:
+        return bool(getattr(conn, "autocommit", False))
+
+    def reads_open_transaction(self, conn: Any) -> bool:
+        """Whether a SELECT outside a transaction begins one (non-autocommit drivers)."""
+        return not self.autocommit(conn)
+
+    def driver_isolation(self, conn: Any) -> str | None:
+        """An isolation level the driver imposes on each transaction it begins, if any."""
+        return None
+
+    # -- server state ---------------------------------------------------------------
+    def internal_query(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run ``sql`` on a raw cursor; a transaction this opened is rolled back."""
+        was_in_tx = self.in_transaction(conn)
+        cur = conn.cursor()
+        try:
+            if params is None:
+                cur.execute(sql)
+            else:
+                cur.execute(sql, params)
+            rows = list(cur.fetchall()) if cur.description is not None else []
+        finally:
+            try:
+                cur.close()
+            except Exception:  # noqa: BLE001 - closing a raw cursor must never mask the query's error
+                pass
+            if not was_in_tx and self.in_transaction(conn):
+                conn.rollback()
+        return [tuple(r) if not isinstance(r, dict) else tuple(r.values()) for r in rows]
+
+    def server_state(self, conn: Any, settings: Sequence[str]) -> ServerState:
+        return ServerState(f"{self.family}:{uuid.uuid4().hex}", (), "unknown", False)
+
+    def load_catalog(self, conn: Any) -> Catalog:
+        return Catalog(complete=False)
+
+    def shape_token(self, raw_cursor: Any) -> Any:
+        """A cheap hashable stand-in for ``cursor_shape`` (L1 keys)."""
+        return type(raw_cursor)
+
+    def cursor_shape(self, raw_cursor: Any) -> str:
+        """What decides the Python type of rows (row factory, cursor class): part of every key."""
+        return type(raw_cursor).__qualname__
+
+
+def detect(conn: Any) -> DriverAdapter:
+    """The adapter for ``conn``, chosen by the module its class comes from."""
+    module_name = type(conn).__module__.split(".")[0]
+    import sys
+
+    module = sys.modules.get(module_name)
+    if module_name == "sqlite3" or module_name == "_sqlite3":
+        from querycache.drivers.sqlite import SqliteAdapter
+
+        return SqliteAdapter(conn, sys.modules["sqlite3"])
+    if module_name == "psycopg":
+        from querycache.drivers.postgres import PsycopgAdapter
+
+        return PsycopgAdapter(conn, module)
+    if module_name == "psycopg2":
+        from querycache.drivers.postgres import Psycopg2Adapter
+
+        return Psycopg2Adapter(conn, module)
+    if module_name == "pymysql":
+        from querycache.drivers.mysql import PyMySQLAdapter
+
+        return PyMySQLAdapter(conn, module)
+    return DriverAdapter(conn, module)
+
+
+def process_local_id() -> str:
+    return f"{os.getpid()}:{uuid.uuid4().hex}"

@@ -1,0 +1,112 @@
+"""MySQL / MariaDB through PyMySQL: state from ``server_status``, catalog from information_schema."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from querycache.analysis import fold
+from querycache.drivers.base import Catalog, DriverAdapter, ServerState
+
+SERVER_STATUS_IN_TRANS = 1
+
+_LEVELS = {
+    "READ-UNCOMMITTED": "read uncommitted",
+    "READ-COMMITTED": "read committed",
+    "REPEATABLE-READ": "repeatable read",
+    "SERIALIZABLE": "serializable",
+}
+
+
+class PyMySQLAdapter(DriverAdapter):
+    dialect = "mysql"
+    family = "mysql"
+    # MyISAM / MEMORY writes survive ROLLBACK: every transaction end that wrote bumps.
+    bump_on_rollback = True
+    execute_returns = "rowcount"
+    supported = True
+
+    def in_transaction(self, conn: Any) -> bool:
+        return bool(conn.server_status & SERVER_STATUS_IN_TRANS)
+
+    def autocommit(self, conn: Any) -> bool:
+        return bool(conn.get_autocommit())
+
+    def server_state(self, conn: Any, settings: Sequence[str]) -> ServerState:
+        try:
+            server = self.internal_query(conn, "SELECT @@server_uuid")[0][0]
+        except Exception:  # noqa: BLE001 - MariaDB has no server_uuid
+            server_id, host, port = self.internal_query(conn, "SELECT @@server_id, @@hostname, @@port")[0]
+            server = f"{server_id}@{host}:{port}"
+        try:
+            isolation = self.internal_query(conn, "SELECT @@transaction_isolation")[0][0]
+        except Exception:  # noqa: BLE001 - older servers only know tx_isolation
+            isolation = self.internal_query(conn, "SELECT @@tx_isolation")[0][0]
+        extra = "".join(f", @@{_variable(name)}" for name in settings)
+        row = self.internal_query(
+            conn, "SELECT DATABASE(), CURRENT_USER(), @@time_zone, @@sql_mode, @@read_only" + extra
+        )[0]
+        database, user, tz, sql_mode, read_only = row[:5]
+        return ServerState(
+            f"mysql:{server}:{database}",
+            ("mysql", user, database, tz, sql_mode, *row[5:]),
+            _LEVELS.get(str(isolation).upper(), "unknown"),
+            bool(read_only),
+        )
+
+    def load_catalog(self, conn: Any) -> Catalog:
+        catalog = Catalog()
+        for (name,) in self.internal_query(conn, "SELECT TABLE_NAME FROM information_schema.TABLES"):
+            catalog.relations.add(fold(name))
+        for name, definition in self.internal_query(
+            conn, "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS"
+        ):
+            bases = _tables_in(definition)
+            if bases is None:
+                catalog.relations.discard(fold(name))  # unknown definition: reads stay uncached
+                continue
+            for base in bases:
+                catalog.add_read_dep(name, base)
+                catalog.add_write_dep(name, base)
+        for (table,) in self.internal_query(
+            conn, "SELECT DISTINCT EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS"
+        ):
+            catalog.writes_everything.add(fold(table))
+        for parent, child in self.internal_query(
+            conn,
+            "SELECT REFERENCED_TABLE_NAME, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
+            "WHERE DELETE_RULE IN ('CASCADE','SET NULL','SET DEFAULT') "
+            "OR UPDATE_RULE IN ('CASCADE','SET NULL','SET DEFAULT')",
+        ):
+            catalog.add_write_dep(parent, child)
+        for (name,) in self.internal_query(
+            conn, "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE IS_DETERMINISTIC = 'NO'"
+        ):
+            catalog.volatile_functions.add(name.lower())
+        catalog.close_over()
+        for name, deps in catalog.write_deps.items():
+            if deps & catalog.writes_everything:
+                catalog.writes_everything.add(name)
+        return catalog
+
+    def cursor_shape(self, raw_cursor: Any) -> str:
+        return type(raw_cursor).__module__ + "." + type(raw_cursor).__qualname__
+
+
+def _variable(name: str) -> str:
+    if not name.replace("_", "").replace(".", "").isalnum():
+        raise ValueError(f"scope.settings: {name!r} is not a server variable name")
+    return name
+
+
+def _tables_in(sql: str | None) -> set[str] | None:
+    if not sql:
+        return None
+    try:
+        tree = sqlglot.parse_one(sql, read="mysql")
+    except (SqlglotError, ValueError, TypeError, RecursionError):
+        return None
+    return {fold(t.name) for t in tree.find_all(exp.Table) if t.name}

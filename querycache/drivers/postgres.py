@@ -1,0 +1,138 @@
+"""PostgreSQL through psycopg 3 and psycopg2: state, scope and the catalog's hidden dependencies."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from querycache.drivers.base import Catalog, DriverAdapter, ServerState
+
+_SCOPE_SQL = (
+    "SELECT current_user, current_database(), current_setting('search_path'), "
+    "current_setting('TimeZone'), current_setting('DateStyle'), current_setting('IntervalStyle'), "
+    "current_setting('transaction_isolation'), pg_is_in_recovery(), "
+    "coalesce(inet_server_addr()::text, ''), coalesce(inet_server_port(), 0)"
+)
+_SYSTEM_ID_SQL = "SELECT system_identifier::text FROM pg_control_system()"
+_RELATIONS_SQL = "SELECT c.relname, c.relkind FROM pg_class c WHERE c.relkind IN ('r','v','m','p','f')"
+_VIEW_DEPS_SQL = """
+SELECT DISTINCT v.relname, t.relname
+FROM pg_rewrite r
+JOIN pg_class v ON v.oid = r.ev_class
+JOIN pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass
+JOIN pg_class t ON t.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass
+WHERE v.relkind IN ('v', 'm') AND t.oid <> v.oid
+"""
+_INHERITS_SQL = """
+SELECT c.relname, p.relname FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+"""
+_TRIGGERS_SQL = """
+SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+WHERE NOT t.tgisinternal
+"""
+_RULES_SQL = """
+SELECT DISTINCT c.relname FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+WHERE r.ev_type <> '1'
+"""
+_CASCADE_SQL = """
+SELECT p.relname, c.relname FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid
+WHERE k.contype = 'f' AND (k.confdeltype IN ('c','n','d') OR k.confupdtype IN ('c','n','d'))
+"""
+_VOLATILE_SQL = "SELECT DISTINCT lower(proname) FROM pg_proc WHERE provolatile <> 'i'"
+_IMMUTABLE_SQL = "SELECT DISTINCT lower(proname) FROM pg_proc WHERE provolatile = 'i'"
+
+_LEVELS = {
+    "read uncommitted": "read committed",  # PostgreSQL runs READ UNCOMMITTED as READ COMMITTED
+    "read committed": "read committed",
+    "repeatable read": "repeatable read",
+    "serializable": "serializable",
+}
+
+
+class _PostgresAdapter(DriverAdapter):
+    dialect = "postgres"
+    family = "postgres"
+    supported = True
+
+    def server_state(self, conn: Any, settings: Sequence[str]) -> ServerState:
+        extra = "".join(", current_setting(%s, true)" for _ in settings)
+        row = self.internal_query(conn, _SCOPE_SQL + extra, list(settings) or None)[0]
+        user, database, search_path, tz, datestyle, intervalstyle, isolation, recovery, host, port = row[:10]
+        try:
+            system_id = self.internal_query(conn, _SYSTEM_ID_SQL)[0][0]
+        except Exception:  # noqa: BLE001 - pg_control_system() may be revoked; fall back to the address
+            system_id = f"{host}:{port}"
+        database_id = f"postgres:{system_id}:{database}"
+        scope = ("postgres", user, search_path, tz, datestyle, intervalstyle, *row[10:])
+        return ServerState(database_id, scope, _LEVELS.get(str(isolation).lower(), "unknown"), bool(recovery))
+
+    def load_catalog(self, conn: Any) -> Catalog:
+        catalog = Catalog()
+        for name, kind in self.internal_query(conn, _RELATIONS_SQL):
+            catalog.relations.add(name.lower())
+        for view, base in self.internal_query(conn, _VIEW_DEPS_SQL):
+            catalog.add_read_dep(view, base)
+            catalog.add_write_dep(view, base)  # auto-updatable views write their base table
+        for child, parent in self.internal_query(conn, _INHERITS_SQL):
+            # A write to either side can change what a read of the other returns.
+            catalog.add_read_dep(child, parent)
+            catalog.add_read_dep(parent, child)
+            catalog.add_write_dep(child, parent)
+            catalog.add_write_dep(parent, child)
+        for (table,) in self.internal_query(conn, _TRIGGERS_SQL):
+            catalog.writes_everything.add(table.lower())
+        for (table,) in self.internal_query(conn, _RULES_SQL):
+            catalog.writes_everything.add(table.lower())
+        for parent, child in self.internal_query(conn, _CASCADE_SQL):
+            catalog.add_write_dep(parent, child)
+        immutable = {name for (name,) in self.internal_query(conn, _IMMUTABLE_SQL)}
+        catalog.volatile_functions = {name for (name,) in self.internal_query(conn, _VOLATILE_SQL)}
+        catalog.deterministic_functions = immutable - catalog.volatile_functions
+        catalog.close_over()
+        # Triggers on a table reached through a cascade fire too.
+        for name, deps in catalog.write_deps.items():
+            if deps & catalog.writes_everything:
+                catalog.writes_everything.add(name)
+        return catalog
+
+
+class PsycopgAdapter(_PostgresAdapter):
+    """psycopg 3."""
+
+    def in_transaction(self, conn: Any) -> bool:
+        return int(conn.info.transaction_status) != 0  # IDLE
+
+    def in_error(self, conn: Any) -> bool:
+        return int(conn.info.transaction_status) == 3  # INERROR
+
+    def driver_isolation(self, conn: Any) -> str | None:
+        level = conn.isolation_level
+        if level is None:
+            return None
+        return _LEVELS.get(level.name.replace("_", " ").lower(), "unknown")
+
+    def shape_token(self, raw_cursor: Any) -> Any:
+        return (type(raw_cursor), raw_cursor.row_factory)
+
+    def cursor_shape(self, raw_cursor: Any) -> str:
+        factory = raw_cursor.row_factory
+        return f"{type(raw_cursor).__qualname__}:{getattr(factory, '__module__', '')}." \
+               f"{getattr(factory, '__qualname__', repr(factory))}"
+
+
+class Psycopg2Adapter(_PostgresAdapter):
+    """psycopg2."""
+
+    execute_returns = "none"
+
+    def in_transaction(self, conn: Any) -> bool:
+        return int(conn.get_transaction_status()) != 0  # TRANSACTION_STATUS_IDLE
+
+    def in_error(self, conn: Any) -> bool:
+        return int(conn.get_transaction_status()) == 3  # TRANSACTION_STATUS_INERROR
+
+    def driver_isolation(self, conn: Any) -> str | None:
+        level = conn.isolation_level
+        names = {1: "read committed", 2: "repeatable read", 3: "serializable", 4: "read committed"}
+        return names.get(level) if level is not None else None
