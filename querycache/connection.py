@@ -472,29 +472,29 @@ class CachedCursor:
         self._live = True  # a buffered prefix is exhausted: the rest comes from the database
         return self._raw.fetchone()
 
-    def fetchmany(self, size: int | None = None) -> list[Any]:
+    def fetchmany(self, size: int | None = None) -> Any:
         if size is None:
             size = self.arraysize
         if self._live:
-            return list(self._raw.fetchmany(size))
+            return self._raw.fetchmany(size)  # type: ignore[no-any-return]
         rows, pos = self._rows, self._pos
         out = rows[pos:pos + size]
         self._pos = pos + len(out)
         if len(out) < size and not self._served:
             self._live = True
-            out += self._raw.fetchmany(size - len(out))
-        return out
+            out += list(self._raw.fetchmany(size - len(out)))
+        return out if self._conn._adapter.rows_container is list else self._conn._adapter.rows_container(out)
 
-    def fetchall(self) -> list[Any]:
+    def fetchall(self) -> Any:
         if self._live:
-            return list(self._raw.fetchall())
+            return self._raw.fetchall()  # type: ignore[no-any-return]
         rows, pos = self._rows, self._pos
         out = rows[pos:] if pos else rows[:]
         self._pos = len(rows)
         if not self._served:
             self._live = True
-            out += self._raw.fetchall()
-        return out
+            out += list(self._raw.fetchall())
+        return out if self._conn._adapter.rows_container is list else self._conn._adapter.rows_container(out)
 
     def __iter__(self) -> Iterator[Any]:
         return self
@@ -885,7 +885,8 @@ class CachedCursor:
             conn._refresh_scope()
         if analysis.implicit_commit and in_tx:
             keys |= conn._tx.written
-        _run_write(conn, keys, lambda: self._raw_execute(sql, params), analysis.implicit_commit)
+        _run_write(conn, keys, lambda: self._raw_execute(sql, params), analysis.implicit_commit,
+                   analysis.kind is StatementKind.WRITE)
         if analysis.kind in (StatementKind.DDL, StatementKind.UNKNOWN, StatementKind.CALL):
             conn._catalog_changed()
         return self._result()
@@ -934,30 +935,32 @@ def _statement_write_keys(conn: CachedConnection, statement: Any) -> set[str]:
     return {conn._key(ALL_TABLES)}
 
 
-def _run_write(conn: CachedConnection, keys: set[str], action: Callable[[], Any], implicit_commit: bool) -> Any:
-    """Run a statement that may write ``keys``: published now in autocommit, at commit otherwise."""
+def _run_write(conn: CachedConnection, keys: set[str], action: Callable[[], Any], implicit_commit: bool,
+               is_dml: bool = True) -> Any:
+    """Run a statement that may write ``keys``: published at commit inside a transaction, around
+    the statement when it autocommits."""
     adapter = conn._adapter
+    raw = conn._raw
     tx = conn._tx
-    in_tx = adapter.in_transaction(conn._raw)
-    if in_tx and not implicit_commit:
+    in_tx = adapter.in_transaction(raw)
+    if not implicit_commit and (in_tx or adapter.write_opens_transaction(raw, is_dml)):
+        if not in_tx:
+            tx.reset()
+            tx.open = True
         tx.dirty = True
         tx.written |= keys
         try:
             return action()
         finally:
-            if not adapter.in_transaction(conn._raw):
+            if not adapter.in_transaction(raw):
+                # It autocommitted after all (or ended the transaction): publish now.
                 conn._reconcile(True, ended_by_commit=True)
-    # Outside a transaction the statement may autocommit: publish around it. If it opened a
-    # transaction instead (non-autocommit drivers), the keys are published again at its end.
     try:
         return conn._publish_around(keys | (tx.written if implicit_commit else set()), action)
     finally:
-        if implicit_commit:
-            tx.reset()
-        if adapter.in_transaction(conn._raw):
-            if not tx.open:
-                tx.reset()
-                tx.open = True
+        tx.reset()
+        if adapter.in_transaction(raw):
+            tx.open = True
             tx.dirty = True
             tx.written |= keys
 

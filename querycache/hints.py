@@ -262,6 +262,12 @@ def scan(sql: str, dialect: str, paramstyle: str, strict: bool = False) -> Scann
                 i = end
                 continue
         if c == "%" and percent_params:
+            # sqlglot's postgres dialect parses %s and %(name)s itself; others need ? and :name.
+            if nxt == "s" and postgres:
+                out.append("%s")
+                i += 2
+                statement_has_content = True
+                continue
             if nxt == "s":
                 out.append("?")
                 i += 2
@@ -272,6 +278,11 @@ def scan(sql: str, dialect: str, paramstyle: str, strict: bool = False) -> Scann
                 i += 2
                 continue
             m = _PYFORMAT_NAMED.match(sql, i)
+            if m and postgres:
+                out.append(m.group(0))
+                i = m.end()
+                statement_has_content = True
+                continue
             if m:
                 out.append(":" + re.sub(r"\W", "_", m.group(1)))
                 i = m.end()

@@ -115,6 +115,13 @@ class DriverAdapter:
         """Whether a SELECT outside a transaction begins one (non-autocommit drivers)."""
         return not self.autocommit(conn)
 
+    def write_opens_transaction(self, conn: Any, is_dml: bool) -> bool:
+        """Whether a write outside a transaction begins one (so it becomes visible only at commit)."""
+        return not self.autocommit(conn)
+
+    # How the driver hands back several rows (PyMySQL: a tuple).
+    rows_container: type = list
+
     def driver_isolation(self, conn: Any) -> str | None:
         """An isolation level the driver imposes on each transaction it begins, if any."""
         return None

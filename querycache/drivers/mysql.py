@@ -27,6 +27,7 @@ class PyMySQLAdapter(DriverAdapter):
     # MyISAM / MEMORY writes survive ROLLBACK: every transaction end that wrote bumps.
     bump_on_rollback = True
     execute_returns = "rowcount"
+    rows_container = tuple
     supported = True
 
     def in_transaction(self, conn: Any) -> bool:

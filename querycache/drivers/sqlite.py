@@ -47,6 +47,13 @@ class SqliteAdapter(DriverAdapter):
     def reads_open_transaction(self, conn: Any) -> bool:
         return getattr(conn, "autocommit", -1) is False
 
+    def write_opens_transaction(self, conn: Any, is_dml: bool) -> bool:
+        autocommit = getattr(conn, "autocommit", -1)
+        if autocommit is True or autocommit is False:
+            return not autocommit
+        # Legacy transaction control opens a transaction before INSERT/UPDATE/DELETE/REPLACE only.
+        return conn.isolation_level is not None and is_dml
+
     def shape_token(self, raw_cursor: Any) -> Any:
         return (raw_cursor.row_factory, raw_cursor.connection.text_factory)
 

@@ -1,0 +1,213 @@
+"""Core benchmarks: querycache paths side by side with the uncached work they replace or add to.
+
+Every benchmark records ``extra_info = {"path": ..., "role": "raw" | "cached"}``; ``bench/report.py``
+pairs the two roles of one path and prints the ratio of their medians (cached / raw).
+
+Groups:
+  l1-vs-sqlite    raw sqlite3 point query (10 rows)       vs an L1 hit through a wrapped connection
+  l1-vs-postgres  raw psycopg point query (10 rows)       vs an L1 hit through a wrapped connection
+  analysis        fresh parse (a unique text each call)   vs the memoized lookup of a seen text
+  miss-overhead   uncached execute+fetchall (10 rows)     vs a cold miss through the wrapper (fills L1 + L2),
+                  for sqlite and for PostgreSQL
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from typing import Any, Callable
+
+import pytest
+
+import querycache
+from querycache.analysis import Analyzer
+
+ROWS = 10
+GRP = 3
+
+
+def _counters(cache: querycache.QueryCache) -> dict[str, int]:
+    s = cache.stats()
+    return {
+        "l1": s.hits["l1"],
+        "l2": s.hits["l2"],
+        "l3": s.hits["l3"],
+        "misses": s.misses,
+        "coalesced": s.coalesced,
+        "bypasses": sum(s.bypasses.values()),
+    }
+
+
+def _tag(benchmark: Any, path: str, role: str) -> None:
+    benchmark.extra_info["path"] = path
+    benchmark.extra_info["role"] = role
+
+
+def _l1_hit(benchmark: Any, cache: querycache.QueryCache, cur: Any, sql: str, expected: list[Any]) -> None:
+    """Warm ``sql`` into L1, check one call is ``hit:L1``, benchmark, check every call was a hit."""
+
+    def run() -> Any:
+        cur.execute(sql, (GRP,))
+        return cur.fetchall()
+
+    first = run()
+    assert cur.cache_status == "miss", cur.cache_status
+    assert len(first) == ROWS
+    again = run()
+    assert cur.cache_status == "hit:L1", f"warmed point query was {cur.cache_status!r}, not hit:L1"
+    assert again == expected
+    before = _counters(cache)
+    rows = benchmark(run)
+    after = _counters(cache)
+    assert rows == expected
+    assert cur.cache_status == "hit:L1", cur.cache_status
+    # Every benchmarked call was an L1 hit: nothing else moved, L1 hits did.
+    for name in ("l2", "l3", "misses", "coalesced", "bypasses"):
+        assert after[name] == before[name], f"{name} moved during the L1-hit benchmark: {before} -> {after}"
+    assert after["l1"] > before["l1"]
+    benchmark.extra_info["l1_hits"] = after["l1"] - before["l1"]
+
+
+def _cold_miss(benchmark: Any, cache: querycache.QueryCache, cur: Any, sql: str) -> None:
+    """Every call has a parameter never seen before: a cold miss that runs on the database and fills."""
+    counter = itertools.count(1)
+
+    def run() -> Any:
+        cur.execute(sql, (GRP, -next(counter)))
+        return cur.fetchall()
+
+    rows = run()
+    assert cur.cache_status == "miss", f"first unique-parameter read was {cur.cache_status!r}, not miss"
+    assert len(rows) == ROWS
+    before = _counters(cache)
+    rows = benchmark(run)
+    after = _counters(cache)
+    assert len(rows) == ROWS
+    assert cur.cache_status == "miss", cur.cache_status
+    for name in ("l1", "l2", "l3", "coalesced", "bypasses"):
+        assert after[name] == before[name], f"{name} moved during the miss benchmark: {before} -> {after}"
+    assert after["misses"] > before["misses"]
+    stats = cache.stats()
+    benchmark.extra_info["misses"] = after["misses"] - before["misses"]
+    benchmark.extra_info["not_filled"] = dict(stats.not_filled)
+
+
+def _raw(benchmark: Any, cur: Any, sql: str, params: Callable[[], tuple[Any, ...]]) -> list[Any]:
+    def run() -> Any:
+        cur.execute(sql, params())
+        return cur.fetchall()
+
+    expected = run()
+    assert len(expected) == ROWS
+    rows = benchmark(run)
+    assert len(rows) == ROWS
+    return list(expected)
+
+
+# -- 1. L1 hit vs raw sqlite ---------------------------------------------------------------
+L1_SQLITE = "L1 hit vs raw sqlite3 point query (10 rows)"
+
+
+@pytest.mark.benchmark(group="l1-vs-sqlite")
+def test_l1_sqlite_raw(benchmark: Any, sqlite_db: sqlite3.Connection, sqlite_sql: dict[str, str]) -> None:
+    _tag(benchmark, L1_SQLITE, "raw")
+    _raw(benchmark, sqlite_db.cursor(), sqlite_sql["point"], lambda: (GRP,))
+
+
+@pytest.mark.benchmark(group="l1-vs-sqlite")
+def test_l1_sqlite_hit(benchmark: Any, sqlite_db: sqlite3.Connection, sqlite_sql: dict[str, str]) -> None:
+    _tag(benchmark, L1_SQLITE, "cached")
+    expected = sqlite_db.execute(sqlite_sql["point"], (GRP,)).fetchall()
+    cache = querycache.QueryCache()
+    conn = cache.wrap(sqlite_db)
+    _l1_hit(benchmark, cache, conn.cursor(), sqlite_sql["point"], expected)
+
+
+# -- 2. L1 hit vs raw PostgreSQL -------------------------------------------------------------
+L1_PG = "L1 hit vs raw psycopg point query (10 rows)"
+
+
+@pytest.mark.benchmark(group="l1-vs-postgres")
+def test_l1_postgres_raw(benchmark: Any, pg_connect: Callable[[], Any], pg_sql: dict[str, str]) -> None:
+    _tag(benchmark, L1_PG, "raw")
+    _raw(benchmark, pg_connect().cursor(), pg_sql["point"], lambda: (GRP,))
+
+
+@pytest.mark.benchmark(group="l1-vs-postgres")
+def test_l1_postgres_hit(benchmark: Any, pg_connect: Callable[[], Any], pg_sql: dict[str, str]) -> None:
+    _tag(benchmark, L1_PG, "cached")
+    raw = pg_connect()
+    expected = raw.execute(pg_sql["point"], (GRP,)).fetchall()
+    cache = querycache.QueryCache()
+    conn = cache.wrap(raw)
+    assert conn.autocommit is True
+    _l1_hit(benchmark, cache, conn.cursor(), pg_sql["point"], expected)
+
+
+# -- 3. analysis: memoized lookup vs fresh parse ---------------------------------------------
+ANALYSIS = "analysis: memoized lookup vs fresh parse (sqlite, qmark)"
+ANALYSIS_SQL = "SELECT id, name, price FROM items WHERE grp = ? AND id > {n} ORDER BY id"
+
+
+@pytest.mark.benchmark(group="analysis")
+def test_analysis_fresh_parse(benchmark: Any) -> None:
+    _tag(benchmark, ANALYSIS, "raw")
+    analyzer = Analyzer("sqlite", "qmark")
+    counter = itertools.count(1)
+
+    def run() -> Any:
+        return analyzer(ANALYSIS_SQL.format(n=next(counter)))  # a text never seen: parsed
+
+    calls_before = analyzer.parses
+    analysis = benchmark(run)
+    assert analysis.cacheable, analysis
+    # Every call parsed (nothing came from the memo).
+    assert analyzer.parses - calls_before == next(counter) - 1
+
+
+@pytest.mark.benchmark(group="analysis")
+def test_analysis_memo_hit(benchmark: Any) -> None:
+    _tag(benchmark, ANALYSIS, "cached")
+    analyzer = Analyzer("sqlite", "qmark")
+    sql = ANALYSIS_SQL.format(n=0)
+    first = analyzer(sql)
+    assert analyzer.parses == 1
+    analysis = benchmark(analyzer, sql)
+    assert analysis is first
+    assert analyzer.parses == 1, "a seen text was parsed again"
+
+
+# -- 4. miss overhead ----------------------------------------------------------------------
+MISS_SQLITE = "miss overhead: sqlite execute+fetchall (10 rows), unique params"
+MISS_PG = "miss overhead: psycopg execute+fetchall (10 rows), unique params"
+
+
+@pytest.mark.benchmark(group="miss-overhead")
+def test_miss_sqlite_raw(benchmark: Any, sqlite_db: sqlite3.Connection, sqlite_sql: dict[str, str]) -> None:
+    _tag(benchmark, MISS_SQLITE, "raw")
+    counter = itertools.count(1)
+    _raw(benchmark, sqlite_db.cursor(), sqlite_sql["miss"], lambda: (GRP, -next(counter)))
+
+
+@pytest.mark.benchmark(group="miss-overhead")
+def test_miss_sqlite_cached(benchmark: Any, sqlite_db: sqlite3.Connection, sqlite_sql: dict[str, str]) -> None:
+    _tag(benchmark, MISS_SQLITE, "cached")
+    cache = querycache.QueryCache()
+    conn = cache.wrap(sqlite_db)
+    _cold_miss(benchmark, cache, conn.cursor(), sqlite_sql["miss"])
+
+
+@pytest.mark.benchmark(group="miss-overhead")
+def test_miss_postgres_raw(benchmark: Any, pg_connect: Callable[[], Any], pg_sql: dict[str, str]) -> None:
+    _tag(benchmark, MISS_PG, "raw")
+    counter = itertools.count(1)
+    _raw(benchmark, pg_connect().cursor(), pg_sql["miss"], lambda: (GRP, -next(counter)))
+
+
+@pytest.mark.benchmark(group="miss-overhead")
+def test_miss_postgres_cached(benchmark: Any, pg_connect: Callable[[], Any], pg_sql: dict[str, str]) -> None:
+    _tag(benchmark, MISS_PG, "cached")
+    cache = querycache.QueryCache()
+    conn = cache.wrap(pg_connect())
+    assert conn.autocommit is True
+    _cold_miss(benchmark, cache, conn.cursor(), pg_sql["miss"])

@@ -1,0 +1,280 @@
+"""Real databases for the tests, with executions counted where the driver sends them.
+
+Counting happens in a driver-level cursor subclass (or sqlite's trace callback):
+every statement that reaches the server is counted by its text, so tests assert
+on real backend executions instead of trusting the cache's own counters.
+
+A service that is down makes its tests skip locally and FAIL under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sqlite3
+import uuid
+from typing import Any, Callable, Iterator
+
+import pytest
+
+import querycache
+
+PG_DSN = os.environ.get("QUERYCACHE_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+MYSQL = dict(host=os.environ.get("QUERYCACHE_TEST_MYSQL_HOST", "127.0.0.1"), port=3306, user="root",
+             password="", database="test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+EXECUTED: collections.Counter[str] = collections.Counter()
+
+
+def _count(sql: Any) -> None:
+    EXECUTED[str(sql)] += 1
+
+
+def require(service: str, error: BaseException) -> None:
+    if IN_CI:
+        pytest.fail(f"{service} is required under CI=true but unreachable: {error}")
+    pytest.skip(f"{service} unreachable: {error}")
+
+
+_COUNTING: dict[str, type] = {}
+
+
+def counting_class(driver: str) -> type:
+    """The driver's cursor class, counting every statement it sends (one class per driver)."""
+    if driver in _COUNTING:
+        return _COUNTING[driver]
+    if driver == "psycopg":
+        import psycopg
+
+        class PsycopgCounting(psycopg.Cursor):  # type: ignore[type-arg]
+            def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+                _count(query)
+                return super().execute(query, params, **kwargs)
+
+        cls: type = PsycopgCounting
+    elif driver == "psycopg2":
+        import psycopg2.extensions
+
+        class Psycopg2Counting(psycopg2.extensions.cursor):
+            def execute(self, query: Any, vars: Any = None) -> Any:
+                _count(query)
+                return super().execute(query, vars)
+
+        cls = Psycopg2Counting
+    else:
+        import pymysql.cursors
+
+        class PyMySQLCounting(pymysql.cursors.Cursor):
+            def execute(self, query: Any, args: Any = None) -> Any:
+                _count(query)
+                return super().execute(query, args)
+
+        cls = PyMySQLCounting
+    _COUNTING[driver] = cls
+    return cls
+
+
+class Database:
+    """One backend under test: raw counted connections and helpers that speak its dialect."""
+
+    name = ""
+    ph = "?"
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.tables: list[str] = []
+        self.views: list[str] = []
+
+    def t(self, name: str) -> str:
+        """A table name unique to this test."""
+        return f"{self.prefix}_{name}"
+
+    def connect(self, autocommit: bool = True) -> Any:
+        raise NotImplementedError
+
+    def admin(self, *statements: str) -> None:
+        conn = self.connect(autocommit=True)
+        try:
+            cur = conn.cursor()
+            for statement in statements:
+                cur.execute(statement)
+            if not getattr(conn, "autocommit", True) is True:
+                conn.commit()
+        finally:
+            conn.close()
+
+    def executions(self, needle: str) -> int:
+        """Statements containing ``needle`` that reached the server (up to its first placeholder:
+        sqlite reports statements with their parameters bound)."""
+        needle = needle.split(self.ph)[0]
+        return sum(n for sql, n in EXECUTED.items() if needle in sql)
+
+    def cleanup(self) -> None:
+        pass
+
+
+class SqliteDatabase(Database):
+    name = "sqlite"
+    ph = "?"
+
+    def __init__(self, prefix: str, path: str) -> None:
+        super().__init__(prefix)
+        self.path = path
+
+    def connect(self, autocommit: bool = True) -> Any:
+        conn = sqlite3.connect(self.path, isolation_level=None if autocommit else "", check_same_thread=False)
+        conn.set_trace_callback(_count)
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def admin(self, *statements: str) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        for statement in statements:
+            conn.execute(statement)
+        conn.close()
+
+
+class PostgresDatabase(Database):
+    name = "postgres"
+    ph = "%s"
+
+    def connect(self, autocommit: bool = True) -> Any:
+        import psycopg
+
+        return psycopg.connect(PG_DSN, autocommit=autocommit, cursor_factory=counting_class("psycopg"))
+
+    def cleanup(self) -> None:
+        conn = self.connect()
+        for view in reversed(self.views):
+            conn.execute(f"DROP VIEW IF EXISTS {view} CASCADE")
+        for table in reversed(self.tables):
+            conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+        conn.close()
+
+
+class Psycopg2Database(PostgresDatabase):
+    name = "psycopg2"
+
+    def connect(self, autocommit: bool = True) -> Any:
+        import psycopg2
+
+        conn = psycopg2.connect(PG_DSN, cursor_factory=counting_class("psycopg2"))
+        conn.autocommit = autocommit
+        return conn
+
+    def cleanup(self) -> None:
+        conn = self.connect()
+        cur = conn.cursor()
+        for view in reversed(self.views):
+            cur.execute(f"DROP VIEW IF EXISTS {view} CASCADE")
+        for table in reversed(self.tables):
+            cur.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+        conn.close()
+
+
+class MysqlDatabase(Database):
+    name = "mysql"
+    ph = "%s"
+
+    def connect(self, autocommit: bool = True) -> Any:
+        import pymysql
+
+        return pymysql.connect(**MYSQL, autocommit=autocommit, cursorclass=counting_class("pymysql"))
+
+    def cleanup(self) -> None:
+        conn = self.connect()
+        cur = conn.cursor()
+        cur.execute("SET FOREIGN_KEY_CHECKS = 0")
+        for view in reversed(self.views):
+            cur.execute(f"DROP VIEW IF EXISTS {view}")
+        for table in reversed(self.tables):
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.close()
+
+
+def _probe(db: Database, service: str) -> None:
+    try:
+        db.connect().close()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means the service is absent
+        require(service, exc)
+
+
+def make_database(kind: str, tmp_path: Any) -> Database:
+    prefix = "qc" + uuid.uuid4().hex[:8]
+    db: Database
+    if kind == "sqlite":
+        db = SqliteDatabase(prefix, str(tmp_path / "test.db"))
+    elif kind == "postgres":
+        db = PostgresDatabase(prefix)
+        _probe(db, "PostgreSQL")
+    elif kind == "psycopg2":
+        db = Psycopg2Database(prefix)
+        _probe(db, "PostgreSQL")
+    else:
+        db = MysqlDatabase(prefix)
+        _probe(db, "MariaDB")
+    return db
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+def db(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Database]:
+    database = make_database(request.param, tmp_path)
+    yield database
+    database.cleanup()
+
+
+@pytest.fixture
+def pg(tmp_path: Any) -> Iterator[Database]:
+    database = make_database("postgres", tmp_path)
+    yield database
+    database.cleanup()
+
+
+@pytest.fixture
+def pg2(tmp_path: Any) -> Iterator[Database]:
+    database = make_database("psycopg2", tmp_path)
+    yield database
+    database.cleanup()
+
+
+@pytest.fixture
+def mysql(tmp_path: Any) -> Iterator[Database]:
+    database = make_database("mysql", tmp_path)
+    yield database
+    database.cleanup()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Any) -> Database:
+    return make_database("sqlite", tmp_path)
+
+
+@pytest.fixture
+def cache() -> Iterator[querycache.QueryCache]:
+    qc = querycache.QueryCache()
+    yield qc
+    qc.close()
+
+
+def make_items(db: Database, rows: int = 5) -> str:
+    """A table ``items(id, name, qty)`` with ``rows`` rows; returns its name."""
+    table = db.t("items")
+    db.tables.append(table)
+    db.admin(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, name VARCHAR(50), qty INTEGER)")
+    values = ", ".join(f"({i}, 'item{i}', {i * 10})" for i in range(1, rows + 1))
+    db.admin(f"INSERT INTO {table} VALUES {values}")
+    return table
+
+
+Runner = Callable[..., tuple[list[Any], str | None]]
+
+
+def run(conn: Any, sql: str, params: Any = None) -> tuple[list[Any], str | None]:
+    cur = conn.cursor()
+    if params is None:
+        cur.execute(sql)
+    else:
+        cur.execute(sql, params)
+    rows = list(cur.fetchall()) if cur.description is not None else []
+    return rows, cur.cache_status
