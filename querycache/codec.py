@@ -154,7 +154,7 @@ def encode(result: Result) -> bytes:
     """Bytes for ``result``; raises ``Unencodable`` for values outside the codec."""
     rows = result.rows
     if not rows or type(rows[0]) is tuple:
-        kind, body = ROWS_TUPLE, [list(r) for r in rows]
+        kind, body = ROWS_TUPLE, list(map(list, rows))
     elif type(rows[0]) is list:
         kind, body = ROWS_LIST, rows
     elif type(rows[0]) is dict:
@@ -187,6 +187,6 @@ def decode(data: bytes) -> Result:
         raise CorruptEntry(f"undecodable entry: {exc}") from exc
     if version != FORMAT_VERSION:
         raise CorruptEntry(f"entry format {version}, expected {FORMAT_VERSION}")
-    rows = [tuple(r) for r in body] if kind == ROWS_TUPLE else body
+    rows = list(map(tuple, body)) if kind == ROWS_TUPLE else body
     desc = tuple(Column(*col) for col in description) if description is not None else None
     return Result(description=desc, rows=rows, rowcount=rowcount, lastrowid=lastrowid, mutable_cells=mutable)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
+from itertools import chain
 import uuid
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -29,8 +30,9 @@ if TYPE_CHECKING:
     from querycache.cache import QueryCache
 
 _PENDING_MARK_MS = 30000
+_set = object.__setattr__  # internal state of the wrappers, without their pass-through __setattr__
 _RR_LEVELS = ("repeatable read", "serializable-snapshot", "unknown")
-_MUTABLE = (list, dict, bytearray, set)
+_MUTABLE = frozenset({list, dict, bytearray, set})
 
 
 class _Transaction:
@@ -72,7 +74,7 @@ class CachedConnection:
     _own = frozenset(
         {"_raw", "_cache", "_adapter", "_analyzer", "_l1", "_tx", "_state", "_scope_id", "_scope_key",
          "_database_id", "_version_prefix", "_private", "_plans", "_catalog_version", "_closed",
-         "_scope_stale_at_tx_end", "_fixed_database_id", "_cursors", "__weakref__"}
+         "_scope_stale_at_tx_end", "_fixed_database_id", "_cursors", "_reads_open_tx", "__weakref__"}
     )
 
     def __init__(self, cache: QueryCache, raw: Any, adapter: DriverAdapter, database_id: str | None) -> None:
@@ -99,6 +101,7 @@ class CachedConnection:
         self._database_id = ""
         self._version_prefix = ""
         was_in_tx = adapter.in_transaction(raw)
+        self._reads_open_tx = adapter.reads_open_transaction(raw)
         self._refresh_scope()
         if was_in_tx:
             # Wrapped while a transaction was open: we did not see it start, so no hits, no fills.
@@ -125,6 +128,7 @@ class CachedConnection:
         self._reconcile(in_tx, ended_by_commit=True)
         if name in ("isolation_level", "autocommit", "read_only", "deferrable"):
             self._plans.clear()
+        self._reads_open_tx = self._adapter.reads_open_transaction(self._raw)
 
     def __repr__(self) -> str:
         return f"<querycache.CachedConnection wrapping {self._raw!r}>"
@@ -349,6 +353,7 @@ def _after_call(conn: CachedConnection, method: Callable[..., Any], name: str) -
             return method(*args, **kwargs)
         finally:
             conn._reconcile(was_in_tx, ended_by_commit=name not in ("tpc_rollback", "reset"))
+            conn._reads_open_tx = conn._adapter.reads_open_transaction(conn._raw)
             if name in ("select_db", "set_session", "reset", "change_user", "ping"):
                 conn._refresh_scope()
             if name == "begin":
@@ -465,7 +470,7 @@ class CachedCursor:
             return self._raw.fetchone()
         rows, pos = self._rows, self._pos
         if pos < len(rows):
-            self._pos = pos + 1
+            _set(self, "_pos", pos + 1)
             return rows[pos]
         if self._served:
             return None
@@ -479,7 +484,7 @@ class CachedCursor:
             return self._raw.fetchmany(size)  # type: ignore[no-any-return]
         rows, pos = self._rows, self._pos
         out = rows[pos:pos + size]
-        self._pos = pos + len(out)
+        _set(self, "_pos", pos + len(out))
         if len(out) < size and not self._served:
             self._live = True
             out += list(self._raw.fetchmany(size - len(out)))
@@ -490,7 +495,7 @@ class CachedCursor:
             return self._raw.fetchall()  # type: ignore[no-any-return]
         rows, pos = self._rows, self._pos
         out = rows[pos:] if pos else rows[:]
-        self._pos = len(rows)
+        _set(self, "_pos", len(rows))
         if not self._served:
             self._live = True
             out += list(self._raw.fetchall())
@@ -546,16 +551,15 @@ class CachedCursor:
         self._pos = 0
 
     def _serve(self, result: Result, status: str) -> None:
-        self._status = status
-        rows = result.rows
-        self._rows = copy.deepcopy(rows) if result.mutable_cells else rows
-        self._pos = 0
-        self._live = False
-        self._served = True
+        _set(self, "_status", status)
+        _set(self, "_rows", copy.deepcopy(result.rows) if result.mutable_cells else result.rows)
+        _set(self, "_pos", 0)
+        _set(self, "_live", False)
+        _set(self, "_served", True)
         description = result.description
-        self._description = list(description) if type(description) is list else description
-        self._rowcount = result.rowcount
-        self._lastrowid = result.lastrowid
+        _set(self, "_description", list(description) if type(description) is list else description)
+        _set(self, "_rowcount", result.rowcount)
+        _set(self, "_lastrowid", result.lastrowid)
 
     # -- execute ------------------------------------------------------------------------
     def execute(self, sql: Any, params: Any = None, *args: Any, **kwargs: Any) -> Any:
@@ -597,7 +601,7 @@ class CachedCursor:
                 if tx_stamp is None:
                     return False  # the first read of a REPEATABLE READ transaction pins its snapshot
                 limit = min(limit, tx_stamp)
-        elif conn._adapter.reads_open_transaction(conn._raw) and conn._isolation() != "read committed":
+        elif conn._reads_open_tx and conn._isolation() != "read committed":
             return False  # this read would open a transaction whose snapshot it must pin
         versions = conn._cache.mirror_versions
         for k in entry.version_keys:
@@ -729,7 +733,7 @@ class CachedCursor:
                 self._serve(result, HIT_L2)
                 next(stats.hits["l2"])
                 stats.latency["l2"].observe(time.perf_counter() - started)
-                if use_l1 and not in_tx:
+                if use_l1:
                     self._fill_l1(l1_key, result, plan, lookup.stamp, lookup.epoch, len(lookup.value))  # type: ignore[arg-type]
                 return self._result()
         stamp = lookup.stamp
@@ -786,13 +790,15 @@ class CachedCursor:
         self._description = description
         self._rowcount = raw.rowcount
         self._lastrowid = getattr(raw, "lastrowid", None)
-        mutable = bool(rows) and (type(rows[0]) is not tuple or any(
-            type(v) in _MUTABLE for row in rows for v in row
-        ))
+        mutable = bool(rows) and _has_mutable_parts(rows)
         result = Result(description, rows, self._rowcount, self._lastrowid, mutable)
         if mutable:
             # The caller may mutate what it was handed; keep a private copy.
-            result = Result(description, copy.deepcopy(rows), self._rowcount, self._lastrowid, True)
+            try:
+                result = Result(description, copy.deepcopy(rows), self._rowcount, self._lastrowid, True)
+            except Exception:  # noqa: BLE001 - rows that cannot be copied cannot be cached safely
+                stats.not_filled.incr(NotFilledReason.UNENCODABLE.value)
+                return
         size = 0
         encoded: bytes | None = None
         if store_key is not None:
@@ -996,10 +1002,18 @@ class _CopyBlock:
                     conn._tx.written |= self._keys
 
 
+def _has_mutable_parts(rows: list[Any]) -> bool:
+    """Whether a caller could change a cached result by mutating the rows it was handed."""
+    row_type = type(rows[0])
+    if issubclass(row_type, tuple) or row_type.__name__ == "Row" and row_type.__module__ == "sqlite3":
+        return not _MUTABLE.isdisjoint(map(type, chain.from_iterable(rows)))
+    return True
+
+
 def _estimate_size(rows: list[Any]) -> int:
     size = 64
     for row in rows:
         size += 56
-        for value in (row.values() if type(row) is dict else row):
+        for value in (row.values() if isinstance(row, dict) else row):
             size += len(value) + 40 if type(value) in (str, bytes) else 24
     return size
