@@ -7,6 +7,7 @@ import contextvars
 import logging
 import os
 import threading
+import time
 import uuid
 import weakref
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("querycache")
 
 _TIERS = ("l1", "l2", "l3")
+_CATALOG_RELOAD_S = 1.0
 _live_caches: weakref.WeakSet[QueryCache] = weakref.WeakSet()
 
 
@@ -63,6 +65,7 @@ class QueryCache:
         self._analyzers: dict[tuple[str, str], Analyzer] = {}
         self._scopes: dict[tuple[Any, ...], tuple[int, str]] = {}
         self._catalogs: dict[str, tuple[Catalog, int]] = {}
+        self._catalog_loaded_at: dict[str, float] = {}
         self._catalog_versions: dict[str, int] = {}
         self._databases: set[str] = set()
         self._connections: weakref.WeakSet[CachedConnection] = weakref.WeakSet()
@@ -203,7 +206,16 @@ class QueryCache:
             return Catalog(complete=False), -1
         with self._lock:
             self._catalogs[database] = (catalog, version)
+            self._catalog_loaded_at[database] = time.monotonic()
         return catalog, version
+
+    def _reload_stale_catalog(self, database: str) -> bool:
+        """Mark the catalog of ``database`` for reloading if it is over a second old."""
+        loaded_at = self._catalog_loaded_at.get(database)
+        if loaded_at is None or time.monotonic() - loaded_at < _CATALOG_RELOAD_S:
+            return False
+        self._invalidate_catalog(database)
+        return True
 
     def _invalidate_catalog(self, database: str) -> None:
         with self._lock:

@@ -308,6 +308,10 @@ class CachedConnection:
         if not catalog.complete:
             bypass = BypassReason.UNKNOWN
         elif analysis.tables_read - catalog.relations - set(analysis.hints.tables):
+            # Perhaps created since the catalog was read (by another client): read it again, at
+            # most once a second, and cache nothing that is still unknown.
+            if self._cache._reload_stale_catalog(self._database_id):
+                return self._plan(analysis)
             bypass = BypassReason.UNKNOWN_RELATION
         elif analysis.functions & catalog.volatile_functions:
             bypass = BypassReason.VOLATILE
