@@ -326,7 +326,8 @@ class CachedConnection:
         plan = _ReadPlan(tuple(keys), bypass, self._cache._ttl_for(analysis, tables))
         if len(self._plans) > 4096:
             self._plans.clear()
-        self._plans[analysis.sql] = plan
+        if bypass is not BypassReason.UNKNOWN_RELATION:  # those are looked up again next time
+            self._plans[analysis.sql] = plan
         return plan
 
     def _write_keys(self, analysis: Analysis) -> set[str]:
