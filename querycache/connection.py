@@ -74,7 +74,7 @@ class CachedConnection:
     _own = frozenset(
         {"_raw", "_cache", "_adapter", "_analyzer", "_l1", "_tx", "_state", "_scope_id", "_scope_key",
          "_database_id", "_version_prefix", "_private", "_plans", "_catalog_version", "_closed",
-         "_scope_stale_at_tx_end", "_fixed_database_id", "_cursors", "_reads_open_tx", "__weakref__"}
+         "_scope_stale_at_tx_end", "_fixed_database_id", "_cursors", "_reads_open_tx", "_next_isolation", "__weakref__"}
     )
 
     def __init__(self, cache: QueryCache, raw: Any, adapter: DriverAdapter, database_id: str | None) -> None:
@@ -102,6 +102,7 @@ class CachedConnection:
         self._version_prefix = ""
         was_in_tx = adapter.in_transaction(raw)
         self._reads_open_tx = adapter.reads_open_transaction(raw)
+        self._next_isolation: str | None = None
         self._refresh_scope()
         if was_in_tx:
             # Wrapped while a transaction was open: we did not see it start, so no hits, no fills.
@@ -235,7 +236,8 @@ class CachedConnection:
         return self._version_prefix + table
 
     def _isolation(self) -> str:
-        return self._tx.isolation or self._adapter.driver_isolation(self._raw) or self._state.isolation
+        return (self._tx.isolation or self._next_isolation or self._adapter.driver_isolation(self._raw)
+                or self._state.isolation)
 
     # -- transaction bookkeeping --------------------------------------------------------
     def _publish(self, keys: set[str]) -> None:
@@ -266,6 +268,14 @@ class CachedConnection:
             counter.incr(key.rsplit("\x1f", 1)[-1])
 
     def _end_transaction(self, action: Callable[[], Any], committing: bool) -> Any:
+        raw_action = action
+
+        def action() -> Any:
+            try:
+                return raw_action()
+            finally:
+                self._adapter.after_transaction_end(self._raw)
+
         written = self._tx.written
         if written and (committing or self._adapter.bump_on_rollback):
             result = self._publish_around(set(written), action)
@@ -649,7 +659,10 @@ class CachedCursor:
         return self._write(analysis, sql, params, in_tx)
 
     def _raw_execute(self, sql: str, params: Any) -> Any:
-        self._returned = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
+        try:
+            self._returned = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
+        finally:
+            self._conn._adapter.after_statement(self._conn._raw)
         return self._returned
 
     def _result(self) -> Any:
@@ -757,6 +770,8 @@ class CachedCursor:
                 tx.open = True
                 tx.tracked = True
                 tx.stamp = stamp
+                tx.isolation = conn._next_isolation
+                conn._next_isolation = None
             elif was_in_tx and not now_in_tx:
                 conn._reconcile(True, ended_by_commit=True)
             elif was_in_tx and pin:
@@ -860,7 +875,8 @@ class CachedCursor:
             tx.reset()
             tx.open = True
             tx.tracked = True
-            tx.isolation = analysis.isolation
+            tx.isolation = analysis.isolation or conn._next_isolation
+            conn._next_isolation = None
         return self._result()
 
     def _session_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
@@ -872,10 +888,15 @@ class CachedCursor:
             conn._end_transaction(lambda: self._raw_execute(sql, params), committing=True)
         else:
             self._bypass(analysis, sql, params, analysis.reason or BypassReason.SESSION)
-        if analysis.isolation is not None and "SESSION" not in analysis.sql.upper() and (
-            "TRANSACTION" in analysis.sql.upper()
+        upper = analysis.sql.upper()
+        if analysis.isolation is not None and "TRANSACTION" in upper and not (
+            "SESSION" in upper or "GLOBAL" in upper or "CHARACTERISTICS" in upper
         ):
-            conn._tx.isolation = analysis.isolation
+            # SET TRANSACTION: this transaction's level inside one, the next one's outside.
+            if conn._adapter.in_transaction(conn._raw) and conn._tx.open:
+                conn._tx.isolation = analysis.isolation
+            else:
+                conn._next_isolation = analysis.isolation
         if analysis.changes_scope:
             if conn._adapter.in_transaction(conn._raw):
                 conn._scope_stale_at_tx_end = True  # SET LOCAL ends with the transaction
@@ -914,9 +935,13 @@ class CachedCursor:
             conn._cache._stats.bypasses.incr((reason or BypassReason.WRITE).value)
             # A read run many times has no single result to cache; it still ran on the database.
             keys = conn._write_keys(analysis) if analysis.kind is not StatementKind.READ else set()
-        self._returned = _run_write(
-            conn, keys, lambda: self._raw.executemany(sql, seq_of_params, *args, **kwargs), False
-        )
+        def action() -> Any:
+            try:
+                return self._raw.executemany(sql, seq_of_params, *args, **kwargs)
+            finally:
+                conn._adapter.after_statement(conn._raw)
+
+        self._returned = _run_write(conn, keys, action, False)
         return self._result()
 
     # -- psycopg / psycopg2 extras that write ------------------------------------------------
@@ -969,6 +994,8 @@ def _run_write(conn: CachedConnection, keys: set[str], action: Callable[[], Any]
     try:
         return conn._publish_around(keys | (tx.written if implicit_commit else set()), action)
     finally:
+        if implicit_commit:
+            adapter.after_transaction_end(raw)
         tx.reset()
         if adapter.in_transaction(raw):
             tx.open = True

@@ -146,6 +146,9 @@ class PostgresDatabase(Database):
 
     def cleanup(self) -> None:
         conn = self.connect()
+        # A failed test may leave transactions open that would block DROP forever.
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                     "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%%'")
         for view in reversed(self.views):
             conn.execute(f"DROP VIEW IF EXISTS {view} CASCADE")
         for table in reversed(self.tables):
@@ -166,6 +169,8 @@ class Psycopg2Database(PostgresDatabase):
     def cleanup(self) -> None:
         conn = self.connect()
         cur = conn.cursor()
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%%'")
         for view in reversed(self.views):
             cur.execute(f"DROP VIEW IF EXISTS {view} CASCADE")
         for table in reversed(self.tables):
@@ -185,6 +190,13 @@ class MysqlDatabase(Database):
     def cleanup(self) -> None:
         conn = self.connect()
         cur = conn.cursor()
+        cur.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX "
+                    "WHERE trx_mysql_thread_id <> CONNECTION_ID()")
+        for (thread,) in cur.fetchall():
+            try:
+                cur.execute(f"KILL {int(thread)}")
+            except Exception:  # noqa: BLE001 - it may have ended meanwhile
+                pass
         cur.execute("SET FOREIGN_KEY_CHECKS = 0")
         for view in reversed(self.views):
             cur.execute(f"DROP VIEW IF EXISTS {view}")

@@ -34,6 +34,7 @@ CATEGORY_MINIMUMS = {
     "setop": 5,
     "sqlite": 5,
     "naming": 5,
+    "app": 5,
 }
 ORM_SOURCES = {"django", "sqlalchemy", "rails"}
 MINIMUM_ENTRIES = 150
@@ -83,7 +84,8 @@ def test_corpus_is_well_formed() -> None:
     for entry in CORPUS:
         keys = set(entry)
         assert REQUIRED_KEYS <= keys, f"{entry.get('id')}: missing {REQUIRED_KEYS - keys}"
-        assert keys <= REQUIRED_KEYS | OPTIONAL_KEYS, f"{entry['id']}: unknown keys {keys - REQUIRED_KEYS - OPTIONAL_KEYS}"
+        unknown_keys = keys - REQUIRED_KEYS - OPTIONAL_KEYS
+        assert not unknown_keys, f"{entry['id']}: unknown keys {unknown_keys}"
         assert entry["dialect"] in DEFAULT_PARAMSTYLE, f"{entry['id']}: unknown dialect {entry['dialect']}"
         assert isinstance(entry["sql"], str) and entry["sql"].strip(), f"{entry['id']}: empty sql"
         for field in ("tables_read", "tables_written"):

@@ -108,6 +108,12 @@ class DriverAdapter:
     def in_error(self, conn: Any) -> bool:
         return False
 
+    def after_statement(self, conn: Any) -> None:
+        """Called after every statement the wrapper sends (drivers that cannot report state)."""
+
+    def after_transaction_end(self, conn: Any) -> None:
+        """Called after commit, rollback or an implicit commit."""
+
     def autocommit(self, conn: Any) -> bool:
         return bool(getattr(conn, "autocommit", False))
 
@@ -138,12 +144,14 @@ class DriverAdapter:
                 cur.execute(sql, params)
             rows = list(cur.fetchall()) if cur.description is not None else []
         finally:
+            self.after_statement(conn)
             try:
                 cur.close()
             except Exception:  # noqa: BLE001 - closing a raw cursor must never mask the query's error
                 pass
             if not was_in_tx and self.in_transaction(conn):
                 conn.rollback()
+                self.after_transaction_end(conn)
         return [tuple(r) if not isinstance(r, dict) else tuple(r.values()) for r in rows]
 
     def server_state(self, conn: Any, settings: Sequence[str]) -> ServerState:

@@ -30,8 +30,27 @@ class PyMySQLAdapter(DriverAdapter):
     rows_container = tuple
     supported = True
 
+    def __init__(self, conn: Any, module: Any) -> None:
+        super().__init__(conn, module)
+        self._open = False
+
     def in_transaction(self, conn: Any) -> bool:
-        return bool(conn.server_status & SERVER_STATUS_IN_TRANS)
+        # PyMySQL updates server_status from OK packets only, never after a result set; with
+        # autocommit off, InnoDB opens a transaction at any statement, SELECT included.
+        return bool(conn.server_status & SERVER_STATUS_IN_TRANS) or self._open
+
+    def after_statement(self, conn: Any) -> None:
+        if not conn.autocommit_mode:
+            self._open = True
+
+    def after_transaction_end(self, conn: Any) -> None:
+        self._open = False
+
+    def reads_open_transaction(self, conn: Any) -> bool:
+        return not conn.autocommit_mode
+
+    def write_opens_transaction(self, conn: Any, is_dml: bool) -> bool:
+        return not conn.autocommit_mode
 
     def autocommit(self, conn: Any) -> bool:
         return bool(conn.get_autocommit())
