@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
@@ -84,6 +85,7 @@ _MYSQL_IMPLICIT_COMMIT_WORDS = frozenset(
      "OPTIMIZE", "REPAIR", "FLUSH", "INSTALL", "UNINSTALL", "LOAD"}
 )
 _DML = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
+_SQLITE_UPDATE_OR = re.compile(r"^\s*UPDATE\s+OR\s+(ROLLBACK|ABORT|REPLACE|FAIL|IGNORE)\b", re.IGNORECASE)
 _ISOLATION_LEVELS = ("READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE")
 
 class _DropFallbackWarnings(logging.Filter):
@@ -153,30 +155,75 @@ def fold(name: str) -> str:
     return name.rsplit(".", 1)[-1].strip('"`[]').lower()
 
 
+def fold_identifier(name: str) -> str:
+    """Version key of a parsed (or catalog) identifier: it is already unqualified, only case-folded."""
+    return name.lower()
+
+
 def _table_names(tables: list[exp.Table]) -> set[str]:
-    return {fold(t.name) for t in tables if t.name}
+    return {fold_identifier(t.name) for t in tables if t.name}
 
 
-def _target_tables(node: exp.Expression) -> list[exp.Table]:
-    target = node.this if not isinstance(node, exp.Delete) or not node.args.get("tables") else None
-    if isinstance(node, exp.Delete) and node.args.get("tables"):
-        return list(node.args["tables"])
+def _alias_map(node: exp.Expression) -> dict[str, str]:
+    """Alias (or name) -> table name, for every table the statement mentions."""
+    tables = [t for t in node.find_all(exp.Table) if t.name]
+    aliases: dict[str, str] = {}
+    for t in tables:
+        if t.alias:
+            aliases.setdefault(t.alias.lower(), fold_identifier(t.name))
+    for t in tables:
+        aliases.setdefault(fold_identifier(t.name), fold_identifier(t.name))
+    return aliases
+
+
+def _joined_tables(table: exp.Expression) -> list[exp.Table]:
+    found = [table] if isinstance(table, exp.Table) else []
+    for join in table.args.get("joins") or []:
+        if isinstance(join.this, exp.Table):
+            found.append(join.this)
+    return found
+
+
+def _target_tables(node: exp.Expression) -> set[str]:
+    """Tables a DML node writes: MySQL multi-table DELETE / UPDATE included."""
+    target = node.this
     if isinstance(target, exp.Schema):
         target = target.this
-    return [target] if isinstance(target, exp.Table) else []
+    if isinstance(node, exp.Delete):
+        if node.args.get("tables"):  # DELETE a, b FROM t1 a JOIN t2 b ...: names may be aliases
+            aliases = _alias_map(node)
+            return {aliases.get(t.name.lower(), fold_identifier(t.name)) for t in node.args["tables"] if t.name}
+        if node.args.get("using") and isinstance(target, exp.Table):  # DELETE FROM t1, t2 USING ...
+            return _table_names(_joined_tables(target))
+    if isinstance(node, exp.Update) and isinstance(target, exp.Table) and target.args.get("joins"):
+        # UPDATE t1 a JOIN t2 b ... SET b.x = ...: the SET columns say which tables change.
+        aliases = _alias_map(node)
+        every = _table_names(_joined_tables(target))
+        written: set[str] = set()
+        for assignment in node.expressions:
+            column = assignment.this if isinstance(assignment, exp.EQ) else None
+            if not isinstance(column, exp.Column) or not column.table:
+                return every
+            written.add(aliases.get(column.table.lower(), fold_identifier(column.table)))
+        return written or every
+    return {fold_identifier(target.name)} if isinstance(target, exp.Table) and target.name else set()
 
 
 def _read_tables(tree: exp.Expression) -> set[str] | None:
     """Real tables a query reads (CTE names excluded), or None when scoping failed."""
     try:
         names: set[str] = set()
+        cte_names = {c.alias.lower() for c in tree.find_all(exp.CTE)}
+        # sqlglot builds no scope for a CTE whose body is DML: its name would look like a table.
+        dml_ctes = {c.alias.lower() for c in tree.find_all(exp.CTE) if isinstance(c.this, _DML)}
         for scope in traverse_scope(tree):
             for source in scope.sources.values():
                 if isinstance(source, exp.Table) and source.name:
-                    names.add(fold(source.name))
+                    if source.db or source.name.lower() not in dml_ctes:
+                        names.add(fold_identifier(source.name))
         # Tables inside expressions traverse_scope does not enter (e.g. function arguments).
-        cte_names = {fold(c.alias) for c in tree.find_all(exp.CTE)}
-        names |= {fold(t.name) for t in tree.find_all(exp.Table) if t.name and fold(t.name) not in cte_names}
+        names |= {fold_identifier(t.name) for t in tree.find_all(exp.Table)
+                  if t.name and (t.db or t.name.lower() not in cte_names)}
         return names
     except (SqlglotError, RecursionError, KeyError, AttributeError, TypeError, ValueError):
         return None
@@ -362,13 +409,18 @@ class Analyzer:
             to_savepoint = " TO " in f" {text.upper()} "
             return self._result(sql, scanned, StatementKind.TRANSACTION, reason=BypassReason.SESSION,
                                 tx_action=TxAction.SAVEPOINT if to_savepoint else TxAction.ROLLBACK)
-        if word == "REPLACE" and mysql:
+        rewritten = None
+        if word == "REPLACE" and (mysql or self.dialect == "sqlite"):
+            rewritten = ("INSERT" if mysql else "INSERT OR REPLACE") + text.lstrip()[len("REPLACE"):]
+        elif word == "UPDATE" and self.dialect == "sqlite":
+            rewritten = _SQLITE_UPDATE_OR.sub("UPDATE", text, count=1)
+        if rewritten is not None and rewritten != text:
             try:
-                replaced = sqlglot.parse_one("INSERT" + text.lstrip()[len("REPLACE"):], read=self.dialect)
+                reparsed = sqlglot.parse_one(rewritten, read=self.dialect)
             except (SqlglotError, RecursionError, ValueError, TypeError):
-                replaced = None
-            if isinstance(replaced, exp.Insert):
-                return self._classify(sql, scanned, replaced)
+                reparsed = None
+            if isinstance(reparsed, (exp.Insert, exp.Update)):
+                return self._classify(sql, scanned, reparsed)
         if word in ("LOCK", "UNLOCK") and mysql:
             return self._result(sql, scanned, StatementKind.SESSION, reason=BypassReason.LOCKING,
                                 implicit_commit=True)
@@ -418,7 +470,7 @@ class Analyzer:
             )
         dml = list(tree.find_all(*_DML))
         if isinstance(tree, exp.Copy):
-            target = _table_names(_target_tables(tree))
+            target = _target_tables(tree)
             if tree.args.get("kind"):  # COPY ... FROM: a write
                 return self._result(sql, scanned, StatementKind.WRITE, reason=BypassReason.WRITE, tree=tree,
                                     written=target, writes_everything=not target)
@@ -439,9 +491,12 @@ class Analyzer:
             )
         if dml:
             written = set()
+            delete_lists: set[str] = set()
             for node in dml:
-                written |= _table_names(_target_tables(node))
-            read = (_read_tables(tree) or set()) - written
+                written |= _target_tables(node)
+                if isinstance(node, exp.Delete):
+                    delete_lists |= _table_names(list(node.args.get("tables") or []))
+            read = (_read_tables(tree) or set()) - written - delete_lists
             everything = not written or bool(functions & VOLATILE_FUNCTIONS & {"nextval", "setval"})
             return self._result(sql, scanned, StatementKind.WRITE, reason=BypassReason.WRITE, tree=tree,
                                 read=read, written=written, writes_everything=everything, functions=functions)
@@ -452,6 +507,12 @@ class Analyzer:
                 reason = BypassReason.UNKNOWN
             elif any(tree.find_all(exp.Lock)) or tree.args.get("locks"):
                 reason = BypassReason.LOCKING
+            elif any(
+                "SQL_CALC_FOUND_ROWS" in str(m).upper()
+                for select in tree.find_all(exp.Select)
+                for m in select.args.get("operation_modifiers") or []
+            ):
+                reason = BypassReason.SESSION  # sets the session state FOUND_ROWS() reads
             elif _has_volatile(tree, functions, self.dialect):
                 reason = BypassReason.VOLATILE
             return self._result(

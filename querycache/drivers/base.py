@@ -12,7 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from querycache.analysis import fold
+from querycache.analysis import fold as fold_user_name
+from querycache.analysis import fold_identifier as fold
 
 
 @dataclass
@@ -70,7 +71,7 @@ class Catalog:
             out |= self.write_deps.get(t, set())
         for t in list(out):
             if t in configured:
-                out |= {fold(x) for x in configured[t]}
+                out |= {fold_user_name(x) for x in configured[t]}
             elif t in self.writes_everything:
                 everything = True
         return out, everything

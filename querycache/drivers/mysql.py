@@ -8,7 +8,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from querycache.analysis import fold
+from querycache.analysis import fold_identifier as fold
 from querycache.drivers.base import Catalog, DriverAdapter, ServerState
 
 SERVER_STATUS_IN_TRANS = 1

@@ -10,7 +10,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from querycache.analysis import fold
+from querycache.analysis import fold_identifier as fold
 from querycache.drivers.base import Catalog, DriverAdapter, ServerState
 
 # Built-in scalar and aggregate functions whose result depends only on their arguments.
