@@ -106,5 +106,13 @@ def backend_class(name: str) -> type:
         from querycache.errors import ConfigError
 
         raise ConfigError(f"l2.backend: {name!r} is not accepted; accepted: {', '.join(_REGISTRY)}") from None
-    cls: type = getattr(importlib.import_module(module_name), attr)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        from querycache.errors import ConfigError
+
+        if exc.name == module_name:
+            raise ConfigError(f"l2.backend: {name!r} is not part of this version; accepted: memory") from exc
+        raise ConfigError(f"l2.backend: {name!r} needs {exc.name!r}: pip install 'querycache[{name}]'") from exc
+    cls: type = getattr(module, attr)
     return cls

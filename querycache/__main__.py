@@ -1,0 +1,5 @@
+"""``python -m querycache``: the command line."""
+
+from querycache.cli import main
+
+main()

@@ -1,0 +1,69 @@
+"""``querycache bench``: a dependency-free, side-by-side timing of the hot paths on sqlite.
+
+Each path is timed in interleaved batches (raw, hit, miss, raw, hit, miss...), so a
+noisy neighbour slows all of them alike; the report is the median per call and its
+ratio to the raw query measured in the same run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import statistics
+import time
+from typing import Any, Callable
+
+from querycache.cache import QueryCache
+
+_SQL = "SELECT id, name, grp FROM items WHERE grp = ? AND id > ?"
+
+
+def _database() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, grp INTEGER)")
+    conn.execute("CREATE INDEX items_grp ON items (grp)")
+    conn.executemany("INSERT INTO items VALUES (?, ?, ?)", [(i, f"item {i}", i % 100) for i in range(1, 1001)])
+    return conn
+
+
+def run_quick_bench(rounds: int = 20000, batches: int = 20) -> dict[str, dict[str, float]]:
+    raw = _database()
+    raw_cur = raw.cursor()
+    cache = QueryCache()
+    hit_cur = cache.wrap(_database()).cursor()
+    miss_cur = cache.wrap(_database()).cursor()
+    hit_cur.execute(_SQL, (7, 0))
+    hit_cur.fetchall()
+    counter = itertools.count(1)
+
+    def raw_call() -> Any:
+        raw_cur.execute(_SQL, (7, 0))
+        return raw_cur.fetchall()
+
+    def hit_call() -> Any:
+        hit_cur.execute(_SQL, (7, 0))
+        return hit_cur.fetchall()
+
+    def miss_call() -> Any:
+        miss_cur.execute(_SQL, (7, -next(counter)))  # a new key each call: always a cold miss
+        return miss_cur.fetchall()
+
+    paths: dict[str, Callable[[], Any]] = {
+        "raw sqlite point query": raw_call, "L1 hit": hit_call, "miss (memory L2 fill)": miss_call,
+    }
+    per_batch = max(1, rounds // batches)
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(batches):
+        for name, call in paths.items():
+            started = time.perf_counter()
+            for _ in range(per_batch):
+                call()
+            samples[name].append((time.perf_counter() - started) / per_batch * 1e6)
+    hit_cur.execute(_SQL, (7, 0))
+    assert hit_cur.cache_status == "hit:L1", hit_cur.cache_status
+    cache.close()
+    raw_median = statistics.median(samples["raw sqlite point query"])
+    return {
+        name: {"median_us": statistics.median(values), "ratio_to_raw": statistics.median(values) / raw_median}
+        for name, values in samples.items()
+    }
