@@ -14,6 +14,7 @@ import re
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import cast
 
 import sqlglot
 from cachetools import LRUCache
@@ -60,7 +61,7 @@ VOLATILE_FUNCTIONS = frozenset(
         "sysdate", "curdate", "curtime", "utc_timestamp", "utc_date", "utc_time", "uuid_short",
         "last_insert_id", "found_rows", "row_count", "connection_id", "sleep", "get_lock",
         "release_lock", "is_free_lock", "is_used_lock", "benchmark", "master_pos_wait",
-        "release_all_locks", "nextval", "lastval", "sys_guid", "unix_timestamp", "random_bytes",
+        "release_all_locks", "sys_guid", "unix_timestamp", "random_bytes",
         # SQLite
         "changes", "last_insert_rowid", "total_changes", "randomblob", "load_extension",
         "sqlite_offset",
@@ -324,7 +325,7 @@ class Analyzer:
             trees = []
         if len(trees) != 1:
             return self._by_first_word(sql, scanned, None)
-        tree = trees[0]
+        tree = cast(exp.Expression, trees[0])
         if isinstance(tree, exp.Command) or word in ("SAVEPOINT", "RELEASE", "DISCARD", "LISTEN", "UNLISTEN"):
             return self._by_first_word(sql, scanned, tree)
         return self._classify(sql, scanned, tree)
@@ -343,7 +344,8 @@ class Analyzer:
         functions: set[str] | None = None,
         **flags: object,
     ) -> Analysis:
-        normalized, fingerprint, literals = sql.strip(), "", ()
+        normalized, fingerprint = sql.strip(), ""
+        literals: tuple[object, ...] = ()
         if tree is not None:
             try:
                 normalized = tree.sql(dialect=self.dialect, comments=False)
@@ -502,21 +504,21 @@ class Analyzer:
                                 read=read, written=written, writes_everything=everything, functions=functions)
         if isinstance(tree, exp.Query) or isinstance(tree, exp.Values):
             read_tables = _read_tables(tree)
-            reason: BypassReason | None = None
+            read_reason: BypassReason | None = None
             if read_tables is None:
-                reason = BypassReason.UNKNOWN
+                read_reason = BypassReason.UNKNOWN
             elif any(tree.find_all(exp.Lock)) or tree.args.get("locks"):
-                reason = BypassReason.LOCKING
+                read_reason = BypassReason.LOCKING
             elif any(
                 "SQL_CALC_FOUND_ROWS" in str(m).upper()
                 for select in tree.find_all(exp.Select)
                 for m in select.args.get("operation_modifiers") or []
             ):
-                reason = BypassReason.SESSION  # sets the session state FOUND_ROWS() reads
+                read_reason = BypassReason.SESSION  # sets the session state FOUND_ROWS() reads
             elif _has_volatile(tree, functions, self.dialect):
-                reason = BypassReason.VOLATILE
+                read_reason = BypassReason.VOLATILE
             return self._result(
-                sql, scanned, StatementKind.READ, reason=reason, tree=tree, read=read_tables or set(),
+                sql, scanned, StatementKind.READ, reason=read_reason, tree=tree, read=read_tables or set(),
                 functions=functions, changes_scope="set_config" in functions,
             )
         return self._by_first_word(sql, scanned, tree)

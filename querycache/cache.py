@@ -57,8 +57,7 @@ class QueryCache:
             max_bytes=self.config.l2.max_bytes, namespace=self.namespace
         )
         # Process-wide table versions that L1 hits are checked against (DESIGN §2).
-        self.mirror_versions: Mapping[str, int] = self.backend.mirror.versions if hasattr(
-            self.backend, "mirror") else self.backend.versions  # type: ignore[attr-defined]
+        self.mirror_versions: Mapping[str, int] = self.backend.mirror_versions
         self._tenant: contextvars.ContextVar[Any] = contextvars.ContextVar(
             f"querycache_tenant_{id(self)}", default=None
         )

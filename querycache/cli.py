@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import sys
+from collections.abc import Sized
 from typing import Any
 
 import click
@@ -77,7 +78,7 @@ def stats(config: Config, as_json: bool) -> None:
             "namespace": cache.namespace,
             "epoch": backend.current_stamp()[0],
             "seq": backend.current_stamp()[1],
-            "entries": len(backend) if hasattr(backend, "__len__") else None,
+            "entries": len(backend) if isinstance(backend, Sized) else None,
             "bytes": getattr(backend, "size_bytes", None),
         }
         if backend.name == "memory":

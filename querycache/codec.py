@@ -11,7 +11,7 @@ import decimal
 import uuid
 import zoneinfo
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import msgpack
 
@@ -57,7 +57,7 @@ class Column(NamedTuple):
 class Result:
     """One query result as the cache stores it."""
 
-    description: tuple[Any, ...] | None
+    description: Sequence[Any] | None
     rows: list[Any]
     rowcount: int
     lastrowid: Any = None

@@ -98,7 +98,7 @@ class Config:
         """Validate ``data`` (the YAML document's root) into a ``Config``."""
         if data is None:
             data = {}
-        config = _build(cls, expand_env(data), "")
+        config: Config = _build(cls, expand_env(data), "")
         _check(config)
         return config
 

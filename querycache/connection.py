@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import copy
 import time
-from itertools import chain
 import uuid
 import weakref
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from querycache.analysis import ALL_TABLES, Analysis, StatementKind, TxAction
@@ -24,7 +24,8 @@ from querycache.codec import CorruptEntry, Result, Unencodable, decode, encode
 from querycache.drivers.base import Catalog, DriverAdapter, ServerState
 from querycache.keys import UnsupportedParam, l1_params, l2_key
 from querycache.l1 import L1Cache, L1Entry
-from querycache.status import COALESCED, HIT_L1, HIT_L2, MISS as STATUS_MISS, BypassReason, NotFilledReason
+from querycache.status import HIT_L1, HIT_L2, BypassReason, NotFilledReason
+from querycache.status import MISS as STATUS_MISS
 
 if TYPE_CHECKING:
     from querycache.cache import QueryCache
@@ -38,7 +39,7 @@ _MUTABLE = frozenset({list, dict, bytearray, set})
 class _Transaction:
     """What the wrapper knows about the open transaction of one connection."""
 
-    __slots__ = ("open", "tracked", "stamp", "dirty", "written", "isolation")
+    __slots__ = ("dirty", "isolation", "open", "stamp", "tracked", "written")
 
     def __init__(self) -> None:
         self.open = False
@@ -60,7 +61,7 @@ class _Transaction:
 class _ReadPlan:
     """A cacheable read resolved against the catalog: its version keys, or why it is not cached."""
 
-    __slots__ = ("version_keys", "bypass", "ttl_s")
+    __slots__ = ("bypass", "ttl_s", "version_keys")
 
     def __init__(self, version_keys: tuple[str, ...], bypass: BypassReason | None, ttl_s: float) -> None:
         self.version_keys = version_keys
@@ -84,7 +85,7 @@ class CachedConnection:
         self._analyzer = cache._analyzer_for(adapter.dialect, adapter.paramstyle)
         config = cache.config
         self._l1: L1Cache | None = (
-            L1Cache(config.l1.max_entries, config.l1.max_bytes, cache._stats.evictions.counter("l1").__next__)
+            L1Cache(config.l1.max_entries, config.l1.max_bytes, lambda: cache._stats.evictions.incr("l1"))
             if config.l1.enabled else None
         )
         self._tx = _Transaction()
@@ -267,9 +268,7 @@ class CachedConnection:
         for key in keys:
             counter.incr(key.rsplit("\x1f", 1)[-1])
 
-    def _end_transaction(self, action: Callable[[], Any], committing: bool) -> Any:
-        raw_action = action
-
+    def _end_transaction(self, raw_action: Callable[[], Any], committing: bool) -> Any:
         def action() -> Any:
             try:
                 return raw_action()
@@ -345,7 +344,7 @@ class CachedConnection:
         tables, everything = catalog.expand_writes(
             analysis.tables_written, self._cache.config.invalidation.dependencies
         )
-        if everything or analysis.writes_everything or not catalog.complete and not tables:
+        if everything or analysis.writes_everything or (not catalog.complete and not tables):
             return {self._key(ALL_TABLES)}
         keys = {self._key(t) for t in tables}
         if analysis.kind is StatementKind.DDL:
@@ -496,7 +495,7 @@ class CachedCursor:
         if size is None:
             size = self.arraysize
         if self._live:
-            return self._raw.fetchmany(size)  # type: ignore[no-any-return]
+            return self._raw.fetchmany(size)
         rows, pos = self._rows, self._pos
         out = rows[pos:pos + size]
         _set(self, "_pos", pos + len(out))
@@ -507,7 +506,7 @@ class CachedCursor:
 
     def fetchall(self) -> Any:
         if self._live:
-            return self._raw.fetchall()  # type: ignore[no-any-return]
+            return self._raw.fetchall()
         rows, pos = self._rows, self._pos
         out = rows[pos:] if pos else rows[:]
         _set(self, "_pos", len(rows))
@@ -700,7 +699,7 @@ class CachedCursor:
         reason = analysis.reason
         if reason is None and not conn._adapter.supported:
             reason = BypassReason.UNKNOWN
-        if reason is None and (not cache.enabled or conn._l1 is None and not cache.l2_enabled):
+        if reason is None and (not cache.enabled or (conn._l1 is None and not cache.l2_enabled)):
             reason = BypassReason.DISABLED
         if reason is None and conn._state.replica:
             reason = BypassReason.REPLICA
@@ -726,7 +725,7 @@ class CachedCursor:
         except UnsupportedParam:
             return self._bypass(analysis, sql, params, BypassReason.UNKNOWN)
         # The first read of a REPEATABLE READ transaction runs on the database: it pins the snapshot.
-        pin = (in_tx and tx.stamp is None or opens_tx) and isolation in _RR_LEVELS
+        pin = ((in_tx and tx.stamp is None) or opens_tx) and isolation in _RR_LEVELS
         tx_stamp = tx.stamp if in_tx and isolation in _RR_LEVELS else None
         shape = conn._adapter.shape_token(self._raw)
         l1_key = (conn._scope_id, cache._tenant.get(), shape, sql, pkey)
@@ -1037,7 +1036,7 @@ class _CopyBlock:
 def _has_mutable_parts(rows: list[Any]) -> bool:
     """Whether a caller could change a cached result by mutating the rows it was handed."""
     row_type = type(rows[0])
-    if issubclass(row_type, tuple) or row_type.__name__ == "Row" and row_type.__module__ == "sqlite3":
+    if issubclass(row_type, tuple) or (row_type.__name__ == "Row" and row_type.__module__ == "sqlite3"):
         return not _MUTABLE.isdisjoint(map(type, chain.from_iterable(rows)))
     return True
 

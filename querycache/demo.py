@@ -24,7 +24,8 @@ PRODUCTS = 2000
 CUSTOMERS = 5000
 ORDERS = 30000
 
-READS = [
+Params = Callable[[random.Random], tuple[Any, ...]]
+READS: list[tuple[int, str, Params]] = [
     # (weight, sql, parameter maker)
     (40, "SELECT id, name, price FROM products WHERE id = ?", lambda r: (_zipf(r, PRODUCTS),)),
     (20, "SELECT name, email FROM customers WHERE id = ?", lambda r: (_zipf(r, CUSTOMERS),)),
@@ -38,7 +39,7 @@ READS = [
     (5, "SELECT count(*), avg(price) FROM products WHERE category = ? AND price > ?",
      lambda r: (r.randrange(CATEGORIES), float(r.randrange(5, 50)))),
 ]
-WRITES = [
+WRITES: list[tuple[str, Params]] = [
     ("INSERT INTO orders (customer_id, product_id, qty) VALUES (?, ?, ?)",
      lambda r: (_zipf(r, CUSTOMERS), _zipf(r, PRODUCTS), r.randrange(1, 5))),
     ("UPDATE products SET price = price + 0.5 WHERE id = ?", lambda r: (_zipf(r, PRODUCTS),)),
@@ -137,7 +138,7 @@ def run_demo(statements: int = 20000, write_ratio: float = 0.01, config: Config 
         cached_s = time.perf_counter() - started
         if progress is not None:
             progress(len(steps) % 500)
-        stale = sum(1 for got, want in zip(answers, expected) if got != want)
+        stale = sum(1 for got, want in zip(answers, expected, strict=False) if got != want)
         snapshot = cache.stats().to_dict()
         conn.close()
         cache.close()

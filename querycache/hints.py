@@ -178,7 +178,7 @@ def scan(sql: str, dialect: str, paramstyle: str, strict: bool = False) -> Scann
     while i < n:
         c = sql[i]
         nxt = sql[i + 1] if i + 1 < n else ""
-        if c == "-" and nxt == "-" or (mysql and c == "#"):
+        if (c == "-" and nxt == "-") or (mysql and c == "#"):
             end = sql.find("\n", i)
             end = n if end < 0 else end
             comment = sql[i:end]

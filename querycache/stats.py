@@ -71,7 +71,7 @@ class Histogram:
     def to_dict(self) -> dict[str, Any]:
         with self._lock:
             cumulative, running = {}, 0
-            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), self.buckets):
+            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), self.buckets, strict=False):
                 running += n
                 cumulative["+Inf" if bound == float("inf") else repr(bound)] = running
             return {"count": self.count, "sum": self.total, "buckets": cumulative}

@@ -99,7 +99,7 @@ class Database:
             cur = conn.cursor()
             for statement in statements:
                 cur.execute(statement)
-            if not getattr(conn, "autocommit", True) is True:
+            if getattr(conn, "autocommit", True) is not True:
                 conn.commit()
         finally:
             conn.close()

@@ -22,7 +22,7 @@ def test_miss_then_l1_hit_then_fresh_after_write(db: Database, cache: querycache
     assert run(conn, sql, (1,)) == ([("item1",)], "miss")
     assert run(conn, sql, (1,)) == ([("item1",)], "hit:L1")
     assert db.executions(sql) == before + 1
-    rows, status = run(conn, f"UPDATE {table} SET name = 'changed' WHERE id = 1")
+    _rows, status = run(conn, f"UPDATE {table} SET name = 'changed' WHERE id = 1")
     assert status == "bypass:write"
     assert run(conn, sql, (1,)) == ([("changed",)], "miss")
     assert db.executions(sql) == before + 2
@@ -37,7 +37,7 @@ def test_write_on_connection_a_makes_b_fresh(db: Database, cache: querycache.Que
     assert run(b, sql, (2,)) == ([(20,)], "hit:L1")
     executed = db.executions(sql)
     run(a, f"UPDATE {table} SET qty = 99 WHERE id = 2")
-    rows, status = run(b, sql, (2,))
+    rows, _status = run(b, sql, (2,))
     assert rows == [(99,)]
     assert db.executions(sql) == executed + 1, "B must go back to the database after A's write"
 

@@ -108,8 +108,8 @@ def test_schema_qualified_and_quoted_spellings_share_versions(pg: Database, cach
     table = make_items(pg)
     reader = cache.wrap(pg.connect())
     writer = cache.wrap(pg.connect())
-    _cached_then_fresh(pg, reader, f'SELECT count(*) FROM public."{table}"', f"DELETE FROM {table.upper()} WHERE id = 1",
-                       writer, [(5,)], [(4,)])
+    _cached_then_fresh(pg, reader, f'SELECT count(*) FROM public."{table}"',
+                       f"DELETE FROM {table.upper()} WHERE id = 1", writer, [(5,)], [(4,)])
 
 
 def test_volatile_user_function_is_not_cached(pg: Database, cache: querycache.QueryCache) -> None:

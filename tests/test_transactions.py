@@ -166,7 +166,7 @@ def test_use_database_is_part_of_the_scope(mysql: Database, cache: querycache.Qu
         run(conn, f"USE {other}")
         assert run(conn, "SELECT v FROM things")[0] == [("other",)]
         conn.select_db("test")
-        rows, status = run(conn, f"SELECT v FROM {mysql.t('things')}")
+        rows, _status = run(conn, f"SELECT v FROM {mysql.t('things')}")
         assert rows == []
     finally:
         mysql.admin(f"DROP DATABASE {other}")

@@ -60,6 +60,10 @@ class Backend(Protocol):
     @property
     def epoch(self) -> str: ...
 
+    @property
+    def mirror_versions(self) -> Mapping[str, int]:
+        """This process's copy of table versions, read by L1 hits without I/O."""
+
     def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None) -> Lookup:
         """Create missing versions at the current seq, then read entry, versions, marks and stamp."""
 

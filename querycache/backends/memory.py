@@ -67,6 +67,10 @@ class MemoryBackend:
     def epoch(self) -> str:
         return self._epoch
 
+    @property
+    def mirror_versions(self) -> dict[str, int]:
+        return self.versions
+
     def _tick(self) -> int:
         self._seq = max(self._seq + 1, time.time_ns() // 1000)
         return self._seq

@@ -69,7 +69,7 @@ class _PostgresAdapter(DriverAdapter):
 
     def load_catalog(self, conn: Any) -> Catalog:
         catalog = Catalog()
-        for name, kind in self.internal_query(conn, _RELATIONS_SQL):
+        for name, _kind in self.internal_query(conn, _RELATIONS_SQL):
             catalog.relations.add(name.lower())
         for view, base in self.internal_query(conn, _VIEW_DEPS_SQL):
             catalog.add_read_dep(view, base)

@@ -94,7 +94,7 @@ class SqliteAdapter(DriverAdapter):
             quoted = '"' + child.replace('"', '""') + '"'
             for fk in self.internal_query(conn, f"PRAGMA foreign_key_list({quoted})"):
                 parent, on_update, on_delete = fk[2], fk[5], fk[6]
-                if on_update.upper() != "NO ACTION" and on_update.upper() != "RESTRICT" or (
+                if (on_update.upper() != "NO ACTION" and on_update.upper() != "RESTRICT") or (
                     on_delete.upper() not in ("NO ACTION", "RESTRICT")
                 ):
                     catalog.add_write_dep(parent, child)
