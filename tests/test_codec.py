@@ -126,9 +126,9 @@ def test_naive_datetime_stays_naive() -> None:
 
 
 def test_datetime_utc() -> None:
-    value = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
+    value = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
     back = assert_same(value)
-    assert back.tzinfo is dt.timezone.utc
+    assert back.tzinfo is dt.UTC
     assert back.utcoffset() == dt.timedelta(0)
 
 
@@ -185,8 +185,8 @@ def test_time_with_fixed_offset() -> None:
 
 
 def test_time_with_utc() -> None:
-    back = assert_same(dt.time(1, 2, tzinfo=dt.timezone.utc))
-    assert back.tzinfo is dt.timezone.utc
+    back = assert_same(dt.time(1, 2, tzinfo=dt.UTC))
+    assert back.tzinfo is dt.UTC
 
 
 def test_time_with_zoneinfo_keeps_key() -> None:

@@ -24,9 +24,9 @@ def _fetch(conn: Any, sql: str) -> tuple[list[Any], Any, int, str | None]:
 
 def _assert_same(live: list[Any], cached: list[Any]) -> None:
     assert len(live) == len(cached)
-    for live_row, cached_row in zip(live, cached):
+    for live_row, cached_row in zip(live, cached, strict=True):
         assert type(live_row) is type(cached_row)
-        for a, b in zip(live_row, cached_row):
+        for a, b in zip(live_row, cached_row, strict=True):
             assert type(a) is type(b), (a, b)
             if isinstance(a, memoryview):
                 assert bytes(a) == bytes(b)
