@@ -14,7 +14,7 @@ import pytest
 
 from querycache.keys import UnsupportedParam, l1_params, l2_key
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 
 
