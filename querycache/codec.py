@@ -11,6 +11,7 @@ import decimal
 import uuid
 import zoneinfo
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, NamedTuple, Sequence
 
 import msgpack
@@ -150,6 +151,25 @@ def _unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
 
 
+def _binary_as_ext(value: Any) -> Any:
+    """msgpack packs bytearray and memoryview as plain bytes even with strict types: tag them."""
+    kind = type(value)
+    if kind is memoryview:
+        return msgpack.ExtType(_MEMORYVIEW, value.tobytes())
+    if kind is bytearray:
+        return msgpack.ExtType(_BYTEARRAY, bytes(value))
+    if kind is list:
+        return [_binary_as_ext(v) for v in value]
+    if kind is tuple:
+        return msgpack.ExtType(_TUPLE, _pack([_binary_as_ext(v) for v in value]))
+    if kind is dict:
+        return {k: _binary_as_ext(v) for k, v in value.items()}
+    return value
+
+
+_NEEDS_BINARY_TAGS = frozenset({memoryview, bytearray, list, tuple, dict})
+
+
 def encode(result: Result) -> bytes:
     """Bytes for ``result``; raises ``Unencodable`` for values outside the codec."""
     rows = result.rows
@@ -163,6 +183,9 @@ def encode(result: Result) -> bytes:
         raise Unencodable(f"rows of type {type(rows[0]).__qualname__} are not encodable")
     if any(type(r) is not type(rows[0]) for r in rows):
         raise Unencodable("rows of mixed types are not encodable")
+    cells = chain.from_iterable(r.values() for r in body) if kind == ROWS_DICT else chain.from_iterable(body)
+    if not _NEEDS_BINARY_TAGS.isdisjoint(map(type, cells)):
+        body = [_binary_as_ext(r) for r in body]
     description = None
     if result.description is not None:
         description = [[col[0], _plain(col[1]), *(_plain(v) for v in col[2:7])] for col in result.description]
@@ -181,12 +204,20 @@ def decode(data: bytes) -> Result:
     """The result ``encode`` produced; raises ``CorruptEntry`` for anything else."""
     try:
         version, kind, description, body, rowcount, lastrowid, mutable = _unpack(data)
+        if version != FORMAT_VERSION:
+            raise CorruptEntry(f"entry format {version}, expected {FORMAT_VERSION}")
+        if kind not in _ROW_TYPES or type(body) is not list or type(rowcount) is not int:
+            raise CorruptEntry("entry does not have the shape of a result")
+        rows = list(map(tuple, body)) if kind == ROWS_TUPLE else body
+        row_type = _ROW_TYPES[kind]
+        if any(type(r) is not row_type for r in rows):
+            raise CorruptEntry("entry rows do not have the recorded type")
+        desc = tuple(Column(*col) for col in description) if description is not None else None
     except CorruptEntry:
         raise
-    except Exception as exc:  # msgpack raises several unrelated types for bad bytes
+    except Exception as exc:  # msgpack and the shape checks raise several unrelated types for bad bytes
         raise CorruptEntry(f"undecodable entry: {exc}") from exc
-    if version != FORMAT_VERSION:
-        raise CorruptEntry(f"entry format {version}, expected {FORMAT_VERSION}")
-    rows = list(map(tuple, body)) if kind == ROWS_TUPLE else body
-    desc = tuple(Column(*col) for col in description) if description is not None else None
-    return Result(description=desc, rows=rows, rowcount=rowcount, lastrowid=lastrowid, mutable_cells=mutable)
+    return Result(description=desc, rows=rows, rowcount=rowcount, lastrowid=lastrowid, mutable_cells=bool(mutable))
+
+
+_ROW_TYPES: dict[int, type] = {ROWS_TUPLE: tuple, ROWS_LIST: list, ROWS_DICT: dict}

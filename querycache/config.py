@@ -119,7 +119,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def expand_env(value: Any) -> Any:
+def expand_env(value: Any, path: str = "") -> Any:
     """Expand ``${ENV}`` / ``${ENV:-default}`` in every string of ``value``."""
     if isinstance(value, str):
         def replace(match: re.Match[str]) -> str:
@@ -130,12 +130,16 @@ def expand_env(value: Any) -> Any:
                 return os.environ[name]
             if default is not None:
                 return default
-            raise ConfigError(f"environment variable {name} is not set and ${{{name}}} has no :-default")
+            where = f"{path}: " if path else ""
+            raise ConfigError(
+                f"{where}environment variable {name} is not set and ${{{name}}} has no default; "
+                f"accepted: set {name}, or write ${{{name}:-default}}"
+            )
         return _ENV.sub(replace, value)
     if isinstance(value, Mapping):
-        return {k: expand_env(v) for k, v in value.items()}
+        return {k: expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v) for v in value]
+        return [expand_env(v, f"{path}[{i}]") for i, v in enumerate(value)]
     return value
 
 

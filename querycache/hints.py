@@ -178,7 +178,10 @@ def scan(sql: str, dialect: str, paramstyle: str, strict: bool = False) -> Scann
     while i < n:
         c = sql[i]
         nxt = sql[i + 1] if i + 1 < n else ""
-        if (c == "-" and nxt == "-") or (mysql and c == "#"):
+        # MySQL needs whitespace after "--" for a comment: 5--1 is five minus minus one.
+        if (c == "-" and nxt == "-" and (not mysql or i + 2 >= n or sql[i + 2].isspace())) or (
+            mysql and c == "#"
+        ):
             end = sql.find("\n", i)
             end = n if end < 0 else end
             comment = sql[i:end]
@@ -219,7 +222,10 @@ def scan(sql: str, dialect: str, paramstyle: str, strict: bool = False) -> Scann
             continue
         if c == "'" or (c == '"' and mysql) or c == "`" or (c == "[" and sqlite):
             close = "]" if c == "[" else c
-            backslash = mysql or (postgres and i > 0 and sql[i - 1] in "eE" and c == "'")
+            backslash = (mysql and c in "'\"") or (
+                postgres and c == "'" and i > 0 and sql[i - 1] in "eE"
+                and (i < 2 or not (sql[i - 2].isalnum() or sql[i - 2] in "_$"))
+            )
             j = i + 1
             while j < n:
                 d = sql[j]

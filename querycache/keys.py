@@ -21,7 +21,7 @@ class UnsupportedParam(TypeError):
 def _canonical(value: Any) -> Any:
     kind = type(value)
     if kind in _SIMPLE:
-        return value
+        return (kind.__name__, value)  # inside containers too: [1] and [True] differ
     if kind is float:
         return ("float", repr(value))  # 0.0 and -0.0 differ; equal floats share a repr
     if kind is decimal.Decimal:
