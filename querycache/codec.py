@@ -12,7 +12,7 @@ import uuid
 import zoneinfo
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import msgpack
 
@@ -183,7 +183,9 @@ def encode(result: Result) -> bytes:
         raise Unencodable(f"rows of type {type(rows[0]).__qualname__} are not encodable")
     if any(type(r) is not type(rows[0]) for r in rows):
         raise Unencodable("rows of mixed types are not encodable")
-    cells = chain.from_iterable(r.values() for r in body) if kind == ROWS_DICT else chain.from_iterable(body)
+    cells: Iterable[Any] = (
+        chain.from_iterable(r.values() for r in rows) if kind == ROWS_DICT else chain.from_iterable(body)
+    )
     if not _NEEDS_BINARY_TAGS.isdisjoint(map(type, cells)):
         body = [_binary_as_ext(r) for r in body]
     description = None
