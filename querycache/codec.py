@@ -190,12 +190,21 @@ def encode(result: Result) -> bytes:
         body = [_binary_as_ext(r) for r in body]
     description = None
     if result.description is not None:
-        description = [[col[0], _plain(col[1]), *(_plain(v) for v in col[2:7])] for col in result.description]
+        description = [_column_fields(col) for col in result.description]
     lastrowid = result.lastrowid if isinstance(result.lastrowid, int) or result.lastrowid is None else None
     try:
         return _pack([FORMAT_VERSION, kind, description, body, result.rowcount, lastrowid, result.mutable_cells])
     except (TypeError, ValueError, OverflowError) as exc:
         raise Unencodable(str(exc)) from exc
+
+
+_COLUMN_ATTRS = ("name", "type_code", "display_size", "internal_size", "precision", "scale", "null_ok")
+
+
+def _column_fields(col: Any) -> list[Any]:
+    # psycopg's Column builds a 7-tuple on every index access: read its attributes instead.
+    fields = [getattr(col, a) for a in _COLUMN_ATTRS] if hasattr(col, "type_code") else list(col[:7])
+    return [fields[0], *(_plain(v) for v in fields[1:])]
 
 
 def _plain(value: Any) -> Any:

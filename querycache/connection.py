@@ -558,11 +558,11 @@ class CachedCursor:
 
     # -- serving ------------------------------------------------------------------------
     def _begin_live(self, status: str) -> None:
-        self._status = status
-        self._live = True
-        self._served = False
-        self._rows = []
-        self._pos = 0
+        _set(self, "_status", status)
+        _set(self, "_live", True)
+        _set(self, "_served", False)
+        _set(self, "_rows", [])
+        _set(self, "_pos", 0)
 
     def _serve(self, result: Result, status: str) -> None:
         _set(self, "_status", status)
@@ -791,8 +791,8 @@ class CachedCursor:
         if pending:
             stats.not_filled.incr(NotFilledReason.PENDING_WRITE.value)
             return
-        if l1_key is None and store_key is None:
-            return
+        if l1_key is None and store_key is None or plan.ttl_s <= 0:
+            return  # nothing will be stored: leave the rows to stream from the driver
         description = raw.description
         if description is None:
             stats.not_filled.incr(NotFilledReason.NO_RESULT_SET.value)
