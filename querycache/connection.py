@@ -791,7 +791,7 @@ class CachedCursor:
         if pending:
             stats.not_filled.incr(NotFilledReason.PENDING_WRITE.value)
             return
-        if l1_key is None and store_key is None or plan.ttl_s <= 0:
+        if (l1_key is None and store_key is None) or plan.ttl_s <= 0:
             return  # nothing will be stored: leave the rows to stream from the driver
         description = raw.description
         if description is None:
