@@ -16,7 +16,7 @@ from querycache.analysis import Analysis, Analyzer, fold
 from querycache.backends.base import Backend, backend_class
 from querycache.config import Config
 from querycache.drivers.base import Catalog, detect
-from querycache.errors import QueryCacheError
+from querycache.errors import BackendUnavailable, QueryCacheError
 from querycache.stats import Stats, StatsSnapshot
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ log = logging.getLogger("querycache")
 
 _TIERS = ("l1", "l2", "l3")
 _CATALOG_RELOAD_S = 1.0
+_PENDING_MARK_MS = 30000
 _live_caches: weakref.WeakSet[QueryCache] = weakref.WeakSet()
 
 
@@ -159,12 +160,28 @@ class QueryCache:
     # -- internals used by connections -------------------------------------------------------
     def _bump(self, keys: list[str]) -> None:
         token = uuid.uuid4().hex
-        self.backend.begin_write(keys, token, 30000)
-        self.backend.end_write(keys, token)
+        self._begin_write(keys, token)
+        self._end_write(keys, token)
         self._after_publish()
 
+    def _begin_write(self, keys: list[str], token: str) -> None:
+        """Phase 1; a store that is down must not stop the write (its bump is retried later)."""
+        try:
+            self.backend.begin_write(keys, token, _PENDING_MARK_MS)
+        except BackendUnavailable:
+            self._store_failed()
+
+    def _end_write(self, keys: list[str], token: str) -> None:
+        try:
+            self.backend.end_write(keys, token)
+        except BackendUnavailable:
+            self._store_failed()
+
     def _after_publish(self) -> None:
-        """Hook for stores that must wait for other processes' acknowledgements."""
+        """Strict invalidation: wait until every other process applied the bump (or its lease ran out)."""
+        wait = getattr(self.backend, "wait_for_acks", None)
+        if wait is not None:
+            wait()
 
     def _group_key(self, name: str) -> str:
         return f"{self.namespace}\x1fgroup\x1f{name}"

@@ -244,8 +244,8 @@ class CachedConnection:
     def _publish(self, keys: set[str]) -> None:
         token = uuid.uuid4().hex
         ordered = sorted(keys)
-        self._cache.backend.begin_write(ordered, token, _PENDING_MARK_MS)
-        self._cache.backend.end_write(ordered, token)
+        self._cache._begin_write(ordered, token)
+        self._cache._end_write(ordered, token)
         self._count_invalidations(keys)
         self._cache._after_publish()
 
@@ -255,11 +255,11 @@ class CachedConnection:
             return action()
         token = uuid.uuid4().hex
         ordered = sorted(keys)
-        self._cache.backend.begin_write(ordered, token, _PENDING_MARK_MS)
+        self._cache._begin_write(ordered, token)
         try:
             return action()
         finally:
-            self._cache.backend.end_write(ordered, token)
+            self._cache._end_write(ordered, token)
             self._count_invalidations(keys)
             self._cache._after_publish()
 
@@ -603,7 +603,7 @@ class CachedCursor:
     def _l1_fresh(self, entry: L1Entry, in_tx: bool) -> bool:
         conn = self._conn
         backend = conn._cache.backend
-        if entry.epoch != backend.epoch or entry.expires_at <= time.monotonic():
+        if entry.epoch != backend.l1_epoch or entry.expires_at <= time.monotonic():
             return False
         limit = entry.stamp
         if in_tx:
@@ -732,8 +732,10 @@ class CachedCursor:
         use_l2 = cache.l2_enabled and analysis.hints.tier != "l1"
         use_l1 = conn._l1 is not None and analysis.hints.tier != "l2"
         store_key = l2_key(cache.namespace, conn._scope_key, cache._tenant.get(),
-                           conn._adapter.cursor_shape(self._raw), analysis.normalized, params) if use_l2 else None
+                           conn._adapter.cursor_shape(self._raw), analysis.normalized, params,
+                           plan.version_keys) if use_l2 else None
         started = time.perf_counter()
+        l1_token = cache.backend.l1_epoch  # before the lookup: see Backend.l1_epoch
         try:
             lookup = cache.backend.lookup(None if pin else store_key, plan.version_keys, tx_stamp)
         except Exception:  # noqa: BLE001 - fail open: the store must never fail a query
@@ -751,7 +753,7 @@ class CachedCursor:
                 next(stats.hits["l2"])
                 stats.latency["l2"].observe(time.perf_counter() - started)
                 if use_l1:
-                    self._fill_l1(l1_key, result, plan, lookup.stamp, lookup.epoch, len(lookup.value))  # type: ignore[arg-type]
+                    self._fill_l1(l1_key, result, plan, lookup.stamp, l1_token, len(lookup.value))  # type: ignore[arg-type]
                 return self._result()
         stamp = lookup.stamp
         # Miss: run on the database, deliver, then fill.
@@ -779,11 +781,11 @@ class CachedCursor:
         if pin and was_in_tx:
             fill_stamp = stamp
         self._capture_and_fill(analysis, plan, l1_key if use_l1 else None, store_key, fill_stamp,
-                               lookup.epoch, lookup.pending)
+                               lookup.epoch, lookup.pending, l1_token)
         return self._result()
 
     def _capture_and_fill(self, analysis: Analysis, plan: _ReadPlan, l1_key: Any, store_key: str | None,
-                          stamp: int, epoch: str, pending: bool) -> None:
+                          stamp: int, epoch: str, pending: bool, l1_token: str) -> None:
         conn = self._conn
         cache = conn._cache
         stats = cache._stats
@@ -843,13 +845,13 @@ class CachedCursor:
                 if size > cache.config.max_result_bytes:
                     stats.not_filled.incr(NotFilledReason.TOO_MANY_BYTES.value)
                     return
-            self._fill_l1(l1_key, result, plan, stamp, epoch, size)
+            self._fill_l1(l1_key, result, plan, stamp, l1_token, size)
 
     def _fill_l1(self, key: Any, result: Result, plan: _ReadPlan, stamp: int, epoch: str, size: int) -> None:
         conn = self._conn
         l1 = conn._l1
-        if l1 is None or plan.ttl_s <= 0:
-            return
+        if l1 is None or plan.ttl_s <= 0 or epoch != conn._cache.backend.l1_epoch:
+            return  # no lease, or the mirror was resynced since the lookup
         versions = conn._cache.mirror_versions
         for k in plan.version_keys:
             version = versions.get(k)
@@ -1014,7 +1016,7 @@ class _CopyBlock:
         conn = self._conn
         self._autocommit = not conn._adapter.in_transaction(conn._raw)
         if self._keys and self._autocommit:
-            conn._cache.backend.begin_write(sorted(self._keys), self._token, _PENDING_MARK_MS)
+            conn._cache._begin_write(sorted(self._keys), self._token)
         return self._block.__enter__()
 
     def __exit__(self, *exc: Any) -> Any:
@@ -1024,7 +1026,7 @@ class _CopyBlock:
         finally:
             if self._keys:
                 if self._autocommit:
-                    conn._cache.backend.end_write(sorted(self._keys), self._token)
+                    conn._cache._end_write(sorted(self._keys), self._token)
                     conn._count_invalidations(self._keys)
                     conn._cache._after_publish()
                 if conn._adapter.in_transaction(conn._raw):

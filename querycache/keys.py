@@ -66,10 +66,15 @@ def _typed_repr(params: Any) -> str:
     return repr([(type(v).__name__, _canonical(v)) for v in params])
 
 
-def l2_key(namespace: str, scope_key: str, tenant: Any, shape: str, normalized: str, params: Any) -> str:
-    """Fixed-length key: no SQL text or parameter value reaches the store's key space."""
+def l2_key(namespace: str, scope_key: str, tenant: Any, shape: str, normalized: str, params: Any,
+           dependencies: tuple[str, ...] = ()) -> str:
+    """Fixed-length key: no SQL text or parameter value reaches the store's key space.
+
+    The dependencies are part of the key, so an entry is always checked against the version
+    keys it was filled under (a catalog change gives the statement new keys, hence a new entry).
+    """
     digest = hashlib.blake2b(digest_size=20)
-    for part in (scope_key, repr(tenant), shape, normalized, _typed_repr(params)):
+    for part in (scope_key, repr(tenant), shape, normalized, _typed_repr(params), "\x1e".join(dependencies)):
         digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\x1f")
     return f"{namespace}:e:{digest.hexdigest()}"

@@ -61,6 +61,11 @@ class Backend(Protocol):
     def epoch(self) -> str: ...
 
     @property
+    def l1_epoch(self) -> str:
+        """The token L1 entries carry and hits must match: taken before the lookup that fills them;
+        the store's epoch, or none while this process may be behind."""
+
+    @property
     def mirror_versions(self) -> Mapping[str, int]:
         """This process's copy of table versions, read by L1 hits without I/O."""
 

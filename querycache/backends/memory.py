@@ -68,6 +68,10 @@ class MemoryBackend:
         return self._epoch
 
     @property
+    def l1_epoch(self) -> str:
+        return self._epoch
+
+    @property
     def mirror_versions(self) -> dict[str, int]:
         return self.versions
 
