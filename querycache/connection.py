@@ -22,6 +22,7 @@ from querycache.analysis import ALL_TABLES, Analysis, StatementKind, TxAction
 from querycache.backends.base import MISS
 from querycache.codec import CorruptEntry, Result, Unencodable, decode, encode
 from querycache.drivers.base import Catalog, DriverAdapter, ServerState
+from querycache.errors import BackendUnavailable
 from querycache.keys import UnsupportedParam, l1_params, l2_key
 from querycache.l1 import L1Cache, L1Entry
 from querycache.status import HIT_L1, HIT_L2, BypassReason, NotFilledReason
@@ -148,6 +149,11 @@ class CachedConnection:
     def database_id(self) -> str:
         return self._database_id
 
+    @property
+    def version_namespace(self) -> str:
+        """What this connection's table versions are keyed by (see ServerState.version_namespace)."""
+        return self._version_prefix[:-1]
+
     # -- PEP 249 ------------------------------------------------------------------------
     def cursor(self, *args: Any, **kwargs: Any) -> CachedCursor:
         cur = CachedCursor(self, self._raw.cursor(*args, **kwargs))
@@ -194,9 +200,11 @@ class CachedConnection:
     def executescript(self, script: str) -> CachedCursor:
         """sqlite3: commits first, then runs several statements: a write to every table."""
         keys = {self._key(ALL_TABLES)} | self._tx.written
-        self._publish_around(keys, lambda: self._raw.executescript(script))
-        self._tx.reset()
-        self._catalog_changed()
+        try:
+            self._publish_around(keys, lambda: self._raw.executescript(script))
+        finally:
+            self._tx_ended()
+            self._catalog_changed()
         cur = CachedCursor(self, self._raw.cursor())
         cur._status = f"bypass:{BypassReason.MULTI_STATEMENT.value}"
         self._cache._stats.bypasses.incr(BypassReason.MULTI_STATEMENT.value)
@@ -217,17 +225,57 @@ class CachedConnection:
     # -- scope and catalog --------------------------------------------------------------
     def _refresh_scope(self) -> None:
         settings = self._cache.config.scope.settings
-        state = self._adapter.server_state(self._raw, settings)
+        state = self._internal(lambda: self._adapter.server_state(self._raw, settings))
         database_id = self._fixed_database_id or state.database_id
         self._state = state
         self._database_id = database_id
-        self._version_prefix = database_id + "\x1f"
+        self._version_prefix = (self._fixed_database_id or state.version_namespace or database_id) + "\x1f"
         scope = (database_id, state.scope, self._private and id(self))
         self._scope_id, self._scope_key = self._cache._intern_scope(scope)
         self._plans.clear()
 
     def _catalog(self) -> tuple[Catalog, int]:
         return self._cache._catalog_for(self)
+
+    def _internal(self, action: Callable[[], Any]) -> Any:
+        """Run the wrapper's own queries: inside a transaction they may start its snapshot."""
+        was_in_tx = self._adapter.in_transaction(self._raw)
+        candidate = self._stamp_candidate() if was_in_tx else None
+        try:
+            return action()
+        finally:
+            self._adopt_stamp(candidate, was_in_tx)
+
+    def _stamp_candidate(self) -> int | None:
+        """A stamp taken before a statement that may start a transaction's snapshot.
+
+        A transaction's stamp must not be later than its snapshot: taking it before any statement
+        that could start the snapshot (an earlier stamp only makes fewer entries usable) keeps
+        REPEATABLE READ hits inside what the transaction can see.
+        """
+        if self._tx.stamp is not None:
+            return None
+        try:
+            return self._cache.backend.current_stamp()[1]
+        except BackendUnavailable:
+            return None
+
+    def _adopt_stamp(self, candidate: int | None, was_in_tx: bool) -> None:
+        if candidate is None or not self._adapter.in_transaction(self._raw):
+            return
+        tx = self._tx
+        if not was_in_tx and not tx.open:
+            tx.reset()  # the statement began the transaction: the wrapper saw it start
+            tx.open = True
+        if tx.stamp is None and tx.tracked:
+            tx.stamp = candidate
+
+    def _tx_ended(self) -> None:
+        """Every end of a transaction comes here: forget it, and re-read a scope SET inside it changed."""
+        self._tx.reset()
+        if self._scope_stale_at_tx_end:
+            self._scope_stale_at_tx_end = False
+            self._refresh_scope()
 
     def _catalog_changed(self) -> None:
         self._cache._invalidate_catalog(self._database_id)
@@ -276,22 +324,18 @@ class CachedConnection:
                 self._adapter.after_transaction_end(self._raw)
 
         written = self._tx.written
-        if written and (committing or self._adapter.bump_on_rollback):
-            result = self._publish_around(set(written), action)
-        else:
+        try:
+            if written and (committing or self._adapter.bump_on_rollback):
+                return self._publish_around(set(written), action)
             try:
-                result = action()
+                return action()
             except BaseException:
                 # A rollback the driver did not confirm may have been a commit (connection lost).
                 if written:
                     self._publish(set(written))
-                self._tx.reset()
                 raise
-        self._tx.reset()
-        if self._scope_stale_at_tx_end:
-            self._scope_stale_at_tx_end = False
-            self._refresh_scope()
-        return result
+        finally:
+            self._tx_ended()
 
     def _reconcile(self, was_in_tx: bool, ended_by_commit: bool) -> None:
         """After a call the wrapper did not drive: did a transaction end (or begin) under it?"""
@@ -299,8 +343,8 @@ class CachedConnection:
         if was_in_tx and not in_tx:
             if self._tx.written and (ended_by_commit or self._adapter.bump_on_rollback):
                 self._publish(set(self._tx.written))
-            self._tx.reset()
-        elif in_tx and not was_in_tx:
+            self._tx_ended()
+        elif in_tx and not was_in_tx and not self._tx.open:
             self._tx.open = True
             self._tx.tracked = False
 
@@ -388,10 +432,12 @@ class _TransactionBlock:
     def __enter__(self) -> Any:
         conn = self._conn
         self._outer = not conn._adapter.in_transaction(conn._raw)
+        candidate = conn._stamp_candidate() if self._outer else None
         result = self._block.__enter__()
         if self._outer:
             conn._tx.reset()
             conn._tx.open = True
+            conn._tx.stamp = candidate
         return result
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
@@ -399,12 +445,12 @@ class _TransactionBlock:
         if not self._outer:
             return self._block.__exit__(exc_type, exc, tb)
         written = set(conn._tx.written)
-        if exc_type is None and written:
-            result = conn._publish_around(written, lambda: self._block.__exit__(exc_type, exc, tb))
-        else:
-            result = self._block.__exit__(exc_type, exc, tb)
-        conn._tx.reset()
-        return result
+        try:
+            if exc_type is None and written:
+                return conn._publish_around(written, lambda: self._block.__exit__(exc_type, exc, tb))
+            return self._block.__exit__(exc_type, exc, tb)
+        finally:
+            conn._tx_ended()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._block, name)
@@ -658,10 +704,14 @@ class CachedCursor:
         return self._write(analysis, sql, params, in_tx)
 
     def _raw_execute(self, sql: str, params: Any) -> Any:
+        conn = self._conn
+        was_in_tx = conn._adapter.in_transaction(conn._raw)
+        candidate = conn._stamp_candidate() if was_in_tx or not conn._adapter.autocommit(conn._raw) else None
         try:
             self._returned = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
         finally:
-            self._conn._adapter.after_statement(self._conn._raw)
+            conn._adapter.after_statement(conn._raw)
+            conn._adopt_stamp(candidate, was_in_tx)
         return self._returned
 
     def _result(self) -> Any:
@@ -866,6 +916,9 @@ class CachedCursor:
         action = analysis.tx_action
         self._begin_live(f"bypass:{BypassReason.SESSION.value}")
         conn._cache._stats.bypasses.incr(BypassReason.SESSION.value)
+        candidate = conn._stamp_candidate() if action is TxAction.BEGIN else None
+        if action is TxAction.BEGIN and in_tx and analysis.implicit_commit:
+            candidate = conn._cache.backend.current_stamp()[1]
         if action is TxAction.COMMIT or (action is TxAction.BEGIN and analysis.implicit_commit and in_tx):
             conn._end_transaction(lambda: self._raw_execute(sql, params), committing=True)
         elif action is TxAction.ROLLBACK:
@@ -876,6 +929,7 @@ class CachedCursor:
             tx.reset()
             tx.open = True
             tx.tracked = True
+            tx.stamp = candidate  # taken before BEGIN: WITH CONSISTENT SNAPSHOT starts it there
             tx.isolation = analysis.isolation or conn._next_isolation
             conn._next_isolation = None
         return self._result()
@@ -889,6 +943,9 @@ class CachedCursor:
             conn._end_transaction(lambda: self._raw_execute(sql, params), committing=True)
         else:
             self._bypass(analysis, sql, params, analysis.reason or BypassReason.SESSION)
+        if analysis.sets_autocommit is not None:
+            conn._adapter.note_autocommit(conn._raw, analysis.sets_autocommit)
+            conn._reads_open_tx = conn._adapter.reads_open_transaction(conn._raw)
         upper = analysis.sql.upper()
         if analysis.isolation is not None and "TRANSACTION" in upper and not (
             "SESSION" in upper or "GLOBAL" in upper or "CHARACTERISTICS" in upper
@@ -997,7 +1054,9 @@ def _run_write(conn: CachedConnection, keys: set[str], action: Callable[[], Any]
     finally:
         if implicit_commit:
             adapter.after_transaction_end(raw)
-        tx.reset()
+            conn._tx_ended()
+        else:
+            tx.reset()
         if adapter.in_transaction(raw):
             tx.open = True
             tx.dirty = True
