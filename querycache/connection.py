@@ -62,12 +62,15 @@ class _Transaction:
 class _ReadPlan:
     """A cacheable read resolved against the catalog: its version keys, or why it is not cached."""
 
-    __slots__ = ("bypass", "ttl_s", "version_keys")
+    __slots__ = ("bypass", "calls_user_function", "ttl_s", "version_keys")
 
-    def __init__(self, version_keys: tuple[str, ...], bypass: BypassReason | None, ttl_s: float) -> None:
+    def __init__(self, version_keys: tuple[str, ...], bypass: BypassReason | None, ttl_s: float,
+                 calls_user_function: bool = False) -> None:
         self.version_keys = version_keys
         self.bypass = bypass
         self.ttl_s = ttl_s
+        # It calls a user function that may write or change the session: run it as a call.
+        self.calls_user_function = calls_user_function
 
 
 class CachedConnection:
@@ -118,6 +121,10 @@ class CachedConnection:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._raw, name)
+        if name == "query" and self._adapter.family == "mysql" and callable(value):
+            return _sql_method(self, value)
+        if name == "begin" and self._adapter.family == "mysql" and callable(value):
+            return _begin_method(self, value)
         if name in _STATE_CHANGING_METHODS and callable(value):
             return _after_call(self, value, name)
         return value
@@ -210,6 +217,18 @@ class CachedConnection:
         self._cache._stats.bypasses.incr(BypassReason.MULTI_STATEMENT.value)
         return cur
 
+    def blobopen(self, table: str, column: str, row: int, /, *, readonly: bool = False, name: str = "main") -> Any:
+        """sqlite3 incremental blob I/O: every write is tracked like an UPDATE of ``table``."""
+        blob = self._raw.blobopen(table, column, row, readonly=readonly, name=name)
+        if readonly:
+            return blob
+        return _BlobWriter(self, blob, self._write_keys(self._analyzer(f'UPDATE "{table}" SET x = 1')))
+
+    def deserialize(self, data: Any, /, *, name: str = "main") -> None:
+        """sqlite3: replaces the whole database: a write to every table."""
+        self._publish_around({self._key(ALL_TABLES)}, lambda: self._raw.deserialize(data, name=name))
+        self._catalog_changed()
+
     def transaction(self, *args: Any, **kwargs: Any) -> Any:
         """psycopg ``Connection.transaction()``: its exit commits (or releases a savepoint)."""
         return _TransactionBlock(self, self._raw.transaction(*args, **kwargs))
@@ -269,6 +288,19 @@ class CachedConnection:
             tx.open = True
         if tx.stamp is None and tx.tracked:
             tx.stamp = candidate
+
+    def _open_tx_for_hit(self) -> None:
+        """A hit for a read that would have begun a transaction (non-autocommit, READ COMMITTED)
+        begins it, so the connection's transaction state is what the uncached read leaves."""
+        candidate = self._stamp_candidate()
+        self._adapter.open_transaction(self._raw)
+        self._adapter.after_statement(self._raw)
+        tx = self._tx
+        tx.reset()
+        tx.open = True
+        tx.stamp = candidate
+        tx.isolation = self._next_isolation
+        self._next_isolation = None
 
     def _tx_ended(self) -> None:
         """Every end of a transaction comes here: forget it, and re-read a scope SET inside it changed."""
@@ -376,7 +408,9 @@ class CachedConnection:
         keys = [self._key(ALL_TABLES), self._key(_CATALOG_KEY)]
         keys += sorted(self._key(t) for t in tables)
         keys += sorted(self._cache._group_key(g) for g in analysis.hints.groups)
-        plan = _ReadPlan(tuple(keys), bypass, self._cache._ttl_for(analysis, tables))
+        calls = bool(analysis.functions & catalog.user_volatile_functions)
+        plan = _ReadPlan(tuple(keys), BypassReason.VOLATILE if calls else bypass,
+                         self._cache._ttl_for(analysis, tables), calls)
         if len(self._plans) > 4096:
             self._plans.clear()
         if bypass is not BypassReason.UNKNOWN_RELATION:  # those are looked up again next time
@@ -398,7 +432,7 @@ class CachedConnection:
 
 _CATALOG_KEY = "#catalog"
 _STATE_CHANGING_METHODS = frozenset(
-    {"autocommit", "begin", "select_db", "set_session", "set_isolation_level", "reset", "ping",
+    {"autocommit", "select_db", "set_session", "set_isolation_level", "reset", "ping",
      "set_client_encoding", "tpc_begin", "tpc_commit", "tpc_rollback", "tpc_prepare", "change_user",
      "set_character_set"}
 )
@@ -414,11 +448,74 @@ def _after_call(conn: CachedConnection, method: Callable[..., Any], name: str) -
             conn._reads_open_tx = conn._adapter.reads_open_transaction(conn._raw)
             if name in ("select_db", "set_session", "reset", "change_user", "ping"):
                 conn._refresh_scope()
-            if name == "begin":
-                # PyMySQL begin(): a transaction we saw start.
-                conn._tx.open = conn._adapter.in_transaction(conn._raw) or True
-                conn._tx.tracked = True
+            if name == "autocommit":
+                conn._adapter.note_autocommit(conn._raw, None)
+                conn._reads_open_tx = conn._adapter.reads_open_transaction(conn._raw)
     return call
+
+
+def _sql_method(conn: CachedConnection, method: Callable[..., Any]) -> Callable[..., Any]:
+    """PyMySQL ``Connection.query(sql)``: SQL sent past any cursor, tracked like ``execute``."""
+    def call(sql: Any, *args: Any, **kwargs: Any) -> Any:
+        def action() -> Any:
+            try:
+                return method(sql, *args, **kwargs)
+            finally:
+                conn._adapter.after_statement(conn._raw)
+
+        if isinstance(sql, str) and conn._analyzer(sql).kind is StatementKind.TRANSACTION:
+            return conn._end_transaction(action, committing=True)
+        keys = _statement_write_keys(conn, sql)
+        return _run_write(conn, keys, action, False) if keys else action()
+    return call
+
+
+def _begin_method(conn: CachedConnection, method: Callable[..., Any]) -> Callable[..., Any]:
+    """PyMySQL ``begin()``: inside a transaction the server commits it first (an implicit commit)."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        candidate = conn._cache.backend.current_stamp()[1]
+        if conn._adapter.in_transaction(conn._raw):
+            result = conn._end_transaction(lambda: method(*args, **kwargs), committing=True)
+        else:
+            result = method(*args, **kwargs)
+        conn._tx.reset()
+        conn._tx.open = True
+        conn._tx.tracked = True
+        conn._tx.stamp = candidate
+        conn._adapter.after_statement(conn._raw)
+        return result
+    return call
+
+
+class _BlobWriter:
+    """A sqlite3 Blob whose writes publish their table like a write statement."""
+
+    def __init__(self, conn: CachedConnection, blob: Any, keys: set[str]) -> None:
+        self._conn = conn
+        self._blob = blob
+        self._keys = keys
+
+    def write(self, data: Any) -> None:
+        _run_write(self._conn, self._keys, lambda: self._blob.write(data), False)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        _run_write(self._conn, self._keys, lambda: self._blob.__setitem__(index, value), False)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._blob[index]
+
+    def __len__(self) -> int:
+        return len(self._blob)
+
+    def __enter__(self) -> _BlobWriter:
+        self._blob.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._blob.__exit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._blob, name)
 
 
 class _TransactionBlock:
@@ -641,6 +738,8 @@ class CachedCursor:
                 key = (conn._scope_id, conn._cache._tenant.get(), adapter.shape_token(self._raw), sql, pkey)
                 entry = l1.get(key)
                 if entry is not None and self._l1_fresh(entry, in_tx):
+                    if not in_tx and conn._reads_open_tx:
+                        conn._open_tx_for_hit()
                     self._serve(entry.result, HIT_L1)
                     next(conn._cache._stats.hits["l1"])
                     return self._result()
@@ -755,6 +854,8 @@ class CachedCursor:
             reason = BypassReason.REPLICA
         if reason is None and conn._private:
             reason = BypassReason.TEMP_TABLE
+        if reason is None and getattr(self._raw, "name", None):
+            reason = BypassReason.SERVER_CURSOR  # its rows live on the server, fetched as it scrolls
         if reason is None and in_tx:
             if not tx.tracked:
                 reason = BypassReason.TX_UNTRACKED
@@ -765,9 +866,11 @@ class CachedCursor:
         if reason is None and isolation == "serializable" and (in_tx or opens_tx):
             reason = BypassReason.TX_ISOLATION
         plan = None
-        if reason is None:
+        if reason is None or reason is BypassReason.VOLATILE:
             plan = conn._plan(analysis)
-            reason = plan.bypass
+            if plan.calls_user_function:
+                return self._call_statement(analysis, sql, params)
+            reason = reason or plan.bypass
         if reason is not None or plan is None:
             return self._bypass(analysis, sql, params, reason or BypassReason.UNKNOWN)
         try:
@@ -799,6 +902,8 @@ class CachedCursor:
                 result = None
                 stats.not_filled.incr("corrupt_entry")
             if result is not None:
+                if opens_tx:
+                    conn._open_tx_for_hit()
                 self._serve(result, HIT_L2)
                 next(stats.hits["l2"])
                 stats.latency["l2"].observe(time.perf_counter() - started)
@@ -910,6 +1015,19 @@ class CachedCursor:
         l1[key] = L1Entry(result, plan.version_keys, stamp, epoch, time.monotonic() + plan.ttl_s, size + 200)
         next(conn._cache._stats.fills["l1"])
 
+    def _call_statement(self, analysis: Analysis, sql: str, params: Any) -> Any:
+        """A read that calls a user function which may write (or set_config): a write to everything."""
+        conn = self._conn
+        reason = BypassReason.VOLATILE
+        self._begin_live(f"bypass:{reason.value}")
+        conn._cache._stats.bypasses.incr(reason.value)
+        conn._cache._stats.record_fingerprint(analysis.fingerprint, analysis.normalized, f"bypass:{reason.value}")
+        _run_write(conn, {conn._key(ALL_TABLES)}, lambda: self._raw_execute(sql, params), False)
+        if conn._adapter.in_transaction(conn._raw):
+            conn._scope_stale_at_tx_end = True
+        conn._refresh_scope()
+        return self._result()
+
     def _transaction_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
         conn = self._conn
         tx = conn._tx
@@ -1002,6 +1120,16 @@ class CachedCursor:
         self._returned = _run_write(conn, keys, action, False)
         return self._result()
 
+    def stream(self, query: Any, params: Any = None, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """psycopg ``Cursor.stream``: never cached; a write is tracked like ``execute``."""
+        conn = self._conn
+        keys = _statement_write_keys(conn, query, reads_are_writes=False)
+        if not keys:
+            yield from self._raw.stream(query, params, *args, **kwargs)
+            return
+        rows = _run_write(conn, keys, lambda: list(self._raw.stream(query, params, *args, **kwargs)), False)
+        yield from rows
+
     # -- psycopg / psycopg2 extras that write ------------------------------------------------
     def copy(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
         """psycopg ``Cursor.copy``: COPY FROM writes its table; tracked like any write."""
@@ -1020,11 +1148,18 @@ class CachedCursor:
         return _run_write(conn, keys, lambda: self._raw.copy_from(file, table, *args, **kwargs), False)
 
 
-def _statement_write_keys(conn: CachedConnection, statement: Any) -> set[str]:
+def _statement_write_keys(conn: CachedConnection, statement: Any, reads_are_writes: bool = True) -> set[str]:
+    """What a statement sent past ``execute`` may write (everything, when it cannot be read)."""
     if isinstance(statement, str):
         analysis = conn._analyzer(statement)
-        if analysis.kind is StatementKind.OTHER and not analysis.is_write:
-            return set()  # COPY ... TO: a read
+        if analysis.kind in (StatementKind.OTHER, StatementKind.READ) and not analysis.is_write:
+            if analysis.kind is StatementKind.READ and not reads_are_writes:
+                catalog, _ = conn._catalog()
+                if analysis.functions & catalog.user_volatile_functions or not catalog.complete:
+                    return {conn._key(ALL_TABLES)}
+            return set()  # COPY ... TO, or a read
+        if analysis.kind in (StatementKind.SESSION, StatementKind.TRANSACTION):
+            return {conn._key(ALL_TABLES)}
         return conn._write_keys(analysis)
     return {conn._key(ALL_TABLES)}
 

@@ -135,7 +135,7 @@ class DriverAdapter:
     def after_transaction_end(self, conn: Any) -> None:
         """Called after commit, rollback or an implicit commit."""
 
-    def note_autocommit(self, conn: Any, value: bool) -> None:
+    def note_autocommit(self, conn: Any, value: bool | None) -> None:
         """``SET autocommit = ...`` was sent as SQL (drivers that cache the setting client-side)."""
 
     def open_transaction(self, conn: Any) -> None:
