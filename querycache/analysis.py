@@ -71,14 +71,14 @@ VOLATILE_FUNCTIONS = frozenset(
 _SQLITE_TIME_FUNCTIONS = frozenset({"date", "time", "datetime", "julianday", "strftime", "unixepoch", "timediff"})
 _SESSION_WORDS = frozenset(
     {"SET", "RESET", "DISCARD", "USE", "SHOW", "LISTEN", "UNLISTEN", "NOTIFY", "PREPARE", "DEALLOCATE",
-     "DESCRIBE", "DESC", "PRAGMA", "CHECKPOINT", "HELP", "LOAD"}
+     "DESCRIBE", "DESC", "PRAGMA", "CHECKPOINT", "HELP"}
 )
 _SCOPE_WORDS = frozenset({"SET", "RESET", "DISCARD", "USE"})
 _CALL_WORDS = frozenset({"CALL", "DO", "EXEC", "EXECUTE"})
 _DDL_WORDS = frozenset(
     {"CREATE", "DROP", "ALTER", "RENAME", "TRUNCATE", "COMMENT", "GRANT", "REVOKE", "REINDEX", "CLUSTER",
      "REFRESH", "IMPORT", "SECURITY", "ATTACH", "DETACH", "OPTIMIZE", "REPAIR", "FLUSH", "INSTALL",
-     "UNINSTALL", "ANALYZE", "VACUUM"}
+     "UNINSTALL", "ANALYZE", "ANALYSE", "VACUUM", "LOAD"}
 )
 # MySQL statements that commit the open transaction before (and after) they run.
 _MYSQL_IMPLICIT_COMMIT_WORDS = frozenset(
@@ -428,7 +428,8 @@ class Analyzer:
                                 implicit_commit=True)
         if word == "LOCK":
             return self._result(sql, scanned, StatementKind.SESSION, reason=BypassReason.LOCKING)
-        if word == "EXPLAIN" and "ANALYZE" not in text.upper().split("SELECT", 1)[0]:
+        explain_head = text.upper().split("SELECT", 1)[0]
+        if word == "EXPLAIN" and "ANALYZE" not in explain_head and "ANALYSE" not in explain_head:
             return self._result(sql, scanned, StatementKind.OTHER, reason=BypassReason.SESSION)
         if word in _CALL_WORDS:
             return self._result(sql, scanned, StatementKind.CALL, reason=BypassReason.CALLPROC,
@@ -507,6 +508,8 @@ class Analyzer:
             read_reason: BypassReason | None = None
             if read_tables is None:
                 read_reason = BypassReason.UNKNOWN
+            elif scanned.session_dependent:
+                read_reason = BypassReason.SESSION
             elif any(tree.find_all(exp.Lock)) or tree.args.get("locks"):
                 read_reason = BypassReason.LOCKING
             elif any(

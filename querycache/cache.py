@@ -105,7 +105,7 @@ class QueryCache:
         wrapped = CachedConnection(self, conn, adapter, database_id)
         with self._lock:
             self._connections.add(wrapped)
-            self._databases.add(wrapped.database_id)
+            self._databases.add(wrapped.version_namespace)
         return wrapped
 
     @contextlib.contextmanager

@@ -22,6 +22,7 @@ from querycache.analysis import ALL_TABLES, Analysis, StatementKind, TxAction
 from querycache.backends.base import MISS
 from querycache.codec import CorruptEntry, Result, Unencodable, decode, encode
 from querycache.drivers.base import Catalog, DriverAdapter, ServerState
+from querycache.errors import BackendUnavailable
 from querycache.keys import UnsupportedParam, l1_params, l2_key
 from querycache.l1 import L1Cache, L1Entry
 from querycache.status import HIT_L1, HIT_L2, BypassReason, NotFilledReason
@@ -61,12 +62,15 @@ class _Transaction:
 class _ReadPlan:
     """A cacheable read resolved against the catalog: its version keys, or why it is not cached."""
 
-    __slots__ = ("bypass", "ttl_s", "version_keys")
+    __slots__ = ("bypass", "calls_user_function", "ttl_s", "version_keys")
 
-    def __init__(self, version_keys: tuple[str, ...], bypass: BypassReason | None, ttl_s: float) -> None:
+    def __init__(self, version_keys: tuple[str, ...], bypass: BypassReason | None, ttl_s: float,
+                 calls_user_function: bool = False) -> None:
         self.version_keys = version_keys
         self.bypass = bypass
         self.ttl_s = ttl_s
+        # It calls a user function that may write or change the session: run it as a call.
+        self.calls_user_function = calls_user_function
 
 
 class CachedConnection:
@@ -117,6 +121,10 @@ class CachedConnection:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._raw, name)
+        if name == "query" and self._adapter.family == "mysql" and callable(value):
+            return _sql_method(self, value)
+        if name == "begin" and self._adapter.family == "mysql" and callable(value):
+            return _begin_method(self, value)
         if name in _STATE_CHANGING_METHODS and callable(value):
             return _after_call(self, value, name)
         return value
@@ -147,6 +155,11 @@ class CachedConnection:
     @property
     def database_id(self) -> str:
         return self._database_id
+
+    @property
+    def version_namespace(self) -> str:
+        """What this connection's table versions are keyed by (see ServerState.version_namespace)."""
+        return self._version_prefix[:-1]
 
     # -- PEP 249 ------------------------------------------------------------------------
     def cursor(self, *args: Any, **kwargs: Any) -> CachedCursor:
@@ -194,13 +207,27 @@ class CachedConnection:
     def executescript(self, script: str) -> CachedCursor:
         """sqlite3: commits first, then runs several statements: a write to every table."""
         keys = {self._key(ALL_TABLES)} | self._tx.written
-        self._publish_around(keys, lambda: self._raw.executescript(script))
-        self._tx.reset()
-        self._catalog_changed()
+        try:
+            self._publish_around(keys, lambda: self._raw.executescript(script))
+        finally:
+            self._tx_ended()
+            self._catalog_changed()
         cur = CachedCursor(self, self._raw.cursor())
         cur._status = f"bypass:{BypassReason.MULTI_STATEMENT.value}"
         self._cache._stats.bypasses.incr(BypassReason.MULTI_STATEMENT.value)
         return cur
+
+    def blobopen(self, table: str, column: str, row: int, /, *, readonly: bool = False, name: str = "main") -> Any:
+        """sqlite3 incremental blob I/O: every write is tracked like an UPDATE of ``table``."""
+        blob = self._raw.blobopen(table, column, row, readonly=readonly, name=name)
+        if readonly:
+            return blob
+        return _BlobWriter(self, blob, self._write_keys(self._analyzer(f'UPDATE "{table}" SET x = 1')))
+
+    def deserialize(self, data: Any, /, *, name: str = "main") -> None:
+        """sqlite3: replaces the whole database: a write to every table."""
+        self._publish_around({self._key(ALL_TABLES)}, lambda: self._raw.deserialize(data, name=name))
+        self._catalog_changed()
 
     def transaction(self, *args: Any, **kwargs: Any) -> Any:
         """psycopg ``Connection.transaction()``: its exit commits (or releases a savepoint)."""
@@ -217,17 +244,70 @@ class CachedConnection:
     # -- scope and catalog --------------------------------------------------------------
     def _refresh_scope(self) -> None:
         settings = self._cache.config.scope.settings
-        state = self._adapter.server_state(self._raw, settings)
+        state = self._internal(lambda: self._adapter.server_state(self._raw, settings))
         database_id = self._fixed_database_id or state.database_id
         self._state = state
         self._database_id = database_id
-        self._version_prefix = database_id + "\x1f"
+        self._version_prefix = (self._fixed_database_id or state.version_namespace or database_id) + "\x1f"
         scope = (database_id, state.scope, self._private and id(self))
         self._scope_id, self._scope_key = self._cache._intern_scope(scope)
         self._plans.clear()
 
     def _catalog(self) -> tuple[Catalog, int]:
         return self._cache._catalog_for(self)
+
+    def _internal(self, action: Callable[[], Any]) -> Any:
+        """Run the wrapper's own queries: inside a transaction they may start its snapshot."""
+        was_in_tx = self._adapter.in_transaction(self._raw)
+        candidate = self._stamp_candidate() if was_in_tx else None
+        try:
+            return action()
+        finally:
+            self._adopt_stamp(candidate, was_in_tx)
+
+    def _stamp_candidate(self) -> int | None:
+        """A stamp taken before a statement that may start a transaction's snapshot.
+
+        A transaction's stamp must not be later than its snapshot: taking it before any statement
+        that could start the snapshot (an earlier stamp only makes fewer entries usable) keeps
+        REPEATABLE READ hits inside what the transaction can see.
+        """
+        if self._tx.stamp is not None:
+            return None
+        try:
+            return self._cache.backend.current_stamp()[1]
+        except BackendUnavailable:
+            return None
+
+    def _adopt_stamp(self, candidate: int | None, was_in_tx: bool) -> None:
+        if candidate is None or not self._adapter.in_transaction(self._raw):
+            return
+        tx = self._tx
+        if not was_in_tx and not tx.open:
+            tx.reset()  # the statement began the transaction: the wrapper saw it start
+            tx.open = True
+        if tx.stamp is None and tx.tracked:
+            tx.stamp = candidate
+
+    def _open_tx_for_hit(self) -> None:
+        """A hit for a read that would have begun a transaction (non-autocommit, READ COMMITTED)
+        begins it, so the connection's transaction state is what the uncached read leaves."""
+        candidate = self._stamp_candidate()
+        self._adapter.open_transaction(self._raw)
+        self._adapter.after_statement(self._raw)
+        tx = self._tx
+        tx.reset()
+        tx.open = True
+        tx.stamp = candidate
+        tx.isolation = self._next_isolation
+        self._next_isolation = None
+
+    def _tx_ended(self) -> None:
+        """Every end of a transaction comes here: forget it, and re-read a scope SET inside it changed."""
+        self._tx.reset()
+        if self._scope_stale_at_tx_end:
+            self._scope_stale_at_tx_end = False
+            self._refresh_scope()
 
     def _catalog_changed(self) -> None:
         self._cache._invalidate_catalog(self._database_id)
@@ -276,22 +356,18 @@ class CachedConnection:
                 self._adapter.after_transaction_end(self._raw)
 
         written = self._tx.written
-        if written and (committing or self._adapter.bump_on_rollback):
-            result = self._publish_around(set(written), action)
-        else:
+        try:
+            if written and (committing or self._adapter.bump_on_rollback):
+                return self._publish_around(set(written), action)
             try:
-                result = action()
+                return action()
             except BaseException:
                 # A rollback the driver did not confirm may have been a commit (connection lost).
                 if written:
                     self._publish(set(written))
-                self._tx.reset()
                 raise
-        self._tx.reset()
-        if self._scope_stale_at_tx_end:
-            self._scope_stale_at_tx_end = False
-            self._refresh_scope()
-        return result
+        finally:
+            self._tx_ended()
 
     def _reconcile(self, was_in_tx: bool, ended_by_commit: bool) -> None:
         """After a call the wrapper did not drive: did a transaction end (or begin) under it?"""
@@ -299,8 +375,8 @@ class CachedConnection:
         if was_in_tx and not in_tx:
             if self._tx.written and (ended_by_commit or self._adapter.bump_on_rollback):
                 self._publish(set(self._tx.written))
-            self._tx.reset()
-        elif in_tx and not was_in_tx:
+            self._tx_ended()
+        elif in_tx and not was_in_tx and not self._tx.open:
             self._tx.open = True
             self._tx.tracked = False
 
@@ -332,7 +408,9 @@ class CachedConnection:
         keys = [self._key(ALL_TABLES), self._key(_CATALOG_KEY)]
         keys += sorted(self._key(t) for t in tables)
         keys += sorted(self._cache._group_key(g) for g in analysis.hints.groups)
-        plan = _ReadPlan(tuple(keys), bypass, self._cache._ttl_for(analysis, tables))
+        calls = bool(analysis.functions & catalog.user_volatile_functions)
+        plan = _ReadPlan(tuple(keys), BypassReason.VOLATILE if calls else bypass,
+                         self._cache._ttl_for(analysis, tables), calls)
         if len(self._plans) > 4096:
             self._plans.clear()
         if bypass is not BypassReason.UNKNOWN_RELATION:  # those are looked up again next time
@@ -354,7 +432,7 @@ class CachedConnection:
 
 _CATALOG_KEY = "#catalog"
 _STATE_CHANGING_METHODS = frozenset(
-    {"autocommit", "begin", "select_db", "set_session", "set_isolation_level", "reset", "ping",
+    {"autocommit", "select_db", "set_session", "set_isolation_level", "reset", "ping",
      "set_client_encoding", "tpc_begin", "tpc_commit", "tpc_rollback", "tpc_prepare", "change_user",
      "set_character_set"}
 )
@@ -370,11 +448,74 @@ def _after_call(conn: CachedConnection, method: Callable[..., Any], name: str) -
             conn._reads_open_tx = conn._adapter.reads_open_transaction(conn._raw)
             if name in ("select_db", "set_session", "reset", "change_user", "ping"):
                 conn._refresh_scope()
-            if name == "begin":
-                # PyMySQL begin(): a transaction we saw start.
-                conn._tx.open = conn._adapter.in_transaction(conn._raw) or True
-                conn._tx.tracked = True
+            if name == "autocommit":
+                conn._adapter.note_autocommit(conn._raw, None)
+                conn._reads_open_tx = conn._adapter.reads_open_transaction(conn._raw)
     return call
+
+
+def _sql_method(conn: CachedConnection, method: Callable[..., Any]) -> Callable[..., Any]:
+    """PyMySQL ``Connection.query(sql)``: SQL sent past any cursor, tracked like ``execute``."""
+    def call(sql: Any, *args: Any, **kwargs: Any) -> Any:
+        def action() -> Any:
+            try:
+                return method(sql, *args, **kwargs)
+            finally:
+                conn._adapter.after_statement(conn._raw)
+
+        if isinstance(sql, str) and conn._analyzer(sql).kind is StatementKind.TRANSACTION:
+            return conn._end_transaction(action, committing=True)
+        keys = _statement_write_keys(conn, sql)
+        return _run_write(conn, keys, action, False) if keys else action()
+    return call
+
+
+def _begin_method(conn: CachedConnection, method: Callable[..., Any]) -> Callable[..., Any]:
+    """PyMySQL ``begin()``: inside a transaction the server commits it first (an implicit commit)."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        candidate = conn._cache.backend.current_stamp()[1]
+        if conn._adapter.in_transaction(conn._raw):
+            result = conn._end_transaction(lambda: method(*args, **kwargs), committing=True)
+        else:
+            result = method(*args, **kwargs)
+        conn._tx.reset()
+        conn._tx.open = True
+        conn._tx.tracked = True
+        conn._tx.stamp = candidate
+        conn._adapter.after_statement(conn._raw)
+        return result
+    return call
+
+
+class _BlobWriter:
+    """A sqlite3 Blob whose writes publish their table like a write statement."""
+
+    def __init__(self, conn: CachedConnection, blob: Any, keys: set[str]) -> None:
+        self._conn = conn
+        self._blob = blob
+        self._keys = keys
+
+    def write(self, data: Any) -> None:
+        _run_write(self._conn, self._keys, lambda: self._blob.write(data), False)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        _run_write(self._conn, self._keys, lambda: self._blob.__setitem__(index, value), False)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._blob[index]
+
+    def __len__(self) -> int:
+        return len(self._blob)
+
+    def __enter__(self) -> _BlobWriter:
+        self._blob.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._blob.__exit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._blob, name)
 
 
 class _TransactionBlock:
@@ -388,10 +529,12 @@ class _TransactionBlock:
     def __enter__(self) -> Any:
         conn = self._conn
         self._outer = not conn._adapter.in_transaction(conn._raw)
+        candidate = conn._stamp_candidate() if self._outer else None
         result = self._block.__enter__()
         if self._outer:
             conn._tx.reset()
             conn._tx.open = True
+            conn._tx.stamp = candidate
         return result
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
@@ -399,12 +542,12 @@ class _TransactionBlock:
         if not self._outer:
             return self._block.__exit__(exc_type, exc, tb)
         written = set(conn._tx.written)
-        if exc_type is None and written:
-            result = conn._publish_around(written, lambda: self._block.__exit__(exc_type, exc, tb))
-        else:
-            result = self._block.__exit__(exc_type, exc, tb)
-        conn._tx.reset()
-        return result
+        try:
+            if exc_type is None and written:
+                return conn._publish_around(written, lambda: self._block.__exit__(exc_type, exc, tb))
+            return self._block.__exit__(exc_type, exc, tb)
+        finally:
+            conn._tx_ended()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._block, name)
@@ -595,6 +738,8 @@ class CachedCursor:
                 key = (conn._scope_id, conn._cache._tenant.get(), adapter.shape_token(self._raw), sql, pkey)
                 entry = l1.get(key)
                 if entry is not None and self._l1_fresh(entry, in_tx):
+                    if not in_tx and conn._reads_open_tx:
+                        conn._open_tx_for_hit()
                     self._serve(entry.result, HIT_L1)
                     next(conn._cache._stats.hits["l1"])
                     return self._result()
@@ -658,10 +803,14 @@ class CachedCursor:
         return self._write(analysis, sql, params, in_tx)
 
     def _raw_execute(self, sql: str, params: Any) -> Any:
+        conn = self._conn
+        was_in_tx = conn._adapter.in_transaction(conn._raw)
+        candidate = conn._stamp_candidate() if was_in_tx or not conn._adapter.autocommit(conn._raw) else None
         try:
             self._returned = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
         finally:
-            self._conn._adapter.after_statement(self._conn._raw)
+            conn._adapter.after_statement(conn._raw)
+            conn._adopt_stamp(candidate, was_in_tx)
         return self._returned
 
     def _result(self) -> Any:
@@ -705,6 +854,8 @@ class CachedCursor:
             reason = BypassReason.REPLICA
         if reason is None and conn._private:
             reason = BypassReason.TEMP_TABLE
+        if reason is None and getattr(self._raw, "name", None):
+            reason = BypassReason.SERVER_CURSOR  # its rows live on the server, fetched as it scrolls
         if reason is None and in_tx:
             if not tx.tracked:
                 reason = BypassReason.TX_UNTRACKED
@@ -715,9 +866,11 @@ class CachedCursor:
         if reason is None and isolation == "serializable" and (in_tx or opens_tx):
             reason = BypassReason.TX_ISOLATION
         plan = None
-        if reason is None:
+        if reason is None or reason is BypassReason.VOLATILE:
             plan = conn._plan(analysis)
-            reason = plan.bypass
+            if plan.calls_user_function:
+                return self._call_statement(analysis, sql, params)
+            reason = reason or plan.bypass
         if reason is not None or plan is None:
             return self._bypass(analysis, sql, params, reason or BypassReason.UNKNOWN)
         try:
@@ -749,6 +902,8 @@ class CachedCursor:
                 result = None
                 stats.not_filled.incr("corrupt_entry")
             if result is not None:
+                if opens_tx:
+                    conn._open_tx_for_hit()
                 self._serve(result, HIT_L2)
                 next(stats.hits["l2"])
                 stats.latency["l2"].observe(time.perf_counter() - started)
@@ -860,12 +1015,28 @@ class CachedCursor:
         l1[key] = L1Entry(result, plan.version_keys, stamp, epoch, time.monotonic() + plan.ttl_s, size + 200)
         next(conn._cache._stats.fills["l1"])
 
+    def _call_statement(self, analysis: Analysis, sql: str, params: Any) -> Any:
+        """A read that calls a user function which may write (or set_config): a write to everything."""
+        conn = self._conn
+        reason = BypassReason.VOLATILE
+        self._begin_live(f"bypass:{reason.value}")
+        conn._cache._stats.bypasses.incr(reason.value)
+        conn._cache._stats.record_fingerprint(analysis.fingerprint, analysis.normalized, f"bypass:{reason.value}")
+        _run_write(conn, {conn._key(ALL_TABLES)}, lambda: self._raw_execute(sql, params), False)
+        if conn._adapter.in_transaction(conn._raw):
+            conn._scope_stale_at_tx_end = True
+        conn._refresh_scope()
+        return self._result()
+
     def _transaction_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
         conn = self._conn
         tx = conn._tx
         action = analysis.tx_action
         self._begin_live(f"bypass:{BypassReason.SESSION.value}")
         conn._cache._stats.bypasses.incr(BypassReason.SESSION.value)
+        candidate = conn._stamp_candidate() if action is TxAction.BEGIN else None
+        if action is TxAction.BEGIN and in_tx and analysis.implicit_commit:
+            candidate = conn._cache.backend.current_stamp()[1]
         if action is TxAction.COMMIT or (action is TxAction.BEGIN and analysis.implicit_commit and in_tx):
             conn._end_transaction(lambda: self._raw_execute(sql, params), committing=True)
         elif action is TxAction.ROLLBACK:
@@ -876,6 +1047,7 @@ class CachedCursor:
             tx.reset()
             tx.open = True
             tx.tracked = True
+            tx.stamp = candidate  # taken before BEGIN: WITH CONSISTENT SNAPSHOT starts it there
             tx.isolation = analysis.isolation or conn._next_isolation
             conn._next_isolation = None
         return self._result()
@@ -889,6 +1061,9 @@ class CachedCursor:
             conn._end_transaction(lambda: self._raw_execute(sql, params), committing=True)
         else:
             self._bypass(analysis, sql, params, analysis.reason or BypassReason.SESSION)
+        if analysis.sets_autocommit is not None:
+            conn._adapter.note_autocommit(conn._raw, analysis.sets_autocommit)
+            conn._reads_open_tx = conn._adapter.reads_open_transaction(conn._raw)
         upper = analysis.sql.upper()
         if analysis.isolation is not None and "TRANSACTION" in upper and not (
             "SESSION" in upper or "GLOBAL" in upper or "CHARACTERISTICS" in upper
@@ -945,6 +1120,16 @@ class CachedCursor:
         self._returned = _run_write(conn, keys, action, False)
         return self._result()
 
+    def stream(self, query: Any, params: Any = None, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """psycopg ``Cursor.stream``: never cached; a write is tracked like ``execute``."""
+        conn = self._conn
+        keys = _statement_write_keys(conn, query, reads_are_writes=False)
+        if not keys:
+            yield from self._raw.stream(query, params, *args, **kwargs)
+            return
+        rows = _run_write(conn, keys, lambda: list(self._raw.stream(query, params, *args, **kwargs)), False)
+        yield from rows
+
     # -- psycopg / psycopg2 extras that write ------------------------------------------------
     def copy(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
         """psycopg ``Cursor.copy``: COPY FROM writes its table; tracked like any write."""
@@ -963,11 +1148,18 @@ class CachedCursor:
         return _run_write(conn, keys, lambda: self._raw.copy_from(file, table, *args, **kwargs), False)
 
 
-def _statement_write_keys(conn: CachedConnection, statement: Any) -> set[str]:
+def _statement_write_keys(conn: CachedConnection, statement: Any, reads_are_writes: bool = True) -> set[str]:
+    """What a statement sent past ``execute`` may write (everything, when it cannot be read)."""
     if isinstance(statement, str):
         analysis = conn._analyzer(statement)
-        if analysis.kind is StatementKind.OTHER and not analysis.is_write:
-            return set()  # COPY ... TO: a read
+        if analysis.kind in (StatementKind.OTHER, StatementKind.READ) and not analysis.is_write:
+            if analysis.kind is StatementKind.READ and not reads_are_writes:
+                catalog, _ = conn._catalog()
+                if analysis.functions & catalog.user_volatile_functions or not catalog.complete:
+                    return {conn._key(ALL_TABLES)}
+            return set()  # COPY ... TO, or a read
+        if analysis.kind in (StatementKind.SESSION, StatementKind.TRANSACTION):
+            return {conn._key(ALL_TABLES)}
         return conn._write_keys(analysis)
     return {conn._key(ALL_TABLES)}
 
@@ -997,7 +1189,9 @@ def _run_write(conn: CachedConnection, keys: set[str], action: Callable[[], Any]
     finally:
         if implicit_commit:
             adapter.after_transaction_end(raw)
-        tx.reset()
+            conn._tx_ended()
+        else:
+            tx.reset()
         if adapter.in_transaction(raw):
             tx.open = True
             tx.dirty = True

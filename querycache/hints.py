@@ -61,6 +61,9 @@ class ScannedText:
     first_word: str
     statement_count: int
     hint_comments: list[str] = field(default_factory=list)
+    # MySQL text the key must not lose: executable comments (/*! */, /*M! */), optimizer
+    # hints (/*+ */), user and system variables (@x, @@x).
+    session_dependent: bool = False
 
 
 @dataclass(slots=True)
@@ -171,6 +174,7 @@ def scan(sql: str, dialect: str, paramstyle: str, strict: bool = False) -> Scann
     out: list[str] = []
     hint_comments: list[str] = []
     first_word = ""
+    session_dependent = False
     statements = 0
     statement_has_content = False
     i = 0
@@ -208,10 +212,11 @@ def scan(sql: str, dialect: str, paramstyle: str, strict: bool = False) -> Scann
                     j += 1
             comment = sql[i:j]
             body = comment[2:-2] if comment.endswith("*/") else comment[2:]
-            if mysql and body.startswith("!"):
-                # MySQL executable comment: its content is SQL, not a comment.
+            if mysql and (body.startswith(("!", "+")) or body.startswith("M!")):
+                # MySQL executable comment or optimizer hint: it is SQL, not a comment.
                 out.append(comment)
                 statement_has_content = True
+                session_dependent = True
             elif _is_hint(body):
                 builder.add_comment(comment, body)
                 hint_comments.append(comment)
@@ -311,6 +316,8 @@ def scan(sql: str, dialect: str, paramstyle: str, strict: bool = False) -> Scann
             statement_has_content = True
             i = j
             continue
+        if c == "@" and mysql:
+            session_dependent = True  # @user_var, @@system_var: session state the key cannot see
         if not c.isspace():
             statement_has_content = True
             if not first_word and c == "(":
@@ -325,6 +332,7 @@ def scan(sql: str, dialect: str, paramstyle: str, strict: bool = False) -> Scann
         first_word=first_word,
         statement_count=statements,
         hint_comments=hint_comments,
+        session_dependent=session_dependent,
     )
 
 

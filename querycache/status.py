@@ -27,6 +27,7 @@ class BypassReason(StrEnum):
     DISABLED = "disabled"
     UNKNOWN_RELATION = "unknown_relation"
     PENDING_WRITE = "pending_write"
+    SERVER_CURSOR = "server_cursor"
 
 
 class NotFilledReason(StrEnum):

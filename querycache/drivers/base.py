@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from querycache.analysis import VOLATILE_FUNCTIONS
 from querycache.analysis import fold as fold_user_name
 from querycache.analysis import fold_identifier as fold
 
@@ -30,6 +31,8 @@ class Catalog:
     write_deps: dict[str, set[str]] = field(default_factory=dict)
     writes_everything: set[str] = field(default_factory=set)
     volatile_functions: set[str] = field(default_factory=set)
+    # User-defined functions that may write or change the session: a read calling one is a call.
+    user_volatile_functions: set[str] = field(default_factory=set)
     deterministic_functions: set[str] | None = None
     complete: bool = True
 
@@ -54,6 +57,20 @@ class Catalog:
                     if extra:
                         targets |= extra
                         changed = True
+
+    def drop_volatile_views(self, definitions: dict[str, set[str] | None]) -> None:
+        """Views whose definition calls a volatile function (or cannot be read) are not relations:
+        reads of them, and of views over them, are never cached."""
+        bad = {fold(v) for v, functions in definitions.items()
+               if functions is None or functions & (self.volatile_functions | VOLATILE_FUNCTIONS)}
+        changed = True
+        while changed:
+            changed = False
+            for name, deps in self.read_deps.items():
+                if name not in bad and deps & bad:
+                    bad.add(name)
+                    changed = True
+        self.relations -= bad
 
     def expand_reads(self, tables: Iterable[str]) -> set[str]:
         out = set()
@@ -85,6 +102,9 @@ class ServerState:
     scope: tuple[Any, ...]
     isolation: str
     replica: bool
+    # What table versions are keyed by: everything one connection's SQL can name. PostgreSQL: the
+    # database; MySQL: the server (any schema is one qualifier away); sqlite: all files (ATTACH).
+    version_namespace: str = ""
 
 
 class DriverAdapter:
@@ -115,6 +135,13 @@ class DriverAdapter:
     def after_transaction_end(self, conn: Any) -> None:
         """Called after commit, rollback or an implicit commit."""
 
+    def note_autocommit(self, conn: Any, value: bool | None) -> None:
+        """``SET autocommit = ...`` was sent as SQL (drivers that cache the setting client-side)."""
+
+    def open_transaction(self, conn: Any) -> None:
+        """Begin the transaction a read would have begun, when that read is answered from cache."""
+        self.internal_query(conn, "SELECT 1", keep_transaction=True)
+
     def autocommit(self, conn: Any) -> bool:
         return bool(getattr(conn, "autocommit", False))
 
@@ -134,8 +161,9 @@ class DriverAdapter:
         return None
 
     # -- server state ---------------------------------------------------------------
-    def internal_query(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        """Run ``sql`` on a raw cursor; a transaction this opened is rolled back."""
+    def internal_query(self, conn: Any, sql: str, params: Sequence[Any] | None = None,
+                       keep_transaction: bool = False) -> list[tuple[Any, ...]]:
+        """Run ``sql`` on a raw cursor; a transaction this opened is rolled back (unless kept)."""
         was_in_tx = self.in_transaction(conn)
         cur = conn.cursor()
         try:
@@ -150,13 +178,14 @@ class DriverAdapter:
                 cur.close()
             except Exception:  # noqa: BLE001 - closing a raw cursor must never mask the query's error
                 pass
-            if not was_in_tx and self.in_transaction(conn):
+            if not was_in_tx and not keep_transaction and self.in_transaction(conn):
                 conn.rollback()
                 self.after_transaction_end(conn)
         return [tuple(r) if not isinstance(r, dict) else tuple(r.values()) for r in rows]
 
     def server_state(self, conn: Any, settings: Sequence[str]) -> ServerState:
-        return ServerState(f"{self.family}:{uuid.uuid4().hex}", (), "unknown", False)
+        name = f"{self.family}:{uuid.uuid4().hex}"
+        return ServerState(name, (), "unknown", False, name)
 
     def load_catalog(self, conn: Any) -> Catalog:
         return Catalog(complete=False)

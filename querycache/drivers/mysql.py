@@ -33,27 +33,37 @@ class PyMySQLAdapter(DriverAdapter):
     def __init__(self, conn: Any, module: Any) -> None:
         super().__init__(conn, module)
         self._open = False
+        self._sql_autocommit: bool | None = None
 
     def in_transaction(self, conn: Any) -> bool:
         # PyMySQL updates server_status from OK packets only, never after a result set; with
         # autocommit off, InnoDB opens a transaction at any statement, SELECT included.
         return bool(conn.server_status & SERVER_STATUS_IN_TRANS) or self._open
 
+    def _autocommit(self, conn: Any) -> bool:
+        if self._sql_autocommit is not None:
+            return self._sql_autocommit
+        return bool(conn.autocommit_mode)
+
+    def autocommit(self, conn: Any) -> bool:
+        return self._autocommit(conn)
+
     def after_statement(self, conn: Any) -> None:
-        if not conn.autocommit_mode:
+        if not self._autocommit(conn):
             self._open = True
 
     def after_transaction_end(self, conn: Any) -> None:
         self._open = False
 
+    def note_autocommit(self, conn: Any, value: bool | None) -> None:
+        # PyMySQL caches autocommit_mode client-side; SQL text changes the server without it knowing.
+        self._sql_autocommit = value
+
     def reads_open_transaction(self, conn: Any) -> bool:
-        return not conn.autocommit_mode
+        return not self._autocommit(conn)
 
     def write_opens_transaction(self, conn: Any, is_dml: bool) -> bool:
-        return not conn.autocommit_mode
-
-    def autocommit(self, conn: Any) -> bool:
-        return bool(conn.get_autocommit())
+        return not self._autocommit(conn)
 
     def server_state(self, conn: Any, settings: Sequence[str]) -> ServerState:
         try:
@@ -75,15 +85,18 @@ class PyMySQLAdapter(DriverAdapter):
             ("mysql", user, database, tz, sql_mode, *row[5:]),
             _LEVELS.get(str(isolation).upper(), "unknown"),
             bool(read_only),
+            f"mysql:{server}",
         )
 
     def load_catalog(self, conn: Any) -> Catalog:
         catalog = Catalog()
         for (name,) in self.internal_query(conn, "SELECT TABLE_NAME FROM information_schema.TABLES"):
             catalog.relations.add(fold(name))
+        views: dict[str, set[str] | None] = {}
         for name, definition in self.internal_query(
             conn, "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS"
         ):
+            views[name] = _functions_in(definition)
             bases = _tables_in(definition)
             if bases is None:
                 catalog.relations.discard(fold(name))  # unknown definition: reads stay uncached
@@ -102,11 +115,16 @@ class PyMySQLAdapter(DriverAdapter):
             "OR UPDATE_RULE IN ('CASCADE','SET NULL','SET DEFAULT')",
         ):
             catalog.add_write_dep(parent, child)
+        # A stored function that reads tables depends on data the SQL text does not show; one that
+        # modifies them is a write. Only DETERMINISTIC NO SQL / CONTAINS SQL functions are cacheable.
         for (name,) in self.internal_query(
-            conn, "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE IS_DETERMINISTIC = 'NO'"
+            conn, "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_TYPE = 'FUNCTION' AND "
+                  "(IS_DETERMINISTIC = 'NO' OR SQL_DATA_ACCESS IN ('READS SQL DATA', 'MODIFIES SQL DATA'))"
         ):
             catalog.volatile_functions.add(name.lower())
+            catalog.user_volatile_functions.add(name.lower())
         catalog.close_over()
+        catalog.drop_volatile_views(views)
         for name, deps in catalog.write_deps.items():
             if deps & catalog.writes_everything:
                 catalog.writes_everything.add(name)
@@ -120,6 +138,17 @@ def _variable(name: str) -> str:
     if not name.replace("_", "").replace(".", "").isalnum():
         raise ValueError(f"scope.settings: {name!r} is not a server variable name")
     return name
+
+
+def _functions_in(sql: str | None) -> set[str] | None:
+    if not sql:
+        return None
+    try:
+        tree = sqlglot.parse_one(sql, read="mysql")
+    except (SqlglotError, ValueError, TypeError, RecursionError):
+        return None
+    return {str(f.name).lower() if isinstance(f, exp.Anonymous) else f.sql_name().lower()
+            for f in tree.find_all(exp.Func)}
 
 
 def _tables_in(sql: str | None) -> set[str] | None:

@@ -4,7 +4,22 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
 from querycache.drivers.base import Catalog, DriverAdapter, ServerState
+
+
+def _functions_in(sql: str | None) -> set[str] | None:
+    if not sql:
+        return None
+    try:
+        tree = sqlglot.parse_one(sql, read="postgres")
+    except (SqlglotError, ValueError, TypeError, RecursionError):
+        return None
+    return {str(f.name).lower() if isinstance(f, exp.Anonymous) else f.sql_name().lower()
+            for f in tree.find_all(exp.Func)}
 
 _SCOPE_SQL = (
     "SELECT current_user, current_database(), current_setting('search_path'), "
@@ -40,6 +55,12 @@ JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid
 WHERE k.contype = 'f' AND (k.confdeltype IN ('c','n','d') OR k.confupdtype IN ('c','n','d'))
 """
 _VOLATILE_SQL = "SELECT DISTINCT lower(proname) FROM pg_proc WHERE provolatile <> 'i'"
+# Functions outside the system schemas: a read that calls a non-immutable one may write.
+_USER_VOLATILE_SQL = """
+SELECT DISTINCT lower(p.proname) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE p.provolatile <> 'i' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
+_VIEW_DEFS_SQL = "SELECT c.relname, pg_get_viewdef(c.oid) FROM pg_class c WHERE c.relkind IN ('v', 'm')"
 _IMMUTABLE_SQL = "SELECT DISTINCT lower(proname) FROM pg_proc WHERE provolatile = 'i'"
 
 _LEVELS = {
@@ -65,7 +86,8 @@ class _PostgresAdapter(DriverAdapter):
             system_id = f"{host}:{port}"
         database_id = f"postgres:{system_id}:{database}"
         scope = ("postgres", user, search_path, tz, datestyle, intervalstyle, *row[10:])
-        return ServerState(database_id, scope, _LEVELS.get(str(isolation).lower(), "unknown"), bool(recovery))
+        return ServerState(database_id, scope, _LEVELS.get(str(isolation).lower(), "unknown"), bool(recovery),
+                           database_id)
 
     def load_catalog(self, conn: Any) -> Catalog:
         catalog = Catalog()
@@ -89,7 +111,10 @@ class _PostgresAdapter(DriverAdapter):
         immutable = {name for (name,) in self.internal_query(conn, _IMMUTABLE_SQL)}
         catalog.volatile_functions = {name for (name,) in self.internal_query(conn, _VOLATILE_SQL)}
         catalog.deterministic_functions = immutable - catalog.volatile_functions
+        catalog.user_volatile_functions = {name for (name,) in self.internal_query(conn, _USER_VOLATILE_SQL)}
         catalog.close_over()
+        catalog.drop_volatile_views({name: _functions_in(definition)
+                                     for name, definition in self.internal_query(conn, _VIEW_DEFS_SQL)})
         # Triggers on a table reached through a cascade fire too.
         for name, deps in catalog.write_deps.items():
             if deps & catalog.writes_everything:

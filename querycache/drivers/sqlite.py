@@ -67,19 +67,21 @@ class SqliteAdapter(DriverAdapter):
             # :memory: and temporary databases are private to their connection.
             database_id = f"sqlite:memory:{uuid.uuid4().hex}"
         attached = tuple(sorted((r[1], r[2]) for r in rows if r[1] not in ("main", "temp")))
-        return ServerState(database_id, ("sqlite", attached), "serializable-snapshot", False)
+        return ServerState(database_id, ("sqlite", attached), "serializable-snapshot", False, "sqlite")
 
     def load_catalog(self, conn: Any) -> Catalog:
         catalog = Catalog(deterministic_functions=set(DETERMINISTIC_FUNCTIONS))
         rows = self.internal_query(conn, "SELECT type, name, tbl_name, sql FROM sqlite_master")
         catalog.relations |= {"sqlite_master", "sqlite_schema", "sqlite_sequence", "sqlite_temp_master"}
         tables = []
+        views: dict[str, set[str] | None] = {}
         for kind, name, tbl_name, sql in rows:
             if kind == "table":
                 catalog.relations.add(fold(name))
                 tables.append(name)
             elif kind == "view":
                 bases = _tables_in(sql)
+                views[name] = _functions_in(sql)
                 if bases is None:
                     continue  # unparseable definition: reads of the view stay uncached
                 catalog.relations.add(fold(name))
@@ -99,6 +101,10 @@ class SqliteAdapter(DriverAdapter):
                 ):
                     catalog.add_write_dep(parent, child)
         catalog.close_over()
+        catalog.drop_volatile_views({
+            name: (None if functions is None or functions - DETERMINISTIC_FUNCTIONS else functions)
+            for name, functions in views.items()
+        })
         return catalog
 
     def cursor_shape(self, raw_cursor: Any) -> str:
@@ -109,6 +115,19 @@ def _callable_name(factory: Any) -> str:
     if factory is None:
         return "default"
     return f"{getattr(factory, '__module__', '')}.{getattr(factory, '__qualname__', repr(factory))}"
+
+
+def _functions_in(sql: str | None) -> set[str] | None:
+    if not sql:
+        return None
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+    except (SqlglotError, ValueError, TypeError, RecursionError):
+        return None
+    names = set()
+    for func in tree.find_all(exp.Func):
+        names.add(str(func.name).lower() if isinstance(func, exp.Anonymous) else func.sql_name().lower())
+    return names
 
 
 def _tables_in(sql: str | None) -> set[str] | None:

@@ -1,0 +1,11 @@
+from h import *
+t = name("t"); adm = pg()
+adm.execute(f"CREATE TABLE {t}(id int primary key, v int)"); adm.execute(f"INSERT INTO {t} VALUES (1,1)")
+adm.execute(f"CREATE FUNCTION {t}_bump() RETURNS int LANGUAGE sql AS $$ UPDATE {t} SET v=v+1 RETURNING v $$")
+cache = querycache.QueryCache(); c = cache.wrap(pg())
+print(q(c, f"SELECT v FROM {t} WHERE id=1")); print(q(c, f"SELECT v FROM {t} WHERE id=1"))
+print(q(c, f"SELECT {t}_bump()"))
+report("volatile SELECT that writes (autocommit)", q(c, f"SELECT v FROM {t} WHERE id=1"), q(adm, f"SELECT v FROM {t} WHERE id=1"))
+c2 = cache.wrap(pg())
+report("  ... other connection, L2", q(c2, f"SELECT v FROM {t} WHERE id=1"), q(adm, f"SELECT v FROM {t} WHERE id=1"))
+adm.execute(f"DROP TABLE {t} CASCADE"); adm.execute(f"DROP FUNCTION {t}_bump")

@@ -1,0 +1,10 @@
+from h import *
+adm = my()
+def ex(conn, s): conn.cursor().execute(s)
+t = name("t"); ex(adm, f"CREATE TABLE {t}(id int primary key, v int)"); ex(adm, f"INSERT INTO {t} VALUES (1,1)")
+ex(adm, f"CREATE FUNCTION {t}_get(i INT) RETURNS INT DETERMINISTIC READS SQL DATA RETURN (SELECT v FROM {t} WHERE id=i)")
+cache = querycache.QueryCache(); c = cache.wrap(my())
+print(q(c, f"SELECT {t}_get(1)"))
+print(q(c, f"UPDATE {t} SET v=5 WHERE id=1"))
+report("Q MySQL DETERMINISTIC READS SQL DATA function", q(c, f"SELECT {t}_get(1)"), q(adm, f"SELECT {t}_get(1)"))
+ex(adm, f"DROP FUNCTION {t}_get"); ex(adm, f"DROP TABLE {t}")
