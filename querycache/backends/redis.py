@@ -31,7 +31,9 @@ import weakref
 from typing import Any, Sequence
 
 import redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from querycache.backends.base import MISS, Lookup, _Miss
 from querycache.errors import BackendUnavailable
@@ -515,8 +517,11 @@ class RedisBackend:
         while not self._stop.is_set():
             pubsub = None
             try:
+                # No transparent retries: a reconnect must be visible here, since messages
+                # published while disconnected are lost and the mirror must be rebuilt.
                 client = redis.Redis.from_url(self.url, socket_timeout=max(1.0, self.lease_ms / 1000),
-                                              socket_connect_timeout=self.timeout_s)
+                                              socket_connect_timeout=self.timeout_s,
+                                              retry=Retry(NoBackoff(), 0), retry_on_error=[])
                 pubsub = client.pubsub()
                 pubsub.subscribe(CHANNEL)
                 self._resync()  # messages may have been missed before this subscription
@@ -526,10 +531,17 @@ class RedisBackend:
                 self._last_msg = int(msg_text)
                 ping_sent = 0.0
                 awaiting_pong = False
+                published_before_ping = -1
+                published_epoch = self._epoch
                 while not self._stop.is_set():
                     now = time.monotonic()
                     if not awaiting_pong and now - ping_sent >= renew_every:
                         ping_sent = now
+                        # What had been published before the PING: the PONG proves it all arrived.
+                        _, epoch, msg_text = self._scripts["stamp"](keys=[CLOCK], args=[uuid.uuid4().hex, 0],
+                                                                    client=client)
+                        published_epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
+                        published_before_ping = int(msg_text)
                         pubsub.ping()
                         awaiting_pong = True
                     message = pubsub.get_message(timeout=renew_every)
@@ -540,12 +552,18 @@ class RedisBackend:
                         self._apply(message["data"], client)
                     elif kind == "pong" and awaiting_pong:
                         awaiting_pong = False
+                        if published_epoch != self._epoch or self._last_msg < published_before_ping:
+                            # A new incarnation, or bumps that never arrived: rebuild, no lease yet.
+                            self._see_epoch(published_epoch)
+                            self._resync()
+                            self._last_msg = published_before_ping
+                            self._lease_until = 0.0
+                            continue
                         # Every bump published before the PING has been applied: renew the lease.
                         self._scripts["renew"](keys=[CLOCK, HOLDERS],
                                                args=[uuid.uuid4().hex, 0, self.holder, self.lease_ms],
                                                client=client)
-                        if self._last_msg >= 0:
-                            self._lease_until = ping_sent + self.lease_ms / 1000 - margin
+                        self._lease_until = ping_sent + self.lease_ms / 1000 - margin
             except (RedisError, OSError, ValueError) as exc:
                 self._lease_until = 0.0
                 log.debug("querycache: redis subscriber reconnecting after %s", exc)
