@@ -12,6 +12,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
 from querycache.analysis import VOLATILE_FUNCTIONS
 from querycache.analysis import fold as fold_user_name
 from querycache.analysis import fold_identifier as fold
@@ -197,6 +201,20 @@ class DriverAdapter:
     def cursor_shape(self, raw_cursor: Any) -> str:
         """What decides the Python type of rows (row factory, cursor class): part of every key."""
         return type(raw_cursor).__qualname__
+
+
+def view_definition(sql: str | None, dialect: str) -> tuple[set[str], set[str]] | None:
+    """(tables, functions) a view's definition names, or None when it cannot be parsed."""
+    if not sql:
+        return None
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except (SqlglotError, ValueError, TypeError, RecursionError):
+        return None
+    tables = {fold(t.name) for t in tree.find_all(exp.Table) if t.name}
+    functions = {str(f.name).lower() if isinstance(f, exp.Anonymous) else f.sql_name().lower()
+                 for f in tree.find_all(exp.Func)}
+    return tables, functions
 
 
 def detect(conn: Any) -> DriverAdapter:

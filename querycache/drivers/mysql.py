@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
-
 from querycache.analysis import fold_identifier as fold
-from querycache.drivers.base import Catalog, DriverAdapter, ServerState
+from querycache.drivers.base import Catalog, DriverAdapter, ServerState, view_definition
 
 SERVER_STATUS_IN_TRANS = 1
 
@@ -96,12 +92,12 @@ class PyMySQLAdapter(DriverAdapter):
         for name, definition in self.internal_query(
             conn, "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS"
         ):
-            views[name] = _functions_in(definition)
-            bases = _tables_in(definition)
-            if bases is None:
+            parsed = view_definition(definition, "mysql")
+            views[name] = parsed[1] if parsed else None
+            if parsed is None:
                 catalog.relations.discard(fold(name))  # unknown definition: reads stay uncached
                 continue
-            for base in bases:
+            for base in parsed[0]:
                 catalog.add_read_dep(name, base)
                 catalog.add_write_dep(name, base)
         for (table,) in self.internal_query(
@@ -138,24 +134,3 @@ def _variable(name: str) -> str:
     if not name.replace("_", "").replace(".", "").isalnum():
         raise ValueError(f"scope.settings: {name!r} is not a server variable name")
     return name
-
-
-def _functions_in(sql: str | None) -> set[str] | None:
-    if not sql:
-        return None
-    try:
-        tree = sqlglot.parse_one(sql, read="mysql")
-    except (SqlglotError, ValueError, TypeError, RecursionError):
-        return None
-    return {str(f.name).lower() if isinstance(f, exp.Anonymous) else f.sql_name().lower()
-            for f in tree.find_all(exp.Func)}
-
-
-def _tables_in(sql: str | None) -> set[str] | None:
-    if not sql:
-        return None
-    try:
-        tree = sqlglot.parse_one(sql, read="mysql")
-    except (SqlglotError, ValueError, TypeError, RecursionError):
-        return None
-    return {fold(t.name) for t in tree.find_all(exp.Table) if t.name}

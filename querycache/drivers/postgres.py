@@ -4,22 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
-
-from querycache.drivers.base import Catalog, DriverAdapter, ServerState
-
-
-def _functions_in(sql: str | None) -> set[str] | None:
-    if not sql:
-        return None
-    try:
-        tree = sqlglot.parse_one(sql, read="postgres")
-    except (SqlglotError, ValueError, TypeError, RecursionError):
-        return None
-    return {str(f.name).lower() if isinstance(f, exp.Anonymous) else f.sql_name().lower()
-            for f in tree.find_all(exp.Func)}
+from querycache.drivers.base import Catalog, DriverAdapter, ServerState, view_definition
 
 _SCOPE_SQL = (
     "SELECT current_user, current_database(), current_setting('search_path'), "
@@ -113,8 +98,9 @@ class _PostgresAdapter(DriverAdapter):
         catalog.deterministic_functions = immutable - catalog.volatile_functions
         catalog.user_volatile_functions = {name for (name,) in self.internal_query(conn, _USER_VOLATILE_SQL)}
         catalog.close_over()
-        catalog.drop_volatile_views({name: _functions_in(definition)
-                                     for name, definition in self.internal_query(conn, _VIEW_DEFS_SQL)})
+        definitions = {name: view_definition(sql, "postgres")
+                       for name, sql in self.internal_query(conn, _VIEW_DEFS_SQL)}
+        catalog.drop_volatile_views({name: parsed[1] if parsed else None for name, parsed in definitions.items()})
         # Triggers on a table reached through a cascade fire too.
         for name, deps in catalog.write_deps.items():
             if deps & catalog.writes_everything:

@@ -6,12 +6,8 @@ import os
 import uuid
 from typing import Any, Sequence
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
-
 from querycache.analysis import fold_identifier as fold
-from querycache.drivers.base import Catalog, DriverAdapter, ServerState
+from querycache.drivers.base import Catalog, DriverAdapter, ServerState, view_definition
 
 # Built-in scalar and aggregate functions whose result depends only on their arguments.
 DETERMINISTIC_FUNCTIONS = frozenset(
@@ -80,12 +76,12 @@ class SqliteAdapter(DriverAdapter):
                 catalog.relations.add(fold(name))
                 tables.append(name)
             elif kind == "view":
-                bases = _tables_in(sql)
-                views[name] = _functions_in(sql)
-                if bases is None:
+                parsed = view_definition(sql, "sqlite")
+                views[name] = parsed[1] if parsed else None
+                if parsed is None:
                     continue  # unparseable definition: reads of the view stay uncached
                 catalog.relations.add(fold(name))
-                for base in bases:
+                for base in parsed[0]:
                     if base != fold(name):
                         catalog.add_read_dep(name, base)
                         catalog.add_write_dep(name, base)
@@ -115,26 +111,3 @@ def _callable_name(factory: Any) -> str:
     if factory is None:
         return "default"
     return f"{getattr(factory, '__module__', '')}.{getattr(factory, '__qualname__', repr(factory))}"
-
-
-def _functions_in(sql: str | None) -> set[str] | None:
-    if not sql:
-        return None
-    try:
-        tree = sqlglot.parse_one(sql, read="sqlite")
-    except (SqlglotError, ValueError, TypeError, RecursionError):
-        return None
-    names = set()
-    for func in tree.find_all(exp.Func):
-        names.add(str(func.name).lower() if isinstance(func, exp.Anonymous) else func.sql_name().lower())
-    return names
-
-
-def _tables_in(sql: str | None) -> set[str] | None:
-    if not sql:
-        return None
-    try:
-        tree = sqlglot.parse_one(sql, read="sqlite")
-    except (SqlglotError, ValueError, TypeError, RecursionError):
-        return None
-    return {fold(t.name) for t in tree.find_all(exp.Table) if t.name}
