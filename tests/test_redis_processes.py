@@ -40,11 +40,14 @@ def _cache(url: str, namespace: str) -> Any:
          "invalidation": {"lease_ms": 500}})
 
 
-def writer(kind: str, url: str, namespace: str, table: str, committed: Any, stop: Any, errors: Any) -> None:
+def writer(kind: str, url: str, namespace: str, table: str, committed: Any, stop: Any, errors: Any,
+           ready: Any) -> None:
     try:
         cache = _cache(url, namespace)
         conn = cache.wrap(_connect(kind))
         cur = conn.cursor()
+        with ready.get_lock():
+            ready.value += 1
         while not stop.is_set():
             cur.execute("BEGIN" if kind == "postgres" else "START TRANSACTION")
             cur.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
@@ -59,11 +62,13 @@ def writer(kind: str, url: str, namespace: str, table: str, committed: Any, stop
 
 
 def reader(kind: str, url: str, namespace: str, table: str, committed: Any, stop: Any, results: Any,
-           errors: Any) -> None:
+           errors: Any, ready: Any) -> None:
     try:
         cache = _cache(url, namespace)
         conn = cache.wrap(_connect(kind))
         cur = conn.cursor()
+        with ready.get_lock():
+            ready.value += 1
         reads = stale = 0
         statuses: dict[str, int] = {}
         while not stop.is_set():
@@ -84,16 +89,20 @@ def reader(kind: str, url: str, namespace: str, table: str, committed: Any, stop
 def _run(kind: str, url: str, table: str, readers: int = 3, during: Any = None) -> list[tuple[int, int, dict[str, int]]]:
     ctx = mp.get_context("spawn")
     committed = ctx.Value("q", 0)
+    ready = ctx.Value("i", 0)
     stop = ctx.Event()
     results: Any = ctx.Queue()
     errors: Any = ctx.Queue()
     namespace = "t" + uuid.uuid4().hex[:8]
-    procs = [ctx.Process(target=writer, args=(kind, url, namespace, table, committed, stop, errors))]
-    procs += [ctx.Process(target=reader, args=(kind, url, namespace, table, committed, stop, results, errors))
-              for _ in range(readers)]
+    procs = [ctx.Process(target=writer, args=(kind, url, namespace, table, committed, stop, errors, ready))]
+    procs += [ctx.Process(target=reader, args=(kind, url, namespace, table, committed, stop, results, errors,
+                                               ready)) for _ in range(readers)]
     for p in procs:
         p.start()
-    time.sleep(1.0)  # spawn and imports
+    deadline = time.monotonic() + 60
+    while ready.value < len(procs) and time.monotonic() < deadline:
+        time.sleep(0.05)  # spawn and imports: start the clock once every process is in its loop
+    time.sleep(0.5)
     if during is not None:
         during()
     time.sleep(DURATION_S)
@@ -168,7 +177,11 @@ def test_flushall_mid_workload(pg: Database, tmp_path: Any) -> None:
         out = _run("postgres", server.url, _table(pg), during=flush)
     finally:
         server.stop()
-    assert sum(s for _, s, _ in out) == 0
+    statuses: dict[str, int] = {}
+    for _, _, st in out:
+        for k, v in st.items():
+            statuses[k] = statuses.get(k, 0) + v
+    assert sum(s for _, s, _ in out) == 0, statuses
 
 
 _ = (os, require)

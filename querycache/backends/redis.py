@@ -57,7 +57,7 @@ if not epoch then
   -- counter starts at the store's time, above every stamp the old one handed out.
   epoch = ARGV[1]
   seq = now_us
-  redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'epoch', epoch, 'msg', 0)
+  redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'epoch', epoch, 'msg', 0, 'born', now_ms)
 end
 local n = tonumber(ARGV[2])
 local function pending_on(pk)
@@ -142,7 +142,8 @@ for i = 1, n do
 end
 local msg = redis.call('HINCRBY', KEYS[1], 'msg', 1)
 redis.call('PUBLISH', ARGV[5], epoch .. '\\31' .. msg .. '\\31' .. sv .. '\\31' .. ARGV[4])
-return {sv, msg, epoch}
+local born = tonumber(redis.call('HGET', KEYS[1], 'born') or '0')
+return {sv, msg, epoch, string.format('%d', born), string.format('%d', now_ms)}
 """
 
 # KEYS: clock. ARGV: new epoch, 0.
@@ -163,7 +164,7 @@ local live = redis.call('ZRANGEBYSCORE', KEYS[2], now_ms, '+inf')
 local waiting = {}
 for _, h in ipairs(live) do
   if h ~= ARGV[4] then
-    local a = tonumber(redis.call('GET', ARGV[5] .. h) or '0')
+    local a = tonumber(redis.call('GET', ARGV[5] .. epoch .. ':' .. h) or '0')
     if a < tonumber(ARGV[3]) then table.insert(waiting, h) end
   end
 end
@@ -320,7 +321,7 @@ class RedisBackend:
     def end_write(self, version_keys: Sequence[str], token: str) -> int:
         vkeys, pkeys = self._keys(version_keys)
         try:
-            seq, msg, epoch = self._run("end", [CLOCK, *vkeys, *pkeys],
+            seq, msg, epoch, born_ms, now_ms = self._run("end", [CLOCK, *vkeys, *pkeys],
                                         [uuid.uuid4().hex, len(version_keys), token,
                                          "\x1e".join(version_keys), CHANNEL], force=True)
         except BackendUnavailable:
@@ -331,10 +332,10 @@ class RedisBackend:
             raise
         seq = int(seq)
         epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
+        # An incarnation younger than a lease (FLUSHALL, restart) has an empty lease registry,
+        # yet leases granted under the old one may still run: wait until they have run out.
+        self._local.young_wait_s = max(0, int(born_ms) + self.lease_ms - int(now_ms)) / 1000
         if epoch != self._epoch:
-            # A new incarnation (FLUSHALL, restart): its lease registry is empty, yet leases
-            # granted under the old one may still run. Wait those out before commit() returns.
-            self._local.wait_full_lease = True
             self._see_epoch(epoch)
         mirror = self.versions
         for k in version_keys:
@@ -351,12 +352,12 @@ class RedisBackend:
         """
         msg = getattr(self._local, "msg", None)
         self._local.msg = None
-        full_lease = getattr(self._local, "wait_full_lease", False)
-        self._local.wait_full_lease = False
+        young_wait_s = getattr(self._local, "young_wait_s", 0.0)
+        self._local.young_wait_s = 0.0
         if self.mode != "strict":
             return
-        if full_lease:
-            time.sleep(self.lease_ms / 1000)
+        if young_wait_s > 0:
+            time.sleep(young_wait_s)
         if msg is None and self._undelivered:
             self._deliver_pending()  # one more try: the store may be back
             msg = getattr(self._local, "msg", None)
@@ -503,7 +504,7 @@ class RedisBackend:
         for callback in list(self._on_resync):
             try:
                 callback()
-            except Exception:  # noqa: BLE001 - a failing callback must not stop the subscriber
+            except Exception:
                 log.exception("querycache: resync callback failed")
 
     def _start_subscriber(self) -> None:
@@ -591,4 +592,5 @@ class RedisBackend:
             if mirror.get(k, -1) < seq:
                 mirror[k] = seq
         self._last_msg = max(self._last_msg, msg)
-        client.set(self._ack_prefix + self.holder, msg, px=max(60000, self.lease_ms * 10))
+        # Acknowledgements are per incarnation: message numbers restart with a new epoch.
+        client.set(f"{self._ack_prefix}{self._epoch}:{self.holder}", msg, px=max(60000, self.lease_ms * 10))
