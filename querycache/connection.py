@@ -31,7 +31,6 @@ from querycache.status import MISS as STATUS_MISS
 if TYPE_CHECKING:
     from querycache.cache import QueryCache
 
-_PENDING_MARK_MS = 30000
 _set = object.__setattr__  # internal state of the wrappers, without their pass-through __setattr__
 _RR_LEVELS = ("repeatable read", "serializable-snapshot", "unknown")
 _MUTABLE = frozenset({list, dict, bytearray, set})
