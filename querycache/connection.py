@@ -31,10 +31,10 @@ from querycache.status import MISS as STATUS_MISS
 if TYPE_CHECKING:
     from querycache.cache import QueryCache
 
-_PENDING_MARK_MS = 30000
 _set = object.__setattr__  # internal state of the wrappers, without their pass-through __setattr__
 _RR_LEVELS = ("repeatable read", "serializable-snapshot", "unknown")
 _MUTABLE = frozenset({list, dict, bytearray, set})
+_NO_RESULT = Result(None, [], -1)
 
 
 class _Transaction:
@@ -556,8 +556,8 @@ class _TransactionBlock:
 class CachedCursor:
     """A PEP 249 cursor; ``cache_status`` tells where the last result came from."""
 
-    _own = frozenset({"_conn", "_raw", "_status", "_rows", "_pos", "_live", "_description", "_rowcount",
-                      "_lastrowid", "_served", "_returned", "__weakref__"})
+    _own = frozenset({"_conn", "_raw", "_status", "_rows", "_pos", "_live", "_result_served", "_served",
+                      "_returned", "__weakref__"})
 
     def __init__(self, conn: CachedConnection, raw: Any) -> None:
         object.__setattr__(self, "_raw", raw)
@@ -567,9 +567,7 @@ class CachedCursor:
         self._pos = 0
         self._live = True
         self._served = False
-        self._description: Any = None
-        self._rowcount = -1
-        self._lastrowid: Any = None
+        self._result_served: Result = _NO_RESULT
         self._returned: Any = None
 
     @property  # type: ignore[misc]
@@ -604,15 +602,18 @@ class CachedCursor:
     # -- results ------------------------------------------------------------------------
     @property
     def description(self) -> Any:
-        return self._raw.description if not self._served else self._description
+        if not self._served:
+            return self._raw.description
+        description = self._result_served.description
+        return list(description) if type(description) is list else description
 
     @property
     def rowcount(self) -> int:
-        return int(self._raw.rowcount) if not self._served else self._rowcount
+        return int(self._raw.rowcount) if not self._served else self._result_served.rowcount
 
     @property
     def lastrowid(self) -> Any:
-        return self._raw.lastrowid if not self._served else self._lastrowid
+        return self._raw.lastrowid if not self._served else self._result_served.lastrowid
 
     @property
     def arraysize(self) -> int:
@@ -713,10 +714,7 @@ class CachedCursor:
         _set(self, "_pos", 0)
         _set(self, "_live", False)
         _set(self, "_served", True)
-        description = result.description
-        _set(self, "_description", list(description) if type(description) is list else description)
-        _set(self, "_rowcount", result.rowcount)
-        _set(self, "_lastrowid", result.lastrowid)
+        _set(self, "_result_served", result)
 
     # -- execute ------------------------------------------------------------------------
     def execute(self, sql: Any, params: Any = None, *args: Any, **kwargs: Any) -> Any:
@@ -817,7 +815,7 @@ class CachedCursor:
         """What ``execute`` returns: the driver's own answer, with its cursor replaced by this one."""
         if self._served:
             style = self._conn._adapter.execute_returns
-            return self if style == "cursor" else self._rowcount if style == "rowcount" else None
+            return self if style == "cursor" else self._result_served.rowcount if style == "rowcount" else None
         returned = self._returned
         return self if returned is self._raw else returned
 
@@ -962,16 +960,16 @@ class CachedCursor:
         if len(rows) > limit:
             stats.not_filled.incr(NotFilledReason.TOO_MANY_ROWS.value)
             return  # the buffered prefix is served, the tail streams from the database
+        rowcount = raw.rowcount
+        lastrowid = getattr(raw, "lastrowid", None)
+        self._result_served = Result(description, rows, rowcount, lastrowid)
         self._served = True
-        self._description = description
-        self._rowcount = raw.rowcount
-        self._lastrowid = getattr(raw, "lastrowid", None)
         mutable = bool(rows) and _has_mutable_parts(rows)
-        result = Result(description, rows, self._rowcount, self._lastrowid, mutable)
+        result = Result(description, rows, rowcount, lastrowid, mutable)
         if mutable:
             # The caller may mutate what it was handed; keep a private copy.
             try:
-                result = Result(description, copy.deepcopy(rows), self._rowcount, self._lastrowid, True)
+                result = Result(description, copy.deepcopy(rows), rowcount, lastrowid, True)
             except Exception:  # noqa: BLE001 - rows that cannot be copied cannot be cached safely
                 stats.not_filled.incr(NotFilledReason.UNENCODABLE.value)
                 return

@@ -3,9 +3,11 @@
 # Usage: source scripts/venv.sh [extras]   (default extras: dev)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-extras="${1:-dev}"
+extras="${1-dev}"
 if [ ! -x "$root/.venv/bin/python" ]; then
   python3 -m venv "$root/.venv"
   "$root/.venv/bin/python" -m pip install --quiet --upgrade pip
 fi
-"$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[$extras]"
+target="$root"
+if [ -n "$extras" ]; then target="$root[$extras]"; fi
+"$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$target"

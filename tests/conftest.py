@@ -13,7 +13,7 @@ import collections
 import os
 import sqlite3
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -277,9 +277,6 @@ def make_items(db: Database, rows: int = 5) -> str:
     values = ", ".join(f"({i}, 'item{i}', {i * 10})" for i in range(1, rows + 1))
     db.admin(f"INSERT INTO {table} VALUES {values}")
     return table
-
-
-Runner = Callable[..., tuple[list[Any], str | None]]
 
 
 def run(conn: Any, sql: str, params: Any = None) -> tuple[list[Any], str | None]:

@@ -6,8 +6,6 @@ cache's own counters.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 import querycache
@@ -356,7 +354,3 @@ def test_callproc_never_cached(mysql: Database, cache: querycache.QueryCache) ->
     assert cur.cache_status == "bypass:callproc"
     assert run(conn, sql) == ([(11,)], "miss")
     mysql.admin(f"DROP PROCEDURE {proc}")
-
-
-def _ignore(*_: Any) -> None:
-    return None

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import querycache
-from tests.conftest import MYSQL, PG_DSN, Database
+from tests.conftest import Database
 
 URLS = {"sqlite": "sqlite://", "postgres": "postgresql+psycopg://", "psycopg2": "postgresql+psycopg2://",
         "mysql": "mysql+pymysql://"}
@@ -79,6 +79,3 @@ def test_isinstance_passes_for_psycopg(pg: Database, cache: querycache.QueryCach
     conn = cache.wrap(pg.connect())
     assert isinstance(conn, psycopg.Connection)
     assert isinstance(conn.cursor(), psycopg.Cursor)
-
-
-_ = (MYSQL, PG_DSN)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from typing import Mapping, Protocol, Sequence
 
 
 class _Miss:
@@ -91,14 +91,6 @@ class Backend(Protocol):
         """Drop every entry of this namespace (versions stay: they only ever grow)."""
 
     def close(self) -> None: ...
-
-
-@runtime_checkable
-class Mirror(Protocol):
-    """The process-wide copy of table versions that L1 hits are checked against, without I/O."""
-
-    epoch: str
-    versions: Mapping[str, int]
 
 
 _REGISTRY = {
