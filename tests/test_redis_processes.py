@@ -79,6 +79,16 @@ def reader(kind: str, url: str, namespace: str, table: str, committed: Any, stop
             reads += 1
             if value < floor:
                 stale += 1
+                if stale <= 3 and os.environ.get("QC_DEBUG_STALE"):
+                    b = cache.backend
+                    key = next(iter(conn._l1.keys())) if conn._l1 else None
+                    entry = conn._l1.get(key) if key is not None else None
+                    vk = entry.version_keys if entry else ()
+                    errors.put(f"DEBUG stale value={value} floor={floor} status={cur.cache_status} "
+                               f"epoch={b._epoch[:6]} token={b._l1_token[:12]} lease_left={b._lease_until - time.monotonic():.3f} "
+                               f"entry_epoch={entry.epoch[:12] if entry else None} entry_stamp={entry.stamp if entry else None} "
+                               f"mirror={[b.versions.get(k) for k in vk]} current={b.current_stamp()} "
+                               f"last_msg={b._last_msg} gen={b._generation}")
                 statuses["STALE " + str(cur.cache_status)] = statuses.get("STALE " + str(cur.cache_status), 0) + 1
         results.put((reads, stale, statuses))
         cache.close()

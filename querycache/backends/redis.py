@@ -213,6 +213,7 @@ class RedisBackend:
         # The mirror: table versions as this process knows them; L1 hits compare against it.
         self.versions: dict[str, int] = {}
         self._epoch = ""
+        self._epoch_seq = 0
         self._generation = 0
         self._l1_token = ""
         self._lease_until = 0.0
@@ -290,7 +291,10 @@ class RedisBackend:
             [uuid.uuid4().hex, len(version_keys), "1" if key else "0", "" if tx_stamp is None else tx_stamp],
         )
         epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
-        self._see_epoch(epoch)
+        if not self._see_epoch(epoch, int(seq)):
+            # An answer from an incarnation older than one already seen (it ran before a
+            # FLUSHALL or restart this process has learned about): use nothing of it.
+            return Lookup(MISS, int(seq), epoch, True, {})
         found = {k: int(v) for k, v in zip(version_keys, versions, strict=True)}
         if generation == self._generation:
             # Not after a resync that began while this lookup ran: its values may predate a bump
@@ -335,8 +339,7 @@ class RedisBackend:
         # An incarnation younger than a lease (FLUSHALL, restart) has an empty lease registry,
         # yet leases granted under the old one may still run: wait until they have run out.
         self._local.young_wait_s = max(0, int(born_ms) + self.lease_ms - int(now_ms)) / 1000
-        if epoch != self._epoch:
-            self._see_epoch(epoch)
+        self._see_epoch(epoch, seq)
         mirror = self.versions
         for k in version_keys:
             if mirror.get(k, -1) < seq:
@@ -384,7 +387,7 @@ class RedisBackend:
     def current_stamp(self) -> tuple[str, int]:
         seq, epoch, _ = self._run("stamp", [CLOCK], [uuid.uuid4().hex, 0])
         epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
-        self._see_epoch(epoch)
+        self._see_epoch(epoch, int(seq))
         return epoch, int(seq)
 
     def delete(self, key: str) -> None:
@@ -488,13 +491,25 @@ class RedisBackend:
                 self._undelivered.update(keys)
 
     # -- the subscriber ---------------------------------------------------------------------------
-    def _see_epoch(self, epoch: str) -> None:
+    def _see_epoch(self, epoch: str, seq: int) -> bool:
+        """Follow the store to a new incarnation; False for an answer from an older one.
+
+        Epochs are random ids; their order comes from the clock: a new incarnation's counter
+        starts at the store's time, above every stamp of the one before. An observation made
+        before a FLUSHALL may arrive after the new epoch was seen, and must not switch back.
+        """
         with self._lock:
-            if epoch != self._epoch:
-                if self._epoch:
-                    self._resync()
-                self._epoch = epoch
-                self._l1_token = f"{epoch}#{self._generation}"
+            if epoch == self._epoch:
+                self._epoch_seq = max(self._epoch_seq, seq)
+                return True
+            if self._epoch and seq <= self._epoch_seq:
+                return False
+            if self._epoch:
+                self._resync()
+            self._epoch = epoch
+            self._epoch_seq = seq
+            self._l1_token = f"{epoch}#{self._generation}"
+            return True
 
     def _resync(self) -> None:
         self._generation += 1
@@ -526,22 +541,24 @@ class RedisBackend:
                 pubsub = client.pubsub()
                 pubsub.subscribe(CHANNEL)
                 self._resync()  # messages may have been missed before this subscription
-                _, epoch, msg_text = self._scripts["stamp"](keys=[CLOCK], args=[uuid.uuid4().hex, 0],
-                                                            client=client)
-                self._see_epoch(epoch.decode() if isinstance(epoch, bytes) else epoch)
+                seq_text, epoch, msg_text = self._scripts["stamp"](keys=[CLOCK], args=[uuid.uuid4().hex, 0],
+                                                                   client=client)
+                self._see_epoch(epoch.decode() if isinstance(epoch, bytes) else epoch, int(seq_text))
                 self._last_msg = int(msg_text)
                 ping_sent = 0.0
                 awaiting_pong = False
                 published_before_ping = -1
                 published_epoch = self._epoch
+                published_seq = 0
                 while not self._stop.is_set():
                     now = time.monotonic()
                     if not awaiting_pong and now - ping_sent >= renew_every:
                         ping_sent = now
                         # What had been published before the PING: the PONG proves it all arrived.
-                        _, epoch, msg_text = self._scripts["stamp"](keys=[CLOCK], args=[uuid.uuid4().hex, 0],
-                                                                    client=client)
+                        seq_text, epoch, msg_text = self._scripts["stamp"](
+                            keys=[CLOCK], args=[uuid.uuid4().hex, 0], client=client)
                         published_epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
+                        published_seq = int(seq_text)
                         published_before_ping = int(msg_text)
                         pubsub.ping()
                         awaiting_pong = True
@@ -553,9 +570,11 @@ class RedisBackend:
                         self._apply(message["data"], client)
                     elif kind == "pong" and awaiting_pong:
                         awaiting_pong = False
-                        if published_epoch != self._epoch or self._last_msg < published_before_ping:
+                        switched = published_epoch != self._epoch
+                        if switched and not self._see_epoch(published_epoch, published_seq):
+                            continue  # an older incarnation's answer: no lease this round
+                        if switched or self._last_msg < published_before_ping:
                             # A new incarnation, or bumps that never arrived: rebuild, no lease yet.
-                            self._see_epoch(published_epoch)
                             self._resync()
                             self._last_msg = published_before_ping
                             self._lease_until = 0.0
@@ -581,7 +600,8 @@ class RedisBackend:
         epoch, msg_text, seq_text, names = data.decode("utf-8", "surrogatepass").split("\x1f", 3)
         msg, seq = int(msg_text), int(seq_text)
         if epoch != self._epoch:
-            self._see_epoch(epoch)
+            if not self._see_epoch(epoch, seq):
+                return  # published by an older incarnation
             self._lease_until = 0.0
         elif self._last_msg >= 0 and msg > self._last_msg + 1:
             self._resync()  # a gap: something was missed; forget everything
