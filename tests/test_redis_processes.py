@@ -84,11 +84,13 @@ def reader(kind: str, url: str, namespace: str, table: str, committed: Any, stop
                     key = next(iter(conn._l1.keys())) if conn._l1 else None
                     entry = conn._l1.get(key) if key is not None else None
                     vk = entry.version_keys if entry else ()
+                    lease_left = b._lease_until - time.monotonic()
                     errors.put(f"DEBUG stale value={value} floor={floor} status={cur.cache_status} "
-                               f"epoch={b._epoch[:6]} token={b._l1_token[:12]} lease_left={b._lease_until - time.monotonic():.3f} "
-                               f"entry_epoch={entry.epoch[:12] if entry else None} entry_stamp={entry.stamp if entry else None} "
-                               f"mirror={[b.versions.get(k) for k in vk]} current={b.current_stamp()} "
-                               f"last_msg={b._last_msg} gen={b._generation}")
+                               f"epoch={b._epoch[:6]} token={b._l1_token[:12]} lease_left={lease_left:.3f} "
+                               f"entry_epoch={entry.epoch[:12] if entry else None} "
+                               f"entry_stamp={entry.stamp if entry else None} "
+                               f"mirror={[b.versions.get(k) for k in vk]} last_msg={b._last_msg} "
+                               f"gen={b._generation} current={b.current_stamp()}")
                 statuses["STALE " + str(cur.cache_status)] = statuses.get("STALE " + str(cur.cache_status), 0) + 1
         results.put((reads, stale, statuses))
         cache.close()
@@ -96,7 +98,8 @@ def reader(kind: str, url: str, namespace: str, table: str, committed: Any, stop
         errors.put(f"reader: {type(exc).__name__}: {exc}")
 
 
-def _run(kind: str, url: str, table: str, readers: int = 3, during: Any = None) -> list[tuple[int, int, dict[str, int]]]:
+def _run(kind: str, url: str, table: str, readers: int = 3,
+         during: Any = None) -> list[tuple[int, int, dict[str, int]]]:
     ctx = mp.get_context("spawn")
     committed = ctx.Value("q", 0)
     ready = ctx.Value("i", 0)

@@ -160,6 +160,11 @@ return now_ms
 
 # KEYS: clock, holders. ARGV: new epoch, 0, msg, self holder, ack key prefix.
 _ACKED = _PRELUDE + """
+if epoch ~= ARGV[6] then
+  -- The incarnation that published the bump is gone (FLUSHALL, restart) and with it the lease
+  -- registry: who still holds a lease is unknown.
+  return {'\0epoch'}
+end
 local live = redis.call('ZRANGEBYSCORE', KEYS[2], now_ms, '+inf')
 local waiting = {}
 for _, h in ipairs(live) do
@@ -345,6 +350,7 @@ class RedisBackend:
             if mirror.get(k, -1) < seq:
                 mirror[k] = seq
         self._local.msg = int(msg)
+        self._local.msg_epoch = epoch
         return seq
 
     def wait_for_acks(self) -> None:
@@ -376,8 +382,12 @@ class RedisBackend:
         while True:
             try:
                 waiting = self._run("acked", [CLOCK, HOLDERS], [uuid.uuid4().hex, 0, msg, self.holder,
-                                                                self._ack_prefix])
+                                                                self._ack_prefix, self._local.msg_epoch])
             except BackendUnavailable:
+                return
+            if waiting and waiting[0] in (b"\0epoch", "\0epoch"):
+                # Every lease granted under the lost registry runs out within one lease.
+                time.sleep(max(0.0, deadline - time.monotonic()))
                 return
             if not waiting or time.monotonic() > deadline:
                 return
