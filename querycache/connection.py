@@ -35,6 +35,8 @@ _set = object.__setattr__  # internal state of the wrappers, without their pass-
 _RR_LEVELS = ("repeatable read", "serializable-snapshot", "unknown")
 _MUTABLE = frozenset({list, dict, bytearray, set})
 _NO_RESULT = Result(None, [], -1)
+# psycopg execute() options that change how, not what, a result is fetched.
+_RESULT_NEUTRAL_OPTIONS = frozenset({"prepare", "binary"})
 
 
 class _Transaction:
@@ -557,7 +559,7 @@ class CachedCursor:
     """A PEP 249 cursor; ``cache_status`` tells where the last result came from."""
 
     _own = frozenset({"_conn", "_raw", "_status", "_rows", "_pos", "_live", "_result_served", "_served",
-                      "_returned", "__weakref__"})
+                      "_returned", "_options", "__weakref__"})
 
     def __init__(self, conn: CachedConnection, raw: Any) -> None:
         object.__setattr__(self, "_raw", raw)
@@ -568,6 +570,7 @@ class CachedCursor:
         self._live = True
         self._served = False
         self._result_served: Result = _NO_RESULT
+        self._options: dict[str, Any] = {}
         self._returned: Any = None
 
     @property  # type: ignore[misc]
@@ -719,8 +722,9 @@ class CachedCursor:
     # -- execute ------------------------------------------------------------------------
     def execute(self, sql: Any, params: Any = None, *args: Any, **kwargs: Any) -> Any:
         conn = self._conn
-        if args or kwargs or type(sql) is not str:
+        if args or type(sql) is not str or (kwargs and not _RESULT_NEUTRAL_OPTIONS.issuperset(kwargs)):
             return self._execute_uncached(sql, params, args, kwargs, BypassReason.UNKNOWN)
+        _set(self, "_options", kwargs)
         adapter = conn._adapter
         raw_conn = conn._raw
         in_tx = adapter.in_transaction(raw_conn)
@@ -805,7 +809,11 @@ class CachedCursor:
         was_in_tx = conn._adapter.in_transaction(conn._raw)
         candidate = conn._stamp_candidate() if was_in_tx or not conn._adapter.autocommit(conn._raw) else None
         try:
-            self._returned = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
+            options = self._options
+            if options:
+                self._returned = self._raw.execute(sql, params, **options)
+            else:
+                self._returned = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
         finally:
             conn._adapter.after_statement(conn._raw)
             conn._adopt_stamp(candidate, was_in_tx)

@@ -101,6 +101,23 @@ class DemoResult:
         return self.uncached_s / self.cached_s if self.cached_s else 0.0
 
 
+def _run_steps(conn: Any, steps: list[tuple[str, tuple[Any, ...], bool]],
+               progress: Callable[[int], None] | None) -> tuple[list[Any], float]:
+    """Every step's rows, and the seconds the whole sequence took."""
+    cur = conn.cursor()
+    answers: list[Any] = []
+    started = time.perf_counter()
+    for i, (sql, params, _) in enumerate(steps):
+        cur.execute(sql, params)
+        answers.append(cur.fetchall())
+        if progress is not None and i % 500 == 499:
+            progress(500)
+    elapsed = time.perf_counter() - started
+    if progress is not None:
+        progress(len(steps) % 500)
+    return answers, elapsed
+
+
 def run_demo(statements: int = 20000, write_ratio: float = 0.01, config: Config | None = None,
              progress: Callable[[int], None] | None = None) -> DemoResult:
     """Run the workload uncached, then cached, on two copies of one database; compare every answer."""
@@ -112,32 +129,12 @@ def run_demo(statements: int = 20000, write_ratio: float = 0.01, config: Config 
         steps = make_workload(statements, write_ratio)
 
         plain = sqlite3.connect(plain_path, isolation_level=None)
-        expected: list[Any] = []
-        started = time.perf_counter()
-        cur = plain.cursor()
-        for i, (sql, params, _) in enumerate(steps):
-            cur.execute(sql, params)
-            expected.append(cur.fetchall())
-            if progress is not None and i % 500 == 499:
-                progress(500)
-        if progress is not None:
-            progress(len(steps) % 500)
-        uncached_s = time.perf_counter() - started
+        expected, uncached_s = _run_steps(plain, steps, progress)
         plain.close()
 
         cache = QueryCache(config)
         conn = cache.wrap(sqlite3.connect(cached_path, isolation_level=None))
-        cached_cur = conn.cursor()
-        answers: list[Any] = []
-        started = time.perf_counter()
-        for i, (sql, params, _) in enumerate(steps):
-            cached_cur.execute(sql, params)
-            answers.append(cached_cur.fetchall())
-            if progress is not None and i % 500 == 499:
-                progress(500)
-        cached_s = time.perf_counter() - started
-        if progress is not None:
-            progress(len(steps) % 500)
+        answers, cached_s = _run_steps(conn, steps, progress)
         stale = sum(1 for got, want in zip(answers, expected, strict=False) if got != want)
         snapshot = cache.stats().to_dict()
         conn.close()

@@ -146,13 +146,14 @@ class PostgresDatabase(Database):
 
     def cleanup(self) -> None:
         conn = self.connect()
+        cur = conn.cursor()
         # A failed test may leave transactions open that would block DROP forever.
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                     "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%%'")
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%%'")
         for view in reversed(self.views):
-            conn.execute(f"DROP VIEW IF EXISTS {view} CASCADE")
+            cur.execute(f"DROP VIEW IF EXISTS {view} CASCADE")
         for table in reversed(self.tables):
-            conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+            cur.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
         conn.close()
 
 
@@ -165,17 +166,6 @@ class Psycopg2Database(PostgresDatabase):
         conn = psycopg2.connect(PG_DSN, cursor_factory=counting_class("psycopg2"))
         conn.autocommit = autocommit
         return conn
-
-    def cleanup(self) -> None:
-        conn = self.connect()
-        cur = conn.cursor()
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%%'")
-        for view in reversed(self.views):
-            cur.execute(f"DROP VIEW IF EXISTS {view} CASCADE")
-        for table in reversed(self.tables):
-            cur.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
-        conn.close()
 
 
 class MysqlDatabase(Database):

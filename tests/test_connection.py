@@ -354,3 +354,17 @@ def test_callproc_never_cached(mysql: Database, cache: querycache.QueryCache) ->
     assert cur.cache_status == "bypass:callproc"
     assert run(conn, sql) == ([(11,)], "miss")
     mysql.admin(f"DROP PROCEDURE {proc}")
+
+
+def test_two_caches_over_one_database_invalidate_each_other(sqlite_db: Database) -> None:
+    table = make_items(sqlite_db)
+    first, second = querycache.QueryCache(), querycache.QueryCache()
+    reader = first.wrap(sqlite_db.connect())
+    writer = second.wrap(sqlite_db.connect())
+    sql = f"SELECT qty FROM {table} WHERE id = 1"
+    run(reader, sql)
+    assert run(reader, sql)[1] == "hit:L1"
+    run(writer, f"UPDATE {table} SET qty = 12 WHERE id = 1")
+    assert run(reader, sql) == ([(12,)], "miss")
+    first.close()
+    second.close()

@@ -160,3 +160,14 @@ def test_execute_return_value_matches_driver(kind: str, request: pytest.FixtureR
             assert got is cur
         else:
             assert got == live
+
+
+def test_psycopg_execute_options_are_passed_and_cached(pg: Database, cache: querycache.QueryCache) -> None:
+    conn = cache.wrap(pg.connect())
+    statuses = []
+    for _ in range(2):
+        cur = conn.cursor()
+        cur.execute("SELECT 1::int, 'x'::text", prepare=True, binary=True)
+        assert cur.fetchall() == [(1, "x")]
+        statuses.append(cur.cache_status)
+    assert statuses == ["miss", "hit:L1"]

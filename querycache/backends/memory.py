@@ -42,22 +42,38 @@ class _Entry:
     expires_at: float
 
 
+class ProcessClock:
+    """Table versions, pending marks and the counter, shared by every memory store of a process:
+    two caches over one database must invalidate each other (API.md); entries stay per store."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.epoch = uuid.uuid4().hex
+        self.seq = 0
+        self.versions: dict[str, int] = {}
+        self.pending: dict[str, dict[str, float]] = {}
+
+
+_PROCESS_CLOCK = ProcessClock()
+
+
 class MemoryBackend:
     """Entries, table versions and pending marks in process memory, behind one lock."""
 
     name = "memory"
 
-    def __init__(self, max_bytes: int = 268435456, namespace: str = "querycache") -> None:
+    def __init__(self, max_bytes: int = 268435456, namespace: str = "querycache",
+                 clock: ProcessClock | None = None) -> None:
         self.max_bytes = max_bytes
         self.namespace = namespace
-        self._epoch = uuid.uuid4().hex
-        self._seq = 0
+        self._clock = clock or _PROCESS_CLOCK
+        self._epoch = self._clock.epoch
         # The version dict doubles as the process mirror that L1 hits are checked against.
-        self.versions: dict[str, int] = {}
-        self._pending: dict[str, dict[str, float]] = {}
+        self.versions = self._clock.versions
+        self._pending = self._clock.pending
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = self._clock.lock
         self._forked = False
         self._fork_warned = False
         self.evictions = 0
@@ -76,8 +92,8 @@ class MemoryBackend:
         return self.versions
 
     def _tick(self) -> int:
-        self._seq = max(self._seq + 1, time.time_ns() // 1000)
-        return self._seq
+        self._clock.seq = max(self._clock.seq + 1, time.time_ns() // 1000)
+        return self._clock.seq
 
     def _check_fork(self) -> None:
         if self._forked and not self._fork_warned:
@@ -110,7 +126,7 @@ class MemoryBackend:
             created = False
             for k in version_keys:
                 if k not in versions:
-                    versions[k] = self._seq
+                    versions[k] = self._clock.seq
                     created = True
             pending = self._has_pending(version_keys, now)
             value: bytes | _Miss = MISS
@@ -121,7 +137,7 @@ class MemoryBackend:
                 elif not created and not pending and self._fresh(entry, tx_stamp):
                     value = entry.value
                     self._entries.move_to_end(key)  # type: ignore[arg-type]
-            return Lookup(value, self._seq, self._epoch, pending, {k: versions[k] for k in version_keys})
+            return Lookup(value, self._clock.seq, self._epoch, pending, {k: versions[k] for k in version_keys})
 
     def _fresh(self, entry: _Entry, tx_stamp: int | None) -> bool:
         versions = self.versions
@@ -181,7 +197,7 @@ class MemoryBackend:
             return tick
 
     def current_stamp(self) -> tuple[str, int]:
-        return self._epoch, self._seq
+        return self._epoch, self._clock.seq
 
     def delete(self, key: str) -> None:
         with self._lock:

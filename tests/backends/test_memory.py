@@ -34,8 +34,26 @@ def test_registered_as_memory() -> None:
     assert backend_class("memory") is MemoryBackend
 
 
-def test_two_stores_have_different_epochs() -> None:
-    assert MemoryBackend().epoch != MemoryBackend().epoch
+def test_stores_of_one_process_share_the_clock() -> None:
+    """Two caches over one database must invalidate each other (API.md): entries are per store,
+    versions per process."""
+    a, b = MemoryBackend(), MemoryBackend()
+    assert a.epoch == b.epoch
+    key, t = "qc-test:e:" + uuid.uuid4().hex, "db\x1f" + uuid.uuid4().hex
+    found = b.lookup(key, [t])
+    assert b.fill(key, b"v", [t], found.stamp, found.epoch, TTL)
+    assert b.lookup(key, [t]).value == b"v"
+    assert a.lookup(key, [t]).value is MISS  # entries are not shared
+    token = uuid.uuid4().hex
+    a.begin_write([t], token, 1000)
+    a.end_write([t], token)
+    assert b.lookup(key, [t]).value is MISS  # a write through one store invalidates the other
+
+
+def test_a_private_clock_is_a_separate_incarnation() -> None:
+    from querycache.backends.memory import ProcessClock
+
+    assert MemoryBackend(clock=ProcessClock()).epoch != MemoryBackend().epoch
 
 
 def test_versions_mapping_is_the_process_mirror() -> None:
