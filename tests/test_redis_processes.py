@@ -90,12 +90,14 @@ def reader(kind: str, url: str, namespace: str, table: str, committed: Any, stop
                                f"entry_epoch={entry.epoch[:12] if entry else None} "
                                f"entry_stamp={entry.stamp if entry else None} "
                                f"mirror={[b.versions.get(k) for k in vk]} last_msg={b._last_msg} "
-                               f"gen={b._generation} current={b.current_stamp()}")
+                               f"gen={b._generation} undelivered={len(b._undelivered)} breaker={b._state}")
                 statuses["STALE " + str(cur.cache_status)] = statuses.get("STALE " + str(cur.cache_status), 0) + 1
         results.put((reads, stale, statuses))
         cache.close()
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        errors.put(f"reader: {type(exc).__name__}: {exc}")
+        import traceback
+
+        errors.put(f"reader: {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}")
 
 
 def _run(kind: str, url: str, table: str, readers: int = 3,
@@ -120,13 +122,23 @@ def _run(kind: str, url: str, table: str, readers: int = 3,
         during()
     time.sleep(DURATION_S)
     stop.set()
-    out = [results.get(timeout=60) for _ in range(readers)]
+    out = []
+    problems = []
+    deadline = time.monotonic() + 60
+    while len(out) < readers and time.monotonic() < deadline:
+        while not errors.empty():
+            problems.append(errors.get())
+        try:
+            out.append(results.get(timeout=0.5))
+        except Exception:  # noqa: BLE001 - queue.Empty: keep polling both queues
+            if problems:
+                break
     for p in procs:
         p.join(timeout=30)
-    problems = []
     while not errors.empty():
         problems.append(errors.get())
     assert not problems, problems
+    assert len(out) == readers, "a reader neither reported results nor an error"
     assert committed.value > 5, "the writer must have committed during the run"
     return out
 

@@ -384,6 +384,9 @@ class RedisBackend:
                 waiting = self._run("acked", [CLOCK, HOLDERS], [uuid.uuid4().hex, 0, msg, self.holder,
                                                                 self._ack_prefix, self._local.msg_epoch])
             except BackendUnavailable:
+                # The bump was published but who applied it is unknown now: every lease that
+                # could have been granted before it runs out by the deadline.
+                time.sleep(max(0.0, deadline - time.monotonic()))
                 return
             if waiting and waiting[0] in (b"\0epoch", "\0epoch"):
                 # Every lease granted under the lost registry runs out within one lease.
