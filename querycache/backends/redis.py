@@ -551,7 +551,7 @@ class RedisBackend:
                 client = redis.Redis.from_url(self.url, socket_timeout=max(1.0, self.lease_ms / 1000),
                                               socket_connect_timeout=self.timeout_s,
                                               retry=Retry(NoBackoff(), 0), retry_on_error=[])
-                pubsub = client.pubsub()
+                pubsub = client.pubsub()  # type: ignore[no-untyped-call]
                 pubsub.subscribe(CHANNEL)
                 self._resync()  # messages may have been missed before this subscription
                 seq_text, epoch, msg_text = self._scripts["stamp"](keys=[CLOCK], args=[uuid.uuid4().hex, 0],
