@@ -1,0 +1,629 @@
+"""The shared L2 store on Redis: entries, the logical clock, and cross-process L1 coherence.
+
+Every operation is one Lua script, so one round trip: ``lookup`` creates missing
+versions, reads the entry, the versions and the pending marks and returns the stamp;
+``fill`` stores only when no dependency moved past the stamp; ``begin_write`` /
+``end_write`` are the two phases of DESIGN §2, the second publishing the bump.
+
+Clock keys (``qc:clock``, ``qc:v:*``, ``qc:p:*``, the bump channel, lease holders)
+are shared by every namespace: two caches over one database must invalidate each
+other. Entry keys carry the namespace. Every key is a fixed-length hash.
+
+Cross-process L1 (coherence leases, Gray & Cheriton 1989): a subscriber thread per
+backend applies bumps to this process's version mirror in message order (a gap, a
+reconnect or a new epoch empties the mirror, which makes every L1 entry stale) and
+acknowledges them. It renews this process's lease only after a PING on the
+subscription came back, i.e. after every earlier bump was applied. L1 answers only
+under an unexpired lease. In ``strict`` mode a writer's ``commit()`` returns once
+every live lease holder acknowledged its bump, or that holder's lease ran out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from typing import Any, Sequence
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from querycache.backends.base import MISS, Lookup, _Miss
+from querycache.errors import BackendUnavailable
+
+log = logging.getLogger("querycache")
+
+CLOCK = "qc:clock"
+CHANNEL = "qc:bumps"
+HOLDERS = "qc:holders"
+_NO_LEASE = "\x00no-lease"
+
+_PRELUDE = """
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms = math.floor(now_us / 1000)
+local clock = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
+local seq = tonumber(clock[1])
+local epoch = clock[2]
+if not epoch then
+  -- A new incarnation (first use, FLUSHALL, restart without persistence, eviction): its
+  -- counter starts at the store's time, above every stamp the old one handed out.
+  epoch = ARGV[1]
+  seq = now_us
+  redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'epoch', epoch, 'msg', 0, 'born', now_ms)
+end
+local n = tonumber(ARGV[2])
+local function pending_on(pk)
+  if redis.call('EXISTS', pk) == 1 then
+    redis.call('ZREMRANGEBYSCORE', pk, '-inf', now_ms)
+    return redis.call('ZCARD', pk) > 0
+  end
+  return false
+end
+local function tick()
+  seq = math.max(seq + 1, now_us)
+  redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq))
+  return seq
+end
+"""
+
+# KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, has entry, tx stamp or ''.
+_LOOKUP = _PRELUDE + """
+local created = false
+local pending = 0
+local versions = {}
+for i = 1, n do
+  local v = redis.call('GET', KEYS[2 + i])
+  if not v then
+    v = string.format('%d', seq)
+    redis.call('SET', KEYS[2 + i], v)
+    created = true
+  end
+  versions[i] = v
+  if pending_on(KEYS[2 + n + i]) then pending = 1 end
+end
+local value = false
+if ARGV[3] == '1' and not created and pending == 0 then
+  local e = redis.call('HMGET', KEYS[2], 'e', 's', 'v')
+  if e[1] == epoch and e[3] then
+    local limit = tonumber(e[2])
+    if ARGV[4] ~= '' then limit = math.min(limit, tonumber(ARGV[4])) end
+    local fresh = true
+    for i = 1, n do
+      if tonumber(versions[i]) > limit then fresh = false break end
+    end
+    if fresh then value = e[3] end
+  end
+end
+return {value, string.format('%d', seq), epoch, pending, versions}
+"""
+
+# KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, value, stamp, epoch, ttl ms.
+_FILL = _PRELUDE + """
+if epoch ~= ARGV[5] then return 0 end
+local stamp = tonumber(ARGV[4])
+for i = 1, n do
+  local v = redis.call('GET', KEYS[2 + i])
+  if not v or tonumber(v) > stamp then return 0 end
+  if pending_on(KEYS[2 + n + i]) then return 0 end
+end
+redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return 1
+"""
+
+# KEYS: clock, n version keys, n pending keys. ARGV: new epoch, n, token, mark ttl ms.
+_BEGIN = _PRELUDE + """
+local s = tick()
+local sv = string.format('%d', s)
+local ttl = tonumber(ARGV[4])
+for i = 1, n do
+  redis.call('SET', KEYS[1 + i], sv)
+  redis.call('ZADD', KEYS[1 + n + i], now_ms + ttl, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1 + n + i], ttl * 2)
+end
+return sv
+"""
+
+# KEYS: clock, n version keys, n pending keys. ARGV: new epoch, n, token, logical names joined by \\30.
+_END = _PRELUDE + """
+local s = tick()
+local sv = string.format('%d', s)
+for i = 1, n do
+  redis.call('SET', KEYS[1 + i], sv)
+  redis.call('ZREM', KEYS[1 + n + i], ARGV[3])
+end
+local msg = redis.call('HINCRBY', KEYS[1], 'msg', 1)
+redis.call('PUBLISH', ARGV[5], epoch .. '\\31' .. msg .. '\\31' .. sv .. '\\31' .. ARGV[4])
+local born = tonumber(redis.call('HGET', KEYS[1], 'born') or '0')
+return {sv, msg, epoch, string.format('%d', born), string.format('%d', now_ms)}
+"""
+
+# KEYS: clock. ARGV: new epoch, 0.
+_STAMP = _PRELUDE + """
+return {string.format('%d', seq), epoch, redis.call('HGET', KEYS[1], 'msg') or '0'}
+"""
+
+# KEYS: clock, holders. ARGV: new epoch, 0, holder, lease ms.
+_RENEW = _PRELUDE + """
+redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[4]), ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - 60000)
+return now_ms
+"""
+
+# KEYS: clock, holders. ARGV: new epoch, 0, msg, self holder, ack key prefix.
+_ACKED = _PRELUDE + """
+if epoch ~= ARGV[6] then
+  -- The incarnation that published the bump is gone (FLUSHALL, restart) and with it the lease
+  -- registry: who still holds a lease is unknown.
+  return {'\0epoch'}
+end
+local live = redis.call('ZRANGEBYSCORE', KEYS[2], now_ms, '+inf')
+local waiting = {}
+for _, h in ipairs(live) do
+  if h ~= ARGV[4] then
+    local a = tonumber(redis.call('GET', ARGV[5] .. epoch .. ':' .. h) or '0')
+    if a < tonumber(ARGV[3]) then table.insert(waiting, h) end
+  end
+end
+return waiting
+"""
+
+
+_live: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
+
+
+def _mark_forked() -> None:
+    for backend in list(_live):
+        backend._forked = True
+        backend._lease_until = 0.0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_mark_forked)
+
+
+def _hashed(prefix: str, name: str) -> str:
+    return prefix + hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+class RedisBackend:
+    """L2 on Redis (redis-py; hiredis is used when installed), failing open behind a circuit breaker."""
+
+    name = "redis"
+
+    def __init__(self, url: str, namespace: str = "querycache", timeout_ms: int = 50,
+                 hmac_secret: str | None = None, mode: str = "strict", lease_ms: int = 500,
+                 breaker_failures: int = 3, breaker_cooldown_s: float = 1.0) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.timeout_s = timeout_ms / 1000
+        self.mode = mode
+        self.lease_ms = lease_ms
+        self._secret = hmac_secret.encode() if hmac_secret else None
+        self._client = redis.Redis.from_url(url, socket_timeout=self.timeout_s,
+                                            socket_connect_timeout=self.timeout_s)
+        self._scripts = {name: self._client.register_script(body) for name, body in (
+            ("lookup", _LOOKUP), ("fill", _FILL), ("begin", _BEGIN), ("end", _END), ("stamp", _STAMP),
+            ("renew", _RENEW), ("acked", _ACKED))}
+        self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._ack_prefix = "qc:ack:"
+        # The mirror: table versions as this process knows them; L1 hits compare against it.
+        self.versions: dict[str, int] = {}
+        self._epoch = ""
+        self._epoch_seq = 0
+        self._generation = 0
+        self._l1_token = ""
+        self._lease_until = 0.0
+        self._last_msg = -1
+        self._local = threading.local()
+        self._lock = threading.RLock()
+        # Circuit breaker.
+        self._failures = 0
+        self._open_until = 0.0
+        self._state = "closed"
+        self.breaker_failures = breaker_failures
+        self.breaker_cooldown_s = breaker_cooldown_s
+        self._undelivered: set[str] = set()
+        self._outage_since = 0.0
+        self._on_resync: list[Any] = []
+        self._stop = threading.Event()
+        self._subscriber: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._forked = False
+        _live.add(self)
+        self._start_subscriber()
+
+    @classmethod
+    def from_config(cls, config: Any) -> RedisBackend:
+        return cls(config.l2.url, namespace=config.l2.namespace, timeout_ms=config.l2.timeout_ms,
+                   hmac_secret=config.l2.hmac_secret, mode=config.invalidation.mode,
+                   lease_ms=config.invalidation.lease_ms)
+
+    # -- the protocol ------------------------------------------------------------------------
+    def _after_fork(self) -> None:
+        # The subscriber thread did not survive fork(): no lease until a new one runs.
+        self._lease_until = 0.0
+        self._stop = threading.Event()
+        self._pid = os.getpid()
+        self.versions.clear()
+        self._start_subscriber()
+
+    @property
+    def epoch(self) -> str:
+        if not self._epoch:
+            self.current_stamp()
+        return self._epoch
+
+    @property
+    def l1_epoch(self) -> str:
+        """What L1 entries are checked against: the epoch and the mirror's generation (a resync
+        starts a new one, so nothing filled before it counts), or nothing without a fresh lease."""
+        if time.monotonic() < self._lease_until and not self._undelivered:
+            return self._l1_token
+        return _NO_LEASE
+
+    @property
+    def mirror_versions(self) -> dict[str, int]:
+        return self.versions
+
+    def on_resync(self, callback: Any) -> None:
+        """``callback()`` runs when the mirror was emptied (gap, reconnect, new epoch)."""
+        self._on_resync.append(callback)
+
+    def _keys(self, version_keys: Sequence[str]) -> tuple[list[str], list[str]]:
+        return ([_hashed("qc:v:", k) for k in version_keys], [_hashed("qc:p:", k) for k in version_keys])
+
+    def entry_key(self, key: str) -> str:
+        return key if key.startswith(self.namespace + ":") else f"{self.namespace}:{key}"
+
+    def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None) -> Lookup:
+        if self._forked:
+            self._forked = False
+            self._after_fork()
+        vkeys, pkeys = self._keys(version_keys)
+        entry = key or "qc:none"
+        generation = self._generation
+        value, seq, epoch, pending, versions = self._run(
+            "lookup", [CLOCK, entry, *vkeys, *pkeys],
+            [uuid.uuid4().hex, len(version_keys), "1" if key else "0", "" if tx_stamp is None else tx_stamp],
+        )
+        epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
+        if not self._see_epoch(epoch, int(seq)):
+            # An answer from an incarnation older than one already seen (it ran before a
+            # FLUSHALL or restart this process has learned about): use nothing of it.
+            return Lookup(MISS, int(seq), epoch, True, {})
+        found = {k: int(v) for k, v in zip(version_keys, versions, strict=True)}
+        if generation == self._generation:
+            # Not after a resync that began while this lookup ran: its values may predate a bump
+            # the resync erased from the mirror.
+            mirror = self.versions
+            for k, v in found.items():
+                if mirror.get(k, -1) < v:
+                    mirror[k] = v
+        result: bytes | _Miss = MISS
+        if value:
+            result = self._verify(entry, value)
+        return Lookup(result, int(seq), epoch, bool(pending), found)
+
+    def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
+             ttl_s: float) -> bool:
+        ttl_ms = int(ttl_s * 1000)
+        if ttl_ms <= 0:
+            return False
+        vkeys, pkeys = self._keys(version_keys)
+        return bool(self._run("fill", [CLOCK, key, *vkeys, *pkeys],
+                              [uuid.uuid4().hex, len(version_keys), self._sign(key, value), stamp, epoch, ttl_ms]))
+
+    def begin_write(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
+        vkeys, pkeys = self._keys(version_keys)
+        return int(self._run("begin", [CLOCK, *vkeys, *pkeys],
+                             [uuid.uuid4().hex, len(version_keys), token, mark_ttl_ms], force=True))
+
+    def end_write(self, version_keys: Sequence[str], token: str) -> int:
+        vkeys, pkeys = self._keys(version_keys)
+        try:
+            seq, msg, epoch, born_ms, now_ms = self._run("end", [CLOCK, *vkeys, *pkeys],
+                                        [uuid.uuid4().hex, len(version_keys), token,
+                                         "\x1e".join(version_keys), CHANNEL], force=True)
+        except BackendUnavailable:
+            # The write is in the database but not announced: keep it, retry, and stop serving
+            # this process's L1 until it is delivered (other processes are bounded by TTL).
+            with self._lock:
+                self._undelivered.update(version_keys)
+            raise
+        seq = int(seq)
+        epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
+        # An incarnation younger than a lease (FLUSHALL, restart) has an empty lease registry,
+        # yet leases granted under the old one may still run: wait until they have run out.
+        self._local.young_wait_s = max(0, int(born_ms) + self.lease_ms - int(now_ms)) / 1000
+        self._see_epoch(epoch, seq)
+        mirror = self.versions
+        for k in version_keys:
+            if mirror.get(k, -1) < seq:
+                mirror[k] = seq
+        self._local.msg = int(msg)
+        self._local.msg_epoch = epoch
+        return seq
+
+    def wait_for_acks(self) -> None:
+        """Strict mode: block until every live lease holder applied this thread's last bump.
+
+        When the bump could not be published at all, wait until every lease that could have
+        been granted before the store became unreachable has run out (once per outage).
+        """
+        msg = getattr(self._local, "msg", None)
+        self._local.msg = None
+        young_wait_s = getattr(self._local, "young_wait_s", 0.0)
+        self._local.young_wait_s = 0.0
+        if self.mode != "strict":
+            return
+        if young_wait_s > 0:
+            time.sleep(young_wait_s)
+        if msg is None and self._undelivered:
+            self._deliver_pending()  # one more try: the store may be back
+            msg = getattr(self._local, "msg", None)
+            self._local.msg = None
+        if msg is None:
+            if self._undelivered and self._outage_since:
+                remaining = self._outage_since + self.lease_ms / 1000 - time.monotonic()
+                if remaining > 0:
+                    time.sleep(remaining)
+            return
+        deadline = time.monotonic() + self.lease_ms / 1000 + 0.2
+        delay = 0.0005
+        while True:
+            try:
+                waiting = self._run("acked", [CLOCK, HOLDERS], [uuid.uuid4().hex, 0, msg, self.holder,
+                                                                self._ack_prefix, self._local.msg_epoch])
+            except BackendUnavailable:
+                # The bump was published but who applied it is unknown now: every lease that
+                # could have been granted before it runs out by the deadline.
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                return
+            if waiting and waiting[0] in (b"\0epoch", "\0epoch"):
+                # Every lease granted under the lost registry runs out within one lease.
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                return
+            if not waiting or time.monotonic() > deadline:
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+
+    def current_stamp(self) -> tuple[str, int]:
+        seq, epoch, _ = self._run("stamp", [CLOCK], [uuid.uuid4().hex, 0])
+        epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
+        self._see_epoch(epoch, int(seq))
+        return epoch, int(seq)
+
+    def delete(self, key: str) -> None:
+        self._call(lambda: self._client.delete(key))
+
+    def flush(self) -> None:
+        def scan_delete() -> None:
+            batch = []
+            for key in self._client.scan_iter(match=f"{self.namespace}:e:*", count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    self._client.delete(*batch)
+                    batch = []
+            if batch:
+                self._client.delete(*batch)
+        self._call(scan_delete)
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self._client.zrem(HOLDERS, self.holder)
+        except (RedisError, OSError):
+            pass
+        if self._subscriber is not None and self._subscriber.is_alive():
+            self._subscriber.join(timeout=2)
+        self._client.close()
+
+    def health_problems(self) -> list[str]:
+        problems = []
+        policy = self._client.config_get("maxmemory-policy").get("maxmemory-policy", "")
+        if str(policy).startswith("allkeys-"):
+            problems.append(f"maxmemory-policy is {policy}: it may evict clock keys; use volatile-* or noeviction")
+        return problems
+
+    # -- integrity ------------------------------------------------------------------------------
+    def _sign(self, key: str, value: bytes) -> bytes:
+        if self._secret is None:
+            return value
+        return hmac.new(self._secret, key.encode() + b"\x00" + value, hashlib.sha256).digest() + value
+
+    def _verify(self, key: str, value: bytes) -> bytes | _Miss:
+        if self._secret is None:
+            return value
+        mac, payload = value[:32], value[32:]
+        expected = hmac.new(self._secret, key.encode() + b"\x00" + payload, hashlib.sha256).digest()
+        return payload if hmac.compare_digest(mac, expected) else MISS
+
+    # -- failing open ---------------------------------------------------------------------------
+    def _run(self, script: str, keys: list[str], args: list[Any], force: bool = False) -> Any:
+        return self._call(lambda: self._scripts[script](keys=keys, args=args), force)
+
+    def _call(self, action: Any, force: bool = False) -> Any:
+        # Reads stay behind the breaker; write announcements (force) always try, within the
+        # timeout: another process may reach the store while this one's breaker is open.
+        now = time.monotonic()
+        if not force and self._state == "open" and now < self._open_until:
+            raise BackendUnavailable("redis circuit breaker is open")
+        try:
+            result = action()
+        except (RedisError, OSError) as exc:
+            self._failure(exc)
+            raise BackendUnavailable(f"redis: {exc}") from exc
+        if self._state != "closed":
+            log.warning("querycache: redis at %s is reachable again; caching resumes", self.url)
+            self._state = "closed"
+        self._failures = 0
+        self._outage_since = 0.0
+        if self._undelivered:
+            self._deliver_pending()
+        return result
+
+    def _failure(self, exc: BaseException) -> None:
+        if not self._outage_since:
+            self._outage_since = time.monotonic()
+        self._failures += 1
+        if self._failures >= self.breaker_failures or self._state == "half-open":
+            if self._state != "open":
+                log.warning("querycache: redis at %s failed (%s); queries go to the database", self.url, exc)
+            self._state = "open"
+            self._open_until = time.monotonic() + self.breaker_cooldown_s
+        self._lease_until = 0.0
+
+    @property
+    def breaker_state(self) -> str:
+        if self._state == "open" and time.monotonic() >= self._open_until:
+            self._state = "half-open"
+        return self._state
+
+    def _deliver_pending(self) -> None:
+        with self._lock:
+            keys = sorted(self._undelivered)
+            self._undelivered.clear()
+        if not keys:
+            return
+        token = uuid.uuid4().hex
+        try:
+            self.begin_write(keys, token, 30000)
+            self.end_write(keys, token)
+        except BackendUnavailable:
+            with self._lock:
+                self._undelivered.update(keys)
+
+    # -- the subscriber ---------------------------------------------------------------------------
+    def _see_epoch(self, epoch: str, seq: int) -> bool:
+        """Follow the store to a new incarnation; False for an answer from an older one.
+
+        Epochs are random ids; their order comes from the clock: a new incarnation's counter
+        starts at the store's time, above every stamp of the one before. An observation made
+        before a FLUSHALL may arrive after the new epoch was seen, and must not switch back.
+        """
+        with self._lock:
+            if epoch == self._epoch:
+                self._epoch_seq = max(self._epoch_seq, seq)
+                return True
+            if self._epoch and seq <= self._epoch_seq:
+                return False
+            if self._epoch:
+                self._resync()
+            self._epoch = epoch
+            self._epoch_seq = seq
+            self._l1_token = f"{epoch}#{self._generation}"
+            return True
+
+    def _resync(self) -> None:
+        self._generation += 1
+        self._l1_token = f"{self._epoch}#{self._generation}"
+        self.versions.clear()
+        self._last_msg = -1
+        for callback in list(self._on_resync):
+            try:
+                callback()
+            except Exception:
+                log.exception("querycache: resync callback failed")
+
+    def _start_subscriber(self) -> None:
+        self._subscriber = threading.Thread(target=self._subscribe_loop, name="querycache-redis-subscriber",
+                                            daemon=True)
+        self._subscriber.start()
+
+    def _subscribe_loop(self) -> None:
+        renew_every = self.lease_ms / 3000
+        margin = min(0.1, self.lease_ms / 5000)
+        while not self._stop.is_set():
+            pubsub = None
+            try:
+                # No transparent retries: a reconnect must be visible here, since messages
+                # published while disconnected are lost and the mirror must be rebuilt.
+                client = redis.Redis.from_url(self.url, socket_timeout=max(1.0, self.lease_ms / 1000),
+                                              socket_connect_timeout=self.timeout_s,
+                                              retry=Retry(NoBackoff(), 0), retry_on_error=[])
+                pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+                pubsub.subscribe(CHANNEL)
+                self._resync()  # messages may have been missed before this subscription
+                seq_text, epoch, msg_text = self._scripts["stamp"](keys=[CLOCK], args=[uuid.uuid4().hex, 0],
+                                                                   client=client)
+                self._see_epoch(epoch.decode() if isinstance(epoch, bytes) else epoch, int(seq_text))
+                self._last_msg = int(msg_text)
+                ping_sent = 0.0
+                awaiting_pong = False
+                published_before_ping = -1
+                published_epoch = self._epoch
+                published_seq = 0
+                while not self._stop.is_set():
+                    now = time.monotonic()
+                    if not awaiting_pong and now - ping_sent >= renew_every:
+                        ping_sent = now
+                        # What had been published before the PING: the PONG proves it all arrived.
+                        seq_text, epoch, msg_text = self._scripts["stamp"](
+                            keys=[CLOCK], args=[uuid.uuid4().hex, 0], client=client)
+                        published_epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
+                        published_seq = int(seq_text)
+                        published_before_ping = int(msg_text)
+                        pubsub.ping()
+                        awaiting_pong = True
+                    message = pubsub.get_message(timeout=renew_every)
+                    if message is None:
+                        continue
+                    kind = message["type"]
+                    if kind == "message":
+                        self._apply(message["data"], client)
+                    elif kind == "pong" and awaiting_pong:
+                        awaiting_pong = False
+                        switched = published_epoch != self._epoch
+                        if switched and not self._see_epoch(published_epoch, published_seq):
+                            continue  # an older incarnation's answer: no lease this round
+                        if switched or self._last_msg < published_before_ping:
+                            # A new incarnation, or bumps that never arrived: rebuild, no lease yet.
+                            self._resync()
+                            self._last_msg = published_before_ping
+                            self._lease_until = 0.0
+                            continue
+                        # Every bump published before the PING has been applied: renew the lease.
+                        self._scripts["renew"](keys=[CLOCK, HOLDERS],
+                                               args=[uuid.uuid4().hex, 0, self.holder, self.lease_ms],
+                                               client=client)
+                        self._lease_until = ping_sent + self.lease_ms / 1000 - margin
+            except (RedisError, OSError, ValueError) as exc:
+                self._lease_until = 0.0
+                log.debug("querycache: redis subscriber reconnecting after %s", exc)
+                self._stop.wait(0.05)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except (RedisError, OSError):
+                        pass
+        self._lease_until = 0.0
+
+    def _apply(self, data: bytes, client: Any) -> None:
+        epoch, msg_text, seq_text, names = data.decode("utf-8", "surrogatepass").split("\x1f", 3)
+        msg, seq = int(msg_text), int(seq_text)
+        if epoch != self._epoch:
+            if not self._see_epoch(epoch, seq):
+                return  # published by an older incarnation
+            self._lease_until = 0.0
+        elif self._last_msg >= 0 and msg > self._last_msg + 1:
+            self._resync()  # a gap: something was missed; forget everything
+            self._lease_until = 0.0
+        # Applying a bump twice is harmless (versions only grow), so earlier numbers are applied too.
+        mirror = self.versions
+        for k in names.split("\x1e") if names else ():
+            if mirror.get(k, -1) < seq:
+                mirror[k] = seq
+        self._last_msg = max(self._last_msg, msg)
+        # Acknowledgements are per incarnation: message numbers restart with a new epoch.
+        client.set(f"{self._ack_prefix}{self._epoch}:{self.holder}", msg, px=max(60000, self.lease_ms * 10))

@@ -1,0 +1,195 @@
+"""The Redis store: the shared conformance suite, plus what only a shared, fallible store has."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from typing import Iterator
+
+import pytest
+
+from querycache.backends.base import MISS, backend_class
+from querycache.errors import BackendUnavailable
+from tests.backends.conformance import BackendConformance
+from tests.conftest import require
+
+REDIS_URL = os.environ.get("QUERYCACHE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def _redis_up(url: str) -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means the service is absent
+        require("Redis", exc)
+
+
+def make(url: str = REDIS_URL, **kwargs: object):  # type: ignore[no-untyped-def]
+    from querycache.backends.redis import RedisBackend
+
+    return RedisBackend(url, namespace=kwargs.pop("namespace", "qc-test"), **kwargs)  # type: ignore[arg-type]
+
+
+class TestRedisConformance(BackendConformance):
+    def make_backend(self):  # type: ignore[no-untyped-def]
+        _redis_up(REDIS_URL)
+        return make(timeout_ms=2000)
+
+
+class RedisServer:
+    """A redis-server of the test's own, on a free port: tests may kill and restart it."""
+
+    def __init__(self, tmp: str) -> None:
+        if shutil.which("redis-server") is None:
+            require("redis-server binary", FileNotFoundError("redis-server"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.dir = tmp
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        for _ in range(100):
+            try:
+                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
+                return
+            except Exception:  # noqa: BLE001 - still starting
+                time.sleep(0.05)
+        raise RuntimeError("own redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def own_redis(tmp_path: object) -> Iterator[RedisServer]:
+    server = RedisServer(str(tmp_path))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_registered_as_redis() -> None:
+    from querycache.backends.redis import RedisBackend
+
+    assert backend_class("redis") is RedisBackend
+
+
+def test_hmac_signed_entries_reject_tampering(own_redis: RedisServer) -> None:
+    import redis
+
+    backend = make(own_redis.url, hmac_secret="s3cret", timeout_ms=2000)
+    t = "db\x1forders"
+    key = "qc-test:e:" + uuid.uuid4().hex
+    found = backend.lookup(key, [t])
+    assert backend.fill(key, b"payload", [t], found.stamp, found.epoch, 60)
+    assert backend.lookup(key, [t]).value == b"payload"
+    client = redis.Redis(port=own_redis.port)
+    raw = client.hget(key, "v")
+    assert raw is not None and raw.endswith(b"payload") and len(raw) == 32 + len(b"payload")
+    client.hset(key, "v", raw[:32] + b"forged!")
+    assert backend.lookup(key, [t]).value is MISS
+    unsigned = make(own_redis.url, timeout_ms=2000)
+    assert unsigned.lookup(key, [t]).value == raw[:32] + b"forged!"  # without a secret: bytes as stored
+    backend.close()
+    unsigned.close()
+
+
+def test_flushall_starts_a_new_epoch_and_old_stamps_are_refused(own_redis: RedisServer) -> None:
+    import redis
+
+    backend = make(own_redis.url, timeout_ms=2000)
+    t = "db\x1forders"
+    key = "qc-test:e:" + uuid.uuid4().hex
+    old = backend.lookup(key, [t])
+    redis.Redis(port=own_redis.port).flushall()
+    # A fill carrying a stamp of the old incarnation must never be accepted.
+    assert backend.fill(key, b"old", [t], old.stamp, old.epoch, 60) is False
+    new = backend.lookup(key, [t])
+    assert new.epoch != old.epoch
+    assert new.stamp >= old.stamp, "the new counter starts at store time, above every old stamp"
+    backend.close()
+
+
+def test_restart_without_persistence_resets_safely(own_redis: RedisServer) -> None:
+    backend = make(own_redis.url, timeout_ms=500)
+    t = "db\x1forders"
+    key = "qc-test:e:" + uuid.uuid4().hex
+    before = backend.lookup(key, [t])
+    token = uuid.uuid4().hex
+    backend.begin_write([t], token, 1000)
+    written = backend.end_write([t], token)
+    own_redis.stop()
+    own_redis.start()
+    time.sleep(backend.breaker_cooldown_s + 0.1)
+    after = backend.lookup(key, [t])
+    assert after.epoch != before.epoch
+    assert after.stamp > written
+    assert backend.fill(key, b"x", [t], before.stamp, before.epoch, 60) is False
+    backend.close()
+
+
+def test_evicted_version_key_counts_as_changed(own_redis: RedisServer) -> None:
+    import redis
+
+    from querycache.backends.redis import _hashed
+
+    backend = make(own_redis.url, timeout_ms=2000)
+    t = "db\x1forders"
+    key = "qc-test:e:" + uuid.uuid4().hex
+    found = backend.lookup(key, [t])
+    assert backend.fill(key, b"v", [t], found.stamp, found.epoch, 60)
+    redis.Redis(port=own_redis.port).delete(_hashed("qc:v:", t))  # as maxmemory eviction would
+    assert backend.lookup(key, [t]).value is MISS
+    backend.close()
+
+
+def test_dead_redis_fails_fast_behind_the_breaker(own_redis: RedisServer) -> None:
+    backend = make(own_redis.url, timeout_ms=100)
+    t = "db\x1forders"
+    backend.lookup(None, [t])
+    own_redis.stop()
+    for _ in range(backend.breaker_failures):
+        with pytest.raises(BackendUnavailable):
+            backend.lookup(None, [t])
+    assert backend.breaker_state == "open"
+    for _ in range(100):
+        # This message comes from the breaker itself: no connection was attempted.
+        with pytest.raises(BackendUnavailable, match="circuit breaker is open"):
+            backend.lookup(None, [t])
+    own_redis.start()
+    time.sleep(backend.breaker_cooldown_s + 0.05)
+    assert backend.breaker_state == "half-open"
+    backend.lookup(None, [t])
+    assert backend.breaker_state == "closed"
+    backend.close()
+
+
+def test_undelivered_bump_is_retried_and_blocks_l1(own_redis: RedisServer) -> None:
+    backend = make(own_redis.url, timeout_ms=100)
+    t = "db\x1forders"
+    backend.lookup(None, [t])
+    own_redis.stop()
+    with pytest.raises(BackendUnavailable):
+        backend.end_write([t], uuid.uuid4().hex)
+    assert backend.l1_epoch != backend._epoch
+    own_redis.start()
+    time.sleep(backend.breaker_cooldown_s + 0.05)
+    before = backend.lookup(None, [t]).versions[t]
+    assert not backend._undelivered
+    assert backend.lookup(None, [t]).versions[t] >= before
+    backend.close()

@@ -1,0 +1,212 @@
+"""Several processes, one Redis: no read that starts after a commit returned sees older data.
+
+Each test runs real processes (spawned, not forked) against real PostgreSQL / MariaDB and a
+real Redis. A writer process commits increments of a counter row and, only after ``commit()``
+returned, publishes the committed value in shared memory. Reader processes note that value
+BEFORE each read starts and count a stale read whenever the cache answers with less.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.backends.test_redis import REDIS_URL, RedisServer, _redis_up
+from tests.conftest import MYSQL, PG_DSN, Database, require
+
+DURATION_S = 2.5
+
+
+def _connect(kind: str) -> Any:
+    if kind == "postgres":
+        import psycopg
+
+        return psycopg.connect(PG_DSN, autocommit=True)
+    import pymysql
+
+    return pymysql.connect(**MYSQL, autocommit=True)
+
+
+def _cache(url: str, namespace: str) -> Any:
+    import querycache
+
+    return querycache.QueryCache.from_dict(
+        {"l2": {"backend": "redis", "url": url, "namespace": namespace, "timeout_ms": 200},
+         "invalidation": {"lease_ms": 500}})
+
+
+def writer(kind: str, url: str, namespace: str, table: str, committed: Any, stop: Any, errors: Any,
+           ready: Any) -> None:
+    try:
+        cache = _cache(url, namespace)
+        conn = cache.wrap(_connect(kind))
+        cur = conn.cursor()
+        with ready.get_lock():
+            ready.value += 1
+        while not stop.is_set():
+            cur.execute("BEGIN" if kind == "postgres" else "START TRANSACTION")
+            cur.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+            cur.execute(f"SELECT v FROM {table} WHERE id = 1")
+            value = cur.fetchall()[0][0]
+            cur.execute("COMMIT")
+            committed.value = value  # only now: commit() has returned
+            time.sleep(0.01)
+        cache.close()
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        errors.put(f"writer: {type(exc).__name__}: {exc}")
+
+
+def reader(kind: str, url: str, namespace: str, table: str, committed: Any, stop: Any, results: Any,
+           errors: Any, ready: Any) -> None:
+    try:
+        cache = _cache(url, namespace)
+        conn = cache.wrap(_connect(kind))
+        cur = conn.cursor()
+        with ready.get_lock():
+            ready.value += 1
+        reads = stale = 0
+        statuses: dict[str, int] = {}
+        while not stop.is_set():
+            floor = committed.value  # read BEFORE the query starts
+            cur.execute(f"SELECT v FROM {table} WHERE id = 1")
+            value = cur.fetchall()[0][0]
+            statuses[cur.cache_status] = statuses.get(cur.cache_status, 0) + 1
+            reads += 1
+            if value < floor:
+                stale += 1
+                if stale <= 3 and os.environ.get("QC_DEBUG_STALE"):
+                    b = cache.backend
+                    key = next(iter(conn._l1.keys())) if conn._l1 else None
+                    entry = conn._l1.get(key) if key is not None else None
+                    vk = entry.version_keys if entry else ()
+                    lease_left = b._lease_until - time.monotonic()
+                    errors.put(f"DEBUG stale value={value} floor={floor} status={cur.cache_status} "
+                               f"epoch={b._epoch[:6]} token={b._l1_token[:12]} lease_left={lease_left:.3f} "
+                               f"entry_epoch={entry.epoch[:12] if entry else None} "
+                               f"entry_stamp={entry.stamp if entry else None} "
+                               f"mirror={[b.versions.get(k) for k in vk]} last_msg={b._last_msg} "
+                               f"gen={b._generation} undelivered={len(b._undelivered)} breaker={b._state}")
+                statuses["STALE " + str(cur.cache_status)] = statuses.get("STALE " + str(cur.cache_status), 0) + 1
+        results.put((reads, stale, statuses))
+        cache.close()
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        import traceback
+
+        errors.put(f"reader: {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}")
+
+
+def _run(kind: str, url: str, table: str, readers: int = 3,
+         during: Any = None) -> list[tuple[int, int, dict[str, int]]]:
+    ctx = mp.get_context("spawn")
+    committed = ctx.Value("q", 0)
+    ready = ctx.Value("i", 0)
+    stop = ctx.Event()
+    results: Any = ctx.Queue()
+    errors: Any = ctx.Queue()
+    namespace = "t" + uuid.uuid4().hex[:8]
+    procs = [ctx.Process(target=writer, args=(kind, url, namespace, table, committed, stop, errors, ready))]
+    procs += [ctx.Process(target=reader, args=(kind, url, namespace, table, committed, stop, results, errors,
+                                               ready)) for _ in range(readers)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + 60
+    while ready.value < len(procs) and time.monotonic() < deadline:
+        time.sleep(0.05)  # spawn and imports: start the clock once every process is in its loop
+    time.sleep(0.5)
+    if during is not None:
+        during()
+    time.sleep(DURATION_S)
+    stop.set()
+    out = []
+    problems = []
+    deadline = time.monotonic() + 60
+    while len(out) < readers and time.monotonic() < deadline:
+        while not errors.empty():
+            problems.append(errors.get())
+        try:
+            out.append(results.get(timeout=0.5))
+        except Exception:  # noqa: BLE001 - queue.Empty: keep polling both queues
+            if problems:
+                break
+    for p in procs:
+        p.join(timeout=30)
+    while not errors.empty():
+        problems.append(errors.get())
+    assert not problems, problems
+    assert len(out) == readers, "a reader neither reported results nor an error"
+    assert committed.value > 5, "the writer must have committed during the run"
+    return out
+
+
+def _table(db: Database) -> str:
+    table = db.t("counter")
+    db.tables.append(table)
+    db.admin(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)",
+             f"INSERT INTO {table} VALUES (1, 0)")
+    return table
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_no_stale_reads_across_processes(kind: str, request: pytest.FixtureRequest) -> None:
+    _redis_up(REDIS_URL)
+    db: Database = request.getfixturevalue("pg" if kind == "postgres" else "mysql")
+    out = _run(kind, REDIS_URL, _table(db))
+    reads = sum(r for r, _, _ in out)
+    stale = sum(s for _, s, _ in out)
+    statuses: dict[str, int] = {}
+    for _, _, st in out:
+        for k, v in st.items():
+            statuses[k] = statuses.get(k, 0) + v
+    assert stale == 0, f"{stale} stale reads of {reads}: {statuses}"
+    assert statuses.get("hit:L1", 0) + statuses.get("hit:L2", 0) > 0, statuses
+
+
+def test_redis_killed_mid_workload(pg: Database, tmp_path: Any) -> None:
+    server = RedisServer(str(tmp_path))
+    server.start()
+
+    def outage() -> None:
+        time.sleep(0.5)
+        server.stop()
+        time.sleep(0.8)
+        server.start()
+
+    try:
+        out = _run("postgres", server.url, _table(pg), during=outage)
+    finally:
+        server.stop()
+    statuses: dict[str, int] = {}
+    for _, _, st in out:
+        for k, v in st.items():
+            statuses[k] = statuses.get(k, 0) + v
+    assert sum(s for _, s, _ in out) == 0, statuses
+    assert statuses.get("bypass:store_unavailable", 0) > 0, statuses
+
+
+def test_flushall_mid_workload(pg: Database, tmp_path: Any) -> None:
+    import redis
+
+    server = RedisServer(str(tmp_path))
+    server.start()
+
+    def flush() -> None:
+        time.sleep(0.7)
+        redis.Redis(port=server.port).flushall()
+
+    try:
+        out = _run("postgres", server.url, _table(pg), during=flush)
+    finally:
+        server.stop()
+    statuses: dict[str, int] = {}
+    for _, _, st in out:
+        for k, v in st.items():
+            statuses[k] = statuses.get(k, 0) + v
+    assert sum(s for _, s, _ in out) == 0, statuses
+
+
+_ = (os, require)
