@@ -39,7 +39,7 @@ def run_pytest(extra: list[str]) -> int:
     if JSON_PATH.exists():
         JSON_PATH.unlink()
     cmd = [
-        sys.executable, "-m", "pytest", "bench/test_bench_core.py",
+        sys.executable, "-m", "pytest", "bench/test_bench_core.py", "bench/test_bench_redis.py",
         "-p", "no:cacheprovider", "-q",
         "--benchmark-warmup=on",
         "--benchmark-sort=name",
