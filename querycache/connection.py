@@ -699,11 +699,19 @@ class CachedCursor:
     def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Any:
         """Never cached: a procedure may write anything."""
         conn = self._conn
-        self._begin_live(f"bypass:{BypassReason.CALLPROC.value}")
-        conn._cache._stats.bypasses.incr(BypassReason.CALLPROC.value)
+        self._start_bypass(BypassReason.CALLPROC)
         return _run_write(conn, {conn._key(ALL_TABLES)}, lambda: self._raw.callproc(procname, parameters), False)
 
     # -- serving ------------------------------------------------------------------------
+    def _start_bypass(self, reason: BypassReason, analysis: Analysis | None = None) -> None:
+        """The statement runs on the database, uncached: set the status and count why."""
+        status = f"bypass:{reason.value}"
+        self._begin_live(status)
+        stats = self._conn._cache._stats
+        stats.bypasses.incr(reason.value)
+        if analysis is not None:
+            stats.record_fingerprint(analysis.fingerprint, analysis.normalized, status)
+
     def _begin_live(self, status: str) -> None:
         _set(self, "_status", status)
         _set(self, "_live", True)
@@ -775,8 +783,7 @@ class CachedCursor:
                           reason: BypassReason) -> Any:
         """Statements the wrapper cannot analyze (non-text SQL objects...): a write to everything."""
         conn = self._conn
-        self._begin_live(f"bypass:{reason.value}")
-        conn._cache._stats.bypasses.incr(reason.value)
+        self._start_bypass(reason)
         call_args = (sql,) if params is None and not args and not kwargs else (sql, params, *args)
         self._returned = _run_write(
             conn, {conn._key(ALL_TABLES)}, lambda: self._raw.execute(*call_args, **kwargs), False
@@ -830,10 +837,7 @@ class CachedCursor:
     def _bypass(self, analysis: Analysis, sql: str, params: Any, reason: BypassReason) -> Any:
         conn = self._conn
         stats = conn._cache._stats
-        status = f"bypass:{reason.value}"
-        self._begin_live(status)
-        stats.bypasses.incr(reason.value)
-        stats.record_fingerprint(analysis.fingerprint, analysis.normalized, status)
+        self._start_bypass(reason, analysis)
         in_tx = conn._adapter.in_transaction(conn._raw)
         started = time.perf_counter()
         try:
@@ -1024,10 +1028,7 @@ class CachedCursor:
     def _call_statement(self, analysis: Analysis, sql: str, params: Any) -> Any:
         """A read that calls a user function which may write (or set_config): a write to everything."""
         conn = self._conn
-        reason = BypassReason.VOLATILE
-        self._begin_live(f"bypass:{reason.value}")
-        conn._cache._stats.bypasses.incr(reason.value)
-        conn._cache._stats.record_fingerprint(analysis.fingerprint, analysis.normalized, f"bypass:{reason.value}")
+        self._start_bypass(BypassReason.VOLATILE, analysis)
         _run_write(conn, {conn._key(ALL_TABLES)}, lambda: self._raw_execute(sql, params), False)
         if conn._adapter.in_transaction(conn._raw):
             conn._scope_stale_at_tx_end = True
@@ -1038,8 +1039,7 @@ class CachedCursor:
         conn = self._conn
         tx = conn._tx
         action = analysis.tx_action
-        self._begin_live(f"bypass:{BypassReason.SESSION.value}")
-        conn._cache._stats.bypasses.incr(BypassReason.SESSION.value)
+        self._start_bypass(BypassReason.SESSION)
         candidate = conn._stamp_candidate() if action is TxAction.BEGIN else None
         if action is TxAction.BEGIN and in_tx and analysis.implicit_commit:
             candidate = conn._cache.backend.current_stamp()[1]
@@ -1062,8 +1062,7 @@ class CachedCursor:
         conn = self._conn
         if analysis.implicit_commit and in_tx:
             # MySQL: LOCK TABLES, SET autocommit=1... commit the open transaction first.
-            self._begin_live(f"bypass:{(analysis.reason or BypassReason.SESSION).value}")
-            conn._cache._stats.bypasses.incr((analysis.reason or BypassReason.SESSION).value)
+            self._start_bypass(analysis.reason or BypassReason.SESSION)
             conn._end_transaction(lambda: self._raw_execute(sql, params), committing=True)
         else:
             self._bypass(analysis, sql, params, analysis.reason or BypassReason.SESSION)
@@ -1087,12 +1086,7 @@ class CachedCursor:
 
     def _write(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
         conn = self._conn
-        reason = analysis.reason or BypassReason.WRITE
-        status = f"bypass:{reason.value}"
-        self._begin_live(status)
-        stats = conn._cache._stats
-        stats.bypasses.incr(reason.value)
-        stats.record_fingerprint(analysis.fingerprint, analysis.normalized, status)
+        self._start_bypass(analysis.reason or BypassReason.WRITE, analysis)
         keys = conn._write_keys(analysis)
         if analysis.creates_temp and not conn._private:
             conn._private = True  # reads may now see this connection's own temp table
@@ -1109,12 +1103,11 @@ class CachedCursor:
         conn = self._conn
         if type(sql) is not str or args or kwargs:
             keys = {conn._key(ALL_TABLES)}
-            self._begin_live(f"bypass:{BypassReason.UNKNOWN.value}")
+            self._start_bypass(BypassReason.UNKNOWN)
         else:
             analysis = conn._analyzer(sql)
             reason = analysis.reason if analysis.kind is not StatementKind.READ else BypassReason.WRITE
-            self._begin_live(f"bypass:{(reason or BypassReason.WRITE).value}")
-            conn._cache._stats.bypasses.incr((reason or BypassReason.WRITE).value)
+            self._start_bypass(reason or BypassReason.WRITE)
             # A read run many times has no single result to cache; it still ran on the database.
             keys = conn._write_keys(analysis) if analysis.kind is not StatementKind.READ else set()
         def action() -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.backends.test_redis import REDIS_URL, RedisServer, _redis_up
-from tests.conftest import MYSQL, PG_DSN, Database, require
+from tests.conftest import MYSQL, PG_DSN, Database
 
 DURATION_S = 2.5
 
@@ -143,6 +143,15 @@ def _run(kind: str, url: str, table: str, readers: int = 3,
     return out
 
 
+def _statuses(out: list[tuple[int, int, dict[str, int]]]) -> dict[str, int]:
+    """cache_status counts summed over the readers."""
+    total: dict[str, int] = {}
+    for _, _, statuses in out:
+        for status, n in statuses.items():
+            total[status] = total.get(status, 0) + n
+    return total
+
+
 def _table(db: Database) -> str:
     table = db.t("counter")
     db.tables.append(table)
@@ -158,10 +167,7 @@ def test_no_stale_reads_across_processes(kind: str, request: pytest.FixtureReque
     out = _run(kind, REDIS_URL, _table(db))
     reads = sum(r for r, _, _ in out)
     stale = sum(s for _, s, _ in out)
-    statuses: dict[str, int] = {}
-    for _, _, st in out:
-        for k, v in st.items():
-            statuses[k] = statuses.get(k, 0) + v
+    statuses = _statuses(out)
     assert stale == 0, f"{stale} stale reads of {reads}: {statuses}"
     assert statuses.get("hit:L1", 0) + statuses.get("hit:L2", 0) > 0, statuses
 
@@ -180,10 +186,7 @@ def test_redis_killed_mid_workload(pg: Database, tmp_path: Any) -> None:
         out = _run("postgres", server.url, _table(pg), during=outage)
     finally:
         server.stop()
-    statuses: dict[str, int] = {}
-    for _, _, st in out:
-        for k, v in st.items():
-            statuses[k] = statuses.get(k, 0) + v
+    statuses = _statuses(out)
     assert sum(s for _, s, _ in out) == 0, statuses
     assert statuses.get("bypass:store_unavailable", 0) > 0, statuses
 
@@ -202,11 +205,6 @@ def test_flushall_mid_workload(pg: Database, tmp_path: Any) -> None:
         out = _run("postgres", server.url, _table(pg), during=flush)
     finally:
         server.stop()
-    statuses: dict[str, int] = {}
-    for _, _, st in out:
-        for k, v in st.items():
-            statuses[k] = statuses.get(k, 0) + v
+    statuses = _statuses(out)
     assert sum(s for _, s, _ in out) == 0, statuses
 
-
-_ = (os, require)
