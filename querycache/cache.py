@@ -20,6 +20,7 @@ from querycache.errors import BackendUnavailable, QueryCacheError
 from querycache.stats import Stats, StatsSnapshot
 
 if TYPE_CHECKING:
+    from querycache.capture import CaptureListener
     from querycache.connection import CachedConnection
 
 log = logging.getLogger("querycache")
@@ -73,6 +74,12 @@ class QueryCache:
         self._store_down_logged = False
         self._closed = False
         _live_caches.add(self)
+        self.capture: CaptureListener | None = None
+        if self.config.invalidation.capture.dsn:
+            from querycache.capture import CaptureListener
+
+            self.capture = CaptureListener(self, self.config.invalidation.capture.dsn,
+                                           self.config.invalidation.capture.database_id).start()
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -154,6 +161,8 @@ class QueryCache:
         if self._closed:
             return
         self._closed = True
+        if self.capture is not None:
+            self.capture.stop()
         self.flush("l1")
         self.backend.close()
 
@@ -260,3 +269,9 @@ class QueryCache:
         for conn in list(self._connections):
             if conn._l1 is not None:
                 conn._l1.clear()
+        if self.capture is not None and not self._closed:
+            # The listener thread did not survive fork(): this process listens on its own.
+            from querycache.capture import CaptureListener
+
+            old = self.capture
+            self.capture = CaptureListener(self, old.dsn, old.database_id, old.reconnect_s).start()

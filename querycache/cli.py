@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -13,7 +14,7 @@ import click
 
 from querycache.analysis import Analyzer
 from querycache.cache import QueryCache
-from querycache.config import Config
+from querycache.config import CaptureConfig, Config
 from querycache.errors import QueryCacheError
 
 _DIALECTS = ("postgres", "mysql", "sqlite")
@@ -36,9 +37,14 @@ def _echo_json(data: Any) -> None:
 def main(ctx: click.Context, config_path: str | None) -> None:
     """A multi-tier query cache in front of any PEP 249 connection."""
     try:
-        ctx.obj = _load_config(config_path)
+        config = _load_config(config_path)
     except QueryCacheError as exc:
         raise click.ClickException(str(exc)) from exc
+    # The commands never start an in-process capture listener (it would bump everything on
+    # connect); `capture` reads these settings itself.
+    ctx.meta["capture"] = config.invalidation.capture
+    ctx.obj = dataclasses.replace(config, invalidation=dataclasses.replace(config.invalidation,
+                                                                           capture=CaptureConfig()))
 
 
 @main.command()
@@ -200,6 +206,104 @@ def bench(config: Config, rounds: int, as_json: bool) -> None:
     for name, row in results.items():
         click.echo(f"{name:<28} {row['median_us']:8.2f} µs   {row['ratio_to_raw']:.2f}x raw")
     click.echo("Full suite with pytest-benchmark: python bench/report.py")
+
+
+@main.group()
+def capture() -> None:
+    """PostgreSQL change capture: writes made by psql or other apps invalidate too."""
+
+
+def _capture_settings() -> CaptureConfig:
+    settings: CaptureConfig = click.get_current_context().meta["capture"]
+    return settings
+
+
+def _capture_dsn(config: Config, dsn: str | None) -> str:
+    dsn = dsn or _capture_settings().dsn
+    if not dsn:
+        raise click.UsageError("no database: pass --dsn or set invalidation.capture.dsn in the config")
+    return dsn
+
+
+def _pg_connect(dsn: str) -> Any:
+    try:
+        import psycopg
+    except ModuleNotFoundError as exc:
+        raise click.ClickException("capture needs psycopg 3: pip install 'querycache[postgres]'") from exc
+    try:
+        return psycopg.connect(dsn, autocommit=True)
+    except psycopg.Error as exc:
+        raise click.ClickException(f"cannot connect to {dsn!r}: {exc}") from exc
+
+
+def _print_capture(result: Any, as_json: bool) -> None:
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    click.echo(f"captured tables   {len(result.captured)}")
+    missing = f": {', '.join(result.missing)}" if result.missing else ""
+    click.echo(f"missing tables    {len(result.missing)}{missing}")
+    click.echo(f"new tables        {'captured (event trigger installed)' if result.ddl_trigger else 'not captured'}")
+
+
+@capture.command("install")
+@click.option("--dsn", help="PostgreSQL connection string (default: invalidation.capture.dsn).")
+@click.option("--no-ddl", is_flag=True, help="Do not install the event trigger for tables created later.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def capture_install(config: Config, dsn: str | None, no_ddl: bool, as_json: bool) -> None:
+    """Install statement-level notify triggers on every table (idempotent)."""
+    from querycache import capture as capture_module
+
+    with _pg_connect(_capture_dsn(config, dsn)) as conn:
+        _print_capture(capture_module.install(conn, ddl=not no_ddl), as_json)
+
+
+@capture.command("uninstall")
+@click.option("--dsn", help="PostgreSQL connection string (default: invalidation.capture.dsn).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def capture_uninstall(config: Config, dsn: str | None, as_json: bool) -> None:
+    """Remove the triggers, the event trigger and the querycache schema."""
+    from querycache import capture as capture_module
+
+    with _pg_connect(_capture_dsn(config, dsn)) as conn:
+        _print_capture(capture_module.uninstall(conn), as_json)
+
+
+@capture.command("status")
+@click.option("--dsn", help="PostgreSQL connection string (default: invalidation.capture.dsn).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def capture_status(config: Config, dsn: str | None, as_json: bool) -> None:
+    """Which tables notify their writes; exit 1 when some do not."""
+    from querycache import capture as capture_module
+
+    with _pg_connect(_capture_dsn(config, dsn)) as conn:
+        result = capture_module.status(conn)
+    _print_capture(result, as_json)
+    if result.missing:
+        sys.exit(1)
+
+
+@capture.command("listen")
+@click.option("--dsn", help="PostgreSQL connection string (default: invalidation.capture.dsn).")
+@click.option("--database-id", default=None, help="The database_id the applications pass to wrap(), if any.")
+@click.pass_obj
+def capture_listen(config: Config, dsn: str | None, database_id: str | None) -> None:
+    """Run the listener in the foreground: one daemon bumps for every process sharing the store."""
+    from querycache.capture import CaptureListener
+
+    if config.l2.backend == "memory":
+        raise click.UsageError("capture listen needs a shared store (l2.backend: redis); with the memory "
+                               "store set invalidation.capture.dsn in the application's configuration")
+    dsn = _capture_dsn(config, dsn)
+    with QueryCache(config) as cache:
+        click.echo(f"listening on {dsn!r}, bumping through {cache.backend.name} (Ctrl-C stops)", err=True)
+        try:
+            CaptureListener(cache, dsn, database_id or _capture_settings().database_id).run_forever()
+        except KeyboardInterrupt:
+            pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -55,10 +55,19 @@ class TTLConfig:
 
 
 @dataclass(frozen=True)
+class CaptureConfig:
+    """PostgreSQL change capture: a listener thread on ``dsn`` (see ``querycache capture``)."""
+
+    dsn: str | None = None
+    database_id: str | None = None
+
+
+@dataclass(frozen=True)
 class InvalidationConfig:
     mode: Literal["strict", "bounded"] = "strict"
     lease_ms: int = 500
     dependencies: Mapping[str, list[str]] = field(default_factory=dict)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
 
 
 @dataclass(frozen=True)

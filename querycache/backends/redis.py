@@ -119,7 +119,10 @@ redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return 1
 """
 
-# KEYS: clock, n version keys, n pending keys. ARGV: new epoch, n, token, mark ttl ms.
+# KEYS: clock, n version keys, n pending keys. ARGV: new epoch, n, token, mark ttl ms,
+# logical names joined by \30, channel.
+# Phase 1 publishes too: a writer killed between its commit and phase 2 must still make other
+# processes' L1 copies stale (the pending mark only stops L2 hits and fills).
 _BEGIN = _PRELUDE + """
 local s = tick()
 local sv = string.format('%d', s)
@@ -129,6 +132,8 @@ for i = 1, n do
   redis.call('ZADD', KEYS[1 + n + i], now_ms + ttl, ARGV[3])
   redis.call('PEXPIRE', KEYS[1 + n + i], ttl * 2)
 end
+local msg = redis.call('HINCRBY', KEYS[1], 'msg', 1)
+redis.call('PUBLISH', ARGV[6], epoch .. '\\31' .. msg .. '\\31' .. sv .. '\\31' .. ARGV[5])
 return sv
 """
 
@@ -324,8 +329,14 @@ class RedisBackend:
 
     def begin_write(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
         vkeys, pkeys = self._keys(version_keys)
-        return int(self._run("begin", [CLOCK, *vkeys, *pkeys],
-                             [uuid.uuid4().hex, len(version_keys), token, mark_ttl_ms], force=True))
+        seq = int(self._run("begin", [CLOCK, *vkeys, *pkeys],
+                            [uuid.uuid4().hex, len(version_keys), token, mark_ttl_ms,
+                             "\x1e".join(version_keys), CHANNEL], force=True))
+        mirror = self.versions
+        for k in version_keys:
+            if mirror.get(k, -1) < seq:
+                mirror[k] = seq
+        return seq
 
     def end_write(self, version_keys: Sequence[str], token: str) -> int:
         vkeys, pkeys = self._keys(version_keys)

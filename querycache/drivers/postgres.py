@@ -28,7 +28,7 @@ JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
 """
 _TRIGGERS_SQL = """
 SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-WHERE NOT t.tgisinternal
+WHERE NOT t.tgisinternal AND t.tgname <> 'querycache_capture'
 """
 _RULES_SQL = """
 SELECT DISTINCT c.relname FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
