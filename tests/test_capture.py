@@ -187,7 +187,7 @@ def test_rolled_back_write_sends_nothing_and_ddl_invalidates_everything(captured
 
 def test_capture_trigger_does_not_widen_wrapped_writes(captured: tuple[str, Any, Any]) -> None:
     """A table with a user trigger invalidates the whole database on write; ours must not count."""
-    dsn, cache, conn = captured
+    _dsn, _cache, conn = captured
     _warm(conn, "SELECT v FROM other")
     cur = conn.cursor()
     cur.execute("UPDATE parent SET v = 3 WHERE id = 1")

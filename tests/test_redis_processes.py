@@ -208,3 +208,121 @@ def test_flushall_mid_workload(pg: Database, tmp_path: Any) -> None:
     statuses = _statuses(out)
     assert sum(s for _, s, _ in out) == 0, statuses
 
+
+
+# -- a writer killed between commit and bump; a subscriber frozen while another process commits -----
+
+
+def worker(url: str, namespace: str, table: str, pipe: Any) -> None:
+    """Runs commands sent by the test: ("read",) -> (value, status); ("commit", v) -> seconds that
+    commit() took; ("commit_and_die", v) -> SIGKILLs itself after COMMIT, before the bump."""
+    import signal
+
+    cache = _cache(url, namespace)
+    conn = cache.wrap(_connect("postgres"))
+    cur = conn.cursor()
+    pipe.send("ready")
+    while True:
+        command = pipe.recv()
+        if command[0] == "read":
+            cur.execute(f"SELECT v FROM {table} WHERE id = 1")
+            pipe.send((cur.fetchall()[0][0], cur.cache_status))
+        elif command[0] in ("commit", "commit_and_die"):
+            if command[0] == "commit_and_die":
+                def die(*_args: Any) -> Any:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+                cache.backend.end_write = die  # the database has committed; phase 2 never runs
+            cur.execute("BEGIN")
+            cur.execute(f"UPDATE {table} SET v = %s WHERE id = 1", (command[1],))
+            started = time.monotonic()
+            cur.execute("COMMIT")
+            pipe.send(time.monotonic() - started)
+        else:
+            cache.close()
+            pipe.send("closed")
+            return
+
+
+class Worker:
+    def __init__(self, url: str, namespace: str, table: str) -> None:
+        ctx = mp.get_context("spawn")
+        self.pipe, child = ctx.Pipe()
+        self.proc = ctx.Process(target=worker, args=(url, namespace, table, child), daemon=True)
+        self.proc.start()
+        assert self.pipe.poll(60) and self.pipe.recv() == "ready"
+
+    def ask(self, *command: Any) -> Any:
+        self.pipe.send(command)
+        assert self.pipe.poll(60), f"worker did not answer {command}"
+        return self.pipe.recv()
+
+    def stop(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(10)
+
+
+def _value(table: str) -> int:
+    with _connect("postgres") as conn:
+        row = conn.execute(f"SELECT v FROM {table} WHERE id = 1").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def _warm_reader(reader: Worker) -> None:
+    assert reader.ask("read") == (0, "miss")
+    deadline = time.monotonic() + 10
+    while reader.ask("read") != (0, "hit:L1"):  # until its subscriber holds a lease
+        assert time.monotonic() < deadline, "the reader never got an L1 lease"
+        time.sleep(0.05)
+
+
+def test_writer_killed_between_commit_and_bump(pg: Database) -> None:
+    _redis_up(REDIS_URL)
+    table = _table(pg)
+    namespace = "k" + uuid.uuid4().hex[:8]
+    reader, writer_ = Worker(REDIS_URL, namespace, table), Worker(REDIS_URL, namespace, table)
+    try:
+        _warm_reader(reader)
+        writer_.pipe.send(("commit_and_die", 1))
+        writer_.proc.join(30)
+        assert writer_.proc.exitcode == -9
+        assert _value(table) == 1  # the commit landed; its phase-2 bump never ran
+        time.sleep(0.6)  # one lease: whatever L1 answered before it learned of phase 1 is over
+        # Phase 1 made every copy older than the write stale, and its pending mark keeps the
+        # table uncached until the mark expires: every read now goes to the database.
+        for _ in range(3):
+            value, status = reader.ask("read")
+            assert value == 1, status
+            assert not status.startswith("hit"), status
+    finally:
+        reader.stop()
+        writer_.stop()
+
+
+def test_frozen_subscriber_delays_commit_at_most_a_lease(pg: Database) -> None:
+    import signal
+
+    _redis_up(REDIS_URL)
+    table = _table(pg)
+    namespace = "s" + uuid.uuid4().hex[:8]
+    reader, writer_ = Worker(REDIS_URL, namespace, table), Worker(REDIS_URL, namespace, table)
+    try:
+        _warm_reader(reader)
+        os.kill(reader.proc.pid, signal.SIGSTOP)
+        try:
+            waited = writer_.ask("commit", 1)
+            # The frozen process never acknowledges; the commit waits for its lease to run out
+            # (500 ms), not longer. The bound is loose: this is about "not forever", not speed.
+            assert waited < 0.5 + 2.0, waited
+            reader.pipe.send(("read",))  # the first thing it does when it wakes up
+        finally:
+            os.kill(reader.proc.pid, signal.SIGCONT)
+        assert reader.pipe.poll(60)
+        value, status = reader.pipe.recv()
+        assert value == 1, f"a frozen process served {value} from {status} after the commit returned"
+        assert reader.ask("read")[0] == 1
+    finally:
+        reader.stop()
+        writer_.stop()

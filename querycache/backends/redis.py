@@ -42,6 +42,8 @@ log = logging.getLogger("querycache")
 
 CLOCK = "qc:clock"
 CHANNEL = "qc:bumps"
+"""Prefix of the bump channel; the database number follows: Redis channels are server-wide, and
+the clocks of two logical databases must not hear each other's bumps."""
 HOLDERS = "qc:holders"
 _NO_LEASE = "\x00no-lease"
 
@@ -218,6 +220,7 @@ class RedisBackend:
         self._scripts = {name: self._client.register_script(body) for name, body in (
             ("lookup", _LOOKUP), ("fill", _FILL), ("begin", _BEGIN), ("end", _END), ("stamp", _STAMP),
             ("renew", _RENEW), ("acked", _ACKED))}
+        self.channel = f"{CHANNEL}:{self._client.connection_pool.connection_kwargs.get('db', 0)}"
         self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._ack_prefix = "qc:ack:"
         # The mirror: table versions as this process knows them; L1 hits compare against it.
@@ -331,7 +334,7 @@ class RedisBackend:
         vkeys, pkeys = self._keys(version_keys)
         seq = int(self._run("begin", [CLOCK, *vkeys, *pkeys],
                             [uuid.uuid4().hex, len(version_keys), token, mark_ttl_ms,
-                             "\x1e".join(version_keys), CHANNEL], force=True))
+                             "\x1e".join(version_keys), self.channel], force=True))
         mirror = self.versions
         for k in version_keys:
             if mirror.get(k, -1) < seq:
@@ -343,7 +346,7 @@ class RedisBackend:
         try:
             seq, msg, epoch, born_ms, now_ms = self._run("end", [CLOCK, *vkeys, *pkeys],
                                         [uuid.uuid4().hex, len(version_keys), token,
-                                         "\x1e".join(version_keys), CHANNEL], force=True)
+                                         "\x1e".join(version_keys), self.channel], force=True)
         except BackendUnavailable:
             # The write is in the database but not announced: keep it, retry, and stop serving
             # this process's L1 until it is delivered (other processes are bounded by TTL).
@@ -563,7 +566,7 @@ class RedisBackend:
                                               socket_connect_timeout=self.timeout_s,
                                               retry=Retry(NoBackoff(), 0), retry_on_error=[])
                 pubsub = client.pubsub()  # type: ignore[no-untyped-call]
-                pubsub.subscribe(CHANNEL)
+                pubsub.subscribe(self.channel)
                 self._resync()  # messages may have been missed before this subscription
                 seq_text, epoch, msg_text = self._scripts["stamp"](keys=[CLOCK], args=[uuid.uuid4().hex, 0],
                                                                    client=client)
@@ -624,9 +627,16 @@ class RedisBackend:
         epoch, msg_text, seq_text, names = data.decode("utf-8", "surrogatepass").split("\x1f", 3)
         msg, seq = int(msg_text), int(seq_text)
         if epoch != self._epoch:
-            if not self._see_epoch(epoch, seq):
-                return  # published by an older incarnation
-            self._lease_until = 0.0
+            # Trust the store, not the message: only the clock it holds now may switch this
+            # process to another incarnation (a stray message cannot pin it to a foreign epoch).
+            seq_text, store_epoch, _ = self._scripts["stamp"](keys=[CLOCK], args=[uuid.uuid4().hex, 0],
+                                                              client=client)
+            store_epoch = store_epoch.decode() if isinstance(store_epoch, bytes) else store_epoch
+            switched = store_epoch != self._epoch and self._see_epoch(store_epoch, int(seq_text))
+            if switched:
+                self._lease_until = 0.0
+            if epoch != store_epoch:
+                return  # an older incarnation's (or a foreign) message: the resync covered it
         elif self._last_msg >= 0 and msg > self._last_msg + 1:
             self._resync()  # a gap: something was missed; forget everything
             self._lease_until = 0.0

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 import uuid
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -193,3 +193,39 @@ def test_undelivered_bump_is_retried_and_blocks_l1(own_redis: RedisServer) -> No
     assert not backend._undelivered
     assert backend.lookup(None, [t]).versions[t] >= before
     backend.close()
+
+
+def _leased(backend: Any) -> None:
+    deadline = time.monotonic() + 10
+    while backend.l1_epoch == "\x00no-lease":
+        assert time.monotonic() < deadline, "no L1 lease"
+        time.sleep(0.02)
+
+
+def test_other_database_and_stray_messages_leave_the_mirror_alone(own_redis: RedisServer) -> None:
+    """Channels are server-wide: bumps of another logical database, or a message of an epoch the
+    store does not hold, must neither reach this clock's mirror nor switch its epoch."""
+    import redis
+
+    base = own_redis.url.rsplit("/", 1)[0]
+    backend = make(base + "/0", timeout_ms=2000)
+    neighbour = make(base + "/1", timeout_ms=2000)
+    t = "db\x1forders"
+    backend.lookup(None, [t])
+    _leased(backend)
+    epoch, generation = backend.epoch, backend._generation
+    for _ in range(5):
+        token = uuid.uuid4().hex
+        neighbour.begin_write([t], token, 1000)
+        neighbour.end_write([t], token)
+    redis.Redis(port=own_redis.port).publish(backend.channel, f"forged\x1f1\x1f{10**17}\x1f{t}")
+    token = uuid.uuid4().hex
+    backend.begin_write([t], token, 1000)
+    seq = backend.end_write([t], token)
+    backend.wait_for_acks()
+    time.sleep(0.3)
+    assert backend.epoch == epoch and backend._generation == generation
+    assert backend.versions[t] == seq
+    assert backend.l1_epoch == f"{epoch}#{generation}"
+    backend.close()
+    neighbour.close()
