@@ -721,7 +721,7 @@ class CachedCursor:
 
     def _serve(self, result: Result, status: str) -> None:
         _set(self, "_status", status)
-        _set(self, "_rows", copy.deepcopy(result.rows) if result.mutable_cells else result.rows)
+        _set(self, "_rows", _private_copy(result.rows) if result.mutable_cells else result.rows)
         _set(self, "_pos", 0)
         _set(self, "_live", False)
         _set(self, "_served", True)
@@ -981,7 +981,7 @@ class CachedCursor:
         if mutable:
             # The caller may mutate what it was handed; keep a private copy.
             try:
-                result = Result(description, copy.deepcopy(rows), rowcount, lastrowid, True)
+                result = Result(description, _private_copy(rows), rowcount, lastrowid, True)
             except Exception:  # noqa: BLE001 - rows that cannot be copied cannot be cached safely
                 stats.not_filled.incr(NotFilledReason.UNENCODABLE.value)
                 return
@@ -1234,6 +1234,16 @@ def _has_mutable_parts(rows: list[Any]) -> bool:
     if issubclass(row_type, tuple) or (row_type.__name__ == "Row" and row_type.__module__ == "sqlite3"):
         return not _MUTABLE.isdisjoint(map(type, chain.from_iterable(rows)))
     return True
+
+
+def _private_copy(rows: list[Any]) -> list[Any]:
+    """A deep copy; memoryview cells (psycopg2's bytea) are copied by value, deepcopy cannot."""
+    memo: dict[int, Any] = {}
+    for row in rows:
+        for value in (row.values() if isinstance(row, dict) else row):
+            if type(value) is memoryview:
+                memo[id(value)] = memoryview(value.tobytes())
+    return copy.deepcopy(rows, memo)
 
 
 def _estimate_size(rows: list[Any]) -> int:

@@ -2,17 +2,34 @@
 
 Each test reads a row of every interesting type live (raw connection), then through
 the cache three times: miss, L1 hit, and L2 hit (from a second connection of the same cache,
-which goes through the msgpack codec).
+which goes through the msgpack codec), once per store: the memory store and Redis.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from typing import Any, Iterator
 
 import pytest
 
 import querycache
 from tests.conftest import Database
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_cache(request: pytest.FixtureRequest) -> Iterator[querycache.QueryCache]:
+    """A cache on each L2 store: the codec's bytes cross Redis in the second case."""
+    if request.param == "memory":
+        qc = querycache.QueryCache()
+    else:
+        from tests.backends.test_redis import REDIS_URL, _leased, _redis_up
+
+        _redis_up(REDIS_URL)
+        qc = querycache.QueryCache.from_dict({"l2": {"backend": "redis", "url": REDIS_URL, "timeout_ms": 2000,
+                                                     "namespace": "fid" + uuid.uuid4().hex[:8]}})
+        _leased(qc.backend)  # L1 answers only under a lease: the second read must be able to hit L1
+    yield qc
+    qc.close()
 
 
 def _fetch(conn: Any, sql: str) -> tuple[list[Any], Any, int, str | None]:
@@ -49,10 +66,13 @@ def _check(db: Database, cache: querycache.QueryCache, sql: str) -> None:
         assert [tuple(c)[:2] for c in desc] == [tuple(c)[:2] for c in live_desc]
         assert [c[0] for c in desc] == [c[0] for c in live_desc]
         assert count == live_count
-    assert statuses == ["miss", "hit:L1", "hit:L2"]
+    assert statuses == ["miss", "hit:L1", "hit:L2"], cache.stats().to_dict()["not_filled"]
 
 
-def test_postgres_types_round_trip(pg: Database, cache: querycache.QueryCache) -> None:
+@pytest.mark.parametrize("driver", ["pg", "pg2"])
+def test_postgres_types_round_trip(driver: str, request: pytest.FixtureRequest,
+                                   store_cache: querycache.QueryCache) -> None:
+    pg: Database = request.getfixturevalue(driver)
     table = pg.t("types")
     pg.tables.append(table)
     pg.admin(
@@ -65,7 +85,7 @@ def test_postgres_types_round_trip(pg: Database, cache: querycache.QueryCache) -
         f"'{{\"a\": [1, 2.5, null, \"x\"], \"b\": {{\"c\": true}}}}', '[1, \"two\"]', "
         f"'{{1,2,NULL}}', '{{\"a b\",c}}', NULL, true)",
     )
-    _check(pg, cache, f"SELECT * FROM {table}")
+    _check(pg, store_cache, f"SELECT * FROM {table}")
 
 
 def test_postgres_timezone_is_part_of_scope(pg: Database, cache: querycache.QueryCache) -> None:
@@ -82,7 +102,7 @@ def test_postgres_timezone_is_part_of_scope(pg: Database, cache: querycache.Quer
     assert repr(raw.execute(sql).fetchall()) == repr(tokyo[0])
 
 
-def test_mysql_types_round_trip(mysql: Database, cache: querycache.QueryCache) -> None:
+def test_mysql_types_round_trip(mysql: Database, store_cache: querycache.QueryCache) -> None:
     table = mysql.t("types")
     mysql.tables.append(table)
     mysql.admin(
@@ -91,17 +111,17 @@ def test_mysql_types_round_trip(mysql: Database, cache: querycache.QueryCache) -
         f"INSERT INTO {table} VALUES (1234.5600, 9223372036854775807, 2.5, '2024-01-02 03:04:05.123456', "
         f"'2024-02-29', '-838:59:59.000000', 0x00ff10, 'blob', '{{\"a\": [1, 2]}}', NULL, 'y', b'101', 2024)",
     )
-    _check(mysql, cache, f"SELECT * FROM {table}")
+    _check(mysql, store_cache, f"SELECT * FROM {table}")
 
 
-def test_sqlite_types_round_trip(sqlite_db: Database, cache: querycache.QueryCache) -> None:
+def test_sqlite_types_round_trip(sqlite_db: Database, store_cache: querycache.QueryCache) -> None:
     table = sqlite_db.t("types")
     sqlite_db.admin(f"CREATE TABLE {table} (i INTEGER, r REAL, t TEXT, b BLOB, n)",
                     f"INSERT INTO {table} VALUES (9223372036854775807, -0.0, 'ünï', x'00ff', NULL)")
     raw = sqlite_db.connect()
     live = _fetch(raw, f"SELECT * FROM {table}")
-    a = cache.wrap(sqlite_db.connect())
-    b = cache.wrap(sqlite_db.connect())
+    a = store_cache.wrap(sqlite_db.connect())
+    b = store_cache.wrap(sqlite_db.connect())
     for conn, status in ((a, "miss"), (a, "hit:L1"), (b, "hit:L2")):
         rows, desc, count, got = _fetch(conn, f"SELECT * FROM {table}")
         _assert_same(live[0], rows)
