@@ -20,7 +20,8 @@ DOCUMENTED_DEFAULTS: dict[str, Any] = {
     "ttl": {"default_s": 300, "max_s": 3600, "tables": {}},
     "max_result_rows": 10000,
     "max_result_bytes": 8388608,
-    "invalidation": {"mode": "strict", "lease_ms": 500, "dependencies": {}},
+    "invalidation": {"mode": "strict", "lease_ms": 500, "dependencies": {},
+                     "capture": {"dsn": None, "database_id": None}},
     "coalesce": {"enabled": True, "max_wait_ms": 5000, "lease_ms": 30000},
     "hints": {"strict": False},
 }

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import logging
 import os
 import threading
@@ -48,9 +49,17 @@ HOLDERS = "qc:holders"
 _NO_LEASE = "\x00no-lease"
 
 _PRELUDE = """
-local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local now_ms = math.floor(now_us / 1000)
+-- The store's time is read only when needed (a new incarnation, a tick, a pending mark):
+-- the hit path does without it.
+local now_us, now_ms
+local function now()
+  if not now_us then
+    local t = redis.call('TIME')
+    now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    now_ms = math.floor(now_us / 1000)
+  end
+  return now_us
+end
 local clock = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
 local seq = tonumber(clock[1])
 local epoch = clock[2]
@@ -58,38 +67,48 @@ if not epoch then
   -- A new incarnation (first use, FLUSHALL, restart without persistence, eviction): its
   -- counter starts at the store's time, above every stamp the old one handed out.
   epoch = ARGV[1]
-  seq = now_us
+  seq = now()
   redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'epoch', epoch, 'msg', 0, 'born', now_ms)
 end
 local n = tonumber(ARGV[2])
 local function pending_on(pk)
   if redis.call('EXISTS', pk) == 1 then
+    now()
     redis.call('ZREMRANGEBYSCORE', pk, '-inf', now_ms)
     return redis.call('ZCARD', pk) > 0
   end
   return false
 end
 local function tick()
-  seq = math.max(seq + 1, now_us)
+  seq = math.max(seq + 1, now())
   redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq))
   return seq
 end
 """
 
 # KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, has entry, tx stamp or ''.
+# The hot path: one MGET for the versions and one EXISTS for all pending marks; the marks are
+# only read one by one (to drop expired tokens) when one exists.
 _LOOKUP = _PRELUDE + """
-local created = false
-local pending = 0
-local versions = {}
+local vkeys, pkeys = {}, {}
 for i = 1, n do
-  local v = redis.call('GET', KEYS[2 + i])
-  if not v then
-    v = string.format('%d', seq)
-    redis.call('SET', KEYS[2 + i], v)
+  vkeys[i] = KEYS[2 + i]
+  pkeys[i] = KEYS[2 + n + i]
+end
+local versions = n > 0 and redis.call('MGET', unpack(vkeys)) or {}
+local created = false
+for i = 1, n do
+  if not versions[i] then
+    versions[i] = string.format('%d', seq)
+    redis.call('SET', vkeys[i], versions[i])
     created = true
   end
-  versions[i] = v
-  if pending_on(KEYS[2 + n + i]) then pending = 1 end
+end
+local pending = 0
+if n > 0 and redis.call('EXISTS', unpack(pkeys)) > 0 then
+  for i = 1, n do
+    if pending_on(pkeys[i]) then pending = 1 end
+  end
 end
 local value = false
 if ARGV[3] == '1' and not created and pending == 0 then
@@ -160,6 +179,7 @@ return {string.format('%d', seq), epoch, redis.call('HGET', KEYS[1], 'msg') or '
 
 # KEYS: clock, holders. ARGV: new epoch, 0, holder, lease ms.
 _RENEW = _PRELUDE + """
+now()
 redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[4]), ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - 60000)
 return now_ms
@@ -172,6 +192,7 @@ if epoch ~= ARGV[6] then
   -- registry: who still holds a lease is unknown.
   return {'\0epoch'}
 end
+now()
 local live = redis.call('ZRANGEBYSCORE', KEYS[2], now_ms, '+inf')
 local waiting = {}
 for _, h in ipairs(live) do
@@ -222,6 +243,8 @@ class RedisBackend:
             ("renew", _RENEW), ("acked", _ACKED))}
         self.channel = f"{CHANNEL}:{self._client.connection_pool.connection_kwargs.get('db', 0)}"
         self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._epoch_counter = itertools.count()
+        self._key_memo: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
         self._ack_prefix = "qc:ack:"
         # The mirror: table versions as this process knows them; L1 hits compare against it.
         self.versions: dict[str, int] = {}
@@ -261,6 +284,9 @@ class RedisBackend:
         self._lease_until = 0.0
         self._stop = threading.Event()
         self._pid = os.getpid()
+        # A lease holder of its own: the parent's acknowledgements are not this process's.
+        self.holder = f"{self._pid}-{uuid.uuid4().hex[:12]}"
+        self._epoch_counter = itertools.count()
         self.versions.clear()
         self._start_subscriber()
 
@@ -287,7 +313,18 @@ class RedisBackend:
         self._on_resync.append(callback)
 
     def _keys(self, version_keys: Sequence[str]) -> tuple[list[str], list[str]]:
-        return ([_hashed("qc:v:", k) for k in version_keys], [_hashed("qc:p:", k) for k in version_keys])
+        memo_key = tuple(version_keys)
+        found = self._key_memo.get(memo_key)
+        if found is None:
+            if len(self._key_memo) > 4096:
+                self._key_memo.clear()
+            found = ([_hashed("qc:v:", k) for k in version_keys], [_hashed("qc:p:", k) for k in version_keys])
+            self._key_memo[memo_key] = found
+        return found
+
+    def _new_epoch(self) -> str:
+        """The epoch a script creates if the clock is gone: unique per call, no syscall."""
+        return f"{self.holder}.{next(self._epoch_counter)}"
 
     def entry_key(self, key: str) -> str:
         return key if key.startswith(self.namespace + ":") else f"{self.namespace}:{key}"
@@ -301,7 +338,7 @@ class RedisBackend:
         generation = self._generation
         value, seq, epoch, pending, versions = self._run(
             "lookup", [CLOCK, entry, *vkeys, *pkeys],
-            [uuid.uuid4().hex, len(version_keys), "1" if key else "0", "" if tx_stamp is None else tx_stamp],
+            [self._new_epoch(), len(version_keys), "1" if key else "0", "" if tx_stamp is None else tx_stamp],
         )
         epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
         if not self._see_epoch(epoch, int(seq)):
@@ -328,12 +365,12 @@ class RedisBackend:
             return False
         vkeys, pkeys = self._keys(version_keys)
         return bool(self._run("fill", [CLOCK, key, *vkeys, *pkeys],
-                              [uuid.uuid4().hex, len(version_keys), self._sign(key, value), stamp, epoch, ttl_ms]))
+                              [self._new_epoch(), len(version_keys), self._sign(key, value), stamp, epoch, ttl_ms]))
 
     def begin_write(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
         vkeys, pkeys = self._keys(version_keys)
         seq = int(self._run("begin", [CLOCK, *vkeys, *pkeys],
-                            [uuid.uuid4().hex, len(version_keys), token, mark_ttl_ms,
+                            [self._new_epoch(), len(version_keys), token, mark_ttl_ms,
                              "\x1e".join(version_keys), self.channel], force=True))
         mirror = self.versions
         for k in version_keys:
@@ -345,7 +382,7 @@ class RedisBackend:
         vkeys, pkeys = self._keys(version_keys)
         try:
             seq, msg, epoch, born_ms, now_ms = self._run("end", [CLOCK, *vkeys, *pkeys],
-                                        [uuid.uuid4().hex, len(version_keys), token,
+                                        [self._new_epoch(), len(version_keys), token,
                                          "\x1e".join(version_keys), self.channel], force=True)
         except BackendUnavailable:
             # The write is in the database but not announced: keep it, retry, and stop serving
@@ -395,7 +432,7 @@ class RedisBackend:
         delay = 0.0005
         while True:
             try:
-                waiting = self._run("acked", [CLOCK, HOLDERS], [uuid.uuid4().hex, 0, msg, self.holder,
+                waiting = self._run("acked", [CLOCK, HOLDERS], [self._new_epoch(), 0, msg, self.holder,
                                                                 self._ack_prefix, self._local.msg_epoch])
             except BackendUnavailable:
                 # The bump was published but who applied it is unknown now: every lease that
@@ -412,7 +449,7 @@ class RedisBackend:
             delay = min(delay * 2, 0.01)
 
     def current_stamp(self) -> tuple[str, int]:
-        seq, epoch, _ = self._run("stamp", [CLOCK], [uuid.uuid4().hex, 0])
+        seq, epoch, _ = self._run("stamp", [CLOCK], [self._new_epoch(), 0])
         epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
         self._see_epoch(epoch, int(seq))
         return epoch, int(seq)
@@ -568,7 +605,7 @@ class RedisBackend:
                 pubsub = client.pubsub()  # type: ignore[no-untyped-call]
                 pubsub.subscribe(self.channel)
                 self._resync()  # messages may have been missed before this subscription
-                seq_text, epoch, msg_text = self._scripts["stamp"](keys=[CLOCK], args=[uuid.uuid4().hex, 0],
+                seq_text, epoch, msg_text = self._scripts["stamp"](keys=[CLOCK], args=[self._new_epoch(), 0],
                                                                    client=client)
                 self._see_epoch(epoch.decode() if isinstance(epoch, bytes) else epoch, int(seq_text))
                 self._last_msg = int(msg_text)
@@ -583,7 +620,7 @@ class RedisBackend:
                         ping_sent = now
                         # What had been published before the PING: the PONG proves it all arrived.
                         seq_text, epoch, msg_text = self._scripts["stamp"](
-                            keys=[CLOCK], args=[uuid.uuid4().hex, 0], client=client)
+                            keys=[CLOCK], args=[self._new_epoch(), 0], client=client)
                         published_epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
                         published_seq = int(seq_text)
                         published_before_ping = int(msg_text)
@@ -608,7 +645,7 @@ class RedisBackend:
                             continue
                         # Every bump published before the PING has been applied: renew the lease.
                         self._scripts["renew"](keys=[CLOCK, HOLDERS],
-                                               args=[uuid.uuid4().hex, 0, self.holder, self.lease_ms],
+                                               args=[self._new_epoch(), 0, self.holder, self.lease_ms],
                                                client=client)
                         self._lease_until = ping_sent + self.lease_ms / 1000 - margin
             except (RedisError, OSError, ValueError) as exc:
@@ -629,7 +666,7 @@ class RedisBackend:
         if epoch != self._epoch:
             # Trust the store, not the message: only the clock it holds now may switch this
             # process to another incarnation (a stray message cannot pin it to a foreign epoch).
-            seq_text, store_epoch, _ = self._scripts["stamp"](keys=[CLOCK], args=[uuid.uuid4().hex, 0],
+            seq_text, store_epoch, _ = self._scripts["stamp"](keys=[CLOCK], args=[self._new_epoch(), 0],
                                                               client=client)
             store_epoch = store_epoch.decode() if isinstance(store_epoch, bytes) else store_epoch
             switched = store_epoch != self._epoch and self._see_epoch(store_epoch, int(seq_text))

@@ -20,11 +20,11 @@ a.commit()
 report("E2 WITH CONSISTENT SNAPSHOT -> stale L2 fill for others", q(c, f"SELECT v FROM {t2}"), q(adm, f"SELECT v FROM {t2}"))
 # L: LOAD DATA LOCAL INFILE
 t3 = name("t"); ex(adm, f"CREATE TABLE {t3}(id int primary key, v int)"); ex(adm, f"INSERT INTO {t3} VALUES (1,1)")
-open("/tmp/review/rows.txt","w").write("2\t2\n")
+import tempfile; rows_file = tempfile.mkstemp(suffix=".txt")[1]; open(rows_file,"w").write("2\t2\n")
 cache = querycache.QueryCache(); l = cache.wrap(my())
 print(q(l, f"SELECT count(*) FROM {t3}"))
 try:
-    print(q(l, f"LOAD DATA LOCAL INFILE '/tmp/review/rows.txt' INTO TABLE {t3}"))
+    print(q(l, f"LOAD DATA LOCAL INFILE '{rows_file}' INTO TABLE {t3}"))
 except Exception as e: print("load failed", e)
 report("L LOAD DATA", q(l, f"SELECT count(*) FROM {t3}"), q(adm, f"SELECT count(*) FROM {t3}"))
 # O: pymysql conn.query pass-through
