@@ -33,7 +33,7 @@ from typing import Any, Sequence
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
 from querycache.backends.base import MISS, Lookup, _Miss
@@ -501,7 +501,30 @@ class RedisBackend:
 
     # -- failing open ---------------------------------------------------------------------------
     def _run(self, script: str, keys: list[str], args: list[Any], force: bool = False) -> Any:
-        return self._call(lambda: self._scripts[script](keys=keys, args=args), force)
+        return self._call(lambda: self._evalsha(script, keys, args), force)
+
+    def _evalsha(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA on a pooled connection directly: the same bytes on the wire as redis-py's
+        ``Script``, without its per-command layers (they cost about as much as Redis itself)."""
+        pool = self._client.connection_pool
+        conn: Any = pool.get_connection()
+        try:
+            try:
+                conn.send_command("EVALSHA", self._scripts[script].sha, len(keys), *keys, *args)
+                return conn.read_response()
+            except NoScriptError:
+                # Redis restarted or SCRIPT FLUSH: load it again, then run it.
+                conn.send_command("SCRIPT", "LOAD", self._scripts[script].script)
+                conn.read_response()
+                conn.send_command("EVALSHA", self._scripts[script].sha, len(keys), *keys, *args)
+                return conn.read_response()
+        except ResponseError:
+            raise  # the reply was read whole: the connection is fine
+        except BaseException:
+            conn.disconnect()  # a timeout or an interrupted read leaves it in an unknown state
+            raise
+        finally:
+            pool.release(conn)
 
     def _call(self, action: Any, force: bool = False) -> Any:
         # Reads stay behind the breaker; write announcements (force) always try, within the

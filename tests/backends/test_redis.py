@@ -229,3 +229,17 @@ def test_other_database_and_stray_messages_leave_the_mirror_alone(own_redis: Red
     assert backend.l1_epoch == f"{epoch}#{generation}"
     backend.close()
     neighbour.close()
+
+
+def test_script_flush_reloads_the_scripts(own_redis: RedisServer) -> None:
+    import redis
+
+    backend = make(own_redis.url, timeout_ms=2000)
+    t = "db\x1forders"
+    key = "qc-test:e:" + uuid.uuid4().hex
+    found = backend.lookup(key, [t])
+    redis.Redis(port=own_redis.port).script_flush()
+    assert backend.fill(key, b"v", [t], found.stamp, found.epoch, 60)
+    assert backend.lookup(key, [t]).value == b"v"
+    assert backend.breaker_state == "closed"
+    backend.close()
