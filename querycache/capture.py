@@ -240,6 +240,9 @@ class CaptureListener:
 
     def _bump(self, database_id: str, names: set[str]) -> None:
         tables = sorted(ALL_TABLES if name == ALL_TABLES else name.lower() for name in names)
+        if ALL_TABLES in tables:
+            tables = [ALL_TABLES]  # DDL, or a (re)connect: views and dependencies may have changed too
+            self.cache._invalidate_catalog(database_id)
         self.cache.invalidate_tables(*tables, database_id=database_id)
         with self._applied_cond:
             self.applied += 1

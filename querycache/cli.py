@@ -138,6 +138,9 @@ def doctor(config: Config, as_json: bool) -> None:
                 checks.append(("store", "fail", problem))
     except Exception as exc:  # noqa: BLE001 - doctor reports every failure instead of raising
         checks.append(("store", "fail", f"{type(exc).__name__}: {exc}"))
+    capture_dsn = _capture_settings().dsn
+    if capture_dsn:
+        checks.append(_capture_check(capture_dsn))
     failed = any(status == "fail" for _, status, _ in checks)
     if as_json:
         _echo_json({"ok": not failed, "checks": [{"check": c, "status": s, "detail": d} for c, s, d in checks]})
@@ -146,6 +149,25 @@ def doctor(config: Config, as_json: bool) -> None:
             click.echo(f"[{status:>4}] {check:<22} {detail}")
     if failed:
         sys.exit(1)
+
+
+def _capture_check(dsn: str) -> tuple[str, str, str]:
+    from querycache import capture as capture_module
+
+    try:
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            result = capture_module.status(conn)
+    except Exception as exc:  # noqa: BLE001 - doctor reports every failure instead of raising
+        return ("capture", "fail", f"{type(exc).__name__}: {exc}")
+    if not result.captured:
+        return ("capture", "fail", "invalidation.capture.dsn is set but no table has the trigger: "
+                                   "run `querycache capture install`")
+    if result.missing:
+        return ("capture", "warn", f"{len(result.missing)} tables without the trigger: {', '.join(result.missing)}")
+    return ("capture", "ok", f"{len(result.captured)} tables captured"
+                             + ("" if result.ddl_trigger else "; tables created later are not"))
 
 
 @main.command()

@@ -258,3 +258,39 @@ def test_capture_needs_postgres(tmp_path: Any) -> None:
 
     with pytest.raises(querycache.ConfigError, match="PostgreSQL connection"):
         capture.install(sqlite3.connect(":memory:"))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "querycache", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_capture_install_status_doctor_uninstall(capdb: str, tmp_path: Any) -> None:
+    import json
+
+    _setup(capdb)
+    status = _cli("capture", "status", "--dsn", capdb, "--json")
+    assert status.returncode == 1 and len(json.loads(status.stdout)["missing"]) == 5
+    installed = _cli("capture", "install", "--dsn", capdb, "--json")
+    assert installed.returncode == 0, installed.stderr
+    assert json.loads(installed.stdout)["missing"] == []
+    config = tmp_path / "qc.yaml"
+    config.write_text(f"invalidation: {{capture: {{dsn: '{capdb}'}}}}\n")
+    assert _cli("--config", str(config), "capture", "status").returncode == 0  # the DSN from the config
+    doctor = _cli("--config", str(config), "doctor", "--json")
+    assert doctor.returncode == 0, doctor.stdout
+    checks = {c["check"]: (c["status"], c["detail"]) for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["capture"] == ("ok", "5 tables captured")
+    # A table added without the event trigger shows up as missing, and doctor warns.
+    psql(capdb, "DROP EVENT TRIGGER querycache_capture_ddl", "CREATE TABLE late (id int)")
+    doctor = json.loads(_cli("--config", str(config), "doctor", "--json").stdout)
+    assert {c["check"]: c["status"] for c in doctor["checks"]}["capture"] == "warn"
+    removed = _cli("capture", "uninstall", "--dsn", capdb, "--json")
+    assert removed.returncode == 0 and json.loads(removed.stdout)["captured"] == []
+    doctor_run = _cli("--config", str(config), "doctor", "--json")
+    assert doctor_run.returncode == 1  # capture configured, nothing installed
+    # Without a DSN anywhere: a usage error that says what to pass.
+    missing = _cli("capture", "status")
+    assert missing.returncode == 2 and "--dsn" in missing.stderr
+    # `capture listen` refuses the per-process memory store.
+    listen = _cli("--config", str(config), "capture", "listen")
+    assert listen.returncode == 2 and "l2.backend: redis" in listen.stderr
