@@ -11,6 +11,10 @@ budgets, and writes:
 * ``bench/results/core.md``: a Markdown table (path, raw median µs, querycache median µs, ratio).
 
 Exit status: pytest's when it failed, 0 otherwise (budgets are reported, not enforced).
+
+The Redis-specific figures (miss overhead on Redis, invalidation throughput with and without other
+lease holders, bump delivery latency and ``wait_for_acks``) come from a separate standalone script,
+``bench/redis_clock.py [--quick]``, which writes ``bench/results/redis.{json,md}``.
 """
 
 from __future__ import annotations

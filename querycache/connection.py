@@ -267,7 +267,7 @@ class CachedConnection:
         finally:
             self._adopt_stamp(candidate, was_in_tx)
 
-    def _stamp_candidate(self) -> int | None:
+    def _stamp_candidate(self, level: str | None = None) -> int | None:
         """A stamp taken before a statement that may start a transaction's snapshot.
 
         A transaction's stamp must not be later than its snapshot: taking it before any statement
@@ -276,6 +276,8 @@ class CachedConnection:
         """
         if self._tx.stamp is not None:
             return None
+        if (level or self._isolation()) not in _RR_LEVELS:
+            return None  # READ COMMITTED: every statement reads at its own stamp; no round trip
         try:
             return self._cache.backend.current_stamp()[1]
         except BackendUnavailable:
@@ -1040,7 +1042,7 @@ class CachedCursor:
         tx = conn._tx
         action = analysis.tx_action
         self._start_bypass(BypassReason.SESSION)
-        candidate = conn._stamp_candidate() if action is TxAction.BEGIN else None
+        candidate = conn._stamp_candidate(analysis.isolation) if action is TxAction.BEGIN else None
         if action is TxAction.BEGIN and in_tx and analysis.implicit_commit:
             candidate = conn._cache.backend.current_stamp()[1]
         if action is TxAction.COMMIT or (action is TxAction.BEGIN and analysis.implicit_commit and in_tx):

@@ -196,3 +196,33 @@ def test_pymysql_default_transactions_pin_their_snapshot(mysql: Database, cache:
     assert run(conn, sql)[1] == "miss"  # a new transaction pins again
     assert run(conn, sql)[1] == "hit:L1"
     conn.commit()
+
+
+@pytest.mark.parametrize("level", ["READ COMMITTED", "REPEATABLE READ"])
+def test_stamp_round_trips_only_where_a_snapshot_needs_one(level: str, pg2: Database,
+                                                           cache: querycache.QueryCache) -> None:
+    """psycopg2's default opens a transaction on every statement: at READ COMMITTED no transaction
+    stamp is needed, so neither hits nor commits may pay a store round trip for one."""
+    table = make_items(pg2)
+    sql = f"SELECT qty FROM {table} WHERE id = 1"
+    calls = []
+    original = cache.backend.current_stamp
+
+    def counted() -> tuple[str, int]:
+        calls.append(1)
+        return original()
+
+    cache.backend.current_stamp = counted  # type: ignore[method-assign]
+    raw = pg2.connect(autocommit=False)
+    raw.set_session(isolation_level=level)
+    conn = cache.wrap(raw)
+    run(conn, sql)
+    conn.commit()
+    for _ in range(3):
+        _rows, status = run(conn, sql)
+        conn.commit()
+        assert status == ("hit:L1" if level == "READ COMMITTED" else "miss")
+    cur = conn.cursor()
+    cur.execute(f"UPDATE {table} SET qty = qty + 1 WHERE id = 1")
+    conn.commit()
+    assert (len(calls) == 0) == (level == "READ COMMITTED"), len(calls)

@@ -471,12 +471,14 @@ class RedisBackend:
 
     def close(self) -> None:
         self._stop.set()
+        # The subscriber first: a renewal it has in flight must not re-register this holder after
+        # it was removed (writers would wait a lease for a process that is gone).
+        if self._subscriber is not None and self._subscriber.is_alive():
+            self._subscriber.join(timeout=2)
         try:
             self._client.zrem(HOLDERS, self.holder)
         except (RedisError, OSError):
             pass
-        if self._subscriber is not None and self._subscriber.is_alive():
-            self._subscriber.join(timeout=2)
         self._client.close()
 
     def health_problems(self) -> list[str]:
