@@ -33,11 +33,18 @@ from typing import Any, Sequence
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
 from querycache.backends.base import MISS, Lookup, _Miss
 from querycache.errors import BackendUnavailable
+
+_hiredis_pack: Any
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is optional; redis-py packs then
+    _hiredis_pack = None
 
 log = logging.getLogger("querycache")
 
@@ -212,6 +219,7 @@ def _mark_forked() -> None:
     for backend in list(_live):
         backend._forked = True
         backend._lease_until = 0.0
+        backend._conns = threading.local()  # the parent's sockets are not this process's
 
 
 if hasattr(os, "register_at_fork"):
@@ -255,6 +263,8 @@ class RedisBackend:
         self._lease_until = 0.0
         self._last_msg = -1
         self._local = threading.local()
+        self._conns = threading.local()
+        self._opened: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.RLock()
         # Circuit breaker.
         self._failures = 0
@@ -479,6 +489,8 @@ class RedisBackend:
             self._client.zrem(HOLDERS, self.holder)
         except (RedisError, OSError):
             pass
+        for conn in list(self._opened):
+            conn.disconnect()
         self._client.close()
 
     def health_problems(self) -> list[str]:
@@ -506,27 +518,50 @@ class RedisBackend:
         return self._call(lambda: self._evalsha(script, keys, args), force)
 
     def _evalsha(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA on a pooled connection directly: the same bytes on the wire as redis-py's
-        ``Script``, without its per-command layers (they cost about as much as Redis itself)."""
-        pool = self._client.connection_pool
-        conn: Any = pool.get_connection()
+        """EVALSHA on this thread's own connection: the same bytes on the wire as redis-py's
+        ``Script``, without its per-command layers and pool checkout (they cost about as much as
+        the round trip itself)."""
+        conn: Any = getattr(self._conns, "conn", None)
+        if conn is None:
+            pool = self._client.connection_pool
+            conn = pool.connection_class(**pool.connection_kwargs)
+            self._conns.conn = conn
+            self._opened.add(conn)
+        command = ("EVALSHA", self._scripts[script].sha, len(keys), *keys, *args)
+        reused = conn._sock is not None
         try:
+            return self._send(conn, command, script)
+        except RedisConnectionError:
+            conn.disconnect()
+            if not reused:
+                raise
+            # The server closed a connection this thread had kept (a restart, a timeout on its
+            # side): one more try on a new one, as redis-py's pool would. Every script may run
+            # twice safely: versions only grow, marks and fills are idempotent.
             try:
-                conn.send_command("EVALSHA", self._scripts[script].sha, len(keys), *keys, *args)
-                return conn.read_response()
-            except NoScriptError:
-                # Redis restarted or SCRIPT FLUSH: load it again, then run it.
-                conn.send_command("SCRIPT", "LOAD", self._scripts[script].script)
-                conn.read_response()
-                conn.send_command("EVALSHA", self._scripts[script].sha, len(keys), *keys, *args)
-                return conn.read_response()
+                return self._send(conn, command, script)
+            except BaseException:
+                conn.disconnect()
+                raise
         except ResponseError:
             raise  # the reply was read whole: the connection is fine
         except BaseException:
-            conn.disconnect()  # a timeout or an interrupted read leaves it in an unknown state
+            conn.disconnect()  # a timeout or an interrupted read: reconnect on the next call
             raise
-        finally:
-            pool.release(conn)
+
+    def _send(self, conn: Any, command: tuple[Any, ...], script: str) -> Any:
+        try:
+            if _hiredis_pack is not None:
+                conn.send_packed_command([_hiredis_pack(command)], check_health=False)
+            else:
+                conn.send_command(*command)
+            return conn.read_response()
+        except NoScriptError:
+            # Redis restarted or SCRIPT FLUSH: load it again, then run it.
+            conn.send_command("SCRIPT", "LOAD", self._scripts[script].script)
+            conn.read_response()
+            conn.send_command(*command)
+            return conn.read_response()
 
     def _call(self, action: Any, force: bool = False) -> Any:
         # Reads stay behind the breaker; write announcements (force) always try, within the
