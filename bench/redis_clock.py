@@ -185,21 +185,28 @@ _HANDSHAKE = frozenset({"HELLO", "CLIENT", "SELECT", "AUTH"})
 def count_redis_calls(backend: RedisBackend) -> Iterator[collections.Counter[str]]:
     """Count the Redis commands this thread sends (scripts by name); for a separate, untimed phase.
 
-    Hooked where every command is written to a socket (``AbstractConnection.send_command``), so
-    it counts whichever way the backend calls Redis. A new connection's handshake is not counted.
+    Scripts are counted where the backend sends them (``RedisBackend._send``), other commands where
+    redis-py writes them (``AbstractConnection.send_command``). A new connection's handshake is not counted.
     """
-    names = {script.sha: name for name, script in backend._scripts.items()}
     counts: collections.Counter[str] = collections.Counter()
     original = cast(Callable[..., Any], redis.connection.AbstractConnection.send_command)
+    original_script = backend._send
     me = threading.get_ident()
 
     def counting(self: Any, *args: Any, **options: Any) -> Any:
-        if threading.get_ident() == me and str(args[0]).upper() not in _HANDSHAKE:
-            command = str(args[0]).upper()
-            counts[f"script:{names.get(str(args[1]), '?')}" if command in ("EVALSHA", "EVAL") else command] += 1
+        command = str(args[0]).upper()
+        # Scripts are counted where the backend sends them (below), whichever way it packs them.
+        if threading.get_ident() == me and command not in _HANDSHAKE and command not in ("EVALSHA", "EVAL"):
+            counts[command] += 1
         return original(self, *args, **options)
 
-    with mock.patch.object(redis.connection.AbstractConnection, "send_command", counting):
+    def counting_script(conn: Any, command: tuple[Any, ...], script: str) -> Any:
+        if threading.get_ident() == me:
+            counts[f"script:{script}"] += 1
+        return original_script(conn, command, script)
+
+    with mock.patch.object(redis.connection.AbstractConnection, "send_command", counting), \
+            mock.patch.object(backend, "_send", counting_script):
         yield counts
 
 
