@@ -16,10 +16,11 @@ the old answer: external writes are fresh within the listener's delivery time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from querycache.analysis import ALL_TABLES
 from querycache.errors import ConfigError
@@ -120,6 +121,20 @@ def status(conn: Any) -> CaptureStatus:
     return result
 
 
+@contextlib.contextmanager
+def _transaction(conn: Any) -> Iterator[None]:
+    """Run the block in one transaction, whatever the connection's autocommit setting was."""
+    autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.autocommit = autocommit
+
+
 def install(conn: Any, ddl: bool = True) -> CaptureStatus:
     """Install the notify function and a capture trigger on every table; one transaction.
 
@@ -127,9 +142,7 @@ def install(conn: Any, ddl: bool = True) -> CaptureStatus:
     and reported by ``status``, without it).
     """
     _is_postgres(conn)
-    autocommit = conn.autocommit
-    conn.autocommit = False
-    try:
+    with _transaction(conn):
         _rows(conn, f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         _rows(conn, _FUNCTION_SQL)
         for schema, table, _has in _rows(conn, _TABLES_SQL, (TRIGGER, SCHEMA)):
@@ -147,31 +160,19 @@ def install(conn: Any, ddl: bool = True) -> CaptureStatus:
                 conn.rollback()
                 log.warning("querycache: not a superuser: tables created later are not captured until "
                             "`querycache capture install` runs again")
-    except BaseException:
-        conn.rollback()
-        raise
-    finally:
-        conn.autocommit = autocommit
     return status(conn)
 
 
 def uninstall(conn: Any) -> CaptureStatus:
     """Remove every capture trigger, the event trigger, the functions and the schema."""
     _is_postgres(conn)
-    autocommit = conn.autocommit
-    conn.autocommit = False
-    try:
+    with _transaction(conn):
         _rows(conn, f"DROP EVENT TRIGGER IF EXISTS {EVENT_TRIGGER}")
         for schema, table, has in _rows(conn, _TABLES_SQL, (TRIGGER, SCHEMA)):
             if has:
                 _rows(conn, f"DROP TRIGGER IF EXISTS {TRIGGER} ON {_quote(schema)}.{_quote(table)}")
         _rows(conn, f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
-    finally:
-        conn.autocommit = autocommit
     return status(conn)
 
 
