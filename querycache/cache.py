@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from querycache.analysis import Analysis, Analyzer, fold
 from querycache.backends.base import Backend, backend_class
+from querycache.coalesce import SingleFlight
 from querycache.config import Config
 from querycache.drivers.base import Catalog, detect
 from querycache.errors import BackendUnavailable, QueryCacheError
@@ -73,6 +74,7 @@ class QueryCache:
         self._lock = threading.RLock()
         self._store_down_logged = False
         self._closed = False
+        self._flights = SingleFlight()
         _live_caches.add(self)
         self.capture: CaptureListener | None = None
         if self.config.invalidation.capture.dsn:

@@ -19,13 +19,14 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from querycache.analysis import ALL_TABLES, Analysis, StatementKind, TxAction
-from querycache.backends.base import MISS
+from querycache.backends.base import MISS, Lookup
+from querycache.coalesce import Flight, Outcome
 from querycache.codec import CorruptEntry, Result, Unencodable, decode, encode
 from querycache.drivers.base import Catalog, DriverAdapter, ServerState
 from querycache.errors import BackendUnavailable
 from querycache.keys import UnsupportedParam, l1_params, l2_key
 from querycache.l1 import L1Cache, L1Entry
-from querycache.status import HIT_L1, HIT_L2, BypassReason, NotFilledReason
+from querycache.status import COALESCED, HIT_L1, HIT_L2, BypassReason, NotFilledReason
 from querycache.status import MISS as STATUS_MISS
 
 if TYPE_CHECKING:
@@ -899,10 +900,104 @@ class CachedCursor:
         store_key = l2_key(cache.namespace, conn._scope_key, cache._tenant.get(),
                            conn._adapter.cursor_shape(self._raw), analysis.normalized, params,
                            plan.version_keys) if use_l2 else None
+        coalesce = cache.config.coalesce
+        flight: Flight | None = None
+        if coalesce.enabled and store_key is not None and not pin and plan.ttl_s > 0:
+            served, flight = self._follow(store_key, in_tx)
+            if served:
+                return self._result()
+        if flight is None:
+            return self._lookup_and_run(analysis, sql, params, in_tx, plan, pin, tx_stamp, opens_tx, l1_key,
+                                        use_l1, store_key, None)
+        # This thread leads the key's flight: whatever happens, the followers must hear of it.
+        assert store_key is not None
+        try:
+            result = self._lookup_and_run(analysis, sql, params, in_tx, plan, pin, tx_stamp, opens_tx, l1_key,
+                                          use_l1, store_key, flight)
+        except BaseException:
+            cache._flights.finish(store_key, flight, Outcome.FAILED)
+            self._release_lease(store_key, "error")
+            raise
+        if not flight.done.is_set():
+            cache._flights.finish(store_key, flight, Outcome.UNSHARED)
+            self._release_lease(store_key, "unshared")
+        return result
+
+    def _follow(self, key: str, in_tx: bool) -> tuple[bool, Flight | None]:
+        """Join the key's flight: lead it (the flight is returned), or wait for its leader and serve
+        what it hands over if that passes the hit check now (True). (False, None): run it yourself."""
+        conn = self._conn
+        cache = conn._cache
+        stats = cache._stats
+        deadline = time.monotonic() + cache.config.coalesce.max_wait_ms / 1000
+        while True:
+            flight, leading = cache._flights.join(key)
+            if leading:
+                stats.coalesce.incr("leaders")
+                return False, flight
+            outcome = flight.wait(max(0.0, deadline - time.monotonic()))
+            if outcome is Outcome.SHARED:
+                if self._l1_fresh(flight.entry, in_tx):
+                    if not in_tx and conn._reads_open_tx:
+                        conn._open_tx_for_hit()
+                    self._serve(flight.entry.result, COALESCED)
+                    next(stats.coalesced)
+                    return True, None
+                stats.coalesce.incr("handover_refused")  # a write since the leader's stamp: run again
+                return False, None
+            if outcome is Outcome.FAILED and time.monotonic() < deadline:
+                stats.coalesce.incr("reelections")
+                continue  # its error was its own: one of the followers leads now
+            if outcome is None:
+                stats.coalesce.incr("timeouts")
+            return False, None
+
+    def _release_lease(self, key: str, reason: str) -> None:
+        try:
+            self._conn._cache.backend.release_lease(key, reason)
+        except Exception:  # noqa: BLE001 - fail open: the lease expires on its own
+            self._conn._cache._store_failed()
+
+    def _wait_for_other_process(self, store_key: str, plan: _ReadPlan, tx_stamp: int | None, lookup: Lookup,
+                                started: float) -> tuple[Lookup, str]:
+        """Another process holds the key's lease: wait for its fill (woken by the store, or polling),
+        looking again each time, until a fresh entry, the lease, or ``coalesce.max_wait_ms``."""
+        cache = self._conn._cache
+        backend = cache.backend
+        lease_ms = cache.config.coalesce.lease_ms
+        deadline = started + cache.config.coalesce.max_wait_ms / 1000
+        poll = 0.02
+        l1_token = backend.l1_epoch
+        while lookup.value is MISS and not lookup.leader and not lookup.pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                cache._stats.coalesce.incr("timeouts")
+                break
+            reason = backend.wait_fill(store_key, min(poll, remaining))
+            poll = min(poll * 2, 0.25)
+            l1_token = backend.l1_epoch
+            lookup = backend.lookup(store_key, plan.version_keys, tx_stamp, lease_ms)
+            if reason == "unshared" and lookup.value is MISS:
+                break  # its result could not be stored: run it here, do not queue behind another
+        return lookup, l1_token
+
+    def _lookup_and_run(self, analysis: Analysis, sql: str, params: Any, in_tx: bool, plan: _ReadPlan, pin: bool,
+                        tx_stamp: int | None, opens_tx: bool, l1_key: Any, use_l1: bool, store_key: str | None,
+                        flight: Flight | None) -> Any:
+        conn = self._conn
+        cache = conn._cache
+        tx = conn._tx
         started = time.perf_counter()
         l1_token = cache.backend.l1_epoch  # before the lookup: see Backend.l1_epoch
+        lease_ms = cache.config.coalesce.lease_ms if flight is not None else 0
+        status = HIT_L2
         try:
-            lookup = cache.backend.lookup(None if pin else store_key, plan.version_keys, tx_stamp)
+            lookup = cache.backend.lookup(None if pin else store_key, plan.version_keys, tx_stamp, lease_ms)
+            if flight is not None and lookup.value is MISS and not lookup.leader and not lookup.pending:
+                assert store_key is not None
+                cache._stats.coalesce.incr("cross_process_waits")
+                lookup, l1_token = self._wait_for_other_process(store_key, plan, tx_stamp, lookup, time.monotonic())
+                status = COALESCED
         except Exception:  # noqa: BLE001 - fail open: the store must never fail a query
             cache._store_failed()
             return self._bypass(analysis, sql, params, BypassReason.STORE_UNAVAILABLE)
@@ -916,11 +1011,19 @@ class CachedCursor:
             if result is not None:
                 if opens_tx:
                     conn._open_tx_for_hit()
-                self._serve(result, HIT_L2)
-                next(stats.hits["l2"])
+                self._serve(result, status)
+                if status == COALESCED:
+                    next(stats.coalesced)
+                else:
+                    next(stats.hits["l2"])
                 stats.latency["l2"].observe(time.perf_counter() - started)
                 if use_l1:
-                    self._fill_l1(l1_key, result, plan, lookup.stamp, l1_token, len(lookup.value))  # type: ignore[arg-type]
+                    self._fill_l1(l1_key, result, plan, lookup.entry_stamp or lookup.stamp, l1_token,
+                                  len(lookup.value))  # type: ignore[arg-type]
+                if flight is not None and store_key is not None:
+                    cache._flights.finish(store_key, flight, Outcome.SHARED, L1Entry(
+                        result, plan.version_keys, lookup.entry_stamp, l1_token,
+                        time.monotonic() + plan.ttl_s, 0))
                 return self._result()
         stamp = lookup.stamp
         # Miss: run on the database, deliver, then fill.
@@ -947,25 +1050,35 @@ class CachedCursor:
         fill_stamp = stamp if tx_stamp is None else min(stamp, tx_stamp)
         if pin and was_in_tx:
             fill_stamp = stamp
-        self._capture_and_fill(analysis, plan, l1_key if use_l1 else None, store_key, fill_stamp,
-                               lookup.epoch, lookup.pending, l1_token)
+        shared, filled = self._capture_and_fill(analysis, plan, l1_key if use_l1 else None, store_key, fill_stamp,
+                                                lookup.epoch, lookup.pending, l1_token)
+        if flight is not None and store_key is not None:
+            if shared is not None:
+                cache._flights.finish(store_key, flight, Outcome.SHARED, L1Entry(
+                    shared, plan.version_keys, fill_stamp, l1_token, time.monotonic() + plan.ttl_s, 0))
+            if not filled:
+                self._release_lease(store_key, "filled" if shared is not None else "unshared")
         return self._result()
 
     def _capture_and_fill(self, analysis: Analysis, plan: _ReadPlan, l1_key: Any, store_key: str | None,
-                          stamp: int, epoch: str, pending: bool, l1_token: str) -> None:
+                          stamp: int, epoch: str, pending: bool, l1_token: str) -> tuple[Result | None, bool]:
+        """Fetch the rows (bounded), fill L2 and L1. Returns the result when it may be handed to
+        coalesced followers (complete, no pending write, not refused by the store as stale), and
+        whether the store's fill ran (it gives back the coalescing lease)."""
+        filled = False
         conn = self._conn
         cache = conn._cache
         stats = cache._stats
         raw = self._raw
         if pending:
             stats.not_filled.incr(NotFilledReason.PENDING_WRITE.value)
-            return
+            return None, filled
         if (l1_key is None and store_key is None) or plan.ttl_s <= 0:
-            return  # nothing will be stored: leave the rows to stream from the driver
+            return None, filled  # nothing will be stored: leave the rows to stream from the driver
         description = raw.description
         if description is None:
             stats.not_filled.incr(NotFilledReason.NO_RESULT_SET.value)
-            return
+            return None, filled
         limit = cache.config.max_result_rows
         rows = list(raw.fetchmany(limit + 1)) if limit < 1 << 30 else list(raw.fetchall())
         self._rows = rows
@@ -973,7 +1086,7 @@ class CachedCursor:
         self._live = False
         if len(rows) > limit:
             stats.not_filled.incr(NotFilledReason.TOO_MANY_ROWS.value)
-            return  # the buffered prefix is served, the tail streams from the database
+            return None, filled  # the buffered prefix is served, the tail streams from the database
         rowcount = raw.rowcount
         lastrowid = getattr(raw, "lastrowid", None)
         self._result_served = Result(description, rows, rowcount, lastrowid)
@@ -986,8 +1099,9 @@ class CachedCursor:
                 result = Result(description, _private_copy(rows), rowcount, lastrowid, True)
             except Exception:  # noqa: BLE001 - rows that cannot be copied cannot be cached safely
                 stats.not_filled.incr(NotFilledReason.UNENCODABLE.value)
-                return
+                return None, filled
         size = 0
+        shareable = True
         encoded: bytes | None = None
         if store_key is not None:
             try:
@@ -996,14 +1110,16 @@ class CachedCursor:
                 stats.not_filled.incr(NotFilledReason.UNENCODABLE.value)
             if encoded is not None and len(encoded) > cache.config.max_result_bytes:
                 stats.not_filled.incr(NotFilledReason.TOO_MANY_BYTES.value)
-                return
+                return None, filled
             if encoded is not None:
                 size = len(encoded)
+                filled = True
                 try:
                     if cache.backend.fill(store_key, encoded, plan.version_keys, stamp, epoch, plan.ttl_s):
                         next(stats.fills["l2"])
                     else:
                         stats.not_filled.incr(NotFilledReason.STALE_STAMP.value)
+                        shareable = False
                 except Exception:  # noqa: BLE001 - fail open
                     cache._store_failed()
         if l1_key is not None:
@@ -1011,8 +1127,9 @@ class CachedCursor:
                 size = _estimate_size(rows)
                 if size > cache.config.max_result_bytes:
                     stats.not_filled.incr(NotFilledReason.TOO_MANY_BYTES.value)
-                    return
+                    return None, filled
             self._fill_l1(l1_key, result, plan, stamp, l1_token, size)
+        return (result if shareable else None), filled
 
     def _fill_l1(self, key: Any, result: Result, plan: _ReadPlan, stamp: int, epoch: str, size: int) -> None:
         conn = self._conn

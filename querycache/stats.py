@@ -103,6 +103,10 @@ class StatsSnapshot:
     hint_warnings: int = 0
     evictions: dict[str, int] = field(default_factory=dict)
     analysis: dict[str, int] = field(default_factory=dict)
+    coalesce: dict[str, int] = field(default_factory=dict)
+    """Single flight: ``leaders`` (elected), ``reelections`` (after a leader's error),
+    ``timeouts`` (a follower gave up waiting), ``handover_refused`` (a write since the leader's
+    stamp), ``cross_process_waits``; and stale-while-revalidate: ``swr_served``, ``swr_refreshes``."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +123,7 @@ class StatsSnapshot:
             "hint_warnings": self.hint_warnings,
             "evictions": dict(self.evictions),
             "analysis": dict(self.analysis),
+            "coalesce": dict(self.coalesce),
         }
 
     @property
@@ -142,6 +147,7 @@ class Stats:
         self.not_filled = Counters()
         self.invalidations = Counters()
         self.evictions = Counters()
+        self.coalesce = Counters()
         self.latency = {"l2": Histogram(), "miss": Histogram(), "bypass": Histogram()}
         self._fingerprints: dict[str, _Fingerprint] = {}
         self._lock = threading.Lock()
@@ -181,4 +187,5 @@ class Stats:
             hint_warnings=_value(self.hint_warnings),
             evictions=self.evictions.snapshot(),
             analysis=dict(analysis or {}),
+            coalesce=self.coalesce.snapshot(),
         )

@@ -50,6 +50,11 @@ class Lookup:
     epoch: str
     pending: bool
     versions: Mapping[str, int]
+    leader: bool = True
+    """With ``lease_ms``: whether this process holds the key's coalescing lease (may run the
+    query and fill); False while another process does."""
+    entry_stamp: int = 0
+    """The served entry's own stamp (when ``value`` is an entry)."""
 
 
 class Backend(Protocol):
@@ -69,12 +74,25 @@ class Backend(Protocol):
     def mirror_versions(self) -> Mapping[str, int]:
         """This process's copy of table versions, read by L1 hits without I/O."""
 
-    def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None) -> Lookup:
-        """Create missing versions at the current seq, then read entry, versions, marks and stamp."""
+    def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None,
+               lease_ms: int = 0) -> Lookup:
+        """Create missing versions at the current seq, then read entry, versions, marks and stamp.
+
+        ``lease_ms`` > 0 on a miss without pending marks: take the key's coalescing lease for this
+        process (``SET NX PX``) unless another process holds it (``Lookup.leader``)."""
+
+    def release_lease(self, key: str, reason: str) -> None:
+        """Give the lease back (compare-and-delete) and wake the processes waiting for the key:
+        ``reason`` is ``"error"`` (elect a new leader) or ``"unshared"`` (run it yourselves)."""
+
+    def wait_fill(self, key: str, timeout_s: float) -> str | None:
+        """Block until the key's lease holder filled (``"filled"``) or released it, or the timeout
+        (``None``); the caller looks again in every case."""
 
     def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
              ttl_s: float) -> bool:
-        """Store ``value`` unless a dependency changed after ``stamp`` or has a pending mark."""
+        """Store ``value`` unless a dependency changed after ``stamp`` or has a pending mark; give
+        back this process's lease on the key, if any, and wake its waiters."""
 
     def begin_write(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
         """Phase 1: tick, set every version to the tick, add a pending mark; returns the tick."""

@@ -117,7 +117,9 @@ class MemoryBackend:
                     return True
         return False
 
-    def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None) -> Lookup:
+    def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None,
+               lease_ms: int = 0) -> Lookup:
+        # One process: the in-process single flight is the whole of coalescing, the lease is ours.
         if self._forked:
             self._check_fork()
         now = time.monotonic()
@@ -130,14 +132,23 @@ class MemoryBackend:
                     created = True
             pending = self._has_pending(version_keys, now)
             value: bytes | _Miss = MISS
+            entry_stamp = 0
             entry = self._entries.get(key) if key is not None else None
             if entry is not None:
                 if entry.expires_at <= now:
                     self._drop(key)  # type: ignore[arg-type]
                 elif not created and not pending and self._fresh(entry, tx_stamp):
                     value = entry.value
+                    entry_stamp = entry.stamp
                     self._entries.move_to_end(key)  # type: ignore[arg-type]
-            return Lookup(value, self._clock.seq, self._epoch, pending, {k: versions[k] for k in version_keys})
+            return Lookup(value, self._clock.seq, self._epoch, pending, {k: versions[k] for k in version_keys},
+                          True, entry_stamp)
+
+    def release_lease(self, key: str, reason: str) -> None:
+        return None
+
+    def wait_fill(self, key: str, timeout_s: float) -> str | None:
+        return None
 
     def _fresh(self, entry: _Entry, tx_stamp: int | None) -> bool:
         versions = self.versions

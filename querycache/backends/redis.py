@@ -53,6 +53,9 @@ CHANNEL = "qc:bumps"
 """Prefix of the bump channel; the database number follows: Redis channels are server-wide, and
 the clocks of two logical databases must not hear each other's bumps."""
 HOLDERS = "qc:holders"
+FILLS = "qc:fills"
+"""Prefix of the channel (database number follows) on which a lease holder's fill or release
+wakes the processes waiting for the same key."""
 _NO_LEASE = "\x00no-lease"
 
 _PRELUDE = """
@@ -93,7 +96,8 @@ local function tick()
 end
 """
 
-# KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, has entry, tx stamp or ''.
+# KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, has entry, tx stamp or '',
+# lease holder or '', lease ms.
 # The hot path: one MGET for the versions and one EXISTS for all pending marks; the marks are
 # only read one by one (to drop expired tokens) when one exists.
 _LOOKUP = _PRELUDE + """
@@ -118,6 +122,7 @@ if n > 0 and redis.call('EXISTS', unpack(pkeys)) > 0 then
   end
 end
 local value = false
+local entry_stamp = '0'
 if ARGV[3] == '1' and not created and pending == 0 then
   local e = redis.call('HMGET', KEYS[2], 'e', 's', 'v')
   if e[1] == epoch and e[3] then
@@ -127,23 +132,65 @@ if ARGV[3] == '1' and not created and pending == 0 then
     for i = 1, n do
       if tonumber(versions[i]) > limit then fresh = false break end
     end
-    if fresh then value = e[3] end
+    if fresh then value = e[3] entry_stamp = e[2] end
   end
 end
-return {value, string.format('%d', seq), epoch, pending, versions}
+-- Coalescing: on a miss, this process takes the key's lease unless another one holds it (then
+-- it leaves a flag so that the holder's fill or release wakes the waiters).
+local leader = 1
+if not value and pending == 0 and ARGV[5] ~= '' then
+  local lk = KEYS[2] .. ':l'
+  if not redis.call('SET', lk, ARGV[5], 'NX', 'PX', ARGV[6]) and redis.call('GET', lk) ~= ARGV[5] then
+    leader = 0
+    redis.call('SET', KEYS[2] .. ':w', '1', 'PX', ARGV[6])
+  end
+end
+return {value, string.format('%d', seq), epoch, pending, versions, leader, entry_stamp}
 """
 
-# KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, value, stamp, epoch, ttl ms.
-_FILL = _PRELUDE + """
-if epoch ~= ARGV[5] then return 0 end
-local stamp = tonumber(ARGV[4])
-for i = 1, n do
-  local v = redis.call('GET', KEYS[2 + i])
-  if not v or tonumber(v) > stamp then return 0 end
-  if pending_on(KEYS[2 + n + i]) then return 0 end
+# Give back this process's coalescing lease on an entry key and wake its waiters (fills channel).
+_RELEASE_FN = """
+local function release(entry, holder, channel, reason)
+  local lk = entry .. ':l'
+  if redis.call('GET', lk) == holder then redis.call('DEL', lk) end
+  if redis.call('DEL', entry .. ':w') == 1 then
+    redis.call('PUBLISH', channel, entry .. '\\31' .. reason)
+  end
 end
-redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
+"""
+
+# KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, value, stamp, epoch, ttl ms,
+# lease holder, fills channel.
+_FILL = _PRELUDE + _RELEASE_FN + """
+local function store()
+  if epoch ~= ARGV[5] then return 0 end
+  local stamp = tonumber(ARGV[4])
+  for i = 1, n do
+    local v = redis.call('GET', KEYS[2 + i])
+    if not v or tonumber(v) > stamp then return 0 end
+    if pending_on(KEYS[2 + n + i]) then return 0 end
+  end
+  redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  return 1
+end
+local stored = store()
+release(KEYS[2], ARGV[7], ARGV[8], 'filled')
+return stored
+"""
+
+# KEYS: entry. ARGV: lease holder, fills channel, reason.
+_RELEASE = _RELEASE_FN + """
+release(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+return 1
+"""
+
+# KEYS: entry keys. ARGV: lease holder, lease ms. Extends this process's leases (its leaders still run).
+_EXTEND = """
+for i = 1, #KEYS do
+  local lk = KEYS[i] .. ':l'
+  if redis.call('GET', lk) == ARGV[1] then redis.call('PEXPIRE', lk, ARGV[2]) end
+end
 return 1
 """
 
@@ -226,6 +273,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_mark_forked)
 
 
+class _FillWaiter:
+    __slots__ = ("event", "reason")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason: str | None = None
+
+
 def _hashed(prefix: str, name: str) -> str:
     return prefix + hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
@@ -248,8 +303,12 @@ class RedisBackend:
                                             socket_connect_timeout=self.timeout_s)
         self._scripts = {name: self._client.register_script(body) for name, body in (
             ("lookup", _LOOKUP), ("fill", _FILL), ("begin", _BEGIN), ("end", _END), ("stamp", _STAMP),
-            ("renew", _RENEW), ("acked", _ACKED))}
-        self.channel = f"{CHANNEL}:{self._client.connection_pool.connection_kwargs.get('db', 0)}"
+            ("renew", _RENEW), ("acked", _ACKED), ("release", _RELEASE), ("extend", _EXTEND))}
+        db = self._client.connection_pool.connection_kwargs.get("db", 0)
+        self.channel = f"{CHANNEL}:{db}"
+        self.fills_channel = f"{FILLS}:{db}"
+        self._held: dict[str, int] = {}
+        self._fill_waiters: dict[str, _FillWaiter] = {}
         self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._epoch_counter = itertools.count()
         self._key_memo: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
@@ -339,16 +398,19 @@ class RedisBackend:
     def entry_key(self, key: str) -> str:
         return key if key.startswith(self.namespace + ":") else f"{self.namespace}:{key}"
 
-    def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None) -> Lookup:
+    def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None,
+               lease_ms: int = 0) -> Lookup:
         if self._forked:
             self._forked = False
             self._after_fork()
         vkeys, pkeys = self._keys(version_keys)
         entry = key or "qc:none"
         generation = self._generation
-        value, seq, epoch, pending, versions = self._run(
+        lease = bool(lease_ms and key)
+        value, seq, epoch, pending, versions, leader, entry_stamp = self._run(
             "lookup", [CLOCK, entry, *vkeys, *pkeys],
-            [self._new_epoch(), len(version_keys), "1" if key else "0", "" if tx_stamp is None else tx_stamp],
+            [self._new_epoch(), len(version_keys), "1" if key else "0", "" if tx_stamp is None else tx_stamp,
+             self.holder if lease else "", lease_ms],
         )
         epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
         if not self._see_epoch(epoch, int(seq)):
@@ -366,16 +428,39 @@ class RedisBackend:
         result: bytes | _Miss = MISS
         if value:
             result = self._verify(entry, value)
-        return Lookup(result, int(seq), epoch, bool(pending), found)
+        elif lease and leader and not pending:
+            self._held[entry] = lease_ms  # extended by the subscriber while this process's leader runs
+        return Lookup(result, int(seq), epoch, bool(pending), found, bool(leader), int(entry_stamp))
 
     def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
              ttl_s: float) -> bool:
         ttl_ms = int(ttl_s * 1000)
         if ttl_ms <= 0:
+            self.release_lease(key, "unshared")
             return False
         vkeys, pkeys = self._keys(version_keys)
+        self._held.pop(key, None)
         return bool(self._run("fill", [CLOCK, key, *vkeys, *pkeys],
-                              [self._new_epoch(), len(version_keys), self._sign(key, value), stamp, epoch, ttl_ms]))
+                              [self._new_epoch(), len(version_keys), self._sign(key, value), stamp, epoch, ttl_ms,
+                               self.holder, self.fills_channel]))
+
+    def release_lease(self, key: str, reason: str) -> None:
+        self._held.pop(key, None)
+        self._run("release", [key], [self.holder, self.fills_channel, reason])
+
+    def wait_fill(self, key: str, timeout_s: float) -> str | None:
+        with self._lock:
+            waiter = self._fill_waiters.get(key)
+            if waiter is None:
+                waiter = self._fill_waiters[key] = _FillWaiter()
+        try:
+            if waiter.event.wait(timeout_s):
+                return waiter.reason
+            return None
+        finally:
+            with self._lock:
+                if self._fill_waiters.get(key) is waiter:
+                    del self._fill_waiters[key]
 
     def begin_write(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
         vkeys, pkeys = self._keys(version_keys)
@@ -663,7 +748,7 @@ class RedisBackend:
                                               socket_connect_timeout=self.timeout_s,
                                               retry=Retry(NoBackoff(), 0), retry_on_error=[])
                 pubsub = client.pubsub()  # type: ignore[no-untyped-call]
-                pubsub.subscribe(self.channel)
+                pubsub.subscribe(self.channel, self.fills_channel)
                 self._resync()  # messages may have been missed before this subscription
                 seq_text, epoch, msg_text = self._scripts["stamp"](keys=[CLOCK], args=[self._new_epoch(), 0],
                                                                    client=client)
@@ -691,7 +776,10 @@ class RedisBackend:
                         continue
                     kind = message["type"]
                     if kind == "message":
-                        self._apply(message["data"], client)
+                        if message["channel"] in (self.fills_channel, self.fills_channel.encode()):
+                            self._woken(message["data"])
+                        else:
+                            self._apply(message["data"], client)
                     elif kind == "pong" and awaiting_pong:
                         awaiting_pong = False
                         switched = published_epoch != self._epoch
@@ -703,6 +791,11 @@ class RedisBackend:
                             self._last_msg = published_before_ping
                             self._lease_until = 0.0
                             continue
+                        if self._held:
+                            # This process's coalescing leaders still run: keep their leases.
+                            held = dict(self._held)
+                            self._scripts["extend"](keys=list(held), args=[self.holder, max(held.values())],
+                                                    client=client)
                         # Every bump published before the PING has been applied: renew the lease.
                         self._scripts["renew"](keys=[CLOCK, HOLDERS],
                                                args=[self._new_epoch(), 0, self.holder, self.lease_ms],
@@ -719,6 +812,14 @@ class RedisBackend:
                     except (RedisError, OSError):
                         pass
         self._lease_until = 0.0
+
+    def _woken(self, data: bytes) -> None:
+        key, _, reason = data.decode("utf-8", "surrogatepass").partition("\x1f")
+        with self._lock:
+            waiter = self._fill_waiters.get(key)
+        if waiter is not None:
+            waiter.reason = reason
+            waiter.event.set()
 
     def _apply(self, data: bytes, client: Any) -> None:
         epoch, msg_text, seq_text, names = data.decode("utf-8", "surrogatepass").split("\x1f", 3)

@@ -1,0 +1,67 @@
+"""Request coalescing inside one process: one leader per L2 key, the other threads wait for it.
+
+The leader runs the normal miss path (and, with a shared store, first takes the key's lease
+there, so that one process in all runs the query). What it hands over is an L1-shaped entry:
+the result, the stamp it was read at, the version keys and the L1 token of the leader's lookup.
+A follower takes it only if it passes the same check as an L1 hit at that moment (same token,
+no mirror version above the stamp, and the transaction's stamp where one applies), so a
+follower that arrived after a commit returned never gets rows read before it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class Outcome(Enum):
+    SHARED = "shared"
+    """The leader's entry is in ``Flight.entry``: check it, then serve it."""
+    FAILED = "failed"
+    """The leader raised: its error is its own; the followers elect a new leader."""
+    UNSHARED = "unshared"
+    """The leader ran but has nothing to share (not cacheable, too large, pending write...):
+    every follower runs the query itself."""
+
+
+@dataclass
+class Flight:
+    """One leader's run for one key."""
+
+    done: threading.Event
+    outcome: Outcome | None = None
+    entry: Any = None  # an L1Entry when SHARED
+
+    def wait(self, timeout_s: float) -> Outcome | None:
+        """The outcome, or None when ``timeout_s`` passed first."""
+        return self.outcome if self.done.wait(timeout_s) else None
+
+
+class SingleFlight:
+    """The flights of one ``QueryCache``, by L2 key."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[str, Flight] = {}
+
+    def join(self, key: str) -> tuple[Flight, bool]:
+        """The key's flight and whether the caller leads it (it must then ``finish`` it)."""
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight, False
+            flight = self._flights[key] = Flight(threading.Event())
+            return flight, True
+
+    def finish(self, key: str, flight: Flight, outcome: Outcome, entry: Any = None) -> None:
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        flight.entry = entry
+        flight.outcome = outcome
+        flight.done.set()
+
+    def __len__(self) -> int:
+        return len(self._flights)
