@@ -33,6 +33,7 @@ class Flight:
     done: threading.Event
     outcome: Outcome | None = None
     entry: Any = None  # an L1Entry when SHARED
+    followers: int = 0
 
     def wait(self, timeout_s: float) -> Outcome | None:
         """The outcome, or None when ``timeout_s`` passed first."""
@@ -51,6 +52,7 @@ class SingleFlight:
         with self._lock:
             flight = self._flights.get(key)
             if flight is not None:
+                flight.followers += 1
                 return flight, False
             flight = self._flights[key] = Flight(threading.Event())
             return flight, True

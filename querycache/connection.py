@@ -918,6 +918,9 @@ class CachedCursor:
             cache._flights.finish(store_key, flight, Outcome.FAILED)
             self._release_lease(store_key, "error")
             raise
+        finally:
+            if flight.followers:
+                cache._stats.coalesce.incr("leaders")  # a leader that others waited for
         if not flight.done.is_set():
             cache._flights.finish(store_key, flight, Outcome.UNSHARED)
             self._release_lease(store_key, "unshared")
@@ -933,7 +936,6 @@ class CachedCursor:
         while True:
             flight, leading = cache._flights.join(key)
             if leading:
-                stats.coalesce.incr("leaders")
                 return False, flight
             outcome = flight.wait(max(0.0, deadline - time.monotonic()))
             if outcome is Outcome.SHARED:
