@@ -258,6 +258,20 @@ class QueryCache:
             ttl = float(analysis.hints.ttl)
         return min(ttl, float(ttl_config.max_s))
 
+    def _swr_for(self, analysis: Analysis, tables: set[str], ttl_s: float) -> float:
+        """The stale-while-revalidate window: the hint's, else the smallest of the tables', else the
+        default; TTL plus window stays within ``ttl.max_s``."""
+        ttl_config = self.config.ttl
+        swr = float(ttl_config.swr_s)
+        for table in tables:
+            if table in ttl_config.swr_tables:
+                swr = min(swr, ttl_config.swr_tables[table])
+        if analysis.hints.swr is not None:
+            swr = float(analysis.hints.swr)
+        if ttl_s <= 0:
+            return 0.0
+        return max(0.0, min(swr, float(ttl_config.max_s) - ttl_s))
+
     def _store_failed(self) -> None:
         next(self._stats.fail_open)
         if not self._store_down_logged:

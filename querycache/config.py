@@ -52,6 +52,10 @@ class TTLConfig:
     default_s: int = 300
     max_s: int = 3600
     tables: Mapping[str, int] = field(default_factory=dict)
+    swr_s: int = 0
+    """Stale-while-revalidate: after an entry's TTL, it may still be served for this many seconds
+    while one caller refreshes it (never after a write invalidated it). 0: off."""
+    swr_tables: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,9 @@ def _check(config: Config) -> None:
     positive("l3.budget_ms", config.l3.budget_ms)
     non_negative("ttl.default_s", config.ttl.default_s)
     positive("ttl.max_s", config.ttl.max_s)
+    non_negative("ttl.swr_s", config.ttl.swr_s)
+    for table, seconds in config.ttl.swr_tables.items():
+        non_negative(f"ttl.swr_tables.{table}", seconds)
     if config.ttl.default_s > config.ttl.max_s:
         raise ConfigError(f"ttl.default_s: {config.ttl.default_s} exceeds ttl.max_s ({config.ttl.max_s})")
     for table, seconds in config.ttl.tables.items():

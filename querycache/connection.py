@@ -65,13 +65,14 @@ class _Transaction:
 class _ReadPlan:
     """A cacheable read resolved against the catalog: its version keys, or why it is not cached."""
 
-    __slots__ = ("bypass", "calls_user_function", "ttl_s", "version_keys")
+    __slots__ = ("bypass", "calls_user_function", "swr_s", "ttl_s", "version_keys")
 
     def __init__(self, version_keys: tuple[str, ...], bypass: BypassReason | None, ttl_s: float,
-                 calls_user_function: bool = False) -> None:
+                 calls_user_function: bool = False, swr_s: float = 0.0) -> None:
         self.version_keys = version_keys
         self.bypass = bypass
         self.ttl_s = ttl_s
+        self.swr_s = swr_s
         # It calls a user function that may write or change the session: run it as a call.
         self.calls_user_function = calls_user_function
 
@@ -414,8 +415,9 @@ class CachedConnection:
         keys += sorted(self._key(t) for t in tables)
         keys += sorted(self._cache._group_key(g) for g in analysis.hints.groups)
         calls = bool(analysis.functions & catalog.user_volatile_functions)
-        plan = _ReadPlan(tuple(keys), BypassReason.VOLATILE if calls else bypass,
-                         self._cache._ttl_for(analysis, tables), calls)
+        ttl_s = self._cache._ttl_for(analysis, tables)
+        plan = _ReadPlan(tuple(keys), BypassReason.VOLATILE if calls else bypass, ttl_s, calls,
+                         self._cache._swr_for(analysis, tables, ttl_s))
         if len(self._plans) > 4096:
             self._plans.clear()
         if bypass is not BypassReason.UNKNOWN_RELATION:  # those are looked up again next time
@@ -915,7 +917,8 @@ class CachedCursor:
             result = self._lookup_and_run(analysis, sql, params, in_tx, plan, pin, tx_stamp, opens_tx, l1_key,
                                           use_l1, store_key, flight)
         except BaseException:
-            cache._flights.finish(store_key, flight, Outcome.FAILED)
+            if not flight.done.is_set():
+                cache._flights.finish(store_key, flight, Outcome.FAILED)
             self._release_lease(store_key, "error")
             raise
         finally:
@@ -1004,13 +1007,23 @@ class CachedCursor:
             cache._store_failed()
             return self._bypass(analysis, sql, params, BypassReason.STORE_UNAVAILABLE)
         stats = cache._stats
+        leased = flight is not None
         if lookup.value is not MISS and not pin:
             try:
                 result = decode(lookup.value)  # type: ignore[arg-type]
             except CorruptEntry:
                 result = None
                 stats.not_filled.incr("corrupt_entry")
-            if result is not None:
+            if result is not None and flight is not None and store_key is not None:
+                # Still fresh by the clock (also when past its TTL inside a stale-while-revalidate
+                # window): the followers get it.
+                cache._flights.finish(store_key, flight, Outcome.SHARED, L1Entry(
+                    result, plan.version_keys, lookup.entry_stamp, l1_token, time.monotonic() + plan.ttl_s, 0))
+                flight = None
+            if result is not None and lookup.refresh == 1:
+                stats.coalesce.incr("swr_refreshes")  # past its TTL: this caller refreshes it
+                leased = True
+            elif result is not None:
                 if opens_tx:
                     conn._open_tx_for_hit()
                 self._serve(result, status)
@@ -1019,13 +1032,11 @@ class CachedCursor:
                 else:
                     next(stats.hits["l2"])
                 stats.latency["l2"].observe(time.perf_counter() - started)
-                if use_l1:
+                if lookup.refresh:
+                    stats.coalesce.incr("swr_served")  # another caller refreshes it
+                elif use_l1:
                     self._fill_l1(l1_key, result, plan, lookup.entry_stamp or lookup.stamp, l1_token,
                                   len(lookup.value))  # type: ignore[arg-type]
-                if flight is not None and store_key is not None:
-                    cache._flights.finish(store_key, flight, Outcome.SHARED, L1Entry(
-                        result, plan.version_keys, lookup.entry_stamp, l1_token,
-                        time.monotonic() + plan.ttl_s, 0))
                 return self._result()
         stamp = lookup.stamp
         # Miss: run on the database, deliver, then fill.
@@ -1054,12 +1065,11 @@ class CachedCursor:
             fill_stamp = stamp
         shared, filled = self._capture_and_fill(analysis, plan, l1_key if use_l1 else None, store_key, fill_stamp,
                                                 lookup.epoch, lookup.pending, l1_token)
-        if flight is not None and store_key is not None:
-            if shared is not None:
-                cache._flights.finish(store_key, flight, Outcome.SHARED, L1Entry(
-                    shared, plan.version_keys, fill_stamp, l1_token, time.monotonic() + plan.ttl_s, 0))
-            if not filled:
-                self._release_lease(store_key, "filled" if shared is not None else "unshared")
+        if flight is not None and store_key is not None and shared is not None:
+            cache._flights.finish(store_key, flight, Outcome.SHARED, L1Entry(
+                shared, plan.version_keys, fill_stamp, l1_token, time.monotonic() + plan.ttl_s, 0))
+        if leased and not filled and store_key is not None:
+            self._release_lease(store_key, "filled" if shared is not None else "unshared")
         return self._result()
 
     def _capture_and_fill(self, analysis: Analysis, plan: _ReadPlan, l1_key: Any, store_key: str | None,
@@ -1117,7 +1127,7 @@ class CachedCursor:
                 size = len(encoded)
                 filled = True
                 try:
-                    if cache.backend.fill(store_key, encoded, plan.version_keys, stamp, epoch, plan.ttl_s):
+                    if cache.backend.fill(store_key, encoded, plan.version_keys, stamp, epoch, plan.ttl_s, plan.swr_s):
                         next(stats.fills["l2"])
                     else:
                         stats.not_filled.incr(NotFilledReason.STALE_STAMP.value)

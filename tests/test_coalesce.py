@@ -331,3 +331,93 @@ def test_cross_process_follower_after_a_commit_runs_again(slow: Callable[..., Sl
         cache.close()
     finally:
         leader.join(30)
+
+
+# -- stale-while-revalidate ------------------------------------------------------------------------
+
+@pytest.fixture(params=["memory", "redis"])
+def any_cache(request: pytest.FixtureRequest) -> Any:
+    if request.param == "memory":
+        qc = querycache.QueryCache()
+    else:
+        _redis_up(REDIS_URL)
+        qc = _redis_cache("sw" + uuid.uuid4().hex[:8])
+        _leased(qc.backend)
+    yield qc
+    qc.close()
+
+
+def test_swr_serves_the_old_entry_while_one_caller_refreshes(slow: Callable[..., Slow], pg: Database,
+                                                             any_cache: querycache.QueryCache) -> None:
+    s = slow(sleep_s=0.6)
+    sql = "/* cache ttl=1 swr=30 */ " + s.sql
+    conns = _warm([any_cache.wrap(pg.connect()) for _ in range(8)], s.table)
+    assert _read(conns[0], sql) == ([(1, 10)], "miss")
+    time.sleep(1.2)  # past the TTL, inside the window
+    began = time.monotonic()
+    out = _together(8, lambda i: (_read(conns[i], sql), time.monotonic()))
+    assert s.runs() == 2  # the first fill, then exactly one refresh
+    statuses = sorted(o[0][1] for o in out)
+    assert statuses.count("miss") == 1, statuses  # the refresher
+    assert all(o[0][0] == [(1, 10)] for o in out)
+    served_old = [t - began for (rows, status), t in out if status != "miss"]
+    assert max(served_old) < 0.6, "the others must not wait for the refresh"  # the query sleeps 0.6 s
+    counts = any_cache.stats().to_dict()["coalesce"]
+    assert counts["swr_refreshes"] == 1
+    assert _read(conns[1], sql)[1] in ("hit:L1", "hit:L2")  # refreshed: fresh again
+
+
+def test_swr_never_serves_an_entry_a_write_invalidated(slow: Callable[..., Slow], pg: Database,
+                                                        any_cache: querycache.QueryCache) -> None:
+    s = slow(sleep_s=0.0)
+    sql = "/* cache ttl=1 swr=30 */ " + s.sql
+    reader, writer = _warm([any_cache.wrap(pg.connect()) for _ in range(2)], s.table)
+    assert _read(reader, sql) == ([(1, 10)], "miss")
+    writer.cursor().execute(f"UPDATE {s.table} SET v = 11 WHERE id = 1")
+    time.sleep(1.2)
+    assert _read(reader, sql) == ([(1, 11)], "miss")
+    writer.cursor().execute(f"UPDATE {s.table} SET v = 12 WHERE id = 1")
+    assert _read(reader, sql) == ([(1, 12)], "miss")
+
+
+def test_swr_under_concurrent_writes_never_older_than_the_last_commit(pg: Database,
+                                                                      any_cache: querycache.QueryCache) -> None:
+    table = pg.t("swr")
+    pg.tables.append(table)
+    pg.admin(f"CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL)", f"INSERT INTO {table} VALUES (1, 0)")
+    sql = f"/* cache ttl=1 swr=60 */ SELECT v FROM {table} WHERE id = 1"
+    committed = [0]
+    stop = threading.Event()
+    stale: list[tuple[int, int, str]] = []
+    statuses: dict[str, int] = {}
+
+    def write() -> None:
+        conn = any_cache.wrap(pg.connect())
+        cur = conn.cursor()
+        while not stop.is_set():
+            cur.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1 RETURNING v")
+            committed[0] = cur.fetchall()[0][0]  # autocommit: the commit has returned
+            # Sometimes right away, sometimes after the 1 s TTL: entries then reach their window.
+            time.sleep(0.05 if committed[0] % 2 else 1.3)
+
+    def read() -> None:
+        conn = any_cache.wrap(pg.connect())
+        while not stop.is_set():
+            floor = committed[0]
+            rows, status = _read(conn, sql)
+            statuses[status] = statuses.get(status, 0) + 1
+            if rows[0][0] < floor:
+                stale.append((rows[0][0], floor, status))
+            time.sleep(0.002)  # leave the writer its share of the GIL
+
+    threads = [threading.Thread(target=write)] + [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(6.0)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert committed[0] >= 6
+    assert not stale, (stale[:5], statuses)
+    counts = any_cache.stats().to_dict()["coalesce"]
+    assert counts.get("swr_refreshes", 0) > 0, (counts, statuses)  # the window was used under writes

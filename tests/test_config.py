@@ -17,7 +17,7 @@ DOCUMENTED_DEFAULTS: dict[str, Any] = {
     "l2": {"enabled": True, "backend": "memory", "url": None, "namespace": "querycache",
            "max_bytes": 268435456, "timeout_ms": 50, "hmac_secret": None},
     "l3": {"enabled": False, "model": None, "threshold": 0.97, "max_entries": 100000, "budget_ms": 20},
-    "ttl": {"default_s": 300, "max_s": 3600, "tables": {}},
+    "ttl": {"default_s": 300, "max_s": 3600, "tables": {}, "swr_s": 0, "swr_tables": {}},
     "max_result_rows": 10000,
     "max_result_bytes": 8388608,
     "invalidation": {"mode": "strict", "lease_ms": 500, "dependencies": {},

@@ -55,6 +55,10 @@ class Lookup:
     query and fill); False while another process does."""
     entry_stamp: int = 0
     """The served entry's own stamp (when ``value`` is an entry)."""
+    refresh: int = 0
+    """Stale-while-revalidate, for an entry past its TTL but inside its window (still fresh by
+    the clock): 1 = this caller took the refresh (run the query, fill); 2 = another one refreshes
+    (serve the entry)."""
 
 
 class Backend(Protocol):
@@ -90,9 +94,10 @@ class Backend(Protocol):
         (``None``); the caller looks again in every case."""
 
     def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
-             ttl_s: float) -> bool:
+             ttl_s: float, swr_s: float = 0.0) -> bool:
         """Store ``value`` unless a dependency changed after ``stamp`` or has a pending mark; give
-        back this process's lease on the key, if any, and wake its waiters."""
+        back this process's lease on the key, if any, and wake its waiters. With ``swr_s``, the
+        entry outlives ``ttl_s`` by that window, served while one caller refreshes it."""
 
     def begin_write(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
         """Phase 1: tick, set every version to the tick, add a pending mark; returns the tick."""

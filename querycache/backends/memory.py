@@ -40,7 +40,7 @@ class _Entry:
     version_keys: tuple[str, ...]
     stamp: int
     expires_at: float
-
+    soft_expires_at: float = 0.0  # stale-while-revalidate: past it, one caller refreshes
 
 class ProcessClock:
     """Table versions, pending marks and the counter, shared by every memory store of a process:
@@ -72,6 +72,7 @@ class MemoryBackend:
         self.versions = self._clock.versions
         self._pending = self._clock.pending
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._refreshing: dict[str, float] = {}
         self._bytes = 0
         self._lock = self._clock.lock
         self._forked = False
@@ -132,7 +133,7 @@ class MemoryBackend:
                     created = True
             pending = self._has_pending(version_keys, now)
             value: bytes | _Miss = MISS
-            entry_stamp = 0
+            entry_stamp = refresh = 0
             entry = self._entries.get(key) if key is not None else None
             if entry is not None:
                 if entry.expires_at <= now:
@@ -141,11 +142,19 @@ class MemoryBackend:
                     value = entry.value
                     entry_stamp = entry.stamp
                     self._entries.move_to_end(key)  # type: ignore[arg-type]
+                    if entry.soft_expires_at and entry.soft_expires_at <= now:
+                        refreshing = self._refreshing.get(key)  # type: ignore[arg-type]
+                        if refreshing is None or refreshing <= now:
+                            self._refreshing[key] = now + (lease_ms or 30000) / 1000  # type: ignore[index]
+                            refresh = 1
+                        else:
+                            refresh = 2
             return Lookup(value, self._clock.seq, self._epoch, pending, {k: versions[k] for k in version_keys},
-                          True, entry_stamp)
+                          True, entry_stamp, refresh)
 
     def release_lease(self, key: str, reason: str) -> None:
-        return None
+        with self._lock:
+            self._refreshing.pop(key, None)
 
     def wait_fill(self, key: str, timeout_s: float) -> str | None:
         return None
@@ -160,11 +169,13 @@ class MemoryBackend:
         return not self._has_pending(entry.version_keys, time.monotonic())
 
     def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
-             ttl_s: float) -> bool:
+             ttl_s: float, swr_s: float = 0.0) -> bool:
         size = len(value) + len(key) + 64 * (len(version_keys) + 1)
+        now = time.monotonic()
+        with self._lock:
+            self._refreshing.pop(key, None)
         if size > self.max_bytes or epoch != self._epoch or ttl_s <= 0:
             return False
-        now = time.monotonic()
         with self._lock:
             if self._has_pending(version_keys, now):
                 return False
@@ -174,7 +185,8 @@ class MemoryBackend:
                     return False
             if key in self._entries:
                 self._drop(key)
-            self._entries[key] = _Entry(value, tuple(version_keys), stamp, now + ttl_s)
+            self._entries[key] = _Entry(value, tuple(version_keys), stamp, now + ttl_s + swr_s,
+                                        now + ttl_s if swr_s > 0 else 0.0)
             self._bytes += size
             while self._bytes > self.max_bytes and self._entries:
                 oldest = next(iter(self._entries))
@@ -218,6 +230,7 @@ class MemoryBackend:
     def flush(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._refreshing.clear()
             self._bytes = 0
 
     def close(self) -> None:

@@ -97,7 +97,7 @@ end
 """
 
 # KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, has entry, tx stamp or '',
-# lease holder or '', lease ms.
+# lease holder, lease ms, '1' to take the coalescing lease on a miss.
 # The hot path: one MGET for the versions and one EXISTS for all pending marks; the marks are
 # only read one by one (to drop expired tokens) when one exists.
 _LOOKUP = _PRELUDE + """
@@ -123,8 +123,13 @@ if n > 0 and redis.call('EXISTS', unpack(pkeys)) > 0 then
 end
 local value = false
 local entry_stamp = '0'
+local refresh = 0
+local lk = KEYS[2] .. ':l'
+local function take_lease()
+  return redis.call('SET', lk, ARGV[5], 'NX', 'PX', ARGV[6]) or redis.call('GET', lk) == ARGV[5]
+end
 if ARGV[3] == '1' and not created and pending == 0 then
-  local e = redis.call('HMGET', KEYS[2], 'e', 's', 'v')
+  local e = redis.call('HMGET', KEYS[2], 'e', 's', 'v', 'x')
   if e[1] == epoch and e[3] then
     local limit = tonumber(e[2])
     if ARGV[4] ~= '' then limit = math.min(limit, tonumber(ARGV[4])) end
@@ -132,20 +137,27 @@ if ARGV[3] == '1' and not created and pending == 0 then
     for i = 1, n do
       if tonumber(versions[i]) > limit then fresh = false break end
     end
-    if fresh then value = e[3] entry_stamp = e[2] end
+    if fresh then
+      value = e[3]
+      entry_stamp = e[2]
+      -- Stale-while-revalidate: past its TTL (still fresh by the clock), one caller refreshes.
+      if e[4] then
+        now()
+        if now_ms >= tonumber(e[4]) then refresh = take_lease() and 1 or 2 end
+      end
+    end
   end
 end
 -- Coalescing: on a miss, this process takes the key's lease unless another one holds it (then
 -- it leaves a flag so that the holder's fill or release wakes the waiters).
 local leader = 1
-if not value and pending == 0 and ARGV[5] ~= '' then
-  local lk = KEYS[2] .. ':l'
-  if not redis.call('SET', lk, ARGV[5], 'NX', 'PX', ARGV[6]) and redis.call('GET', lk) ~= ARGV[5] then
+if not value and pending == 0 and ARGV[7] == '1' then
+  if not take_lease() then
     leader = 0
     redis.call('SET', KEYS[2] .. ':w', '1', 'PX', ARGV[6])
   end
 end
-return {value, string.format('%d', seq), epoch, pending, versions, leader, entry_stamp}
+return {value, string.format('%d', seq), epoch, pending, versions, leader, entry_stamp, refresh}
 """
 
 # Give back this process's coalescing lease on an entry key and wake its waiters (fills channel).
@@ -160,7 +172,7 @@ end
 """
 
 # KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, value, stamp, epoch, ttl ms,
-# lease holder, fills channel.
+# lease holder, fills channel, stale-while-revalidate window ms (0: none).
 _FILL = _PRELUDE + _RELEASE_FN + """
 local function store()
   if epoch ~= ARGV[5] then return 0 end
@@ -170,8 +182,16 @@ local function store()
     if not v or tonumber(v) > stamp then return 0 end
     if pending_on(KEYS[2 + n + i]) then return 0 end
   end
-  redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3])
-  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  redis.call('DEL', KEYS[2])
+  if ARGV[9] ~= '0' then
+    -- With a stale-while-revalidate window: the TTL ends at 'x', the entry lives the window longer.
+    now()
+    redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3], 'x', now_ms + tonumber(ARGV[6]))
+    redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]) + tonumber(ARGV[9]))
+  else
+    redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3])
+    redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  end
   return 1
 end
 local stored = store()
@@ -407,10 +427,10 @@ class RedisBackend:
         entry = key or "qc:none"
         generation = self._generation
         lease = bool(lease_ms and key)
-        value, seq, epoch, pending, versions, leader, entry_stamp = self._run(
+        value, seq, epoch, pending, versions, leader, entry_stamp, refresh = self._run(
             "lookup", [CLOCK, entry, *vkeys, *pkeys],
             [self._new_epoch(), len(version_keys), "1" if key else "0", "" if tx_stamp is None else tx_stamp,
-             self.holder if lease else "", lease_ms],
+             self.holder, lease_ms or 30000, "1" if lease else "0"],
         )
         epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
         if not self._see_epoch(epoch, int(seq)):
@@ -428,12 +448,15 @@ class RedisBackend:
         result: bytes | _Miss = MISS
         if value:
             result = self._verify(entry, value)
+            if refresh == 1:
+                self._held[entry] = lease_ms or 30000  # this process refreshes it
         elif lease and leader and not pending:
             self._held[entry] = lease_ms  # extended by the subscriber while this process's leader runs
-        return Lookup(result, int(seq), epoch, bool(pending), found, bool(leader), int(entry_stamp))
+        return Lookup(result, int(seq), epoch, bool(pending), found, bool(leader), int(entry_stamp),
+                      int(refresh) if result is not MISS else 0)
 
     def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
-             ttl_s: float) -> bool:
+             ttl_s: float, swr_s: float = 0.0) -> bool:
         ttl_ms = int(ttl_s * 1000)
         if ttl_ms <= 0:
             self.release_lease(key, "unshared")
@@ -442,7 +465,7 @@ class RedisBackend:
         self._held.pop(key, None)
         return bool(self._run("fill", [CLOCK, key, *vkeys, *pkeys],
                               [self._new_epoch(), len(version_keys), self._sign(key, value), stamp, epoch, ttl_ms,
-                               self.holder, self.fills_channel]))
+                               self.holder, self.fills_channel, int(swr_s * 1000)]))
 
     def release_lease(self, key: str, reason: str) -> None:
         self._held.pop(key, None)
