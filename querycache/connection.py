@@ -1046,6 +1046,10 @@ class CachedCursor:
         was_in_tx = in_tx
         try:
             self._raw_execute(sql, params)
+        except BaseException:
+            if leased and store_key is not None and flight is None:
+                self._release_lease(store_key, "error")  # a refresh that failed (a leader's: in _read)
+            raise
         finally:
             stats.latency["miss"].observe(time.perf_counter() - started)
             now_in_tx = conn._adapter.in_transaction(conn._raw)
@@ -1063,8 +1067,13 @@ class CachedCursor:
         fill_stamp = stamp if tx_stamp is None else min(stamp, tx_stamp)
         if pin and was_in_tx:
             fill_stamp = stamp
-        shared, filled = self._capture_and_fill(analysis, plan, l1_key if use_l1 else None, store_key, fill_stamp,
-                                                lookup.epoch, lookup.pending, l1_token)
+        try:
+            shared, filled = self._capture_and_fill(analysis, plan, l1_key if use_l1 else None, store_key,
+                                                    fill_stamp, lookup.epoch, lookup.pending, l1_token)
+        except BaseException:
+            if leased and store_key is not None and flight is None:
+                self._release_lease(store_key, "error")
+            raise
         if flight is not None and store_key is not None and shared is not None:
             cache._flights.finish(store_key, flight, Outcome.SHARED, L1Entry(
                 shared, plan.version_keys, fill_stamp, l1_token, time.monotonic() + plan.ttl_s, 0))
