@@ -32,6 +32,13 @@ _PENDING_MARK_MS = 30000
 _live_caches: weakref.WeakSet[QueryCache] = weakref.WeakSet()
 
 
+def _smallest(default: float, per_table: Mapping[str, int], tables: set[str], hint: int | None) -> float:
+    """The hint, else the smallest of the tables' own values (the default for a table without)."""
+    if hint is not None:
+        return float(hint)
+    return float(min((per_table.get(table, default) for table in tables), default=default))
+
+
 def _after_fork_in_child() -> None:
     # L1 entries were validated against a mirror this process no longer receives updates for.
     for cache in list(_live_caches):
@@ -249,25 +256,17 @@ class QueryCache:
             self._catalog_versions[database] = self._catalog_versions.get(database, 0) + 1
 
     def _ttl_for(self, analysis: Analysis, tables: set[str]) -> float:
+        """The hint's TTL, else the smallest of the tables' (a table without its own: the default);
+        capped by ``ttl.max_s``."""
         ttl_config = self.config.ttl
-        ttl = float(ttl_config.default_s)
-        for table in tables:
-            if table in ttl_config.tables:
-                ttl = min(ttl, ttl_config.tables[table])
-        if analysis.hints.ttl is not None:
-            ttl = float(analysis.hints.ttl)
+        ttl = _smallest(ttl_config.default_s, ttl_config.tables, tables, analysis.hints.ttl)
         return min(ttl, float(ttl_config.max_s))
 
     def _swr_for(self, analysis: Analysis, tables: set[str], ttl_s: float) -> float:
-        """The stale-while-revalidate window: the hint's, else the smallest of the tables', else the
-        default; TTL plus window stays within ``ttl.max_s``."""
+        """The stale-while-revalidate window, chosen like the TTL; TTL plus window stays within
+        ``ttl.max_s``."""
         ttl_config = self.config.ttl
-        swr = float(ttl_config.swr_s)
-        for table in tables:
-            if table in ttl_config.swr_tables:
-                swr = min(swr, ttl_config.swr_tables[table])
-        if analysis.hints.swr is not None:
-            swr = float(analysis.hints.swr)
+        swr = _smallest(ttl_config.swr_s, ttl_config.swr_tables, tables, analysis.hints.swr)
         if ttl_s <= 0:
             return 0.0
         return max(0.0, min(swr, float(ttl_config.max_s) - ttl_s))

@@ -421,3 +421,24 @@ def test_swr_under_concurrent_writes_never_older_than_the_last_commit(pg: Databa
     assert not stale, (stale[:5], statuses)
     counts = any_cache.stats().to_dict()["coalesce"]
     assert counts.get("swr_refreshes", 0) > 0, (counts, statuses)  # the window was used under writes
+
+
+def test_ttl_and_swr_per_table_and_hint() -> None:
+    from querycache.analysis import Analyzer
+
+    cache = querycache.QueryCache.from_dict({"ttl": {"default_s": 300, "max_s": 3600,
+                                                     "tables": {"rates": 60, "countries": 3000},
+                                                     "swr_s": 0, "swr_tables": {"countries": 600}}})
+    try:
+        plain = Analyzer("sqlite", "qmark")("SELECT 1 FROM t")
+        hinted = Analyzer("sqlite", "qmark")("/* cache ttl=20 swr=5 */ SELECT 1 FROM t")
+        assert cache._ttl_for(plain, {"countries"}) == 3000  # a table's own TTL, longer than the default
+        assert cache._ttl_for(plain, {"countries", "orders"}) == 300  # orders has none: the default
+        assert cache._ttl_for(plain, {"countries", "rates"}) == 60  # the smallest wins
+        assert cache._ttl_for(hinted, {"rates"}) == 20
+        assert cache._swr_for(plain, {"countries"}, 3000) == 600  # capped: 3000 + 600 <= 3600
+        assert cache._swr_for(plain, {"countries", "orders"}, 300) == 0  # orders: no window
+        assert cache._swr_for(hinted, {"orders"}, 20) == 5
+        assert cache._swr_for(plain, {"countries"}, 0) == 0  # ttl=0 stores nothing
+    finally:
+        cache.close()
