@@ -442,3 +442,33 @@ def test_ttl_and_swr_per_table_and_hint() -> None:
         assert cache._swr_for(plain, {"countries"}, 0) == 0  # ttl=0 stores nothing
     finally:
         cache.close()
+
+
+def test_a_leaders_rows_never_reach_another_tenant(slow: Callable[..., Slow], pg: Database,
+                                                  cache: querycache.QueryCache) -> None:
+    s = slow(sleep_s=0.5)
+    conns = _warm([cache.wrap(pg.connect()) for _ in range(8)], s.table)
+
+    def call(i: int) -> tuple[list[Any], str]:
+        with cache.scope(tenant=f"tenant-{i % 2}"):
+            return _read(conns[i], s.sql)
+
+    out = _together(8, call)
+    assert s.runs() == 2  # one leader per tenant
+    assert sorted(status for _, status in out).count("miss") == 2
+
+
+def test_leader_error_across_processes_one_retry(slow: Callable[..., Slow]) -> None:
+    _redis_up(REDIS_URL)
+    s = slow(sleep_s=0.5, fail_first=True)
+    namespace = "ce" + uuid.uuid4().hex[:8]
+    procs, start, results = _processes(
+        4, caller_process, lambda st, res, rd: (namespace, s.sql, 4, st, res, {}, rd))
+    start.set()
+    out = [row for _ in procs for row in results.get(timeout=120)]
+    for p in procs:
+        p.join(30)
+    errors = [o for o in out if isinstance(o, str)]
+    assert len(errors) == 1 and "leader failed on purpose" in errors[0], out
+    assert all(o[0] == [(1, 10)] for o in out if not isinstance(o, str))
+    assert s.runs() == 2  # the failed leader, then exactly one new leader in all four processes
