@@ -15,6 +15,7 @@ Exit status: pytest's when it failed, 0 otherwise (budgets are reported, not enf
 The Redis-specific figures (miss overhead on Redis, invalidation throughput with and without other
 lease holders, bump delivery latency and ``wait_for_acks``) come from a separate standalone script,
 ``bench/redis_clock.py [--quick]``, which writes ``bench/results/redis.{json,md}``.
+Request-coalescing stampede vs dogpile.cache: ``bench/stampede.py [--quick]`` (``bench/results/stampede.*``).
 """
 
 from __future__ import annotations
