@@ -183,8 +183,9 @@ def _print_stats(console: Console, data: dict[str, Any]) -> None:
     hits = counters.get("hits") or {}
     served = sum(hits.values()) + counters.get("coalesced", 0)
     total = served + counters.get("misses", 0) + sum((counters.get("bypasses") or {}).values())
-    head = Table(title=f"querycache: {data['backend']} store, namespace {data['namespace']!r}, "
-                       f"{data['processes']} process(es) reporting", show_header=False)
+    console.print(escape(f"querycache: {data['backend']} store, namespace {data['namespace']!r}, "
+                         f"{data['processes']} process(es) reporting"))
+    head = Table(show_header=False)
     head.add_row("hit ratio", f"{served / total:.1%}" if total else "-")
     head.add_row("hits", ", ".join(f"{tier} {n}" for tier, n in hits.items()) or "0")
     for key in ("misses", "coalesced", "fail_open"):

@@ -1049,7 +1049,13 @@ class CachedCursor:
             reason = backend.wait_fill(store_key, min(poll, remaining))
             poll = min(poll * 2, 0.25)
             l1_token = backend.l1_epoch
-            lookup = backend.lookup(store_key, plan.version_keys, tx_stamp, lease_ms)
+            try:
+                lookup = backend.lookup(store_key, plan.version_keys, tx_stamp, lease_ms)
+            except BackendUnavailable:
+                # One slow reply while another process leads: keep waiting (until max_wait_ms)
+                # rather than run the query beside it.
+                cache._stats.coalesce.incr("wait_lookup_failures")
+                continue
             if reason == "unshared" and lookup.value is MISS:
                 break  # its result could not be stored: run it here, do not queue behind another
         return lookup, l1_token
