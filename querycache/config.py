@@ -82,6 +82,14 @@ class CoalesceConfig:
 
 
 @dataclass(frozen=True)
+class StatsConfig:
+    enabled: bool = True
+    """False: no per-statement rows and no L1 latency histogram (the counters stay)."""
+    publish_interval_s: float = 10.0
+    """With Redis: how often each process publishes its snapshot for `querycache stats`."""
+
+
+@dataclass(frozen=True)
 class HintsConfig:
     strict: bool = False
 
@@ -104,6 +112,7 @@ class Config:
     invalidation: InvalidationConfig = field(default_factory=InvalidationConfig)
     coalesce: CoalesceConfig = field(default_factory=CoalesceConfig)
     hints: HintsConfig = field(default_factory=HintsConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
     scope: ScopeConfig = field(default_factory=ScopeConfig)
 
     @classmethod
@@ -262,6 +271,7 @@ def _check(config: Config) -> None:
     positive("l3.budget_ms", config.l3.budget_ms)
     non_negative("ttl.default_s", config.ttl.default_s)
     positive("ttl.max_s", config.ttl.max_s)
+    positive("stats.publish_interval_s", config.stats.publish_interval_s)
     non_negative("ttl.swr_s", config.ttl.swr_s)
     for table, seconds in config.ttl.swr_tables.items():
         non_negative(f"ttl.swr_tables.{table}", seconds)

@@ -26,6 +26,7 @@ from querycache.drivers.base import Catalog, DriverAdapter, ServerState
 from querycache.errors import BackendUnavailable
 from querycache.keys import UnsupportedParam, l1_params, l2_key
 from querycache.l1 import L1Cache, L1Entry
+from querycache.stats import Fingerprint
 from querycache.status import COALESCED, HIT_L1, HIT_L2, BypassReason, NotFilledReason
 from querycache.status import MISS as STATUS_MISS
 
@@ -326,6 +327,55 @@ class CachedConnection:
         return (self._tx.isolation or self._next_isolation or self._adapter.driver_isolation(self._raw)
                 or self._state.isolation)
 
+    def explain(self, sql: str, params: Any = None) -> dict[str, Any]:
+        """How this connection would answer ``sql`` right now, without running it: the analysis,
+        the dependencies (catalog included), the keys, and the tier (``l1``, ``l2``, or ``database``
+        with the reason). The store lookup creates missing table versions, nothing else."""
+        analysis = self._analyzer(sql)
+        out = analysis.to_dict()
+        out["tier"] = "database"
+        if analysis.reason is not None:
+            out["why"] = f"bypass:{analysis.reason.value}"
+            return out
+        if analysis.kind is not StatementKind.READ or analysis.changes_scope:
+            out["why"] = "bypass:write" if analysis.is_write else "bypass:session"
+            return out
+        plan = self._plan(analysis)
+        out["version_keys"] = list(plan.version_keys)
+        out["ttl_s"] = plan.ttl_s
+        out["swr_s"] = plan.swr_s
+        if plan.bypass is not None or plan.calls_user_function:
+            out["why"] = f"bypass:{(plan.bypass or BypassReason.VOLATILE).value}"
+            return out
+        cache = self._cache
+        raw_cursor = self._raw.cursor()
+        try:
+            shape = self._adapter.cursor_shape(raw_cursor)
+            token = self._adapter.shape_token(raw_cursor)
+        finally:
+            raw_cursor.close()
+        store_key = l2_key(cache.namespace, self._scope_key, cache._tenant.get(), shape, analysis.normalized,
+                           params, plan.version_keys)
+        out["keys"] = {"l2": store_key, "scope": self._scope_key}
+        if self._l1 is not None:
+            try:
+                entry = self._l1.get((self._scope_id, cache._tenant.get(), token, sql, l1_params(params)))
+            except UnsupportedParam:
+                entry = None
+            if entry is not None and entry.expires_at > time.monotonic():
+                out["tier"] = "l1"
+                return out
+        try:
+            lookup = cache.backend.lookup(store_key, plan.version_keys)
+        except BackendUnavailable as exc:
+            out["why"] = f"bypass:store_unavailable ({exc})"
+            return out
+        if lookup.value is not MISS:
+            out["tier"] = "l2"
+        else:
+            out["why"] = "pending write" if lookup.pending else "miss: not cached (or no longer fresh)"
+        return out
+
     # -- transaction bookkeeping --------------------------------------------------------
     def _publish(self, keys: set[str]) -> None:
         token = uuid.uuid4().hex
@@ -564,7 +614,7 @@ class CachedCursor:
     """A PEP 249 cursor; ``cache_status`` tells where the last result came from."""
 
     _own = frozenset({"_conn", "_raw", "_status", "_rows", "_pos", "_live", "_result_served", "_served",
-                      "_returned", "_options", "__weakref__"})
+                      "_returned", "_options", "_fp", "__weakref__"})
 
     def __init__(self, conn: CachedConnection, raw: Any) -> None:
         object.__setattr__(self, "_raw", raw)
@@ -577,6 +627,7 @@ class CachedCursor:
         self._result_served: Result = _NO_RESULT
         self._options: dict[str, Any] = {}
         self._returned: Any = None
+        self._fp: Fingerprint | None = None  # the statement's stats record, while it runs
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:
@@ -714,8 +765,15 @@ class CachedCursor:
         self._begin_live(status)
         stats = self._conn._cache._stats
         stats.bypasses.incr(reason.value)
-        if analysis is not None:
-            stats.record_fingerprint(analysis.fingerprint, analysis.normalized, status)
+        self._record(analysis, status)
+
+    def _record(self, analysis: Analysis | None, status: str) -> None:
+        """Count the call in its fingerprint's row (unless stats are off); keep the row at hand."""
+        cache = self._conn._cache
+        fp = None
+        if analysis is not None and cache.stats_enabled:
+            fp = cache._stats.record_fingerprint(analysis.fingerprint, analysis.normalized, status)
+        _set(self, "_fp", fp)
 
     def _begin_live(self, status: str) -> None:
         _set(self, "_status", status)
@@ -745,6 +803,7 @@ class CachedCursor:
         l1 = conn._l1
         # L1 fast path: no parsing, no I/O. Entries exist only for cacheable reads of this scope.
         if l1 is not None and (tx.open and tx.tracked and not tx.dirty if in_tx else not tx.open) and not conn._private:
+            started = time.perf_counter()
             try:
                 pkey = l1_params(params)
             except UnsupportedParam:
@@ -756,7 +815,12 @@ class CachedCursor:
                     if not in_tx and conn._reads_open_tx:
                         conn._open_tx_for_hit()
                     self._serve(entry.result, HIT_L1)
-                    next(conn._cache._stats.hits["l1"])
+                    stats = conn._cache._stats
+                    next(stats.hits["l1"])
+                    fp = entry.fp
+                    if fp is not None:  # None when stats are off
+                        fp.hit()
+                        stats.latency["l1"].observe(time.perf_counter() - started)
                     return self._result()
         return self._execute_slow(sql, params, in_tx)
 
@@ -848,7 +912,10 @@ class CachedCursor:
         try:
             self._raw_execute(sql, params)
         finally:
-            stats.latency["bypass"].observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            stats.latency["bypass"].observe(elapsed)
+            if self._fp is not None:
+                self._fp.ran(elapsed)
             conn._reconcile(in_tx, ended_by_commit=True)
         return self._result()
 
@@ -905,7 +972,7 @@ class CachedCursor:
         coalesce = cache.config.coalesce
         flight: Flight | None = None
         if coalesce.enabled and store_key is not None and not pin and plan.ttl_s > 0:
-            served, flight = self._follow(store_key, in_tx)
+            served, flight = self._follow(store_key, in_tx, analysis)
             if served:
                 return self._result()
         if flight is None:
@@ -929,7 +996,7 @@ class CachedCursor:
             self._release_lease(store_key, "unshared")
         return result
 
-    def _follow(self, key: str, in_tx: bool) -> tuple[bool, Flight | None]:
+    def _follow(self, key: str, in_tx: bool, analysis: Analysis) -> tuple[bool, Flight | None]:
         """Join the key's flight: lead it (the flight is returned), or wait for its leader and serve
         what it hands over if that passes the hit check now (True). (False, None): run it yourself."""
         conn = self._conn
@@ -947,6 +1014,7 @@ class CachedCursor:
                         conn._open_tx_for_hit()
                     self._serve(flight.entry.result, COALESCED)
                     next(stats.coalesced)
+                    self._record(analysis, COALESCED)
                     return True, None
                 stats.coalesce.incr("handover_refused")  # a write since the leader's stamp: run again
                 return False, None
@@ -981,7 +1049,13 @@ class CachedCursor:
             reason = backend.wait_fill(store_key, min(poll, remaining))
             poll = min(poll * 2, 0.25)
             l1_token = backend.l1_epoch
-            lookup = backend.lookup(store_key, plan.version_keys, tx_stamp, lease_ms)
+            try:
+                lookup = backend.lookup(store_key, plan.version_keys, tx_stamp, lease_ms)
+            except BackendUnavailable:
+                # One slow reply while another process leads: keep waiting (until max_wait_ms)
+                # rather than run the query beside it.
+                cache._stats.coalesce.incr("wait_lookup_failures")
+                continue
             if reason == "unshared" and lookup.value is MISS:
                 break  # its result could not be stored: run it here, do not queue behind another
         return lookup, l1_token
@@ -1027,6 +1101,7 @@ class CachedCursor:
                 if opens_tx:
                     conn._open_tx_for_hit()
                 self._serve(result, status)
+                self._record(analysis, status)
                 if status == COALESCED:
                     next(stats.coalesced)
                 else:
@@ -1042,8 +1117,9 @@ class CachedCursor:
         # Miss: run on the database, deliver, then fill.
         self._begin_live(STATUS_MISS)
         next(stats.misses)
-        stats.record_fingerprint(analysis.fingerprint, analysis.normalized, STATUS_MISS)
+        self._record(analysis, STATUS_MISS)
         was_in_tx = in_tx
+        executed = time.perf_counter()
         try:
             self._raw_execute(sql, params)
         except BaseException:
@@ -1051,7 +1127,10 @@ class CachedCursor:
                 self._release_lease(store_key, "error")  # a refresh that failed (a leader's: in _read)
             raise
         finally:
-            stats.latency["miss"].observe(time.perf_counter() - started)
+            now = time.perf_counter()
+            stats.latency["miss"].observe(now - started)
+            if self._fp is not None:
+                self._fp.ran(now - executed)  # the database's share only
             now_in_tx = conn._adapter.in_transaction(conn._raw)
             if not was_in_tx and now_in_tx:
                 tx.reset()
@@ -1162,7 +1241,8 @@ class CachedCursor:
             version = versions.get(k)
             if version is None or version > stamp:
                 return  # a write landed since the stamp: this result may already be old
-        l1[key] = L1Entry(result, plan.version_keys, stamp, epoch, time.monotonic() + plan.ttl_s, size + 200)
+        l1[key] = L1Entry(result, plan.version_keys, stamp, epoch, time.monotonic() + plan.ttl_s, size + 200,
+                          self._fp)
         next(conn._cache._stats.fills["l1"])
 
     def _call_statement(self, analysis: Analysis, sql: str, params: Any) -> Any:

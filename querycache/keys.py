@@ -77,4 +77,11 @@ def l2_key(namespace: str, scope_key: str, tenant: Any, shape: str, normalized: 
     for part in (scope_key, repr(tenant), shape, normalized, _typed_repr(params), "\x1e".join(dependencies)):
         digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\x1f")
-    return f"{namespace}:e:{digest.hexdigest()}"
+    return f"{namespace}:e:{tenant_tag(tenant)}:{digest.hexdigest()}"
+
+
+def tenant_tag(tenant: Any) -> str:
+    """The tenant's segment of an entry key (12 hex digits), so one tenant's entries can be dropped."""
+    if tenant is None:
+        return "0" * 12
+    return hashlib.blake2b(repr(tenant).encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()

@@ -18,6 +18,7 @@ class L1Entry:
     epoch: str
     expires_at: float
     size: int
+    fp: Any = None  # the statement's stats row (a stats.Fingerprint), counted on each hit
 
 
 class L1Cache(LRUCache[Any, L1Entry]):

@@ -7,6 +7,7 @@ is taken on the hot path.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import threading
 from dataclasses import dataclass, field
@@ -48,42 +49,66 @@ class Counters:
 
 
 class Histogram:
-    """Cumulative latency buckets (seconds), Prometheus style."""
+    """Cumulative latency buckets (seconds), Prometheus style, without a lock: each bucket is an
+    ``itertools.count`` (exact under threads); the sum is a plain float add, which a thread switch
+    in the middle may rarely lose (the sum is then a hair low; counts stay exact)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.count = 0
+        self._buckets = [itertools.count() for _ in range(len(LATENCY_BUCKETS) + 1)]
         self.total = 0.0
 
     def observe(self, seconds: float) -> None:
-        index = 0
-        for index, bound in enumerate(LATENCY_BUCKETS):  # noqa: B007
-            if seconds <= bound:
-                break
-        else:
-            index = len(LATENCY_BUCKETS)
-        with self._lock:
-            self.buckets[index] += 1
-            self.count += 1
-            self.total += seconds
+        next(self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)])
+        self.total += seconds
+
+    @property
+    def count(self) -> int:
+        return sum(_value(b) for b in self._buckets)
 
     def to_dict(self) -> dict[str, Any]:
-        with self._lock:
-            cumulative, running = {}, 0
-            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), self.buckets, strict=False):
-                running += n
-                cumulative["+Inf" if bound == float("inf") else repr(bound)] = running
-            return {"count": self.count, "sum": self.total, "buckets": cumulative}
+        counts = [_value(b) for b in self._buckets]
+        cumulative, running = {}, 0
+        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
+            running += n
+            cumulative["+Inf" if bound == float("inf") else repr(bound)] = running
+        return {"count": running, "sum": self.total, "buckets": cumulative}
 
 
-@dataclass
-class _Fingerprint:
-    normalized: str
-    calls: int = 0
-    misses: int = 0
-    bypasses: int = 0
-    last_status: str = ""
+class Fingerprint:
+    """Per statement shape: calls, hits, misses, bypasses and the time the database spent on it.
+
+    The L1 hit path reaches its record through the L1 entry and counts with one ``next()``."""
+
+    __slots__ = ("backend_ns", "bypasses", "calls", "executions", "hits", "last_status", "misses", "normalized")
+
+    def __init__(self, normalized: str) -> None:
+        self.normalized = normalized
+        self.calls = itertools.count()
+        self.hits = itertools.count()
+        self.misses = itertools.count()
+        self.bypasses = itertools.count()
+        self.executions = itertools.count()
+        self.backend_ns = 0
+        self.last_status = ""
+
+    def hit(self) -> None:
+        next(self.calls)
+        next(self.hits)
+
+    def ran(self, seconds: float) -> None:
+        """The database ran it (a miss or a bypass) for ``seconds``."""
+        next(self.executions)
+        self.backend_ns += int(seconds * 1e9)
+
+    def to_dict(self, fingerprint: str) -> dict[str, Any]:
+        calls, hits, executions = _value(self.calls), _value(self.hits), _value(self.executions)
+        backend = self.backend_ns / 1e9
+        mean = backend / executions if executions else 0.0
+        return {"fingerprint": fingerprint, "normalized": self.normalized, "calls": calls, "hits": hits,
+                "misses": _value(self.misses), "bypasses": _value(self.bypasses),
+                "hit_ratio": round(hits / calls, 4) if calls else 0.0, "executions": executions,
+                "backend_seconds_total": backend, "backend_seconds_mean": mean,
+                "time_saved_seconds": hits * mean, "last_status": self.last_status}
 
 
 @dataclass
@@ -104,6 +129,8 @@ class StatsSnapshot:
     evictions: dict[str, int] = field(default_factory=dict)
     analysis: dict[str, int] = field(default_factory=dict)
     coalesce: dict[str, int] = field(default_factory=dict)
+    entries: dict[str, int | None] = field(default_factory=dict)
+    bytes: dict[str, int | None] = field(default_factory=dict)
     """Single flight: ``leaders`` (elected), ``reelections`` (after a leader's error),
     ``timeouts`` (a follower gave up waiting), ``handover_refused`` (a write since the leader's
     stamp), ``cross_process_waits``; and stale-while-revalidate: ``swr_served``, ``swr_refreshes``."""
@@ -124,6 +151,8 @@ class StatsSnapshot:
             "evictions": dict(self.evictions),
             "analysis": dict(self.analysis),
             "coalesce": dict(self.coalesce),
+            "entries": dict(self.entries),
+            "bytes": dict(self.bytes),
         }
 
     @property
@@ -148,27 +177,31 @@ class Stats:
         self.invalidations = Counters()
         self.evictions = Counters()
         self.coalesce = Counters()
-        self.latency = {"l2": Histogram(), "miss": Histogram(), "bypass": Histogram()}
-        self._fingerprints: dict[str, _Fingerprint] = {}
+        self.latency = {"l1": Histogram(), "l2": Histogram(), "miss": Histogram(), "bypass": Histogram()}
+        self._fingerprints: dict[str, Fingerprint] = {}
         self._lock = threading.Lock()
 
-    def record_fingerprint(self, fingerprint: str, normalized: str, status: str) -> None:
+    def record_fingerprint(self, fingerprint: str, normalized: str, status: str) -> Fingerprint | None:
+        """Count one call of the statement shape; returns its record (None beyond the bound)."""
         entry = self._fingerprints.get(fingerprint)
         if entry is None:
             with self._lock:
                 if len(self._fingerprints) >= _MAX_FINGERPRINTS:
-                    return
-                entry = self._fingerprints.setdefault(fingerprint, _Fingerprint(normalized[:500]))
-        entry.calls += 1
+                    return None
+                entry = self._fingerprints.setdefault(fingerprint, Fingerprint(normalized[:500]))
+        next(entry.calls)
         entry.last_status = status
         if status == "miss":
-            entry.misses += 1
+            next(entry.misses)
         elif status.startswith("bypass"):
-            entry.bypasses += 1
+            next(entry.bypasses)
+        else:
+            next(entry.hits)
+        return entry
 
-    def snapshot(self, analysis: dict[str, int] | None = None) -> StatsSnapshot:
+    def snapshot(self, analysis: dict[str, int] | None = None, top_n: int = _TOP_FINGERPRINTS) -> StatsSnapshot:
         with self._lock:
-            top = sorted(self._fingerprints.items(), key=lambda kv: -kv[1].calls)[:_TOP_FINGERPRINTS]
+            top = sorted(self._fingerprints.items(), key=lambda kv: -_value(kv[1].calls))[:top_n]
         return StatsSnapshot(
             hits={k: _value(v) for k, v in self.hits.items()},
             misses=_value(self.misses),
@@ -179,13 +212,47 @@ class Stats:
             invalidations=self.invalidations.snapshot(),
             fail_open=_value(self.fail_open),
             latency_seconds={k: h.to_dict() for k, h in self.latency.items()},
-            fingerprints=[
-                {"fingerprint": fp, "normalized": e.normalized, "calls": e.calls, "misses": e.misses,
-                 "bypasses": e.bypasses, "last_status": e.last_status}
-                for fp, e in top
-            ],
+            fingerprints=[e.to_dict(fp) for fp, e in top],
             hint_warnings=_value(self.hint_warnings),
             evictions=self.evictions.snapshot(),
             analysis=dict(analysis or {}),
             coalesce=self.coalesce.snapshot(),
         )
+
+
+def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum ``to_dict()`` snapshots of several processes into one of the same shape (plus
+    ``processes``); fingerprint rows add up by fingerprint."""
+    out: dict[str, Any] = {"processes": len(snapshots)}
+    for snap in snapshots:
+        for key, value in snap.items():
+            if key == "fingerprints":
+                continue
+            out[key] = _add(out.get(key), value)
+    rows: dict[str, dict[str, Any]] = {}
+    for snap in snapshots:
+        for row in snap.get("fingerprints", []):
+            mine = rows.setdefault(row["fingerprint"], {"fingerprint": row["fingerprint"],
+                                                        "normalized": row["normalized"]})
+            for field_name in ("calls", "hits", "misses", "bypasses", "executions", "backend_seconds_total"):
+                mine[field_name] = mine.get(field_name, 0) + row.get(field_name, 0)
+            mine["last_status"] = row.get("last_status", "")
+    for row in rows.values():
+        mean = row["backend_seconds_total"] / row["executions"] if row["executions"] else 0.0
+        row["backend_seconds_mean"] = mean
+        row["time_saved_seconds"] = row["hits"] * mean
+        row["hit_ratio"] = round(row["hits"] / row["calls"], 4) if row["calls"] else 0.0
+    out["fingerprints"] = sorted(rows.values(), key=lambda r: -r["calls"])
+    return out
+
+
+def _add(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: _add(a.get(k), b.get(k)) for k in {**a, **b}}
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return a + b
+    return b

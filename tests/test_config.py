@@ -24,6 +24,7 @@ DOCUMENTED_DEFAULTS: dict[str, Any] = {
                      "capture": {"dsn": None, "database_id": None}},
     "coalesce": {"enabled": True, "max_wait_ms": 5000, "lease_ms": 30000},
     "hints": {"strict": False},
+    "stats": {"enabled": True, "publish_interval_s": 10.0},
 }
 
 

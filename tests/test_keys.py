@@ -193,7 +193,7 @@ def test_l2_key_is_fixed_length_and_shaped() -> None:
     ]
     assert len({len(k) for k in keys}) == 1
     for k in keys:
-        assert re.fullmatch(r"qc:e:[0-9a-f]+", k), k
+        assert re.fullmatch(r"qc:e:[0-9a-f]{12}:[0-9a-f]{40}", k), k
 
 
 def test_l2_key_has_no_sql_text_or_param_values() -> None:

@@ -75,7 +75,7 @@ def test_cli_doctor_and_stats_and_flush() -> None:
     stats = json.loads(_cli("stats", "--json").stdout)
     assert stats["backend"] == "memory"
     assert "hits" in stats["counters"]
-    assert _cli("flush", "--tier", "l2").returncode == 0
+    assert _cli("flush", "--tier", "l2", "--yes").returncode == 0
 
 
 def test_cli_demo_reports_no_stale_reads() -> None:

@@ -110,8 +110,9 @@ class Backend(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def flush(self) -> None:
-        """Drop every entry of this namespace (versions stay: they only ever grow)."""
+    def flush(self, prefix: str = "") -> None:
+        """Drop every entry of this namespace (versions stay: they only ever grow); with ``prefix``,
+        only entry keys ``<namespace>:e:<prefix>...`` (one tenant's: ``keys.tenant_tag``)."""
 
     def close(self) -> None: ...
 

@@ -227,8 +227,13 @@ class MemoryBackend:
             if key in self._entries:
                 self._drop(key)
 
-    def flush(self) -> None:
+    def flush(self, prefix: str = "") -> None:
         with self._lock:
+            if prefix:
+                start = f"{self.namespace}:e:{prefix}"
+                for key in [k for k in self._entries if k.startswith(start)]:
+                    self._drop(key)
+                return
             self._entries.clear()
             self._refreshing.clear()
             self._bytes = 0

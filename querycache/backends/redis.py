@@ -287,6 +287,7 @@ def _mark_forked() -> None:
         backend._forked = True
         backend._lease_until = 0.0
         backend._conns = threading.local()  # the parent's sockets are not this process's
+        backend.holder = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # nor its lease-holder id
 
 
 if hasattr(os, "register_at_fork"):
@@ -575,10 +576,10 @@ class RedisBackend:
     def delete(self, key: str) -> None:
         self._call(lambda: self._client.delete(key))
 
-    def flush(self) -> None:
+    def flush(self, prefix: str = "") -> None:
         def scan_delete() -> None:
             batch = []
-            for key in self._client.scan_iter(match=f"{self.namespace}:e:*", count=1000):
+            for key in self._client.scan_iter(match=f"{self.namespace}:e:{prefix}*", count=1000):
                 batch.append(key)
                 if len(batch) >= 500:
                     self._client.delete(*batch)
@@ -601,12 +602,71 @@ class RedisBackend:
             conn.disconnect()
         self._client.close()
 
+    # -- fleet statistics -------------------------------------------------------------------------
+    def publish_stats(self, payload: bytes, ttl_ms: int) -> None:
+        """This process's stats snapshot, under its holder id, expiring unless published again."""
+        self._call(lambda: self._client.set(f"{self.namespace}:stats:{self.holder}", payload, px=ttl_ms))
+
+    def read_stats(self) -> list[bytes]:
+        """Every live process's latest snapshot in this namespace."""
+        def read() -> list[bytes]:
+            keys = list(self._client.scan_iter(match=f"{self.namespace}:stats:*", count=1000))
+            values = self._client.mget(keys) if keys else []
+            return [v.encode() if isinstance(v, str) else v for v in values if v is not None]
+        result: list[bytes] = self._call(read)
+        return result
+
     def health_problems(self) -> list[str]:
         problems = []
         policy = self._client.config_get("maxmemory-policy").get("maxmemory-policy", "")
         if str(policy).startswith("allkeys-"):
             problems.append(f"maxmemory-policy is {policy}: it may evict clock keys; use volatile-* or noeviction")
         return problems
+
+    def health_report(self) -> list[tuple[str, str, str]]:
+        """``doctor``'s Redis checks: (check, ok|warn|fail, detail with the fix)."""
+        checks: list[tuple[str, str, str]] = []
+        info = self._client.info("server")
+        version = str(info.get("redis_version", "?"))
+        major = int(version.split(".")[0]) if version[:1].isdigit() else 0
+        checks.append(("redis version", "ok" if major >= 6 else "fail",
+                       version if major >= 6 else f"{version}: Redis 6 or newer is needed"))
+        samples = []
+        for _ in range(20):
+            started = time.perf_counter()
+            self._client.ping()
+            samples.append(time.perf_counter() - started)
+        median_ms = sorted(samples)[len(samples) // 2] * 1000
+        budget_ms = self.timeout_s * 1000
+        checks.append(("redis latency", "ok" if median_ms < budget_ms / 2 else "warn",
+                       f"PING median {median_ms:.2f} ms (l2.timeout_ms {budget_ms:.0f})"
+                       + ("" if median_ms < budget_ms / 2 else ": raise l2.timeout_ms or move Redis closer")))
+        problems = self.health_problems()
+        policy = self._client.config_get("maxmemory-policy").get("maxmemory-policy", "")
+        detail = problems[0] if problems else str(policy)
+        checks.append(("redis maxmemory-policy", "fail" if problems else "ok", detail))
+        checks.append(self._pubsub_check())
+        return checks
+
+    def _pubsub_check(self) -> tuple[str, str, str]:
+        channel = f"qc:doctor:{uuid.uuid4().hex}"
+        pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+        try:
+            pubsub.subscribe(channel)
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                message = pubsub.get_message(timeout=0.1)
+                if message is not None and message["type"] == "subscribe":
+                    break
+            self._client.publish(channel, b"ping")
+            while time.monotonic() < deadline:
+                message = pubsub.get_message(timeout=0.1)
+                if message is not None and message["type"] == "message":
+                    return ("redis pub/sub", "ok", "a published message arrived")
+            return ("redis pub/sub", "fail", "a published message did not arrive within 2 s: coherence leases "
+                                             "cannot be granted; check proxies between the app and Redis")
+        finally:
+            pubsub.close()
 
     # -- integrity ------------------------------------------------------------------------------
     def _sign(self, key: str, value: bytes) -> bytes:
