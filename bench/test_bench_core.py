@@ -5,6 +5,7 @@ pairs the two roles of one path and prints the ratio of their medians (cached / 
 
 Groups:
   l1-vs-sqlite    raw sqlite3 point query (10 rows)       vs an L1 hit through a wrapped connection
+  l1-stats        an L1 hit with stats off                vs the same with stats on (what the counters cost)
   l1-vs-postgres  raw psycopg point query (10 rows)       vs an L1 hit through a wrapped connection
   analysis        fresh parse (a unique text each call)   vs the memoized lookup of a seen text
   miss-overhead   uncached execute+fetchall (10 rows)     vs a cold miss through the wrapper (fills L1 + L2),
@@ -121,6 +122,23 @@ def test_l1_sqlite_hit(benchmark: Any, sqlite_db: sqlite3.Connection, sqlite_sql
     cache = querycache.QueryCache()
     conn = cache.wrap(sqlite_db)
     _l1_hit(benchmark, cache, conn.cursor(), sqlite_sql["point"], expected)
+
+
+# -- 1b. the cost of statistics on the L1 hit path ---------------------------------------------
+L1_STATS = "L1 hit with stats on (per-statement row, latency histogram) vs stats off (sqlite, 10 rows)"
+
+
+@pytest.mark.benchmark(group="l1-stats")
+@pytest.mark.parametrize("stats_on", [False, True], ids=["stats-off", "stats-on"])
+def test_l1_hit_stats(benchmark: Any, stats_on: bool, sqlite_db: sqlite3.Connection,
+                      sqlite_sql: dict[str, str]) -> None:
+    _tag(benchmark, L1_STATS, "cached" if stats_on else "raw")
+    expected = sqlite_db.execute(sqlite_sql["point"], (GRP,)).fetchall()
+    cache = querycache.QueryCache.from_dict({"stats": {"enabled": stats_on}})
+    conn = cache.wrap(sqlite_db)
+    _l1_hit(benchmark, cache, conn.cursor(), sqlite_sql["point"], expected)
+    rows = cache.stats().to_dict()["fingerprints"]
+    assert bool(rows) is stats_on  # the switch did what it says
 
 
 # -- 2. L1 hit vs raw PostgreSQL -------------------------------------------------------------

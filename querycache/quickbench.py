@@ -30,10 +30,13 @@ def run_quick_bench(rounds: int = 20000, batches: int = 20) -> dict[str, dict[st
     raw = _database()
     raw_cur = raw.cursor()
     cache = QueryCache()
+    quiet = QueryCache.from_dict({"stats": {"enabled": False}})
     hit_cur = cache.wrap(_database()).cursor()
+    quiet_cur = quiet.wrap(_database()).cursor()
     miss_cur = cache.wrap(_database()).cursor()
-    hit_cur.execute(_SQL, (7, 0))
-    hit_cur.fetchall()
+    for cur in (hit_cur, quiet_cur):
+        cur.execute(_SQL, (7, 0))
+        cur.fetchall()
     counter = itertools.count(1)
 
     def raw_call() -> Any:
@@ -44,12 +47,17 @@ def run_quick_bench(rounds: int = 20000, batches: int = 20) -> dict[str, dict[st
         hit_cur.execute(_SQL, (7, 0))
         return hit_cur.fetchall()
 
+    def quiet_call() -> Any:
+        quiet_cur.execute(_SQL, (7, 0))
+        return quiet_cur.fetchall()
+
     def miss_call() -> Any:
         miss_cur.execute(_SQL, (7, -next(counter)))  # a new key each call: always a cold miss
         return miss_cur.fetchall()
 
     paths: dict[str, Callable[[], Any]] = {
-        "raw sqlite point query": raw_call, "L1 hit": hit_call, "miss (memory L2 fill)": miss_call,
+        "raw sqlite point query": raw_call, "L1 hit": hit_call, "L1 hit, stats off": quiet_call,
+        "miss (memory L2 fill)": miss_call,
     }
     per_batch = max(1, rounds // batches)
     samples: dict[str, list[float]] = {name: [] for name in paths}
@@ -59,9 +67,11 @@ def run_quick_bench(rounds: int = 20000, batches: int = 20) -> dict[str, dict[st
             for _ in range(per_batch):
                 call()
             samples[name].append((time.perf_counter() - started) / per_batch * 1e6)
-    hit_cur.execute(_SQL, (7, 0))
-    assert hit_cur.cache_status == "hit:L1", hit_cur.cache_status
+    for cur in (hit_cur, quiet_cur):
+        cur.execute(_SQL, (7, 0))
+        assert cur.cache_status == "hit:L1", cur.cache_status
     cache.close()
+    quiet.close()
     raw_median = statistics.median(samples["raw sqlite point query"])
     return {
         name: {"median_us": statistics.median(values), "ratio_to_raw": statistics.median(values) / raw_median}

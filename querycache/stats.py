@@ -75,15 +75,15 @@ class Histogram:
 
 
 class Fingerprint:
-    """Per statement shape: calls, hits, misses, bypasses and the time the database spent on it.
+    """Per statement shape: hits, misses, bypasses and the time the database spent on it.
 
-    The L1 hit path reaches its record through the L1 entry and counts with one ``next()``."""
+    The L1 hit path reaches its record through the L1 entry and counts with one ``next()``;
+    calls are the sum."""
 
-    __slots__ = ("backend_ns", "bypasses", "calls", "executions", "hits", "last_status", "misses", "normalized")
+    __slots__ = ("backend_ns", "bypasses", "executions", "hits", "last_status", "misses", "normalized")
 
     def __init__(self, normalized: str) -> None:
         self.normalized = normalized
-        self.calls = itertools.count()
         self.hits = itertools.count()
         self.misses = itertools.count()
         self.bypasses = itertools.count()
@@ -91,9 +91,9 @@ class Fingerprint:
         self.backend_ns = 0
         self.last_status = ""
 
-    def hit(self) -> None:
-        next(self.calls)
-        next(self.hits)
+    @property
+    def calls(self) -> int:
+        return _value(self.hits) + _value(self.misses) + _value(self.bypasses)
 
     def ran(self, seconds: float) -> None:
         """The database ran it (a miss or a bypass) for ``seconds``."""
@@ -101,7 +101,8 @@ class Fingerprint:
         self.backend_ns += int(seconds * 1e9)
 
     def to_dict(self, fingerprint: str) -> dict[str, Any]:
-        calls, hits, executions = _value(self.calls), _value(self.hits), _value(self.executions)
+        hits, executions = _value(self.hits), _value(self.executions)
+        calls = self.calls
         backend = self.backend_ns / 1e9
         mean = backend / executions if executions else 0.0
         return {"fingerprint": fingerprint, "normalized": self.normalized, "calls": calls, "hits": hits,
@@ -178,6 +179,7 @@ class Stats:
         self.evictions = Counters()
         self.coalesce = Counters()
         self.latency = {"l1": Histogram(), "l2": Histogram(), "miss": Histogram(), "bypass": Histogram()}
+        self.l1_ticks = itertools.count()  # L1-hit latency is sampled: 1 hit in 64 is timed
         self._fingerprints: dict[str, Fingerprint] = {}
         self._lock = threading.Lock()
 
@@ -189,7 +191,6 @@ class Stats:
                 if len(self._fingerprints) >= _MAX_FINGERPRINTS:
                     return None
                 entry = self._fingerprints.setdefault(fingerprint, Fingerprint(normalized[:500]))
-        next(entry.calls)
         entry.last_status = status
         if status == "miss":
             next(entry.misses)
@@ -201,7 +202,7 @@ class Stats:
 
     def snapshot(self, analysis: dict[str, int] | None = None, top_n: int = _TOP_FINGERPRINTS) -> StatsSnapshot:
         with self._lock:
-            top = sorted(self._fingerprints.items(), key=lambda kv: -_value(kv[1].calls))[:top_n]
+            top = sorted(self._fingerprints.items(), key=lambda kv: -kv[1].calls)[:top_n]
         return StatsSnapshot(
             hits={k: _value(v) for k, v in self.hits.items()},
             misses=_value(self.misses),

@@ -92,7 +92,7 @@ def test_cli_bench_runs() -> None:
     result = _cli("bench", "--rounds", "2000", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) == {"raw sqlite point query", "L1 hit", "miss (memory L2 fill)"}
+    assert set(data) == {"raw sqlite point query", "L1 hit", "L1 hit, stats off", "miss (memory L2 fill)"}
 
 
 def test_fork_child_drops_l1(tmp_path: Path) -> None:
