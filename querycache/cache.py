@@ -80,6 +80,7 @@ class QueryCache:
         self._catalogs: dict[str, tuple[Catalog, int]] = {}
         self._catalog_loaded_at: dict[str, float] = {}
         self._catalog_versions: dict[str, int] = {}
+        self._catalog_failing: set[str] = set()
         self._databases: set[str] = set()
         self._connections: weakref.WeakSet[CachedConnection] = weakref.WeakSet()
         self._lock = threading.RLock()
@@ -310,9 +311,14 @@ class QueryCache:
         try:
             catalog = adapter.load_catalog(raw)
         except Exception as exc:  # noqa: BLE001 - a catalog we cannot read means: cache nothing
-            log.warning("querycache: could not read the catalog of %s (%s); its reads are not cached",
-                        database, exc)
+            if database not in self._catalog_failing:  # once per state change, not per query
+                self._catalog_failing.add(database)
+                log.warning("querycache: could not read the catalog of %s (%s); its reads are not cached",
+                            database, exc)
             return Catalog(complete=False), -1
+        if database in self._catalog_failing:
+            self._catalog_failing.discard(database)
+            log.warning("querycache: the catalog of %s is readable again; its reads are cached", database)
         with self._lock:
             self._catalogs[database] = (catalog, version)
             self._catalog_loaded_at[database] = time.monotonic()

@@ -220,6 +220,7 @@ class CaptureListener:
 
         from querycache.drivers.base import detect
 
+        lost = False
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.dsn, autocommit=True) as conn:
@@ -228,7 +229,9 @@ class CaptureListener:
                     self.connects += 1
                     # Whatever was committed while nobody listened was never heard: bump everything.
                     self._bump(database_id, {ALL_TABLES})
-                    log.info("querycache: capture listening on %s", database_id)
+                    log.log(logging.WARNING if lost else logging.INFO,
+                            "querycache: capture listening on %s", database_id)
+                    lost = False
                     while not self._stop.is_set():
                         names = {n.payload for n in conn.notifies(timeout=0.5, stop_after=1)}
                         if names:
@@ -236,7 +239,9 @@ class CaptureListener:
                             names |= {n.payload for n in conn.notifies(timeout=0)}
                             self._bump(database_id, names)
             except psycopg.Error as exc:
-                log.warning("querycache: capture listener lost its connection (%s); reconnecting", exc)
+                if not lost:  # once per outage, not per reconnect attempt
+                    log.warning("querycache: capture listener lost its connection (%s); reconnecting", exc)
+                    lost = True
                 self._stop.wait(self.reconnect_s)
 
     def _bump(self, database_id: str, names: set[str]) -> None:

@@ -294,3 +294,17 @@ def test_cli_capture_install_status_doctor_uninstall(capdb: str, tmp_path: Any) 
     # `capture listen` refuses the per-process memory store.
     listen = _cli("--config", str(config), "capture", "listen")
     assert listen.returncode == 2 and "l2.backend: redis" in listen.stderr
+
+
+def test_listener_warns_once_per_outage(caplog: pytest.LogCaptureFixture) -> None:
+    from querycache.capture import CaptureListener
+
+    caplog.set_level("WARNING", logger="querycache")
+    cache = querycache.QueryCache()
+    listener = CaptureListener(cache, "host=127.0.0.1 port=1 dbname=none user=postgres connect_timeout=1",
+                               reconnect_s=0.05).start()
+    time.sleep(1.0)  # many reconnect attempts
+    listener.stop()
+    cache.close()
+    lost = [r for r in caplog.records if "lost its connection" in r.getMessage()]
+    assert len(lost) == 1, [r.getMessage() for r in caplog.records]
