@@ -203,6 +203,9 @@ class QueryCache:
         if isinstance(self.backend, Sized):
             snapshot.entries["l2"] = len(self.backend)
             snapshot.bytes["l2"] = getattr(self.backend, "size_bytes", None)
+        evicted = getattr(self.backend, "evictions", None)
+        if isinstance(evicted, int) and evicted:
+            snapshot.evictions["l2"] = evicted
         return snapshot
 
     def invalidate_tables(self, *names: str, database_id: str | None = None) -> None:
