@@ -251,16 +251,22 @@ def _processes(n: int, target: Any, args: Callable[[Any, Any, Any], tuple[Any, .
     return procs, start, results
 
 
-def test_64_callers_in_4_processes_run_a_cold_key_once(slow: Callable[..., Slow]) -> None:
-    _redis_up(REDIS_URL)
-    s = slow(sleep_s=1.0)
+def _callers(sql: str, processes: int, threads: int) -> list[Any]:
+    """``processes`` x ``threads`` callers of ``sql`` released at once; what each got."""
     namespace = "co" + uuid.uuid4().hex[:8]
     procs, start, results = _processes(
-        4, caller_process, lambda st, res, rd: (namespace, s.sql, 16, st, res, {}, rd))
+        processes, caller_process, lambda st, res, rd: (namespace, sql, threads, st, res, {}, rd))
     start.set()
     out = [row for _ in procs for row in results.get(timeout=120)]
     for p in procs:
         p.join(30)
+    return out
+
+
+def test_64_callers_in_4_processes_run_a_cold_key_once(slow: Callable[..., Slow]) -> None:
+    _redis_up(REDIS_URL)
+    s = slow(sleep_s=1.0)
+    out = _callers(s.sql, 4, 16)
     assert len(out) == 64 and all(o[0] == [(1, 10)] for o in out), out
     assert s.runs() == 1
     statuses = sorted(o[1] for o in out)
@@ -461,13 +467,7 @@ def test_a_leaders_rows_never_reach_another_tenant(slow: Callable[..., Slow], pg
 def test_leader_error_across_processes_one_retry(slow: Callable[..., Slow]) -> None:
     _redis_up(REDIS_URL)
     s = slow(sleep_s=0.5, fail_first=True)
-    namespace = "ce" + uuid.uuid4().hex[:8]
-    procs, start, results = _processes(
-        4, caller_process, lambda st, res, rd: (namespace, s.sql, 4, st, res, {}, rd))
-    start.set()
-    out = [row for _ in procs for row in results.get(timeout=120)]
-    for p in procs:
-        p.join(30)
+    out = _callers(s.sql, 4, 4)
     errors = [o for o in out if isinstance(o, str)]
     assert len(errors) == 1 and "leader failed on purpose" in errors[0], out
     assert all(o[0] == [(1, 10)] for o in out if not isinstance(o, str))
