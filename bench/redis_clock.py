@@ -256,7 +256,7 @@ def holder_main(conn: Connection, url: str, namespace: str, lease_ms: int) -> No
 
         backend.on_resync(count_resync)
         deadline = time.monotonic() + 10
-        while backend.l1_epoch == _NO_LEASE:
+        while backend.l1_epoch.startswith(_NO_LEASE):
             if time.monotonic() > deadline:
                 conn.send(("error", "no coherence lease 10 s after start"))
                 return
@@ -270,7 +270,7 @@ def holder_main(conn: Connection, url: str, namespace: str, lease_ms: int) -> No
                 resyncs[0] = 0
                 conn.send(("ok",))
             elif command[0] == "records":
-                conn.send(("records", list(mirror.applied), resyncs[0], backend.l1_epoch != _NO_LEASE))
+                conn.send(("records", list(mirror.applied), resyncs[0], not backend.l1_epoch.startswith(_NO_LEASE)))
             elif command[0] == "version":
                 conn.send(("version", backend.versions.get(command[1])))
             elif command[0] == "stop":

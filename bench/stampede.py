@@ -159,7 +159,7 @@ def run_local(spec: RunSpec, before_release: Callable[[], None]) -> LocalResult:
         cache = querycache.QueryCache.from_dict(_qc_config(spec))
         if spec.scenario == "qc-redis":  # wait for this process's L1 coherence lease, as a warm process has
             deadline = time.monotonic() + 10
-            while cache.backend.l1_epoch == "\x00no-lease":
+            while cache.backend.l1_epoch.startswith("\x00no-lease"):
                 if time.monotonic() > deadline:
                     raise RuntimeError("no L1 coherence lease from Redis within 10 s")
                 time.sleep(0.02)

@@ -366,7 +366,7 @@ class CachedConnection:
                 out["tier"] = "l1"
                 return out
         try:
-            lookup = cache.backend.lookup(store_key, plan.version_keys)
+            lookup = cache.backend.lookup(store_key, plan.version_keys, peek=True)
         except BackendUnavailable as exc:
             out["why"] = f"bypass:store_unavailable ({exc})"
             return out
@@ -975,18 +975,20 @@ class CachedCursor:
                            plan.version_keys) if use_l2 else None
         coalesce = cache.config.coalesce
         flight: Flight | None = None
+        # One bound for the whole call: waiting as a follower, re-elected, then for another process.
+        deadline = time.monotonic() + coalesce.max_wait_ms / 1000
         if coalesce.enabled and store_key is not None and not pin and plan.ttl_s > 0:
-            served, flight = self._follow(store_key, in_tx, analysis)
+            served, flight = self._follow(store_key, in_tx, analysis, deadline)
             if served:
                 return self._result()
         if flight is None:
             return self._lookup_and_run(analysis, sql, params, in_tx, plan, pin, tx_stamp, opens_tx, l1_key,
-                                        use_l1, store_key, None)
+                                        use_l1, store_key, None, deadline)
         # This thread leads the key's flight: whatever happens, the followers must hear of it.
         assert store_key is not None
         try:
             result = self._lookup_and_run(analysis, sql, params, in_tx, plan, pin, tx_stamp, opens_tx, l1_key,
-                                          use_l1, store_key, flight)
+                                          use_l1, store_key, flight, deadline)
         except BaseException:
             if not flight.done.is_set():
                 cache._flights.finish(store_key, flight, Outcome.FAILED)
@@ -1000,13 +1002,12 @@ class CachedCursor:
             self._release_lease(store_key, "unshared")
         return result
 
-    def _follow(self, key: str, in_tx: bool, analysis: Analysis) -> tuple[bool, Flight | None]:
+    def _follow(self, key: str, in_tx: bool, analysis: Analysis, deadline: float) -> tuple[bool, Flight | None]:
         """Join the key's flight: lead it (the flight is returned), or wait for its leader and serve
         what it hands over if that passes the hit check now (True). (False, None): run it yourself."""
         conn = self._conn
         cache = conn._cache
         stats = cache._stats
-        deadline = time.monotonic() + cache.config.coalesce.max_wait_ms / 1000
         while True:
             flight, leading = cache._flights.join(key)
             if leading:
@@ -1036,13 +1037,12 @@ class CachedCursor:
             self._conn._cache._store_failed()
 
     def _wait_for_other_process(self, store_key: str, plan: _ReadPlan, tx_stamp: int | None, lookup: Lookup,
-                                started: float) -> tuple[Lookup, str]:
+                                deadline: float) -> tuple[Lookup, str]:
         """Another process holds the key's lease: wait for its fill (woken by the store, or polling),
         looking again each time, until a fresh entry, the lease, or ``coalesce.max_wait_ms``."""
         cache = self._conn._cache
         backend = cache.backend
         lease_ms = cache.config.coalesce.lease_ms
-        deadline = started + cache.config.coalesce.max_wait_ms / 1000
         poll = 0.02
         l1_token = backend.l1_epoch
         while lookup.value is MISS and not lookup.leader and not lookup.pending:
@@ -1066,7 +1066,7 @@ class CachedCursor:
 
     def _lookup_and_run(self, analysis: Analysis, sql: str, params: Any, in_tx: bool, plan: _ReadPlan, pin: bool,
                         tx_stamp: int | None, opens_tx: bool, l1_key: Any, use_l1: bool, store_key: str | None,
-                        flight: Flight | None) -> Any:
+                        flight: Flight | None, deadline: float) -> Any:
         conn = self._conn
         cache = conn._cache
         tx = conn._tx
@@ -1079,7 +1079,7 @@ class CachedCursor:
             if flight is not None and lookup.value is MISS and not lookup.leader and not lookup.pending:
                 assert store_key is not None
                 cache._stats.coalesce.incr("cross_process_waits")
-                lookup, l1_token = self._wait_for_other_process(store_key, plan, tx_stamp, lookup, time.monotonic())
+                lookup, l1_token = self._wait_for_other_process(store_key, plan, tx_stamp, lookup, deadline)
                 status = COALESCED
         except Exception:  # noqa: BLE001 - fail open: the store must never fail a query
             cache._store_failed()

@@ -472,3 +472,120 @@ def test_leader_error_across_processes_one_retry(slow: Callable[..., Slow]) -> N
     assert len(errors) == 1 and "leader failed on purpose" in errors[0], out
     assert all(o[0] == [(1, 10)] for o in out if not isinstance(o, str))
     assert s.runs() == 2  # the failed leader, then exactly one new leader in all four processes
+
+
+# -- regressions found by the review of this change --------------------------------------------
+
+def test_without_a_lease_l1_never_answers(pg: Database) -> None:
+    """A process whose subscriber lost its lease must not serve L1 entries filled meanwhile
+    (they carried the constant no-lease token, which matched itself)."""
+    _redis_up(REDIS_URL)
+    cache = _redis_cache("nl" + uuid.uuid4().hex[:8])
+    try:
+        backend: Any = cache.backend
+        backend._stop.set()  # the subscriber stops: the lease runs out, nobody renews it
+        backend._subscriber.join(5)
+        backend._lease_until = 0.0
+        assert backend.l1_epoch != backend.l1_epoch  # a value equal to no other
+        table = make_table(pg)
+        conn = cache.wrap(pg.connect())
+        sql = f"SELECT v FROM {table} WHERE id = 1"
+        assert _read(conn, sql)[1] == "miss"
+        assert _read(conn, sql)[1] == "hit:L2"  # not hit:L1
+    finally:
+        cache.close()
+
+
+def make_table(pg: Database) -> str:
+    table = pg.t("plain")
+    pg.tables.append(table)
+    pg.admin(f"CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL)", f"INSERT INTO {table} VALUES (1, 10)")
+    return table
+
+
+def test_explain_claims_no_lease_and_no_refresh(slow: Callable[..., Slow], pg: Database) -> None:
+    _redis_up(REDIS_URL)
+    s = slow(sleep_s=0.0)
+    sql = "/* cache ttl=1 swr=30 */ " + s.sql
+    namespace = "xp" + uuid.uuid4().hex[:8]
+    explainer, reader = _redis_cache(namespace), _redis_cache(namespace)
+    try:
+        _read(reader.wrap(pg.connect()), sql)
+        time.sleep(1.2)  # past the TTL, inside the window
+        assert explainer.wrap(pg.connect()).explain(sql)["tier"] == "l2"
+        assert explainer.backend._held == {}  # type: ignore[attr-defined]
+        # So the refresh is still there to take for the next caller.
+        assert _read(reader.wrap(pg.connect()), sql)[1] == "miss"
+        assert s.runs() == 2
+    finally:
+        explainer.close()
+        reader.close()
+
+
+def test_swr_one_refresh_per_key_within_a_process_on_redis(slow: Callable[..., Slow], pg: Database) -> None:
+    _redis_up(REDIS_URL)
+    s = slow(sleep_s=1.0)
+    sql = "/* cache ttl=1 swr=30 */ " + s.sql
+    cache = _redis_cache("sp" + uuid.uuid4().hex[:8])
+    try:
+        _leased(cache.backend)
+        conns = _warm([cache.wrap(pg.connect()) for _ in range(4)], s.table)
+        assert _read(conns[0], sql)[1] == "miss"
+        time.sleep(1.2)
+        refresher = threading.Thread(target=_read, args=(conns[1], sql))
+        refresher.start()
+        time.sleep(0.3)  # the refresh runs
+        for conn in conns[2:]:
+            assert _read(conn, sql) == ([(1, 10)], "hit:L2")  # the old entry, no second refresh
+        refresher.join()
+        assert s.runs() == 2
+    finally:
+        cache.close()
+
+
+def test_reelected_follower_keeps_the_original_deadline(pg: Database) -> None:
+    """The leader fails; the re-elected follower meets another process's lease: its total wait
+    stays within max_wait_ms (it used to start a new one)."""
+    _redis_up(REDIS_URL)
+    table = pg.t("rel")
+    seq, fn = table + "_runs", table + "_slow"
+    pg.tables.append(table)
+    pg.admin(f"CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL)", f"INSERT INTO {table} VALUES (1, 10)",
+             f"CREATE SEQUENCE {seq}",
+             f"CREATE FUNCTION {fn}(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN "
+             f"IF nextval('{seq}') = 1 THEN PERFORM pg_sleep(1.9); RAISE EXCEPTION 'first run fails'; END IF; "
+             f"PERFORM pg_sleep(4); RETURN x; END $$")
+    sql = f"SELECT id, {fn}(v) FROM {table} WHERE id = 1"
+    namespace = "rl" + uuid.uuid4().hex[:8]
+    ours = _redis_cache(namespace, max_wait_ms=2000)
+    other = _redis_cache(namespace)  # stands for another process: its own lease holder
+    try:
+        _leased(ours.backend)
+        _leased(other.backend)
+        first, second = _warm([ours.wrap(pg.connect()) for _ in range(2)], table)
+        (elsewhere,) = _warm([other.wrap(pg.connect())], table)
+        times: dict[str, float] = {}
+
+        def call(name: str, conn: Any, delay: float) -> None:
+            time.sleep(delay)
+            began = time.monotonic()
+            try:
+                _read(conn, sql)
+            except Exception:  # noqa: BLE001 - the first leader fails on purpose
+                pass
+            times[name] = time.monotonic() - began
+
+        threads = [threading.Thread(target=call, args=args) for args in
+                   (("first", first, 0.0), ("elsewhere", elsewhere, 0.1), ("second", second, 0.2))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        # The other process's run (4 s) outlasts the second's 2 s: it waits its 2 s in all, then runs
+        # the query itself (4 s): about 6 s. With a new max_wait after the re-election it waited
+        # 1.7 + 2 s: about 7.7 s.
+        assert times["second"] < 6.85, times
+    finally:
+        ours.close()
+        other.close()
+        pg.admin(f"DROP FUNCTION IF EXISTS {fn}(int)", f"DROP SEQUENCE IF EXISTS {seq}")

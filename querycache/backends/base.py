@@ -72,18 +72,19 @@ class Backend(Protocol):
     @property
     def l1_epoch(self) -> str:
         """The token L1 entries carry and hits must match: taken before the lookup that fills them;
-        the store's epoch, or none while this process may be behind."""
+        the store's epoch, or, while this process may be behind, a value equal to no other."""
 
     @property
     def mirror_versions(self) -> Mapping[str, int]:
         """This process's copy of table versions, read by L1 hits without I/O."""
 
     def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None,
-               lease_ms: int = 0) -> Lookup:
+               lease_ms: int = 0, peek: bool = False) -> Lookup:
         """Create missing versions at the current seq, then read entry, versions, marks and stamp.
 
         ``lease_ms`` > 0 on a miss without pending marks: take the key's coalescing lease for this
-        process (``SET NX PX``) unless another process holds it (``Lookup.leader``)."""
+        call (``SET NX PX``) unless another caller holds it (``Lookup.leader``). ``peek``: claim
+        nothing (no lease, no stale-while-revalidate refresh), as ``explain`` does."""
 
     def release_lease(self, key: str, reason: str) -> None:
         """Give the lease back (compare-and-delete) and wake the processes waiting for the key:

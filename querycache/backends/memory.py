@@ -119,7 +119,7 @@ class MemoryBackend:
         return False
 
     def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None,
-               lease_ms: int = 0) -> Lookup:
+               lease_ms: int = 0, peek: bool = False) -> Lookup:
         # One process: the in-process single flight is the whole of coalescing, the lease is ours.
         if self._forked:
             self._check_fork()
@@ -144,7 +144,7 @@ class MemoryBackend:
                     self._entries.move_to_end(key)  # type: ignore[arg-type]
                     if entry.soft_expires_at and entry.soft_expires_at <= now:
                         refreshing = self._refreshing.get(key)  # type: ignore[arg-type]
-                        if refreshing is None or refreshing <= now:
+                        if not peek and (refreshing is None or refreshing <= now):
                             self._refreshing[key] = now + (lease_ms or 30000) / 1000  # type: ignore[index]
                             refresh = 1
                         else:

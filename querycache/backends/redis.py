@@ -97,7 +97,8 @@ end
 """
 
 # KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, has entry, tx stamp or '',
-# lease holder, lease ms, '1' to take the coalescing lease on a miss.
+# lease token (this call's), lease ms, '1' to take the coalescing lease on a miss, '1' to claim the
+# refresh of an entry past its TTL (stale-while-revalidate).
 # The hot path: one MGET for the versions and one EXISTS for all pending marks; the marks are
 # only read one by one (to drop expired tokens) when one exists.
 _LOOKUP = _PRELUDE + """
@@ -126,7 +127,8 @@ local entry_stamp = '0'
 local refresh = 0
 local lk = KEYS[2] .. ':l'
 local function take_lease()
-  return redis.call('SET', lk, ARGV[5], 'NX', 'PX', ARGV[6]) or redis.call('GET', lk) == ARGV[5]
+  -- The token is this call's own: a second caller of the same process does not get it either.
+  return redis.call('SET', lk, ARGV[5], 'NX', 'PX', ARGV[6])
 end
 if ARGV[3] == '1' and not created and pending == 0 then
   local e = redis.call('HMGET', KEYS[2], 'e', 's', 'v', 'x')
@@ -143,7 +145,7 @@ if ARGV[3] == '1' and not created and pending == 0 then
       -- Stale-while-revalidate: past its TTL (still fresh by the clock), one caller refreshes.
       if e[4] then
         now()
-        if now_ms >= tonumber(e[4]) then refresh = take_lease() and 1 or 2 end
+        if now_ms >= tonumber(e[4]) then refresh = (ARGV[8] == '1' and take_lease()) and 1 or 2 end
       end
     end
   end
@@ -172,7 +174,7 @@ end
 """
 
 # KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, value, stamp, epoch, ttl ms,
-# lease holder, fills channel, stale-while-revalidate window ms (0: none).
+# lease token ('' if none), fills channel, stale-while-revalidate window ms (0: none).
 _FILL = _PRELUDE + _RELEASE_FN + """
 local function store()
   if epoch ~= ARGV[5] then return 0 end
@@ -199,17 +201,18 @@ release(KEYS[2], ARGV[7], ARGV[8], 'filled')
 return stored
 """
 
-# KEYS: entry. ARGV: lease holder, fills channel, reason.
+# KEYS: entry. ARGV: lease token ('' if none), fills channel, reason.
 _RELEASE = _RELEASE_FN + """
 release(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 return 1
 """
 
-# KEYS: entry keys. ARGV: lease holder, lease ms. Extends this process's leases (its leaders still run).
+# KEYS: entry keys. ARGV: lease ms, then one token per key. Extends this process's leases (its
+# leaders still run).
 _EXTEND = """
 for i = 1, #KEYS do
   local lk = KEYS[i] .. ':l'
-  if redis.call('GET', lk) == ARGV[1] then redis.call('PEXPIRE', lk, ARGV[2]) end
+  if redis.call('GET', lk) == ARGV[1 + i] then redis.call('PEXPIRE', lk, ARGV[1]) end
 end
 return 1
 """
@@ -328,10 +331,12 @@ class RedisBackend:
         db = self._client.connection_pool.connection_kwargs.get("db", 0)
         self.channel = f"{CHANNEL}:{db}"
         self.fills_channel = f"{FILLS}:{db}"
-        self._held: dict[str, int] = {}
+        self._held: dict[str, tuple[str, int]] = {}  # entry key -> (lease token, lease ms)
+        self._lease_counter = itertools.count()
         self._fill_waiters: dict[str, _FillWaiter] = {}
         self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._epoch_counter = itertools.count()
+        self._no_lease = itertools.count()
         self._key_memo: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
         self._ack_prefix = "qc:ack:"
         # The mirror: table versions as this process knows them; L1 hits compare against it.
@@ -392,7 +397,9 @@ class RedisBackend:
         starts a new one, so nothing filled before it counts), or nothing without a fresh lease."""
         if time.monotonic() < self._lease_until and not self._undelivered:
             return self._l1_token
-        return _NO_LEASE
+        # Without a lease, a token equal to nothing else: an entry filled now never matches later,
+        # and no entry matches now (a constant would let entries filled without a lease hit).
+        return f"{_NO_LEASE}{next(self._no_lease)}"
 
     @property
     def mirror_versions(self) -> dict[str, int]:
@@ -420,18 +427,19 @@ class RedisBackend:
         return key if key.startswith(self.namespace + ":") else f"{self.namespace}:{key}"
 
     def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None,
-               lease_ms: int = 0) -> Lookup:
+               lease_ms: int = 0, peek: bool = False) -> Lookup:
         if self._forked:
             self._forked = False
             self._after_fork()
         vkeys, pkeys = self._keys(version_keys)
         entry = key or "qc:none"
         generation = self._generation
-        lease = bool(lease_ms and key)
+        lease = bool(lease_ms and key) and not peek
+        token = f"{self.holder}:{next(self._lease_counter)}"
         value, seq, epoch, pending, versions, leader, entry_stamp, refresh = self._run(
             "lookup", [CLOCK, entry, *vkeys, *pkeys],
             [self._new_epoch(), len(version_keys), "1" if key else "0", "" if tx_stamp is None else tx_stamp,
-             self.holder, lease_ms or 30000, "1" if lease else "0"],
+             token, lease_ms or 30000, "1" if lease else "0", "0" if peek else "1"],
         )
         epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
         if not self._see_epoch(epoch, int(seq)):
@@ -450,9 +458,9 @@ class RedisBackend:
         if value:
             result = self._verify(entry, value)
             if refresh == 1:
-                self._held[entry] = lease_ms or 30000  # this process refreshes it
+                self._held[entry] = (token, lease_ms or 30000)  # this caller refreshes it
         elif lease and leader and not pending:
-            self._held[entry] = lease_ms  # extended by the subscriber while this process's leader runs
+            self._held[entry] = (token, lease_ms)  # extended by the subscriber while this leader runs
         return Lookup(result, int(seq), epoch, bool(pending), found, bool(leader), int(entry_stamp),
                       int(refresh) if result is not MISS else 0)
 
@@ -463,14 +471,14 @@ class RedisBackend:
             self.release_lease(key, "unshared")
             return False
         vkeys, pkeys = self._keys(version_keys)
-        self._held.pop(key, None)
+        token = self._held.pop(key, ("", 0))[0]
         return bool(self._run("fill", [CLOCK, key, *vkeys, *pkeys],
                               [self._new_epoch(), len(version_keys), self._sign(key, value), stamp, epoch, ttl_ms,
-                               self.holder, self.fills_channel, int(swr_s * 1000)]))
+                               token, self.fills_channel, int(swr_s * 1000)]))
 
     def release_lease(self, key: str, reason: str) -> None:
-        self._held.pop(key, None)
-        self._run("release", [key], [self.holder, self.fills_channel, reason])
+        token = self._held.pop(key, ("", 0))[0]
+        self._run("release", [key], [token, self.fills_channel, reason])
 
     def wait_fill(self, key: str, timeout_s: float) -> str | None:
         with self._lock:
@@ -580,6 +588,8 @@ class RedisBackend:
         def scan_delete() -> None:
             batch = []
             for key in self._client.scan_iter(match=f"{self.namespace}:e:{prefix}*", count=1000):
+                if key.endswith((b":l", b":w")):
+                    continue  # a running leader's lease and its waiters' flag: not entries
                 batch.append(key)
                 if len(batch) >= 500:
                     self._client.delete(*batch)
@@ -877,7 +887,9 @@ class RedisBackend:
                         if self._held:
                             # This process's coalescing leaders still run: keep their leases.
                             held = dict(self._held)
-                            self._scripts["extend"](keys=list(held), args=[self.holder, max(held.values())],
+                            self._scripts["extend"](keys=list(held),
+                                                    args=[max(ms for _, ms in held.values()),
+                                                          *(token for token, _ in held.values())],
                                                     client=client)
                         # Every bump published before the PING has been applied: renew the lease.
                         self._scripts["renew"](keys=[CLOCK, HOLDERS],
