@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 JSON_PATH = RESULTS / "core.json"
 MD_PATH = RESULTS / "core.md"
-GROUP_ORDER = ["l1-vs-sqlite", "l1-stats", "l1-vs-postgres", "analysis", "miss-overhead"]
+GROUP_ORDER = ["l1-vs-sqlite", "l1-stats", "l1-vs-postgres", "codec", "analysis", "miss-overhead"]
 
 # Budgets from the design.
 L1_HIT_MAX_US = 3.0

@@ -7,6 +7,7 @@ Groups:
   l1-vs-sqlite    raw sqlite3 point query (10 rows)       vs an L1 hit through a wrapped connection
   l1-stats        an L1 hit with stats off                vs the same with stats on (what the counters cost)
   l1-vs-postgres  raw psycopg point query (10 rows)       vs an L1 hit through a wrapped connection
+  codec           pickle.dumps / pickle.loads of a result vs the msgpack codec (never pickle in the cache)
   analysis        fresh parse (a unique text each call)   vs the memoized lookup of a seen text
   miss-overhead   uncached execute+fetchall (10 rows)     vs a cold miss through the wrapper (fills L1 + L2),
                   for sqlite and for PostgreSQL
@@ -160,6 +161,53 @@ def test_l1_postgres_hit(benchmark: Any, pg_connect: Callable[[], Any], pg_sql: 
     conn = cache.wrap(raw)
     assert conn.autocommit is True
     _l1_hit(benchmark, cache, conn.cursor(), pg_sql["point"], expected)
+
+
+# -- 2b. codec: the msgpack codec vs pickle of the same result ------------------------------------
+CODEC_ENCODE = "codec encode: querycache msgpack codec vs pickle.dumps (10 typed rows)"
+CODEC_DECODE = "codec decode: querycache msgpack codec vs pickle.loads (10 typed rows)"
+
+
+def _typed_result() -> Any:
+    import datetime as dt
+    import decimal
+    import uuid as uuid_module
+
+    from querycache.codec import Result
+
+    tz = dt.timezone(dt.timedelta(hours=2))
+    rows = [(i, f"item-{i:04d}", decimal.Decimal(f"{i}.25"), dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=tz),
+             dt.date(2024, 2, 29), uuid_module.UUID(int=i), None, True) for i in range(ROWS)]
+    description = [(name, None, None, None, None, None, None) for name in
+                   ("id", "name", "price", "ts", "day", "uid", "note", "flag")]
+    return Result(description, rows, ROWS)
+
+
+@pytest.mark.benchmark(group="codec")
+@pytest.mark.parametrize("side", ["pickle", "codec"])
+def test_codec_encode(benchmark: Any, side: str) -> None:
+    import pickle
+
+    from querycache.codec import encode
+
+    _tag(benchmark, CODEC_ENCODE, "cached" if side == "codec" else "raw")
+    result = _typed_result()
+    out = benchmark(encode if side == "codec" else pickle.dumps, result)
+    assert isinstance(out, bytes) and out
+
+
+@pytest.mark.benchmark(group="codec")
+@pytest.mark.parametrize("side", ["pickle", "codec"])
+def test_codec_decode(benchmark: Any, side: str) -> None:
+    import pickle
+
+    from querycache.codec import decode, encode
+
+    _tag(benchmark, CODEC_DECODE, "cached" if side == "codec" else "raw")
+    result = _typed_result()
+    data = encode(result) if side == "codec" else pickle.dumps(result)
+    back = benchmark(decode if side == "codec" else pickle.loads, data)
+    assert back.rows == result.rows
 
 
 # -- 3. analysis: memoized lookup vs fresh parse ---------------------------------------------
