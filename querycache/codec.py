@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import struct
 import uuid
 import zoneinfo
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import msgpack
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 _DECIMAL = 1
 _DATETIME = 2
@@ -87,16 +88,50 @@ def _tz_unpack(data: list[Any]) -> dt.tzinfo | None:
     return dt.timezone(offset) if name == default_name else dt.timezone(offset, name)
 
 
+# Datetimes and dates are the most common typed cells: a fixed struct, and the time zone's bytes
+# (and, decoding, its object) cached per zone, instead of a nested msgpack document per cell.
+_DT_STRUCT = struct.Struct(">HBBBBBIB")
+_DATE_STRUCT = struct.Struct(">I")
+_TZ_BYTES: dict[Any, bytes] = {}
+_TZ_OBJECTS: dict[bytes, dt.tzinfo | None] = {}
+_NO_TZ = b""
+
+
+def _tz_bytes(tz: dt.tzinfo) -> bytes:
+    # Fixed-offset zones and ZoneInfo keys describe themselves without a sample datetime. The cache
+    # key is the description, not the zone: timezone(+2h, "CEST") == timezone(+2h) compares equal.
+    cache_key = (tz.key,) if isinstance(tz, zoneinfo.ZoneInfo) else (tz.utcoffset(None), tz.tzname(None))
+    found = _TZ_BYTES.get(cache_key)
+    if found is None:
+        found = _pack(_tz_pack(tz, None))
+        if len(_TZ_BYTES) < 4096:
+            _TZ_BYTES[cache_key] = found
+    return found
+
+
+def _tz_object(data: bytes) -> dt.tzinfo | None:
+    try:
+        return _TZ_OBJECTS[data]
+    except KeyError:
+        tz = _tz_unpack(_unpack(data))
+        if len(_TZ_OBJECTS) < 4096:
+            _TZ_OBJECTS[data] = tz
+        return tz
+
+
 def _default(value: Any) -> msgpack.ExtType:
     kind = type(value)
     if kind is decimal.Decimal:
         return msgpack.ExtType(_DECIMAL, str(value).encode())
     if kind is dt.datetime:
-        fields = [value.year, value.month, value.day, value.hour, value.minute, value.second,
-                  value.microsecond, value.fold, _tz_pack(value.tzinfo, value)]
-        return msgpack.ExtType(_DATETIME, _pack(fields))
+        tz = value.tzinfo
+        if tz is not None and not isinstance(tz, (dt.timezone, zoneinfo.ZoneInfo)):
+            raise Unencodable(f"tzinfo of type {type(tz).__name__} is not encodable")
+        head = _DT_STRUCT.pack(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                               value.microsecond, value.fold)
+        return msgpack.ExtType(_DATETIME, head + (_NO_TZ if tz is None else _tz_bytes(tz)))
     if kind is dt.date:
-        return msgpack.ExtType(_DATE, _pack(value.toordinal()))
+        return msgpack.ExtType(_DATE, _DATE_STRUCT.pack(value.toordinal()))
     if kind is dt.time:
         fields = [value.hour, value.minute, value.second, value.microsecond, value.fold,
                   _tz_pack(value.tzinfo, None)]
@@ -120,10 +155,11 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if code == _DECIMAL:
         return decimal.Decimal(data.decode())
     if code == _DATETIME:
-        y, mo, d, h, mi, s, us, fold, tz = _unpack(data)
-        return dt.datetime(y, mo, d, h, mi, s, us, tzinfo=_tz_unpack(tz), fold=fold)
+        y, mo, d, h, mi, s, us, fold = _DT_STRUCT.unpack_from(data)
+        tz = _tz_object(data[_DT_STRUCT.size:]) if len(data) > _DT_STRUCT.size else None
+        return dt.datetime(y, mo, d, h, mi, s, us, tzinfo=tz, fold=fold)
     if code == _DATE:
-        return dt.date.fromordinal(_unpack(data))
+        return dt.date.fromordinal(_DATE_STRUCT.unpack(data)[0])
     if code == _TIME:
         h, mi, s, us, fold, tz = _unpack(data)
         return dt.time(h, mi, s, us, tzinfo=_tz_unpack(tz), fold=fold)
