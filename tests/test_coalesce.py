@@ -296,12 +296,14 @@ def test_killed_leader_process_releases_followers_at_lease_expiry(slow: Callable
     namespace = "ck" + uuid.uuid4().hex[:8]
     coalesce = {"lease_ms": 1000}
     ctx = mp.get_context("spawn")
+    # The followers first (spawning takes seconds here), then the leader: it must still be running
+    # its query when they arrive.
+    procs, start, results = _processes(
+        2, caller_process, lambda st, res, rd: (namespace, s.sql, 4, st, res, coalesce, rd))
     started = ctx.Event()
     leader = ctx.Process(target=leader_process, args=(namespace, s.sql, started, coalesce))
     leader.start()
     assert started.wait(60)
-    procs, start, results = _processes(
-        2, caller_process, lambda st, res, rd: (namespace, s.sql, 4, st, res, coalesce, rd))
     began = time.monotonic()
     start.set()
     time.sleep(0.3)
