@@ -357,7 +357,7 @@ def any_cache(request: pytest.FixtureRequest) -> Any:
 
 def test_swr_serves_the_old_entry_while_one_caller_refreshes(slow: Callable[..., Slow], pg: Database,
                                                              any_cache: querycache.QueryCache) -> None:
-    s = slow(sleep_s=0.6)
+    s = slow(sleep_s=1.5)
     sql = "/* cache ttl=1 swr=30 */ " + s.sql
     conns = _warm([any_cache.wrap(pg.connect()) for _ in range(8)], s.table)
     assert _read(conns[0], sql) == ([(1, 10)], "miss")
@@ -369,7 +369,7 @@ def test_swr_serves_the_old_entry_while_one_caller_refreshes(slow: Callable[...,
     assert statuses.count("miss") == 1, statuses  # the refresher
     assert all(o[0][0] == [(1, 10)] for o in out)
     served_old = [t - began for (rows, status), t in out if status != "miss"]
-    assert max(served_old) < 0.6, "the others must not wait for the refresh"  # the query sleeps 0.6 s
+    assert max(served_old) < 1.0, "the others must not wait for the refresh"  # the query sleeps 1.5 s
     counts = any_cache.stats().to_dict()["coalesce"]
     assert counts["swr_refreshes"] == 1
     assert _read(conns[1], sql)[1] in ("hit:L1", "hit:L2")  # refreshed: fresh again
@@ -555,11 +555,11 @@ def test_reelected_follower_keeps_the_original_deadline(pg: Database) -> None:
     pg.admin(f"CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL)", f"INSERT INTO {table} VALUES (1, 10)",
              f"CREATE SEQUENCE {seq}",
              f"CREATE FUNCTION {fn}(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN "
-             f"IF nextval('{seq}') = 1 THEN PERFORM pg_sleep(1.9); RAISE EXCEPTION 'first run fails'; END IF; "
-             f"PERFORM pg_sleep(4); RETURN x; END $$")
+             f"IF nextval('{seq}') = 1 THEN PERFORM pg_sleep(2.9); RAISE EXCEPTION 'first run fails'; END IF; "
+             f"PERFORM pg_sleep(5); RETURN x; END $$")
     sql = f"SELECT id, {fn}(v) FROM {table} WHERE id = 1"
     namespace = "rl" + uuid.uuid4().hex[:8]
-    ours = _redis_cache(namespace, max_wait_ms=2000)
+    ours = _redis_cache(namespace, max_wait_ms=3000)
     other = _redis_cache(namespace)  # stands for another process: its own lease holder
     try:
         _leased(ours.backend)
@@ -583,10 +583,10 @@ def test_reelected_follower_keeps_the_original_deadline(pg: Database) -> None:
             t.start()
         for t in threads:
             t.join(60)
-        # The other process's run (4 s) outlasts the second's 2 s: it waits its 2 s in all, then runs
-        # the query itself (4 s): about 6 s. With a new max_wait after the re-election it waited
-        # 1.7 + 2 s: about 7.7 s.
-        assert times["second"] < 6.85, times
+        # The other process's run (5 s, from 2.9 s) outlasts the second's 3 s: it waits its 3 s in all,
+        # then runs the query itself (5 s): about 8 s. With a new max_wait after the re-election (at
+        # 2.9 s) it waited 2.7 + 3 s, then ran it: about 10.7 s.
+        assert times["second"] < 9.35, times
     finally:
         ours.close()
         other.close()
