@@ -1,0 +1,8 @@
+"""``python -m bench`` runs the workload benchmark (``python -m bench.workload``)."""
+
+import sys
+
+from bench.workload.runner import main
+
+if __name__ == "__main__":
+    sys.exit(main())

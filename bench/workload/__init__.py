@@ -1,0 +1,18 @@
+"""Workload benchmark: a generated shop schema on PostgreSQL, a Zipfian read/write mix, six contenders
+(uncached, querycache L1 / L1+L2 memory / L1+L2 Redis, a hand-written Redis cache-aside with TTL,
+dogpile.cache on Redis), one after another with the same seeds, and a checker that counts stale reads.
+
+    PYTHONPATH=. .venv/bin/python -m bench.workload --quick     # scale 0.05, 5 s per contender (~1 minute)
+    PYTHONPATH=. .venv/bin/python -m bench.workload --sweep     # 1.02M rows, 20 s per contender, + threads sweep
+    PYTHONPATH=. .venv/bin/python -m bench                      # the same as ``-m bench.workload``
+
+Writes ``bench/results/workload.json`` and ``bench/results/workload.md`` and prints the table. The schema
+(``wl_<hex>``) is dropped and this run's Redis keys are deleted at the end, even on error (``--keep``
+keeps the schema; ``--schema wl_...`` reuses one).
+
+The checker: every write bumps the ``version`` of the order it touches, in the same statement, and after
+the commit returned records the committed version in memory shared by all worker processes. Reads
+return the versions they depend on (an order's, a customer's orders', or for the aggregates the sum of
+the versions of every order of the period); a read is stale when it sees less than what was recorded
+before it started.
+"""

@@ -1,0 +1,443 @@
+"""Orchestration: schema, contenders one after another (same seeds), the sweep, the report, cleanup."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import queue
+import sys
+import time
+import uuid
+from array import array
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.workload import schema as sch
+from bench.workload.worker import CONTENDERS, QC, READ_KINDS, READ_WEIGHTS, Spec, is_cached, worker_main
+
+DESCRIPTION = "Workload benchmark: querycache vs uncached vs TTL caches on a generated PostgreSQL shop schema."
+ROOT = Path(__file__).resolve().parent.parent.parent
+RESULTS = ROOT / "bench" / "results"
+PG_DSN = os.environ.get("QUERYCACHE_BENCH_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+PER_PROCESS = {"qc-l1", "qc-mem"}
+REDIS_URL = os.environ.get("QUERYCACHE_BENCH_REDIS", "redis://127.0.0.1:6379/11")
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def percentile(sorted_xs: list[float], p: float) -> float | None:
+    """Nearest rank."""
+    if not sorted_xs:
+        return None
+    k = max(0, min(len(sorted_xs) - 1, int(-(-p * len(sorted_xs) // 100)) - 1))
+    return sorted_xs[k]
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace) -> None:
+        import psycopg
+
+        self.args = args
+        self.prefix = "wl_" + uuid.uuid4().hex[:8]
+        self.schema = args.schema or self.prefix
+        self.scale = sch.Scale.of(args.scale)
+        self.admin = psycopg.connect(args.pg_dsn, autocommit=True)
+        self.created = False
+        self.ctx = mp.get_context("spawn")
+        self.versions: Any = None
+        self.month_sums: Any = None
+        self.lock: Any = None
+        self.counter = 0
+        self.redis_clock_before: set[bytes] | None = None
+
+    # -- database ----------------------------------------------------------------------------------
+
+    def one(self, sql: str) -> Any:
+        row = self.admin.execute(sql).fetchone()
+        assert row is not None
+        return row[0]
+
+    def setup(self) -> None:
+        import redis
+
+        with redis.Redis.from_url(self.args.redis_url) as client:
+            self.redis_clock_before = self._clock_keys(client)
+        exists = self.one(f"SELECT count(*) FROM pg_namespace WHERE nspname = '{self.schema}'")
+        if exists:
+            log(f"reusing schema {self.schema}")
+            self.scale = sch.Scale(self.one(f"SELECT count(*) FROM {self.schema}.customers"),
+                                   self.one(f"SELECT count(*) FROM {self.schema}.products"),
+                                   self.one(f"SELECT count(*) FROM {self.schema}.orders"))
+        else:
+            self.created = True
+            t0 = time.monotonic()
+            sch.create(self.admin, self.schema, self.scale, log)
+            log(f"generated in {time.monotonic() - t0:.1f} s")
+        self.rows = {t: int(self.one(f"SELECT count(*) FROM {self.schema}.{t}"))
+                     for t in ("customers", "products", "orders", "order_items")}
+        log(f"rows: {self.rows} = {sum(self.rows.values()):,}")
+        self.versions = self.ctx.RawArray("q", self.scale.orders + 1)
+        self.month_sums = self.ctx.RawArray("q", sch.MONTHS)
+        self.lock = self.ctx.Lock()
+        # Versions already committed (a reused schema): the checker starts from the database's state.
+        for oid, version in self.admin.execute(f"SELECT id, version FROM {self.schema}.orders WHERE version > 0"):
+            self.versions[oid] = version
+            self.month_sums[sch.order_month(oid)] += version
+
+    def pg_counters(self) -> dict[str, int]:
+        self.admin.execute("SELECT pg_stat_clear_snapshot()")
+        row = self.admin.execute(
+            "SELECT coalesce(sum(seq_scan), 0), coalesce(sum(idx_scan), 0), coalesce(sum(n_tup_upd), 0), "
+            "coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables WHERE schemaname = %s", (self.schema,)).fetchone()
+        assert row is not None
+        return dict(zip(("seq_scan", "idx_scan", "tup_upd", "tup_ins"), (int(x) for x in row), strict=True))
+
+    def _clock_keys(self, client: Any) -> set[bytes]:
+        return set(client.scan_iter(match="qc:v:*", count=1000)) | set(client.scan_iter(match="qc:p:*", count=1000))
+
+    def cleanup(self) -> None:
+        if self.created and not self.args.keep:
+            try:
+                self.admin.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+                log(f"dropped schema {self.schema}")
+            except Exception as exc:  # noqa: BLE001 - clean up the rest
+                print(f"cleanup: drop schema: {exc!r}", file=sys.stderr)
+        elif self.created:
+            log(f"kept schema {self.schema} (--keep; reuse with --schema {self.schema})")
+        self.admin.close()
+        try:
+            import redis
+
+            with redis.Redis.from_url(self.args.redis_url) as client:
+                deleted = 0
+                for pattern in (f"{self.prefix}*", f"_lock{self.prefix}*"):  # namespaces, keys; dogpile locks
+                    keys = list(client.scan_iter(match=pattern, count=1000))
+                    if keys:
+                        deleted += client.delete(*keys)
+                if self.redis_clock_before is not None and not self.args.keep:
+                    # querycache's table versions of this run's tables (shared by namespaces): a missing
+                    # version key is recreated at the current counter, so deleting one only invalidates.
+                    new = self._clock_keys(client) - self.redis_clock_before
+                    if new:
+                        deleted += client.delete(*new)
+                log(f"deleted {deleted} Redis keys of this run")
+        except Exception as exc:  # noqa: BLE001 - report, do not mask the run's own error
+            print(f"cleanup: Redis keys: {exc!r}", file=sys.stderr)
+
+    # -- one contender -----------------------------------------------------------------------------
+
+    def contender(self, name: str, threads: int, processes: int, duration_s: float) -> dict[str, Any]:
+        self.counter += 1
+        namespace = f"{self.prefix}-{self.counter}-{name}"
+        specs = [Spec(name, p, threads, duration_s, self.args.seed, self.schema, self.scale, self.args.zipf,
+                      self.args.write_ratio, self.args.pg_dsn, self.args.redis_url, namespace, self.args.ttl)
+                 for p in range(processes)]
+        ready: Any = self.ctx.Queue()
+        results: Any = self.ctx.Queue()
+        go = self.ctx.Event()
+        procs = [self.ctx.Process(target=worker_main, args=(s, self.versions, self.month_sums, self.lock, ready,
+                                                            go, results), daemon=True) for s in specs]
+        pg_before = self.pg_counters()
+        load_before = os.getloadavg()[0]
+        for p in procs:
+            p.start()
+        out: list[dict[str, Any]] = []
+        setup_errors: list[str] = []
+        try:
+            for _ in procs:
+                _, err = ready.get(timeout=180)
+                if err:
+                    setup_errors.append(err)
+            if setup_errors:
+                raise RuntimeError("worker setup failed:\n" + "\n".join(setup_errors))
+            go.set()
+            for _ in procs:
+                out.append(results.get(timeout=duration_s + 300))
+        except queue.Empty as exc:
+            raise RuntimeError(f"{name}: a worker process did not answer (hang?)") from exc
+        finally:
+            for p in procs:
+                p.join(30)
+                if p.is_alive():
+                    p.terminate()
+        time.sleep(1.0)  # exited backends have flushed their statistics
+        pg_after = self.pg_counters()
+        return self.summarize(name, threads, processes, duration_s, out,
+                              {k: pg_after[k] - pg_before[k] for k in pg_after}, load_before)
+
+    def summarize(self, name: str, threads: int, processes: int, duration_s: float, out: list[dict[str, Any]],
+                  pg: dict[str, int], load_before: float) -> dict[str, Any]:
+        ths = [t for p in out for t in p["threads"]]
+        reads: array[float] = array("d")
+        read_kind: array[int] = array("b")
+        writes: array[float] = array("d")
+        statuses: Counter[str] = Counter()
+        kinds: Counter[str] = Counter()
+        errors: Counter[str] = Counter()
+        for t in ths:
+            reads.frombytes(t["read_ms"])
+            read_kind.frombytes(t["read_kind"])
+            writes.frombytes(t["write_ms"])
+            statuses.update(t["statuses"])
+            kinds.update(t["kinds"])
+            errors.update(t["errors"])
+        r, w = sorted(reads), sorted(writes)
+        ops = sum(t["ops"] for t in ths)
+        elapsed = max(t["ended"] for t in ths) - min(t["started"] for t in ths)
+        n_reads = sum(statuses.values())
+        cached = sum(v for k, v in statuses.items() if is_cached(k))
+        res: dict[str, Any] = {
+            "contender": name, "description": CONTENDERS[name], "threads": threads, "processes": processes,
+            "duration_s": duration_s, "elapsed_s": round(elapsed, 3), "ops": ops,
+            "throughput_ops_s": round(ops / elapsed, 1) if elapsed > 0 else None,
+            "reads": n_reads, "writes": len(w), "kinds": dict(kinds),
+            "read_latency_ms": {f"p{p}": _r(percentile(r, p)) for p in (50, 95, 99)}
+            | {"max": _r(r[-1] if r else None)},
+            "read_latency_ms_by_kind": _by_kind(reads, read_kind),
+            "write_latency_ms": {f"p{p}": _r(percentile(w, p)) for p in (50, 95, 99)},
+            "statuses": dict(statuses.most_common()),
+            "cache_answered_ratio": round(cached / n_reads, 4) if n_reads else None,
+            "db_statements": sum(t["db_statements"] for t in ths),
+            "pg_table_scans": pg["seq_scan"] + pg["idx_scan"], "pg_counters": pg,
+            "checked_reads": sum(t["checked"] for t in ths),
+            "checked_cached_reads": sum(t["checked_cached"] for t in ths),
+            "stale_reads": sum(t["stale_cached"] for t in ths),
+            "stale_reads_from_db": sum(t["stale_db"] for t in ths),
+            "stale_samples": [s for t in ths for s in t["stale_samples"]][:20],
+            "errors": sum(errors.values()), "error_kinds": dict(errors),
+            "error_samples": [s for t in ths for s in t["error_samples"]][:5],
+            "hung_threads": sum(p["hung"] for p in out),
+            "loadavg_1m_before": load_before,
+        }
+        if name in QC:
+            res["querycache_stats"] = [p["stats"] for p in out]
+            res["querycache"] = _sum_qc([p["stats"] for p in out])
+        return res
+
+
+def _by_kind(reads: array[float], kinds: array[int]) -> dict[str, dict[str, float | None]]:
+    out: dict[str, dict[str, float | None]] = {}
+    for i, kind in enumerate(READ_KINDS):
+        xs = sorted(x for x, k in zip(reads, kinds, strict=True) if k == i)
+        out[kind] = {"n": len(xs), "p50": _r(percentile(xs, 50)), "p99": _r(percentile(xs, 99))}
+    return out
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _sum_qc(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    hits: Counter[str] = Counter()
+    bypasses: Counter[str] = Counter()
+    not_filled: Counter[str] = Counter()
+    coalesce: Counter[str] = Counter()
+    misses = coalesced = fail_open = 0
+    for s in stats:
+        hits.update({k: v for k, v in s.get("hits", {}).items() if v})
+        bypasses.update(s.get("bypasses", {}))
+        not_filled.update(s.get("not_filled", {}))
+        coalesce.update(s.get("coalesce", {}))
+        misses += s.get("misses", 0)
+        coalesced += s.get("coalesced", 0)
+        fail_open += s.get("fail_open", 0)
+    lookups = sum(hits.values()) + misses + coalesced + sum(bypasses.values())
+    ratio = {f"{k}_hit_ratio": round(v / lookups, 4) for k, v in hits.items()} if lookups else {}
+    return {"hits": dict(hits), "misses": misses, "coalesced": coalesced, "bypasses": dict(bypasses),
+            "not_filled": dict(not_filled), "coalesce": dict(coalesce), "fail_open": fail_open,
+            "lookups": lookups, **ratio}
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def _fmt(x: Any, nd: int = 1) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:,.{nd}f}"
+    return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def markdown(meta: dict[str, Any], results: list[dict[str, Any]], sweep: list[dict[str, Any]]) -> str:
+    c = meta["config"]
+    lines = [
+        f"Workload: {meta['rows_total']:,} rows ({meta['rows']}), {c['threads']} threads x {c['processes']} "
+        f"process(es), {c['duration_s']} s per contender, Zipf s={c['zipf_s']}, writes {c['write_ratio']:.1%} "
+        f"of operations, seed {c['seed']}, TTL {c['ttl_s']} s for the TTL caches; "
+        f"PostgreSQL {meta['versions']['postgres']}, "
+        f"Redis {meta['versions']['redis']}, {meta['machine']['cpus']} CPUs. Contenders ran one after another.",
+        "",
+        "| contender | ops/s | read p50 ms | p95 ms | p99 ms | reads from cache | L1 / L2 hits | DB statements "
+        "| PG table scans | stale reads / checked from cache | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lat = r["read_latency_ms"]
+        q = r.get("querycache")
+        tiers = "-"
+        if q:
+            tiers = f"{q.get('l1_hit_ratio', 0):.1%} / {q.get('l2_hit_ratio', 0):.1%}"
+        stale = f"{r['stale_reads']} / {r['checked_cached_reads']:,}"
+        if r["stale_reads_from_db"]:
+            stale += f" (+{r['stale_reads_from_db']} from DB!)"
+        if r["contender"] in PER_PROCESS and r["processes"] > 1:
+            stale += " (per-process store: not shared by the processes, as documented)"
+        lines.append(
+            f"| {r['contender']} | {_fmt(r['throughput_ops_s'])} | {_fmt(lat['p50'], 2)} | {_fmt(lat['p95'], 2)} "
+            f"| {_fmt(lat['p99'], 2)} | {r['cache_answered_ratio']:.1%} | {tiers} | {_fmt(r['db_statements'])} "
+            f"| {_fmt(r['pg_table_scans'])} | {stale} | {r['errors'] + r['hung_threads']} |")
+    if sweep:
+        lines += ["", "Throughput vs threads (1 process; ops/s, same workload, shorter runs):", "",
+                  "| threads | " + " | ".join(sorted({s['contender'] for s in sweep})) + " |",
+                  "|---:|" + "---:|" * len({s["contender"] for s in sweep})]
+        for n in sorted({s["threads"] for s in sweep}):
+            row = {s["contender"]: s for s in sweep if s["threads"] == n}
+            cells = []
+            for k in sorted(row):
+                cell = _fmt(row[k]["throughput_ops_s"])
+                if row[k]["stale_reads"] or row[k]["errors"]:
+                    cell += f" ({row[k]['stale_reads']} stale, {row[k]['errors']} errors)"
+                cells.append(cell)
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += ["", "Stale read: a read answered from a cache whose `version` (or, for aggregates, sum of versions) is "
+              "older than the versions of writes whose commit had returned before the read started. "
+              "`uncached` reads are checked too (a checker self-test: must be 0). "
+              "PG table scans: seq + index scans on the workload's tables (pg_stat_user_tables delta). "
+              "No PNG: matplotlib is not installed."]
+    return "\n".join(lines) + "\n"
+
+
+def versions(run: Run) -> dict[str, Any]:
+    import dogpile
+    import psycopg
+    import redis
+
+    import querycache
+
+    with redis.Redis.from_url(run.args.redis_url) as client:
+        redis_version = str(client.info("server")["redis_version"])
+    return {"postgres": run.one("SHOW server_version"), "redis": redis_version, "python": platform.python_version(),
+            "querycache": querycache.__version__, "dogpile.cache": dogpile.__version__, "psycopg": psycopg.__version__,
+            "redis-py": redis.__version__}
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    except (OSError, IndexError):
+        pass
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu_model": model, "memory": mem,
+            "loadavg": os.getloadavg()}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.workload", description=DESCRIPTION)
+    p.add_argument("--quick", action="store_true", help="scale 0.05, 5 s per contender, short sweep (about a minute)")
+    p.add_argument("--scale", type=float, default=None, help="1.0 = 1.02M rows (default); --quick: 0.05")
+    p.add_argument("--duration", type=float, default=None, help="seconds per contender (default 20; --quick 5)")
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--zipf", type=float, default=1.1, help="Zipf skew s over ids and periods")
+    p.add_argument("--write-ratio", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--ttl", type=int, default=60, help="TTL of the cache-aside and dogpile contenders (s)")
+    p.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated: " + ", ".join(CONTENDERS))
+    p.add_argument("--sweep", action="store_true", help="also throughput vs threads (1, 2, 4, 8): uncached, qc-mem")
+    p.add_argument("--sweep-threads", default="1,2,4,8")
+    p.add_argument("--sweep-duration", type=float, default=None, help="seconds per sweep cell (default 8; --quick 3)")
+    p.add_argument("--keep", action="store_true", help="keep the schema (and its Redis table versions)")
+    p.add_argument("--schema", default=None, help="reuse this schema if it exists (e.g. one kept with --keep)")
+    p.add_argument("--pg-dsn", default=PG_DSN)
+    p.add_argument("--redis-url", default=REDIS_URL)
+    p.add_argument("--out", default=str(RESULTS), help="directory for workload.json / workload.md")
+    a = p.parse_args(argv)
+    a.scale = a.scale if a.scale is not None else (0.05 if a.quick else 1.0)
+    a.duration = a.duration if a.duration is not None else (5.0 if a.quick else 20.0)
+    a.sweep_duration = a.sweep_duration if a.sweep_duration is not None else (3.0 if a.quick else 8.0)
+    a.contenders = [c.strip() for c in a.contenders.split(",") if c.strip()]
+    unknown = [c for c in a.contenders if c not in CONTENDERS]
+    if unknown:
+        p.error(f"unknown contender(s) {unknown}; known: {', '.join(CONTENDERS)}")
+    if a.schema and not a.schema.startswith("wl_"):
+        p.error("--schema must start with wl_")
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    t_start = time.monotonic()
+    run = Run(args)
+    results: list[dict[str, Any]] = []
+    sweep: list[dict[str, Any]] = []
+    failures: list[str] = []
+    try:
+        run.setup()
+        meta: dict[str, Any] = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "versions": versions(run),
+            "schema": run.schema, "rows": run.rows, "rows_total": sum(run.rows.values()),
+            "config": {"scale": args.scale, "threads": args.threads, "processes": args.processes,
+                       "duration_s": args.duration, "zipf_s": args.zipf, "write_ratio": args.write_ratio,
+                       "seed": args.seed, "ttl_s": args.ttl, "contenders": args.contenders,
+                       "read_weights": dict(READ_WEIGHTS),
+                       "querycache_config": {"qc-l1": {"l2": {"enabled": False}}, "qc-mem": {},
+                                             "qc-redis": {"l2": {"backend": "redis", "url": args.redis_url,
+                                                                 "namespace": f"{run.prefix}-<n>-qc-redis"}}}},
+        }
+        for name in args.contenders:
+            log(f"-- {name}: {CONTENDERS[name]} ({args.threads} threads x {args.processes} processes, "
+                f"{args.duration} s)")
+            try:
+                res = run.contender(name, args.threads, args.processes, args.duration)
+            except Exception as exc:  # noqa: BLE001 - the other contenders still run
+                failures.append(f"{name}: {exc!r}")
+                log(f"   FAILED: {exc!r}")
+                continue
+            results.append(res)
+            lat = res["read_latency_ms"]
+            log(f"   {res['throughput_ops_s']} ops/s, read p50 {lat['p50']} ms p99 {lat['p99']} ms, "
+                f"cache {res['cache_answered_ratio']:.1%}, stale {res['stale_reads']} "
+                f"(db {res['stale_reads_from_db']}), errors {res['errors']}, statuses {res['statuses']}")
+        if args.sweep:
+            for n in [int(x) for x in args.sweep_threads.split(",")]:
+                for name in ("uncached", "qc-mem"):
+                    log(f"-- sweep {name}, {n} threads, {args.sweep_duration} s")
+                    try:
+                        res = run.contender(name, n, 1, args.sweep_duration)
+                    except Exception as exc:  # noqa: BLE001
+                        failures.append(f"sweep {name} {n}: {exc!r}")
+                        continue
+                    log(f"   {res['throughput_ops_s']} ops/s, stale {res['stale_reads']}, errors {res['errors']}")
+                    sweep.append({k: v for k, v in res.items() if k not in ("querycache_stats",)})
+        meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
+        meta["failures"] = failures
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "workload.json").write_text(json.dumps({**meta, "contenders": results, "sweep": sweep}, indent=2,
+                                                      default=str))
+        md = markdown(meta, results, sweep)
+        (out / "workload.md").write_text(md)
+        print()
+        print(md)
+        log(f"wrote {out / 'workload.json'} and {out / 'workload.md'} ({meta['elapsed_s']} s)")
+    finally:
+        run.cleanup()
+    # The memory store and L1-only are per process: across processes they are not meant to be coherent.
+    stale = sum(r["stale_reads"] + r["stale_reads_from_db"] for r in results
+                if r["contender"] in QC and not (r["contender"] in PER_PROCESS and r["processes"] > 1))
+    return 1 if failures or stale else 0

@@ -1,0 +1,436 @@
+"""One contender's worker process: its clients (cached or not), the operation stream, the checker."""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import pickle
+import random
+import threading
+import time
+import traceback
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from bench.workload.schema import MONTHS, STATUSES, Layout, Scale, Sql, month_start, product_price_cents
+
+CONTENDERS: dict[str, str] = {
+    "uncached": "uncached psycopg",
+    "qc-l1": "querycache L1 only",
+    "qc-mem": "querycache L1 + L2 memory (default)",
+    "qc-redis": "querycache L1 + L2 Redis",
+    "aside-ttl": "hand-written Redis cache-aside, TTL, no invalidation",
+    "dogpile": "dogpile.cache Redis, distributed_lock, TTL",
+}
+QC = {"qc-l1", "qc-mem", "qc-redis"}
+READ_KINDS = ("customer", "order", "range", "revenue", "top")
+WRITE_KINDS = ("w_update", "w_item")
+# Relative weights of the reads; writes take --write-ratio of all operations, half of each kind.
+READ_WEIGHTS = {"customer": 25, "order": 30, "range": 25, "revenue": 10, "top": 10}
+RANGE_MONTHS = 12
+REVENUE_MONTHS = 3
+TOP_MONTHS = 1
+ERROR_SAMPLES = 5
+STALE_SAMPLES = 10
+
+
+@dataclass(frozen=True)
+class Spec:
+    contender: str
+    process: int
+    threads: int
+    duration_s: float
+    seed: int
+    schema: str
+    scale: Scale
+    zipf_s: float
+    write_ratio: float
+    pg_dsn: str
+    redis_url: str
+    namespace: str  # querycache namespace / cache-aside and dogpile key prefix: unique per contender run
+    ttl_s: int
+    qc_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+class Zipf:
+    """Ranks 1..n with P(k) ~ 1 / k**s; rank -> item through a seeded permutation (hot items spread out)."""
+
+    def __init__(self, items: list[int], s: float, seed: int) -> None:
+        total = 0.0
+        self.cdf: list[float] = []
+        for k in range(1, len(items) + 1):
+            total += 1.0 / k**s
+            self.cdf.append(total)
+        self.total = total
+        self.items = list(items)
+        random.Random(seed).shuffle(self.items)
+
+    def draw(self, rng: random.Random) -> int:
+        i = bisect.bisect_left(self.cdf, rng.random() * self.total)
+        return self.items[min(i, len(self.items) - 1)]
+
+
+class Ops:
+    """The operation stream: a pure function of the thread's seed, identical for every contender."""
+
+    def __init__(self, spec: Spec) -> None:
+        sc, s, seed = spec.scale, spec.zipf_s, spec.seed
+        self.customers = Zipf(list(range(1, sc.customers + 1)), s, seed + 1)
+        self.orders = Zipf(list(range(1, sc.orders + 1)), s, seed + 2)
+        self.range_start = Zipf(list(range(MONTHS - RANGE_MONTHS + 1)), s, seed + 3)
+        self.revenue_start = Zipf(list(range(MONTHS - REVENUE_MONTHS + 1)), s, seed + 4)
+        self.top_start = Zipf(list(range(MONTHS - TOP_MONTHS + 1)), s, seed + 5)
+        self.products = sc.products
+        self.kinds = [*READ_KINDS, *WRITE_KINDS]
+        read_total = sum(READ_WEIGHTS.values())
+        weights = [READ_WEIGHTS[k] / read_total * (1 - spec.write_ratio) for k in READ_KINDS]
+        weights += [spec.write_ratio / 2, spec.write_ratio / 2]
+        self.cum = list(_accumulate(weights))
+
+    def draw(self, rng: random.Random) -> tuple[str, tuple[Any, ...]]:
+        kind = self.kinds[min(bisect.bisect_left(self.cum, rng.random() * self.cum[-1]), len(self.kinds) - 1)]
+        if kind == "customer":
+            return kind, (self.customers.draw(rng),)
+        if kind == "order":
+            return kind, (self.orders.draw(rng),)
+        if kind == "range":
+            m = self.range_start.draw(rng)
+            return kind, (self.customers.draw(rng), month_start(m), month_start(m + RANGE_MONTHS))
+        if kind == "revenue":
+            m = self.revenue_start.draw(rng)
+            return kind, (month_start(m), month_start(m + REVENUE_MONTHS))
+        if kind == "top":
+            m = self.top_start.draw(rng)
+            return kind, (month_start(m), month_start(m + TOP_MONTHS))
+        oid = self.orders.draw(rng)
+        if kind == "w_update":
+            return kind, (rng.choice(STATUSES), Decimal(rng.randint(1, 999)) / 100, oid)
+        product = 1 + rng.randrange(self.products)
+        qty = rng.randint(1, 5)
+        return kind, (oid, product, qty, Decimal(product_price_cents(product)) / 100)
+
+
+def _accumulate(xs: list[float]) -> list[float]:
+    out, t = [], 0.0
+    for x in xs:
+        t += x
+        out.append(t)
+    return out
+
+
+# -- clients --------------------------------------------------------------------------------------
+
+
+def _connect(spec: Spec) -> Any:
+    import psycopg
+
+    return psycopg.connect(spec.pg_dsn, autocommit=True, options="-c statement_timeout=60000")
+
+
+class Client:
+    """``read`` returns the rows and where they came from; writes go through ``conn``."""
+
+    def __init__(self, spec: Spec, shared: Any) -> None:
+        self.spec = spec
+        self.shared = shared
+        self.raw = _connect(spec)
+        self.conn = self._wrap(self.raw)
+
+    def _wrap(self, raw: Any) -> Any:
+        return raw
+
+    def reconnect(self) -> None:
+        try:
+            self.raw.close()
+        except Exception:  # noqa: BLE001 - already broken
+            pass
+        self.raw = _connect(self.spec)
+        self.conn = self._wrap(self.raw)
+
+    def run(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+            return [tuple(r) for r in cur.fetchall()]
+
+    def read(self, sql: str, params: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], str]:
+        return self.run(sql, params), "db"
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class QcClient(Client):
+    def _wrap(self, raw: Any) -> Any:
+        return self.shared.wrap(raw)
+
+    def read(self, sql: str, params: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], str]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, params)
+            rows = [tuple(r) for r in cur.fetchall()]
+            return rows, str(cur.cache_status)
+        finally:
+            cur.close()
+
+
+def _key(spec: Spec, sql: str, params: tuple[Any, ...]) -> str:
+    return f"{spec.namespace}:" + hashlib.sha1((sql + "|" + repr(params)).encode()).hexdigest()
+
+
+class AsideClient(Client):
+    """What most teams write: key = hash(sql, params); GET; on a miss run and SETEX. Writes invalidate nothing."""
+
+    def read(self, sql: str, params: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], str]:
+        key = _key(self.spec, sql, params)
+        blob = self.shared.get(key)
+        if blob is not None:
+            rows: list[tuple[Any, ...]] = pickle.loads(blob)
+            return rows, "hit"
+        rows = self.run(sql, params)
+        self.shared.setex(key, self.spec.ttl_s, pickle.dumps(rows))
+        return rows, "miss"
+
+
+class DogpileClient(Client):
+    def read(self, sql: str, params: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], str]:
+        created: list[bool] = []
+
+        def creator() -> list[tuple[Any, ...]]:
+            created.append(True)
+            return self.run(sql, params)
+
+        rows: list[tuple[Any, ...]] = self.shared.get_or_create(_key(self.spec, sql, params), creator)
+        return rows, "miss" if created else "hit"
+
+
+def is_cached(status: str) -> bool:
+    return status in ("hit", "coalesced") or status.startswith("hit:")
+
+
+def make_shared(spec: Spec) -> Any:
+    """The process-wide cache object of a contender (a QueryCache, a Redis client, a dogpile region)."""
+    if spec.contender in QC:
+        import querycache
+
+        cfg: dict[str, Any] = {}
+        if spec.contender == "qc-l1":
+            cfg = {"l2": {"enabled": False}}
+        elif spec.contender == "qc-redis":
+            cfg = {"l2": {"backend": "redis", "url": spec.redis_url, "namespace": spec.namespace}}
+        for k, v in spec.qc_overrides.items():
+            cfg.setdefault(k, {}).update(v)
+        cache = querycache.QueryCache.from_dict(cfg)
+        if spec.contender == "qc-redis":  # a warm process holds its L1 coherence lease
+            deadline = time.monotonic() + 10
+            while cache.backend.l1_epoch.startswith("\x00no-lease"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("no L1 coherence lease from Redis within 10 s")
+                time.sleep(0.02)
+        return cache
+    if spec.contender == "aside-ttl":
+        import redis
+
+        return redis.Redis.from_url(spec.redis_url)
+    if spec.contender == "dogpile":
+        from dogpile.cache import make_region
+
+        return make_region().configure(
+            "dogpile.cache.redis", expiration_time=spec.ttl_s,
+            arguments={"url": spec.redis_url, "distributed_lock": True, "thread_local_lock": False,
+                       "lock_timeout": 30, "redis_expiration_time": spec.ttl_s * 2})
+    return None
+
+
+CLIENTS: dict[str, type[Client]] = {
+    "uncached": Client, "qc-l1": QcClient, "qc-mem": QcClient, "qc-redis": QcClient,
+    "aside-ttl": AsideClient, "dogpile": DogpileClient,
+}
+
+
+# -- the checker ----------------------------------------------------------------------------------
+
+
+class Committed:
+    """Per order id, the highest version whose write has committed (recorded after commit returned),
+    shared by every process of the run; per month, the sum of those versions."""
+
+    def __init__(self, versions: Any, month_sums: Any, lock: Any, layout: Layout) -> None:
+        self.versions = versions
+        self.month_sums = month_sums
+        self.lock = lock
+        self.layout = layout
+
+    def record(self, oid: int, version: int) -> None:
+        with self.lock:
+            old = self.versions[oid]
+            if version > old:
+                self.versions[oid] = version
+                self.month_sums[self.layout.month[oid]] += version - old
+
+    def expected(self, kind: str, params: tuple[Any, ...]) -> Any:
+        """What a read must at least see, taken before it starts; None: nothing to check."""
+        if kind == "order":
+            return self.versions[params[0]]
+        if kind == "range":
+            lo = (params[1].year - 2024) * 12 + params[1].month - 1
+            return {oid: self.versions[oid] for oid in self.layout.by_customer[params[0]]
+                    if lo <= self.layout.month[oid] < lo + RANGE_MONTHS}
+        if kind in ("revenue", "top"):
+            lo = (params[0].year - 2024) * 12 + params[0].month - 1
+            n = REVENUE_MONTHS if kind == "revenue" else TOP_MONTHS
+            return sum(self.month_sums[m] for m in range(lo, lo + n))
+        return None
+
+    @staticmethod
+    def check(kind: str, expected: Any, rows: list[tuple[Any, ...]]) -> tuple[bool, Any]:
+        """(stale?, what the read saw)."""
+        if kind == "order":
+            seen = rows[0][3] if rows else -1
+            return seen < expected, seen
+        if kind == "range":
+            seen_map = {r[0]: r[4] for r in rows}
+            missing = set(expected) - set(seen_map)
+            if missing:
+                raise AssertionError(f"range scan lost rows {sorted(missing)[:5]}")
+            behind = {oid: (v, expected[oid]) for oid, v in seen_map.items() if v < expected.get(oid, 0)}
+            return bool(behind), behind
+        seen_sum = int(rows[0][-1] or 0) if rows else 0
+        return seen_sum < expected, seen_sum
+
+
+# -- one thread, one process -----------------------------------------------------------------------
+
+
+@dataclass
+class ThreadResult:
+    started: float = 0.0
+    ended: float = 0.0
+    ops: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+    read_ms: array[float] = field(default_factory=lambda: array("d"))
+    read_kind: array[int] = field(default_factory=lambda: array("b"))  # index into READ_KINDS, per read_ms
+    write_ms: array[float] = field(default_factory=lambda: array("d"))
+    db_statements: int = 0
+    checked: int = 0
+    checked_cached: int = 0
+    stale_cached: int = 0
+    stale_db: int = 0
+    stale_samples: list[dict[str, Any]] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    error_samples: list[str] = field(default_factory=list)
+
+
+def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, committed: Committed,
+               go: threading.Event, deadline_box: list[float], out: ThreadResult) -> None:
+    rng = random.Random(spec.seed * 1_000_003 + spec.process * 1_000 + index)
+    statements = {"customer": sql.customer, "order": sql.order, "range": sql.range, "revenue": sql.revenue,
+                  "top": sql.top}
+    go.wait()
+    deadline = deadline_box[0]
+    out.started = time.monotonic()
+    while time.monotonic() < deadline:
+        kind, params = ops.draw(rng)
+        out.ops += 1
+        out.kinds[kind] += 1
+        try:
+            if kind in statements:
+                expected = committed.expected(kind, params)
+                t0 = time.perf_counter()
+                rows, status = client.read(statements[kind], params)
+                out.read_ms.append((time.perf_counter() - t0) * 1000)
+                out.read_kind.append(READ_KINDS.index(kind))
+                out.statuses[status] += 1
+                cached = is_cached(status)
+                if not cached:
+                    out.db_statements += 1
+                if expected is None:
+                    continue
+                stale, seen = committed.check(kind, expected, rows)
+                out.checked += 1
+                out.checked_cached += cached
+                if stale:
+                    if cached:
+                        out.stale_cached += 1
+                    else:
+                        out.stale_db += 1
+                    if len(out.stale_samples) < STALE_SAMPLES:
+                        out.stale_samples.append({"kind": kind, "params": repr(params), "status": status,
+                                                  "expected": repr(expected), "seen": repr(seen),
+                                                  "t": time.monotonic() - out.started})
+            else:
+                t0 = time.perf_counter()
+                if kind == "w_update":
+                    with client.conn.cursor() as cur:
+                        cur.execute(sql.update_order, params)
+                        row = cur.fetchone()
+                    oid = params[2]
+                    out.db_statements += 1
+                else:
+                    oid, product, qty, price = params
+                    with client.conn.transaction(), client.conn.cursor() as cur:
+                        cur.execute(sql.insert_item, (oid, product, qty, price))
+                        cur.execute(sql.bump_order, (price * qty, oid))
+                        row = cur.fetchone()
+                    out.db_statements += 2
+                # commit() has returned: from now on no read may see an older version of this order
+                committed.record(oid, int(row[0]))
+                out.write_ms.append((time.perf_counter() - t0) * 1000)
+        except Exception as exc:  # noqa: BLE001 - counted and reported per contender
+            name = f"{kind}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            out.errors[name] += 1
+            if len(out.error_samples) < ERROR_SAMPLES:
+                out.error_samples.append(f"{kind} {params!r}\n{traceback.format_exc()}")
+            if client.raw.closed:
+                client.reconnect()
+    out.ended = time.monotonic()
+
+
+def worker_main(spec: Spec, versions: Any, month_sums: Any, lock: Any, ready: Any, go: Any, results: Any) -> None:
+    """Process entry point: open clients, report ready, wait for ``go``, run, send the results."""
+    try:
+        layout = Layout(spec.scale)
+        ops = Ops(spec)
+        sql = Sql(spec.schema)
+        committed = Committed(versions, month_sums, lock, layout)
+        shared = make_shared(spec)
+        clients = [CLIENTS[spec.contender](spec, shared) for _ in range(spec.threads)]
+        for c in clients:  # load the analyzer, scope and catalog before the clock starts
+            c.read(sql.warm, (1,))
+        start = threading.Event()
+        deadline_box = [0.0]
+        outs = [ThreadResult() for _ in clients]
+        threads = [threading.Thread(target=run_thread, args=(spec, i, c, ops, sql, committed, start, deadline_box,
+                                                              outs[i]), daemon=True) for i, c in enumerate(clients)]
+        for t in threads:
+            t.start()
+    except Exception:  # noqa: BLE001 - the parent reports it
+        ready.put((spec.process, traceback.format_exc()))
+        return
+    ready.put((spec.process, None))
+    go.wait()
+    deadline_box[0] = time.monotonic() + spec.duration_s
+    start.set()
+    for t in threads:
+        t.join(spec.duration_s + 120)
+    hung = sum(t.is_alive() for t in threads)
+    stats: dict[str, Any] = {}
+    if spec.contender in QC:
+        stats = shared.stats(top=8).to_dict()
+    for c in clients:
+        try:
+            c.close()
+        except Exception:  # noqa: BLE001 - a hung thread may still hold it
+            pass
+    if spec.contender in QC:
+        shared.close()
+    results.put({"process": spec.process, "hung": hung, "stats": stats, "threads": [
+        {"started": o.started, "ended": o.ended, "ops": o.ops, "kinds": dict(o.kinds), "statuses": dict(o.statuses),
+         "read_ms": o.read_ms.tobytes(), "read_kind": o.read_kind.tobytes(),
+         "write_ms": o.write_ms.tobytes(), "db_statements": o.db_statements,
+         "checked": o.checked, "checked_cached": o.checked_cached, "stale_cached": o.stale_cached,
+         "stale_db": o.stale_db, "stale_samples": o.stale_samples, "errors": dict(o.errors),
+         "error_samples": o.error_samples} for o in outs]})
