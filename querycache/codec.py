@@ -237,10 +237,25 @@ def encode(result: Result) -> bytes:
 _COLUMN_ATTRS = ("name", "type_code", "display_size", "internal_size", "precision", "scale", "null_ok")
 
 
+_COLUMN_MEMO: dict[tuple[Any, ...], list[Any]] = {}
+
+
 def _column_fields(col: Any) -> list[Any]:
+    # psycopg 3 computes display_size, precision... through its type registry on every access; they
+    # depend only on the name, type oid, modifier and size it keeps, so remember them per those.
+    memo_key = None
+    fmod = getattr(col, "_fmod", None)
+    if fmod is not None and type(col).__module__ == "psycopg":
+        memo_key = (col._name, col._ftype, fmod, col._fsize)
+        found = _COLUMN_MEMO.get(memo_key)
+        if found is not None:
+            return found
     # psycopg's Column builds a 7-tuple on every index access: read its attributes instead.
     fields = [getattr(col, a) for a in _COLUMN_ATTRS] if hasattr(col, "type_code") else list(col[:7])
-    return [fields[0], *(_plain(v) for v in fields[1:])]
+    out = [fields[0], *(_plain(v) for v in fields[1:])]
+    if memo_key is not None and len(_COLUMN_MEMO) < 4096:
+        _COLUMN_MEMO[memo_key] = out
+    return out
 
 
 def _plain(value: Any) -> Any:
