@@ -237,8 +237,11 @@ def test_capture_listen_daemon_through_redis(captured: tuple[str, Any, Any], tmp
         assert daemon.stderr is not None
         assert b"listening" in daemon.stderr.readline()
         sql = "SELECT v FROM other"
-        time.sleep(1.0)  # the daemon's bump on connect lands first
-        assert _warm(conn, sql) == [(1,)]
+        # Until the daemon's bump on connect has landed, a read may miss again: read until L1 answers.
+        deadline = time.monotonic() + WAIT_S
+        while _read(conn, sql) != ([(1,)], "hit:L1"):
+            assert time.monotonic() < deadline, "never an L1 hit"
+            time.sleep(0.1)
         psql(dsn, "UPDATE other SET v = 7")
         deadline = time.monotonic() + WAIT_S
         rows: list[Any] = [(1,)]

@@ -536,7 +536,10 @@ def test_swr_one_refresh_per_key_within_a_process_on_redis(slow: Callable[..., S
         time.sleep(1.2)
         refresher = threading.Thread(target=_read, args=(conns[1], sql))
         refresher.start()
-        time.sleep(0.3)  # the refresh runs
+        deadline = time.monotonic() + 10
+        while not cache.backend._held:  # type: ignore[attr-defined]  # until the refresh lease is taken
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         for conn in conns[2:]:
             assert _read(conn, sql) == ([(1, 10)], "hit:L2")  # the old entry, no second refresh
         refresher.join()
