@@ -66,13 +66,13 @@ class Result:
     mutable_cells: bool = False
 
 
-def _tz_pack(tz: dt.tzinfo | None, sample: dt.datetime | None) -> list[Any]:
+def _tz_pack(tz: dt.tzinfo | None) -> list[Any]:
     if tz is None:
         return [0]
     if isinstance(tz, zoneinfo.ZoneInfo):
         return [1, tz.key]
     if isinstance(tz, dt.timezone):
-        offset = tz.utcoffset(sample)
+        offset = tz.utcoffset(None)  # fixed: the same for every datetime
         return [2, offset.days * 86400 + offset.seconds, offset.microseconds, tz.tzname(None)]
     raise Unencodable(f"tzinfo of type {type(tz).__name__} is not encodable")
 
@@ -103,7 +103,7 @@ def _tz_bytes(tz: dt.tzinfo) -> bytes:
     cache_key = (tz.key,) if isinstance(tz, zoneinfo.ZoneInfo) else (tz.utcoffset(None), tz.tzname(None))
     found = _TZ_BYTES.get(cache_key)
     if found is None:
-        found = _pack(_tz_pack(tz, None))
+        found = _pack(_tz_pack(tz))
         if len(_TZ_BYTES) < 4096:
             _TZ_BYTES[cache_key] = found
     return found
@@ -134,7 +134,7 @@ def _default(value: Any) -> msgpack.ExtType:
         return msgpack.ExtType(_DATE, _DATE_STRUCT.pack(value.toordinal()))
     if kind is dt.time:
         fields = [value.hour, value.minute, value.second, value.microsecond, value.fold,
-                  _tz_pack(value.tzinfo, None)]
+                  _tz_pack(value.tzinfo)]
         return msgpack.ExtType(_TIME, _pack(fields))
     if kind is dt.timedelta:
         return msgpack.ExtType(_TIMEDELTA, _pack([value.days, value.seconds, value.microseconds]))

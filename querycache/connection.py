@@ -327,6 +327,12 @@ class CachedConnection:
         return (self._tx.isolation or self._next_isolation or self._adapter.driver_isolation(self._raw)
                 or self._state.isolation)
 
+    def _store_key(self, raw_cursor: Any, analysis: Analysis, params: Any, plan: _ReadPlan) -> str:
+        """The statement's L2 key in this connection's scope and the current tenant."""
+        cache = self._cache
+        return l2_key(cache.namespace, self._scope_key, cache._tenant.get(), self._adapter.cursor_shape(raw_cursor),
+                      analysis.normalized, params, plan.version_keys)
+
     def explain(self, sql: str, params: Any = None) -> dict[str, Any]:
         """How this connection would answer ``sql`` right now, without running it: the analysis,
         the dependencies (catalog included), the keys, and the tier (``l1``, ``l2``, or ``database``
@@ -350,19 +356,17 @@ class CachedConnection:
         cache = self._cache
         raw_cursor = self._raw.cursor()
         try:
-            shape = self._adapter.cursor_shape(raw_cursor)
+            store_key = self._store_key(raw_cursor, analysis, params, plan)
             token = self._adapter.shape_token(raw_cursor)
         finally:
             raw_cursor.close()
-        store_key = l2_key(cache.namespace, self._scope_key, cache._tenant.get(), shape, analysis.normalized,
-                           params, plan.version_keys)
         out["keys"] = {"l2": store_key, "scope": self._scope_key}
         if self._l1 is not None:
             try:
                 entry = self._l1.get((self._scope_id, cache._tenant.get(), token, sql, l1_params(params)))
             except UnsupportedParam:
                 entry = None
-            if entry is not None and entry.expires_at > time.monotonic():
+            if entry is not None and self._l1_fresh(entry, self._adapter.in_transaction(self._raw)):
                 out["tier"] = "l1"
                 return out
         try:
@@ -375,6 +379,30 @@ class CachedConnection:
         else:
             out["why"] = "pending write" if lookup.pending else "miss: not cached (or no longer fresh)"
         return out
+
+    def _l1_fresh(self, entry: L1Entry, in_tx: bool) -> bool:
+        """Whether an L1-shaped entry (an L1 entry, or a coalescing leader's hand-over) may answer now."""
+        backend = self._cache.backend
+        if entry.epoch != backend.l1_epoch or entry.expires_at <= time.monotonic():
+            return False
+        limit = entry.stamp
+        if in_tx:
+            isolation = self._isolation()
+            if isolation == "serializable":
+                return False
+            if isolation in _RR_LEVELS:
+                tx_stamp = self._tx.stamp
+                if tx_stamp is None:
+                    return False  # the first read of a REPEATABLE READ transaction pins its snapshot
+                limit = min(limit, tx_stamp)
+        elif self._reads_open_tx and self._isolation() != "read committed":
+            return False  # this read would open a transaction whose snapshot it must pin
+        versions = self._cache.mirror_versions
+        for k in entry.version_keys:
+            version = versions.get(k)
+            if version is None or version > limit:
+                return False
+        return True
 
     # -- transaction bookkeeping --------------------------------------------------------
     def _publish(self, keys: set[str]) -> None:
@@ -814,7 +842,7 @@ class CachedCursor:
             if pkey is not None:
                 key = (conn._scope_id, conn._cache._tenant.get(), adapter.shape_token(self._raw), sql, pkey)
                 entry = l1.get(key)
-                if entry is not None and self._l1_fresh(entry, in_tx):
+                if entry is not None and conn._l1_fresh(entry, in_tx):
                     if not in_tx and conn._reads_open_tx:
                         conn._open_tx_for_hit()
                     self._serve(entry.result, HIT_L1)
@@ -827,30 +855,6 @@ class CachedCursor:
                             stats.latency["l1"].observe(time.perf_counter() - started)
                     return self._result()
         return self._execute_slow(sql, params, in_tx)
-
-    def _l1_fresh(self, entry: L1Entry, in_tx: bool) -> bool:
-        conn = self._conn
-        backend = conn._cache.backend
-        if entry.epoch != backend.l1_epoch or entry.expires_at <= time.monotonic():
-            return False
-        limit = entry.stamp
-        if in_tx:
-            isolation = conn._isolation()
-            if isolation == "serializable":
-                return False
-            if isolation in _RR_LEVELS:
-                tx_stamp = conn._tx.stamp
-                if tx_stamp is None:
-                    return False  # the first read of a REPEATABLE READ transaction pins its snapshot
-                limit = min(limit, tx_stamp)
-        elif conn._reads_open_tx and conn._isolation() != "read committed":
-            return False  # this read would open a transaction whose snapshot it must pin
-        versions = conn._cache.mirror_versions
-        for k in entry.version_keys:
-            version = versions.get(k)
-            if version is None or version > limit:
-                return False
-        return True
 
     def _execute_uncached(self, sql: Any, params: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                           reason: BypassReason) -> Any:
@@ -970,9 +974,7 @@ class CachedCursor:
         l1_key = (conn._scope_id, cache._tenant.get(), shape, sql, pkey)
         use_l2 = cache.l2_enabled and analysis.hints.tier != "l1"
         use_l1 = conn._l1 is not None and analysis.hints.tier != "l2"
-        store_key = l2_key(cache.namespace, conn._scope_key, cache._tenant.get(),
-                           conn._adapter.cursor_shape(self._raw), analysis.normalized, params,
-                           plan.version_keys) if use_l2 else None
+        store_key = conn._store_key(self._raw, analysis, params, plan) if use_l2 else None
         coalesce = cache.config.coalesce
         flight: Flight | None = None
         # One bound for the whole call: waiting as a follower, re-elected, then for another process.
@@ -998,8 +1000,7 @@ class CachedCursor:
             if flight.followers:
                 cache._stats.coalesce.incr("leaders")  # a leader that others waited for
         if not flight.done.is_set():
-            cache._flights.finish(store_key, flight, Outcome.UNSHARED)
-            self._release_lease(store_key, "unshared")
+            cache._flights.finish(store_key, flight, Outcome.UNSHARED)  # its lease: given back by then
         return result
 
     def _follow(self, key: str, in_tx: bool, analysis: Analysis, deadline: float) -> tuple[bool, Flight | None]:
@@ -1014,7 +1015,7 @@ class CachedCursor:
                 return False, flight
             outcome = flight.wait(max(0.0, deadline - time.monotonic()))
             if outcome is Outcome.SHARED:
-                if self._l1_fresh(flight.entry, in_tx):
+                if conn._l1_fresh(flight.entry, in_tx):
                     if not in_tx and conn._reads_open_tx:
                         conn._open_tx_for_hit()
                     self._serve(flight.entry.result, COALESCED)
@@ -1083,7 +1084,10 @@ class CachedCursor:
                 status = COALESCED
         except Exception:  # noqa: BLE001 - fail open: the store must never fail a query
             cache._store_failed()
-            return self._bypass(analysis, sql, params, BypassReason.STORE_UNAVAILABLE)
+            result = self._bypass(analysis, sql, params, BypassReason.STORE_UNAVAILABLE)
+            if flight is not None and store_key is not None:
+                self._release_lease(store_key, "unshared")  # the lookup may have taken it before failing
+            return result
         stats = cache._stats
         leased = flight is not None
         if lookup.value is not MISS and not pin:

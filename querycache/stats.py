@@ -61,10 +61,6 @@ class Histogram:
         next(self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)])
         self.total += seconds
 
-    @property
-    def count(self) -> int:
-        return sum(_value(b) for b in self._buckets)
-
     def to_dict(self) -> dict[str, Any]:
         counts = [_value(b) for b in self._buckets]
         cumulative, running = {}, 0

@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import redis
 from redis.backoff import NoBackoff
@@ -93,6 +93,12 @@ local function tick()
   seq = math.max(seq + 1, now())
   redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq))
   return seq
+end
+-- Publish a bump (both phases): numbered, so that subscribers can see a gap.
+local function announce(channel, sv, names)
+  local msg = redis.call('HINCRBY', KEYS[1], 'msg', 1)
+  redis.call('PUBLISH', channel, epoch .. '\\31' .. msg .. '\\31' .. sv .. '\\31' .. names)
+  return msg
 end
 """
 
@@ -230,8 +236,7 @@ for i = 1, n do
   redis.call('ZADD', KEYS[1 + n + i], now_ms + ttl, ARGV[3])
   redis.call('PEXPIRE', KEYS[1 + n + i], ttl * 2)
 end
-local msg = redis.call('HINCRBY', KEYS[1], 'msg', 1)
-redis.call('PUBLISH', ARGV[6], epoch .. '\\31' .. msg .. '\\31' .. sv .. '\\31' .. ARGV[5])
+announce(ARGV[6], sv, ARGV[5])
 return sv
 """
 
@@ -243,8 +248,7 @@ for i = 1, n do
   redis.call('SET', KEYS[1 + i], sv)
   redis.call('ZREM', KEYS[1 + n + i], ARGV[3])
 end
-local msg = redis.call('HINCRBY', KEYS[1], 'msg', 1)
-redis.call('PUBLISH', ARGV[5], epoch .. '\\31' .. msg .. '\\31' .. sv .. '\\31' .. ARGV[4])
+local msg = announce(ARGV[5], sv, ARGV[4])
 local born = tonumber(redis.call('HGET', KEYS[1], 'born') or '0')
 return {sv, msg, epoch, string.format('%d', born), string.format('%d', now_ms)}
 """
@@ -405,6 +409,13 @@ class RedisBackend:
     def mirror_versions(self) -> dict[str, int]:
         return self.versions
 
+    def _advance(self, versions: Iterable[tuple[str, int]]) -> None:
+        """Raise this process's mirror to versions seen in the store; a version never goes back."""
+        mirror = self.versions
+        for k, v in versions:
+            if mirror.get(k, -1) < v:
+                mirror[k] = v
+
     def on_resync(self, callback: Any) -> None:
         """``callback()`` runs when the mirror was emptied (gap, reconnect, new epoch)."""
         self._on_resync.append(callback)
@@ -450,10 +461,7 @@ class RedisBackend:
         if generation == self._generation:
             # Not after a resync that began while this lookup ran: its values may predate a bump
             # the resync erased from the mirror.
-            mirror = self.versions
-            for k, v in found.items():
-                if mirror.get(k, -1) < v:
-                    mirror[k] = v
+            self._advance(found.items())
         result: bytes | _Miss = MISS
         if value:
             result = self._verify(entry, value)
@@ -499,10 +507,7 @@ class RedisBackend:
         seq = int(self._run("begin", [CLOCK, *vkeys, *pkeys],
                             [self._new_epoch(), len(version_keys), token, mark_ttl_ms,
                              "\x1e".join(version_keys), self.channel], force=True))
-        mirror = self.versions
-        for k in version_keys:
-            if mirror.get(k, -1) < seq:
-                mirror[k] = seq
+        self._advance((k, seq) for k in version_keys)
         return seq
 
     def end_write(self, version_keys: Sequence[str], token: str) -> int:
@@ -523,10 +528,7 @@ class RedisBackend:
         # yet leases granted under the old one may still run: wait until they have run out.
         self._local.young_wait_s = max(0, int(born_ms) + self.lease_ms - int(now_ms)) / 1000
         self._see_epoch(epoch, seq)
-        mirror = self.versions
-        for k in version_keys:
-            if mirror.get(k, -1) < seq:
-                mirror[k] = seq
+        self._advance((k, seq) for k in version_keys)
         self._local.msg = int(msg)
         self._local.msg_epoch = epoch
         return seq
@@ -934,10 +936,7 @@ class RedisBackend:
             self._resync()  # a gap: something was missed; forget everything
             self._lease_until = 0.0
         # Applying a bump twice is harmless (versions only grow), so earlier numbers are applied too.
-        mirror = self.versions
-        for k in names.split("\x1e") if names else ():
-            if mirror.get(k, -1) < seq:
-                mirror[k] = seq
+        self._advance((k, seq) for k in names.split("\x1e") if names)
         self._last_msg = max(self._last_msg, msg)
         # Acknowledgements are per incarnation: message numbers restart with a new epoch.
         client.set(f"{self._ack_prefix}{self._epoch}:{self.holder}", msg, px=max(60000, self.lease_ms * 10))
