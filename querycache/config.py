@@ -42,9 +42,19 @@ class L2Config:
 class L3Config:
     enabled: bool = False
     model: str | None = None
+    """None or "minilm": the packaged all-MiniLM-L6-v2; "ngram": hashed character n-grams (no
+    torch); anything else: a sentence-transformers model directory."""
     threshold: float = 0.97
     max_entries: int = 100000
     budget_ms: int = 20
+    all_reads: bool = False
+    """False: only statements with the hint ``/* cache semantic */``; True: every cacheable read."""
+    batch_max: int = 32
+    batch_wait_ms: float = 2.0
+    queue_max: int = 256
+    hnsw_above: int = 20000
+    """A scope's index switches from exact (flat) search to HNSW above this many entries."""
+    top_k: int = 8
 
 
 @dataclass(frozen=True)
@@ -269,6 +279,13 @@ def _check(config: Config) -> None:
         raise ConfigError(f"l3.threshold: {config.l3.threshold!r} must be in (0, 1]")
     positive("l3.max_entries", config.l3.max_entries)
     positive("l3.budget_ms", config.l3.budget_ms)
+    positive("l3.batch_max", config.l3.batch_max)
+    non_negative("l3.batch_wait_ms", config.l3.batch_wait_ms)
+    positive("l3.queue_max", config.l3.queue_max)
+    positive("l3.hnsw_above", config.l3.hnsw_above)
+    positive("l3.top_k", config.l3.top_k)
+    if config.l3.model is not None and not config.l3.model.strip():
+        raise ConfigError("l3.model: must be null, 'minilm', 'ngram' or a sentence-transformers model path")
     non_negative("ttl.default_s", config.ttl.default_s)
     positive("ttl.max_s", config.ttl.max_s)
     positive("stats.publish_interval_s", config.stats.publish_interval_s)

@@ -27,11 +27,13 @@ from querycache.errors import BackendUnavailable
 from querycache.keys import UnsupportedParam, l1_params, l2_key
 from querycache.l1 import L1Cache, L1Entry
 from querycache.stats import Fingerprint
-from querycache.status import COALESCED, HIT_L1, HIT_L2, BypassReason, NotFilledReason
+from querycache.status import COALESCED, HIT_L1, HIT_L2, HIT_L3, BypassReason, NotFilledReason
 from querycache.status import MISS as STATUS_MISS
 
 if TYPE_CHECKING:
     from querycache.cache import QueryCache
+    from querycache.semantic.canonical import Canonical, Output
+    from querycache.semantic.tier import SemanticTier
 
 _set = object.__setattr__  # internal state of the wrappers, without their pass-through __setattr__
 _RR_LEVELS = ("repeatable read", "serializable-snapshot", "unknown")
@@ -1121,6 +1123,15 @@ class CachedCursor:
                     self._fill_l1(l1_key, result, plan, lookup.entry_stamp or lookup.stamp, l1_token,
                                   len(lookup.value))  # type: ignore[arg-type]
                 return self._result()
+        l3 = cache.l3
+        semantic = None
+        if (l3 is not None and store_key is not None and not pin and plan.ttl_s > 0 and not lookup.pending
+                and (analysis.hints.semantic or cache.config.l3.all_reads)):
+            semantic = self._l3_prepare(l3, sql, params)
+            if semantic is not None and lookup.value is MISS and self._serve_l3(
+                    l3, semantic, analysis, plan, tx_stamp, opens_tx, l1_key if use_l1 else None, store_key,
+                    lookup, l1_token, flight, started):
+                return self._result()
         stamp = lookup.stamp
         # Miss: run on the database, deliver, then fill.
         self._begin_live(STATUS_MISS)
@@ -1166,7 +1177,90 @@ class CachedCursor:
                 shared, plan.version_keys, fill_stamp, l1_token, time.monotonic() + plan.ttl_s, 0))
         if leased and not filled and store_key is not None:
             self._release_lease(store_key, "filled" if shared is not None else "unshared")
+        if semantic is not None and filled and shared is not None and store_key is not None:
+            l3.add(semantic[1], plan.version_keys, semantic[0], analysis.normalized, store_key)  # type: ignore[union-attr]
         return self._result()
+
+    # -- L3 -----------------------------------------------------------------------------
+    def _l3_prepare(self, l3: SemanticTier, sql: str, params: Any) -> tuple[Canonical, str] | None:
+        """The statement's canonical form and its L3 scope (connection scope, tenant, row shape)."""
+        conn = self._conn
+        try:
+            pkey = l1_params(params)
+        except UnsupportedParam:
+            return None
+        analyzer = conn._analyzer
+        canonical = l3.prepare(sql, analyzer.dialect, analyzer.paramstyle, params, pkey)
+        if canonical is None:
+            return None
+        cache = conn._cache
+        scope = "\x1f".join((cache.namespace, conn._scope_key, repr(cache._tenant.get()),
+                             conn._adapter.cursor_shape(self._raw)))
+        return canonical, scope
+
+    def _serve_l3(self, l3: SemanticTier, semantic: tuple[Canonical, str], analysis: Analysis, plan: _ReadPlan,
+                  tx_stamp: int | None, opens_tx: bool, l1_key: Any, store_key: str, lookup: Lookup,
+                  l1_token: str, flight: Flight | None, started: float) -> bool:
+        """Serve an equivalent earlier statement's entry, read through L2 with the freshness rule
+        (so never a row L2 would not serve); True when served."""
+        conn = self._conn
+        cache = conn._cache
+        stats = cache._stats
+        canonical, scope = semantic
+        threshold = analysis.hints.semantic_threshold or cache.config.l3.threshold
+        proposal = l3.lookup(scope, plan.version_keys, canonical, threshold)
+        if proposal is None:
+            return False
+        entry = proposal.entry
+        try:
+            found = cache.backend.lookup(entry.store_key, plan.version_keys, tx_stamp, 0)
+        except Exception:  # noqa: BLE001 - fail open: the query runs on the database
+            cache._store_failed()
+            return False
+        if found.value is MISS:
+            l3.forget(entry, "pending" if found.pending else "not_fresh")
+            return False
+        try:
+            result = decode(found.value)  # type: ignore[arg-type]
+        except CorruptEntry:
+            l3.forget(entry, "corrupt")
+            return False
+        if not proposal.identity:
+            permuted = _permuted(result, proposal.columns)
+            if permuted is None:
+                stats.semantic.incr("rejected:row_type")
+                return False
+            result = permuted
+        if not _names_match(result.description, canonical.outputs):
+            stats.semantic.incr("rejected:names")
+            return False
+        if opens_tx:
+            conn._open_tx_for_hit()
+        self._serve(result, HIT_L3)
+        self._record(analysis, HIT_L3)
+        next(stats.hits["l3"])
+        stats.latency["l3"].observe(time.perf_counter() - started)
+        entry_stamp = found.entry_stamp or found.stamp
+        if l1_key is not None:
+            self._fill_l1(l1_key, result, plan, entry_stamp, l1_token, len(found.value))  # type: ignore[arg-type]
+        # This text's own L2 entry: the next identical statement is an L2 hit in every process,
+        # and the fill gives back a coalescing lease this call may hold.
+        filled = False
+        try:
+            value = found.value if proposal.identity else encode(result)
+            filled = cache.backend.fill(store_key, value, plan.version_keys, entry_stamp, lookup.epoch,  # type: ignore[arg-type]
+                                        plan.ttl_s, plan.swr_s)
+            filled = True
+        except Unencodable:
+            pass
+        except Exception:  # noqa: BLE001 - fail open
+            cache._store_failed()
+        if flight is not None:
+            cache._flights.finish(store_key, flight, Outcome.SHARED, L1Entry(
+                result, plan.version_keys, entry_stamp, l1_token, time.monotonic() + plan.ttl_s, 0))
+            if not filled:
+                self._release_lease(store_key, "unshared")
+        return True
 
     def _capture_and_fill(self, analysis: Analysis, plan: _ReadPlan, l1_key: Any, store_key: str | None,
                           stamp: int, epoch: str, pending: bool, l1_token: str) -> tuple[Result | None, bool]:
@@ -1481,3 +1575,24 @@ def _estimate_size(rows: list[Any]) -> int:
         for value in (row.values() if isinstance(row, dict) else row):
             size += len(value) + 40 if type(value) in (str, bytes) else 24
     return size
+
+
+def _permuted(result: Result, columns: tuple[int, ...]) -> Result | None:
+    """``result`` with its columns in the order ``columns`` gives (rows of plain tuples only)."""
+    if result.description is None or any(type(row) is not tuple for row in result.rows):
+        return None
+    description = tuple(result.description[j] for j in columns)
+    rows = [tuple(row[j] for j in columns) for row in result.rows]
+    return Result(description, rows, result.rowcount, result.lastrowid, result.mutable_cells)
+
+
+def _names_match(description: Sequence[Any] | None, outputs: tuple[Output, ...]) -> bool:
+    """A last check of an L3 answer: each output column whose name the statement fixes has it."""
+    if any(output.name == "*" for output in outputs):
+        return description is not None  # a * expands to columns the statement does not name
+    if description is None or len(description) != len(outputs):
+        return not outputs and description is None
+    for column, output in zip(description, outputs, strict=True):
+        if output.name is not None and output.name != "*" and str(column[0]).lower() != output.name.lower():
+            return False
+    return True

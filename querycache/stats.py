@@ -126,6 +126,7 @@ class StatsSnapshot:
     evictions: dict[str, int] = field(default_factory=dict)
     analysis: dict[str, int] = field(default_factory=dict)
     coalesce: dict[str, int] = field(default_factory=dict)
+    semantic: dict[str, Any] = field(default_factory=dict)
     entries: dict[str, int | None] = field(default_factory=dict)
     bytes: dict[str, int | None] = field(default_factory=dict)
     """Single flight: ``leaders`` (elected), ``reelections`` (after a leader's error),
@@ -148,6 +149,7 @@ class StatsSnapshot:
             "evictions": dict(self.evictions),
             "analysis": dict(self.analysis),
             "coalesce": dict(self.coalesce),
+            "semantic": dict(self.semantic),
             "entries": dict(self.entries),
             "bytes": dict(self.bytes),
         }
@@ -174,7 +176,9 @@ class Stats:
         self.invalidations = Counters()
         self.evictions = Counters()
         self.coalesce = Counters()
-        self.latency = {"l1": Histogram(), "l2": Histogram(), "miss": Histogram(), "bypass": Histogram()}
+        self.semantic = Counters()
+        self.latency = {"l1": Histogram(), "l2": Histogram(), "l3": Histogram(), "miss": Histogram(),
+                        "bypass": Histogram()}
         self.l1_ticks = itertools.count()  # L1-hit latency is sampled: 1 hit in 64 is timed
         self._fingerprints: dict[str, Fingerprint] = {}
         self._lock = threading.Lock()
@@ -214,6 +218,7 @@ class Stats:
             evictions=self.evictions.snapshot(),
             analysis=dict(analysis or {}),
             coalesce=self.coalesce.snapshot(),
+            semantic=self.semantic.snapshot(),
         )
 
 

@@ -1,0 +1,182 @@
+"""A bounded micro-batching embedding worker with a per-lookup latency budget (DESIGN §5).
+
+Callers hand in texts; one thread embeds them in batches of up to ``batch_max``, waiting at most
+``batch_wait_s`` for a batch to fill. A lookup waits at most its budget: when the queue is full,
+the model is still loading, or the budget runs out, the lookup is shed (L3 is skipped, the query
+runs as a miss) and counted; the vector, once computed, is remembered for the next time.
+The model loads in the worker thread, never on a query's path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Callable
+
+from cachetools import LRUCache
+
+from querycache.stats import Counters
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from querycache.semantic.embedders import Embedder
+
+_log = logging.getLogger(__name__)
+
+
+class _Job:
+    __slots__ = ("callbacks", "done", "text", "vector")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.done = threading.Event()
+        self.vector: NDArray[np.float32] | None = None
+        self.callbacks: list[Callable[[NDArray[np.float32]], None]] = []
+
+
+class EmbeddingWorker:
+    def __init__(self, load: Callable[[], Embedder], *, batch_max: int, batch_wait_s: float, queue_max: int,
+                 counters: Counters, memo_size: int = 10000) -> None:
+        self._load = load
+        self.batch_max = batch_max
+        self.batch_wait_s = batch_wait_s
+        self.queue_max = queue_max
+        self._counters = counters
+        self._memo: LRUCache[str, NDArray[np.float32]] = LRUCache(maxsize=memo_size)
+        self._memo_lock = threading.Lock()
+        self._pending: dict[str, _Job] = {}
+        self._queue: deque[_Job] = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.embedder: Embedder | None = None
+        self.load_error: BaseException | None = None
+        self.batches = 0
+        self.embedded = 0
+
+    # -- callers ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the thread (and the model load) if it is not running."""
+        with self._cond:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._run, name="querycache-l3-embed", daemon=True)
+                self._thread.start()
+
+    @property
+    def ready(self) -> bool:
+        return self.embedder is not None
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Block until the model is loaded (tests, benchmarks, ``explain``)."""
+        self.start()
+        deadline = time.monotonic() + timeout
+        while self.embedder is None and self.load_error is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.embedder is not None
+
+    def embed(self, text: str, budget_s: float) -> NDArray[np.float32] | None:
+        """The vector of ``text`` within ``budget_s``, or None (shed, counted)."""
+        vector = self.remembered(text)
+        if vector is not None:
+            return vector
+        if self.embedder is None:
+            self.start()
+            self._counters.incr("shed:model_loading" if self.load_error is None else "shed:model_failed")
+            return None
+        job = self._enqueue(text, None)
+        if job is None:
+            self._counters.incr("shed:queue_full")
+            return None
+        if not job.done.wait(budget_s) or job.vector is None:
+            self._counters.incr("shed:budget")
+            return None
+        return job.vector
+
+    def submit(self, text: str, callback: Callable[[NDArray[np.float32]], None]) -> bool:
+        """Embed ``text`` in the background and call ``callback`` with its vector (index adds)."""
+        vector = self.remembered(text)
+        if vector is not None:
+            callback(vector)
+            return True
+        self.start()
+        if self._enqueue(text, callback) is None:
+            self._counters.incr("shed:add_queue_full")
+            return False
+        return True
+
+    def remembered(self, text: str) -> NDArray[np.float32] | None:
+        with self._memo_lock:
+            return self._memo.get(text)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def _enqueue(self, text: str, callback: Callable[[NDArray[np.float32]], None] | None) -> _Job | None:
+        with self._cond:
+            job = self._pending.get(text)
+            if job is None:
+                if len(self._queue) >= self.queue_max or self._closed:
+                    return None
+                job = _Job(text)
+                self._pending[text] = job
+                self._queue.append(job)
+                self._cond.notify()
+            if callback is not None:
+                job.callbacks.append(callback)
+            return job
+
+    # -- the thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self.embedder = self._load()
+        except BaseException as exc:  # noqa: BLE001 - reported by doctor and counted as shed
+            self.load_error = exc
+            _log.warning("querycache: the L3 embedder could not be loaded: %s", exc)
+            return
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                first = time.monotonic()
+                while len(self._queue) < self.batch_max and not self._closed:
+                    remaining = first + self.batch_wait_s - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                batch = [self._queue.popleft() for _ in range(min(self.batch_max, len(self._queue)))]
+            self._embed(batch)
+
+    def _embed(self, batch: list[_Job]) -> None:
+        assert self.embedder is not None
+        try:
+            vectors = self.embedder.encode([job.text for job in batch])
+        except Exception as exc:  # noqa: BLE001 - an embedding failure sheds these lookups only
+            _log.warning("querycache: L3 embedding failed: %s", exc)
+            vectors = None
+        self.batches += 1
+        self.embedded += len(batch)
+        for i, job in enumerate(batch):
+            with self._cond:
+                self._pending.pop(job.text, None)
+            if vectors is not None:
+                job.vector = vectors[i]
+                with self._memo_lock:
+                    self._memo[job.text] = vectors[i]
+            job.done.set()
+            if job.vector is not None:
+                for callback in job.callbacks:
+                    try:
+                        callback(job.vector)
+                    except Exception as exc:  # noqa: BLE001 - a failed index add loses that entry only
+                        _log.warning("querycache: L3 index add failed: %s", exc)
