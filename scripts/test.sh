@@ -3,7 +3,7 @@
 # sqlite, PostgreSQL and MariaDB of this machine (started first if they are down).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/venv.sh dev
+bash scripts/venv.sh dev,semantic
 bash scripts/services.sh
 .venv/bin/ruff check querycache tests bench
 .venv/bin/mypy

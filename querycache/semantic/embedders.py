@@ -80,7 +80,7 @@ class SentenceTransformerEmbedder:
         try:  # the weights' loading bar would print on every process start
             from transformers.utils import logging as transformers_logging
 
-            transformers_logging.disable_progress_bar()
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
             pass
         self._model = SentenceTransformer(path, device="cpu", local_files_only=True)

@@ -119,7 +119,8 @@ class SemanticTier:
             return Proposal(entry, similarity, columns)
         return None
 
-    def candidates(self, scope: str, version_keys: tuple[str, ...], canonical: Canonical, k: int = 5, wait_s: float = 30.0) -> list[dict[str, Any]]:
+    def candidates(self, scope: str, version_keys: tuple[str, ...], canonical: Canonical, k: int = 5,
+                   wait_s: float = 30.0) -> list[dict[str, Any]]:
         """For ``explain``: the nearest entries of the guard bucket, with why each passes or not
         (waits for the model and the embedding instead of shedding)."""
         bucket = self.bucket(scope, version_keys, canonical)
