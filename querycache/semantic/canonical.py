@@ -464,6 +464,9 @@ class _Canonicalizer:
             value = f"p:{self.bound[name]}"
             self.values.append(value)
             return f"(Param {value!r})"
+        if isinstance(node, exp.Identifier):
+            # Unquoted names cannot hold spaces, quotes or parentheses: bare is unambiguous.
+            return f"Q{node.name!r}" if node.quoted else node.name
         if isinstance(node, exp.Table) and id(node) in self.table_refs:
             args = {k: v for k, v in node.args.items() if k not in ("this", "db", "catalog", "alias")}
             return f"(Table {self.table_refs[id(node)]!r} {self._args(args)})"

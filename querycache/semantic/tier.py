@@ -97,14 +97,19 @@ class SemanticTier:
         self.counters.incr("lookups")
         bucket = self.bucket(scope, version_keys, canonical)
         if not self.index.has_bucket(bucket):
-            self.counters.incr("no_candidate")  # no embedding needed: nothing passes the guards
+            self.counters.incr("no_candidate")  # nothing passes the guards: no embedding needed
+            return None
+        if not self.index.has_form(bucket, canonical.digest):
+            # No entry of the bucket has this canonical form, so none could be accepted whatever
+            # its similarity: skip the embedding (an L3 miss then costs no model call).
+            self.counters.incr("no_equal_form")
             return None
         budget = self.config.budget_ms / 1000 if budget_s is None else budget_s
         vector = self.worker.embed(canonical.form, budget)
         if vector is None:
             return None
         for similarity, entry in self.index.search(scope, bucket, vector, self.config.top_k):
-            if similarity < threshold:
+            if similarity < threshold - 1e-6:  # float noise: an equal text may score 0.9999999
                 self.counters.incr("rejected:similarity")
                 break  # in decreasing order: none further can pass
             if entry.canonical.form != canonical.form:
