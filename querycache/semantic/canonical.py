@@ -199,14 +199,6 @@ def _split_outside_quotes(text: str, token: str) -> list[str]:
     return pieces
 
 
-def _constant(node: exp.Expression) -> bool:
-    if isinstance(node, exp.Paren):
-        return _constant(node.this)
-    if isinstance(node, exp.Neg):
-        return _constant(node.this)
-    return isinstance(node, (exp.Literal, exp.Placeholder, exp.Null, exp.Boolean))
-
-
 def _flatten(node: exp.Expression, kind: type[exp.Expression]) -> list[exp.Expression]:
     out: list[exp.Expression] = []
     stack = [node]
@@ -278,7 +270,7 @@ class _Canonicalizer:
         tree = self.tree
         ctes = {self._key(c.args["alias"].this) for c in tree.find_all(exp.CTE) if c.args.get("alias")}
         tables = [t for t in tree.find_all(exp.Table) if t.name]
-        real = [t for t in tables if t.args.get("db") or self._key(t.this) not in ctes]
+        real = tables  # CTE references too: a CTE's name is its own reference
         counts: dict[str, int] = {}
         for table in real:
             alias_node = table.args.get("alias")
@@ -296,13 +288,14 @@ class _Canonicalizer:
                 key = self._key(table.this)  # referred to by its own name
             else:
                 raise Ineligible("alias_reuse")  # the same table twice, one without an alias
-            if key in self.names or key in ctes:
+            cte_reference = not table.args.get("db") and key == self._key(table.this) and key in ctes
+            if key in self.names or (key in ctes and not cte_reference):
                 raise Ineligible("alias_reuse")
             self.names[key] = self.table_refs[id(table)]
-        if (len(real) == 1 and len(tables) == 1 and not ctes
+        if (len(tables) == 1 and not ctes
                 and not any(tree.find_all(exp.Subquery, exp.Union, exp.Intersect, exp.Except, exp.Lateral))
                 and len(list(tree.find_all(exp.Select))) == 1):
-            self.single_table = self.table_refs[id(real[0])]
+            self.single_table = self.table_refs[id(tables[0])]
 
     # -- output columns -----------------------------------------------------------------
     def _outputs(self, select: exp.Select) -> tuple[tuple[Output, ...], bool]:
@@ -376,7 +369,9 @@ class _Canonicalizer:
         columns = [f"{o.form}@{o.name}" for o in outputs]
         if reorderable:
             columns.sort()
-        rest = self._args(args, skip_qualify=("order", "group", "having"))
+        # ORDER BY names an output column first: PostgreSQL names an unaliased expression's
+        # column after it ("count"), so with such a column, ORDER BY names are left as written.
+        rest = self._args(args, skip_qualify=("order",) if any(o.name is None for o in outputs) else ())
         return f"(Select [{' '.join(columns)}] {source_form} where={where_form} {rest})"
 
     def _inner_only(self, from_: exp.From, joins: list[exp.Join]) -> bool:
@@ -440,14 +435,12 @@ class _Canonicalizer:
         mirrored = _MIRRORED.get(type(node))
         present = {k for k, v in node.args.items() if v is not None and v is not False and v != []}
         if mirrored is not None and present == {"this", "expression"}:
-            left, right = node.this, node.expression
-            if _constant(left) and not _constant(right):
-                return f"({mirrored.__name__} {self._form(right)} {self._form(left)})"
-            return f"({type(node).__name__} {self._form(left)} {self._form(right)})"
+            # a < b is b > a: of the two ways to write it, the one whose text sorts first.
+            left, right = self._form(node.this), self._form(node.expression)
+            return min(f"({type(node).__name__} {left} {right})", f"({mirrored.__name__} {right} {left})")
         if isinstance(node, exp.In) and node.expressions and present == {"this", "expressions"}:
-            items = node.expressions
-            if all(_constant(i) for i in items):
-                return f"(In {self._form(node.this)} [{' '.join(sorted(self._form(i) for i in items))}])"
+            # x IN (a, b) is x = a OR x = b: its items commute.
+            return f"(In {self._form(node.this)} [{' '.join(sorted(self._form(i) for i in node.expressions))}])"
         if isinstance(node, exp.Count) and isinstance(_unparen(node.this), (exp.Literal, exp.Star)):
             # COUNT(1) counts rows as COUNT(*) does (a literal is never NULL; exp.Null is no Literal).
             rest = {k: v for k, v in node.args.items() if k != "this"}
