@@ -191,7 +191,8 @@ def bench_embedding(rounds: int, per_caller: int) -> dict[str, Any]:
     return {"callers": callers, "texts_per_caller": per_caller, "rounds": rounds,
             "minilm_single_per_s": round(single, 1), "minilm_batched_per_s": round(batched, 1),
             "batched_over_single": round(batched / single, 2), "ngram_single_thread_per_s": round(ngram_rate, 1),
-            "rounds_single": [round(x, 1) for x in single_rates], "rounds_batched": [round(x, 1) for x in batched_rates]}
+            "rounds_single": [round(x, 1) for x in single_rates],
+            "rounds_batched": [round(x, 1) for x in batched_rates]}
 
 
 # -- end to end --------------------------------------------------------------------------

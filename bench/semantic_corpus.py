@@ -78,6 +78,7 @@ def evaluate(model: str, pairs: list[dict[str, Any]]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         for pair in pairs:
+            cache.l3.worker.drain(60)  # the last pair's add must not land after the flush
             cache.flush()
             cur = conn.cursor()
             cur.execute(pair["a"])
@@ -176,7 +177,8 @@ def markdown(report: dict[str, Any]) -> str:
             for kind, counts in run["by_kind"].items():
                 kinds[kind] = counts
     if kinds:
-        lines += ["", "### Equivalent corpus by rewrite kind", "", "| kind | L1/L2 | L3 | miss |", "|---|---:|---:|---:|"]
+        lines += ["", "### Equivalent corpus by rewrite kind", "", "| kind | L1/L2 | L3 | miss |",
+                  "|---|---:|---:|---:|"]
         for kind, c in kinds.items():
             lines.append(f"| {kind} | {c.get('hit:L2', 0) + c.get('hit:L1', 0)} | {c.get('hit:L3', 0)} | "
                          f"{c.get('miss', 0)} |")

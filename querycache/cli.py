@@ -190,9 +190,10 @@ def _print_stats(console: Console, data: dict[str, Any]) -> None:
     head.add_row("hits", ", ".join(f"{tier} {n}" for tier, n in hits.items()) or "0")
     for key in ("misses", "coalesced", "fail_open"):
         head.add_row(key, str(counters.get(key, 0)))
-    for key in ("bypasses", "not_filled", "coalesce", "entries", "bytes"):
+    for key in ("bypasses", "not_filled", "coalesce", "semantic", "entries", "bytes"):
         value = counters.get(key) or {}
-        head.add_row(key, escape(", ".join(f"{k} {v}" for k, v in sorted(value.items()) if v is not None) or "-"))
+        head.add_row(key, escape(", ".join(f"{k} {v}" for k, v in sorted(value.items())
+                                           if v is not None and not isinstance(v, dict)) or "-"))
     console.print(head)
     if "note" in data:
         console.print(data["note"])
@@ -273,6 +274,8 @@ def doctor(config: Config, dsns: tuple[str, ...], as_json: bool) -> None:
             report = getattr(cache.backend, "health_report", None)
             if callable(report):
                 checks.extend(report())
+            if cache.l3 is not None:
+                checks.append(_semantic_check(cache))
     except Exception as exc:  # noqa: BLE001 - doctor reports every failure instead of raising
         fix = f"; start Redis at {config.l2.url} or fix l2.url" if config.l2.backend == "redis" else ""
         checks.append(("store", "fail", f"{type(exc).__name__}: {exc}{fix}"))
@@ -292,6 +295,21 @@ def doctor(config: Config, dsns: tuple[str, ...], as_json: bool) -> None:
         Console().print(table)
     if failed:
         sys.exit(1)
+
+
+def _semantic_check(cache: QueryCache) -> tuple[str, str, str]:
+    """Load the L3 embedder now (it normally loads in the background) and embed one statement."""
+    assert cache.l3 is not None
+    started = time.monotonic()
+    worker = cache.l3.worker
+    if not worker.wait_ready(300):
+        return ("l3", "fail", f"the embedder did not load: {worker.load_error or 'timed out after 300 s'}")
+    vector = worker.embed("SELECT 1", 60)
+    if vector is None:
+        return ("l3", "fail", "the embedder loaded but did not embed a test statement")
+    embedder = worker.embedder
+    return ("l3", "ok", f"embedder {getattr(embedder, 'name', '?')} ({vector.shape[0]} dimensions) ready in "
+                        f"{time.monotonic() - started:.1f} s, threshold {cache.config.l3.threshold}")
 
 
 def _database_check(dsn: str) -> tuple[str, str, str]:

@@ -53,6 +53,7 @@ class EmbeddingWorker:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._busy = False
         self.embedder: Embedder | None = None
         self.load_error: BaseException | None = None
         self.batches = 0
@@ -108,6 +109,16 @@ class EmbeddingWorker:
             return False
         return True
 
+    def drain(self, timeout: float) -> bool:
+        """Block until every queued text is embedded and its callbacks ran (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._cond:
+                if not self._queue and not self._busy:
+                    return True
+            time.sleep(0.002)
+        return False
+
     def remembered(self, text: str) -> NDArray[np.float32] | None:
         with self._memo_lock:
             return self._memo.get(text)
@@ -155,7 +166,12 @@ class EmbeddingWorker:
                         break
                     self._cond.wait(remaining)
                 batch = [self._queue.popleft() for _ in range(min(self.batch_max, len(self._queue)))]
-            self._embed(batch)
+                self._busy = True
+            try:
+                self._embed(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
 
     def _embed(self, batch: list[_Job]) -> None:
         assert self.embedder is not None
