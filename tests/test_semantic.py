@@ -355,3 +355,29 @@ def test_bad_l3_config_is_named() -> None:
         Config.from_dict({"l3": {"model": " "}})
     with pytest.raises(ConfigError, match=r"l3\.threshold"):
         Config.from_dict({"l3": {"threshold": 1.5}})
+
+
+def test_a_forked_child_restarts_the_worker(sqlite_db: Database, ngram_cache: querycache.QueryCache) -> None:
+    import os
+
+    t = sqlite_db.t("items")
+    sqlite_db.admin(f"CREATE TABLE {t} (id INTEGER PRIMARY KEY, a INTEGER)", f"INSERT INTO {t} VALUES (1, 1)")
+    conn = ngram_cache.wrap(sqlite_db.connect())
+    run(conn, f"SELECT id, a FROM {t}")
+    l3 = ngram_cache.l3
+    assert l3 is not None and wait_until_indexed(l3, 1)
+    l3.worker._memo.clear()  # the child must embed, i.e. run its own worker thread
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                child = ngram_cache.wrap(sqlite_db.connect())
+                code = 0 if run(child, f"SELECT a, id FROM {t}")[0] == "hit:L3" else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

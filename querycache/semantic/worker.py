@@ -10,6 +10,7 @@ The model loads in the worker thread, never on a query's path.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -54,6 +55,7 @@ class EmbeddingWorker:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._busy = False
+        self._pid = os.getpid()
         self.embedder: Embedder | None = None
         self.load_error: BaseException | None = None
         self.batches = 0
@@ -61,7 +63,15 @@ class EmbeddingWorker:
 
     # -- callers ------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the thread (and the model load) if it is not running."""
+        """Start the thread (and the model load) if it is not running (again, in a forked child:
+        the parent's thread does not exist there)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._cond = threading.Condition()
+            self._queue.clear()
+            self._pending.clear()
+            self._busy = False
+            self._thread = None
         with self._cond:
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name="querycache-l3-embed", daemon=True)
@@ -132,6 +142,7 @@ class EmbeddingWorker:
             thread.join(timeout=5)
 
     def _enqueue(self, text: str, callback: Callable[[NDArray[np.float32]], None] | None) -> _Job | None:
+        self.start()
         with self._cond:
             job = self._pending.get(text)
             if job is None:
@@ -147,12 +158,18 @@ class EmbeddingWorker:
 
     # -- the thread ---------------------------------------------------------------------
     def _run(self) -> None:
+        if self.embedder is not None:
+            self._loop()  # restarted in a forked child: the model came with the process
+            return
         try:
             self.embedder = self._load()
         except BaseException as exc:  # noqa: BLE001 - reported by doctor and counted as shed
             self.load_error = exc
             _log.warning("querycache: the L3 embedder could not be loaded: %s", exc)
             return
+        self._loop()
+
+    def _loop(self) -> None:
         while True:
             with self._cond:
                 while not self._queue and not self._closed:
