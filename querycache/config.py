@@ -50,7 +50,7 @@ class L3Config:
     all_reads: bool = False
     """False: only statements with the hint ``/* cache semantic */``; True: every cacheable read."""
     batch_max: int = 32
-    batch_wait_ms: float = 2.0
+    batch_wait_ms: float = 0.0
     queue_max: int = 256
     hnsw_above: int = 20000
     """A scope's index switches from exact (flat) search to HNSW above this many entries."""
