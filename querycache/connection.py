@@ -332,8 +332,9 @@ class CachedConnection:
     def _store_key(self, raw_cursor: Any, analysis: Analysis, params: Any, plan: _ReadPlan) -> str:
         """The statement's L2 key in this connection's scope and the current tenant."""
         cache = self._cache
+        text = analysis.sql if analysis.names_from_text else analysis.normalized
         return l2_key(cache.namespace, self._scope_key, cache._tenant.get(), self._adapter.cursor_shape(raw_cursor),
-                      analysis.normalized, params, plan.version_keys)
+                      text, params, plan.version_keys)
 
     def explain(self, sql: str, params: Any = None) -> dict[str, Any]:
         """How this connection would answer ``sql`` right now, without running it: the analysis,
