@@ -93,11 +93,12 @@ def name_placeholders(text: str, dialect: str, paramstyle: str) -> tuple[str, in
     None for paramstyles this module does not bind."""
     from querycache.semantic.canonical import _split_outside_quotes
 
-    if paramstyle in ("named", "pyformat") and dialect != "postgres":
-        return text, 0
-    token = "%s" if dialect == "postgres" and paramstyle in ("format", "pyformat") else "?"
-    if paramstyle not in ("format", "pyformat", "qmark"):
-        return None
+    if dialect == "postgres" and paramstyle in ("format", "pyformat"):
+        token = "%s"
+    elif paramstyle in ("format", "pyformat", "qmark"):
+        token = "?"  # the scanner has turned MySQL's %s into ?
+    else:
+        return text, 0  # named and numeric parameters keep their names
     pieces = _split_outside_quotes(text, token)
     marker = "%(qcp{})s" if token == "%s" else ":qcp{}"
     out = [pieces[0]]
