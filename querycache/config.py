@@ -83,7 +83,7 @@ class InvalidationConfig:
     dependencies: Mapping[str, list[str]] = field(default_factory=dict)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     row_level: bool = False
-    """Row-level invalidation (PostgreSQL and MySQL/MariaDB, memory store): a read pinned to
+    """Row-level invalidation (PostgreSQL and MySQL/MariaDB; memory or Redis store): a read pinned to
     column values depends on those values' buckets; a write bumps the buckets of the rows it
     touches. Off by default until proven in multi-process runs; see README."""
 
@@ -303,8 +303,5 @@ def _check(config: Config) -> None:
     positive("max_result_rows", config.max_result_rows)
     positive("max_result_bytes", config.max_result_bytes)
     positive("invalidation.lease_ms", config.invalidation.lease_ms)
-    if config.invalidation.row_level and config.l2.enabled and config.l2.backend != "memory":
-        raise ConfigError("invalidation.row_level: only supported with l2.backend memory in this release "
-                          "(the Redis store keeps table-level invalidation); set it to false")
     positive("coalesce.max_wait_ms", config.coalesce.max_wait_ms)
     positive("coalesce.lease_ms", config.coalesce.lease_ms)

@@ -490,7 +490,14 @@ class CachedConnection:
         """Tables a reader started to pin by a new column since a write computed its footprint:
         the write bumps the whole table (see MemoryBackend.register_dependency)."""
         backend: Any = self._cache.backend
-        changed = {key for key, seen in row_checks if backend.dependencies(key)[1] != seen}
+        changed = set()
+        for key, seen in row_checks:
+            try:
+                if backend.dependencies(key)[1] == seen:
+                    continue
+            except Exception:  # noqa: BLE001 - unknown: the whole table
+                self._cache._store_failed()
+            changed.add(key)
         if changed:
             self._cache._stats.row_level.incr("escalated:dependency_changed")
         return changed
@@ -615,7 +622,12 @@ class CachedConnection:
                 if buckets is None:
                     break
                 if (table_key, column) not in registered:
-                    backend.register_dependency(table_key, column)
+                    try:
+                        backend.register_dependency(table_key, column)
+                    except Exception:  # noqa: BLE001 - fail open: unregistered, the table is read as "any"
+                        self._cache._store_failed()
+                        buckets = None
+                        break
                     registered.add((table_key, column))
             if buckets is None:
                 keys.append(table_key + _BUCKET + "*")
@@ -639,7 +651,7 @@ class CachedConnection:
 
 
 _CATALOG_KEY = "#catalog"
-_BUCKET = "\x1e"  # table key + _BUCKET + "*" (any row) or "column=bucket"
+_BUCKET = "\x1d"  # table key + _BUCKET + "*" (any row) or "column=bucket"
 _STATE_CHANGING_METHODS = frozenset(
     {"autocommit", "select_db", "set_session", "set_isolation_level", "reset", "ping",
      "set_client_encoding", "tpc_begin", "tpc_commit", "tpc_rollback", "tpc_prepare", "change_user",
@@ -1570,7 +1582,12 @@ class CachedCursor:
             stats.incr("writes:table:params")
             return None
         backend: Any = conn._cache.backend
-        columns, seen = backend.dependencies(table_key)
+        try:
+            columns, seen = backend.dependencies(table_key)
+        except Exception:  # noqa: BLE001 - fail open: the whole table
+            conn._cache._store_failed()
+            stats.incr("writes:table:store")
+            return None
         ordered = sorted(columns)
         new_values: list[Any] = []
         try:
@@ -1675,7 +1692,7 @@ class CachedCursor:
                 if conn._tx.open:
                     conn._tx.written |= footprint
                     conn._tx.row_checks.append((table_key, seen))
-            if not conn._tx.open and backend.dependencies(table_key)[1] != seen:
+            if not conn._tx.open and conn._changed_dependencies([(table_key, seen)]):
                 escalate("dependency_changed")  # committed: checked here, before phase 2
             return result
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import hashlib
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -65,7 +66,7 @@ def bucket_value(value: Any) -> str | None:
             return None
         return f"n:{as_int}" if value == as_int else "n:fraction"
     if isinstance(value, uuid.UUID):
-        return f"s:{value}"
+        return bucket_value(str(value))
     if isinstance(value, (bytes, bytearray, memoryview, dt.date, dt.time, dt.timedelta)):
         return None
     if isinstance(value, str):
@@ -84,7 +85,8 @@ def bucket_value(value: Any) -> str | None:
         # Case- and accent-insensitive collations (MySQL's default) compare 'É ' and 'e' equal.
         folded = "".join(ch for ch in unicodedata.normalize("NFKD", text.casefold())
                          if not unicodedata.combining(ch))
-        return f"s:{folded}"
+        # Hashed: a value never reaches a key's text (separators in it could split a bump message).
+        return "s:" + hashlib.blake2b(folded.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
     return None
 
 

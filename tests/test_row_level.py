@@ -5,6 +5,7 @@ answer. Executions are not trusted to the cache's counters: statuses and values 
 from __future__ import annotations
 
 import random
+import uuid
 from typing import Any, Iterator
 
 import pytest
@@ -29,9 +30,19 @@ def shop(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Database]:
     db.cleanup()
 
 
-@pytest.fixture
-def cache() -> Iterator[querycache.QueryCache]:
-    qc = querycache.QueryCache(Config.from_dict({"invalidation": {"row_level": True}}))
+@pytest.fixture(params=["memory", "redis"])
+def cache(request: pytest.FixtureRequest) -> Iterator[querycache.QueryCache]:
+    if request.param == "memory":
+        qc = querycache.QueryCache(Config.from_dict({"invalidation": {"row_level": True}}))
+    else:
+        from tests.backends.test_redis import REDIS_URL, _leased, _redis_up
+
+        _redis_up(REDIS_URL)
+        qc = querycache.QueryCache(Config.from_dict({
+            "invalidation": {"row_level": True},
+            "l2": {"backend": "redis", "url": REDIS_URL, "timeout_ms": 2000,
+                   "namespace": "rl" + uuid.uuid4().hex[:8]}}))
+        _leased(qc.backend)  # L1 answers only under a coherence lease
     yield qc
     qc.close()
 
