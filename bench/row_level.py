@@ -109,7 +109,8 @@ def setup(conn: Any, products: int, orders: int) -> tuple[dict[int, int], dict[i
     conn.execute(f"INSERT INTO {P} SELECT g, g % {CATEGORIES}, 'product ' || g, 10 + g % 90, 0 "
                  f"FROM generate_series(0, {products - 1}) g")
     conn.execute(f"CREATE TABLE {O} (id BIGINT PRIMARY KEY, product_id INTEGER NOT NULL, qty INTEGER NOT NULL)")
-    conn.execute(f"INSERT INTO {O} SELECT g, (g * 7919) % {products}, 1 + g % 5 FROM generate_series(1, {orders}) g")
+    conn.execute(f"INSERT INTO {O} SELECT g, (g::bigint * 7919) % {products}, 1 + g % 5 "
+                 f"FROM generate_series(1, {orders}) g")
     conn.execute(f"CREATE INDEX ON {O} (product_id)")
     # No index on category: a category aggregate scans the products (the expensive read).
     conn.execute(f"ANALYZE {P}")
@@ -121,7 +122,8 @@ def setup(conn: Any, products: int, orders: int) -> tuple[dict[int, int], dict[i
 
 
 def run_contender(name: str, threads: int, duration: float, products: int, seed: int,
-                  base: dict[int, int], category_of: dict[int, int], next_order: list[int]) -> dict[str, Any]:
+                  base: dict[int, int], category_of: dict[int, int], next_order: list[int],
+                  write_ratio: float = 0.05) -> dict[str, Any]:
     import psycopg
 
     checker = Checker(base, category_of)
@@ -165,7 +167,7 @@ def run_contender(name: str, threads: int, duration: float, products: int, seed:
         try:
             while not stop.is_set():
                 roll = rng.random()
-                if roll < 0.95:
+                if roll >= write_ratio:
                     kind = rng.random()
                     if kind < 45 / 95:
                         cat = categories_z()
@@ -237,7 +239,8 @@ def run_contender(name: str, threads: int, duration: float, products: int, seed:
 def markdown(meta: dict[str, Any], results: list[dict[str, Any]]) -> str:
     base = next((r["ops_per_s"] for r in results if r["contender"] == "uncached"), None)
     lines = [f"{meta['products']:,} products in {CATEGORIES} categories, {meta['orders']:,} orders; "
-             f"{meta['threads']} threads, {meta['duration']} s per contender, 95/5 reads/writes, Zipf s=1.1",
+             f"{meta['threads']} threads, {meta['duration']} s per contender, {meta['write_ratio']:.1%} writes, "
+             "Zipf s=1.1",
              "", "| contender | ops/s | x uncached | hit ratio | stale reads / checked |",
              "|---|---:|---:|---:|---:|"]
     for r in results:
@@ -255,6 +258,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--contenders", default="uncached,qc-table,qc-row,cache-aside")
+    parser.add_argument("--write-ratio", type=float, default=0.05, help="share of operations that write")
     args = parser.parse_args()
     products, orders = (50_000, 200_000) if args.quick else (200_000, 1_000_000)
     duration = args.duration or (8.0 if args.quick else 20.0)
@@ -264,7 +268,8 @@ def main() -> None:
         base, category_of = setup(admin, products, orders)
         next_order = [orders + 1]
         for name in [c.strip() for c in args.contenders.split(",") if c.strip()]:
-            results.append(run_contender(name, args.threads, duration, products, 7, base, category_of, next_order))
+            results.append(run_contender(name, args.threads, duration, products, 7, base, category_of, next_order,
+                                         args.write_ratio))
             admin.execute(f"UPDATE {P} SET version = 0, price = 10 + id % 90 WHERE version <> 0")
             admin.execute(f"DELETE FROM {O} WHERE id > {orders}")
             next_order[0] = orders + 1
@@ -272,7 +277,7 @@ def main() -> None:
         admin.execute(f"DROP TABLE IF EXISTS {O}, {P}")
         admin.close()
     meta = {"products": products, "orders": orders, "threads": args.threads, "duration": duration,
-            "cpus": os.cpu_count()}
+            "cpus": os.cpu_count(), "write_ratio": args.write_ratio}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "row_level.json").write_text(json.dumps({**meta, "results": results}, indent=2))
     text = markdown(meta, results)

@@ -190,7 +190,7 @@ def _print_stats(console: Console, data: dict[str, Any]) -> None:
     head.add_row("hits", ", ".join(f"{tier} {n}" for tier, n in hits.items()) or "0")
     for key in ("misses", "coalesced", "fail_open"):
         head.add_row(key, str(counters.get(key, 0)))
-    for key in ("bypasses", "not_filled", "coalesce", "semantic", "entries", "bytes"):
+    for key in ("bypasses", "not_filled", "coalesce", "semantic", "row_level", "entries", "bytes"):
         value = counters.get(key) or {}
         head.add_row(key, escape(", ".join(f"{k} {v}" for k, v in sorted(value.items())
                                            if v is not None and not isinstance(v, dict)) or "-"))
