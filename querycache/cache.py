@@ -115,6 +115,7 @@ class QueryCache:
         self._flights = SingleFlight()
         # Row-level invalidation: (table key, column) pairs this process registered as pinned.
         self._row_dependencies: set[tuple[str, str]] = set()
+        self._generated_columns: dict[tuple[str, str], frozenset[str]] = {}
         self.stats_enabled = self.config.stats.enabled
         self._registry: Any = None
         self._publisher_stop = threading.Event()

@@ -330,6 +330,7 @@ class CachedConnection:
 
     def _catalog_changed(self) -> None:
         self._cache._invalidate_catalog(self._database_id)
+        self._cache._generated_columns.clear()
         self._plans.clear()
 
     def _key(self, table: str) -> str:
@@ -599,7 +600,7 @@ class CachedConnection:
         """``plan`` with the bucket keys of this execution's values (a value that has no bucket
         makes its table depend on "any"); registers each pinned column before the lookup takes
         its stamp, so that a writer computing a footprint from then on bumps its buckets."""
-        from querycache.rows import bucket_value, resolve
+        from querycache.rows import bucket_values, resolve
 
         assert plan.row_pins is not None
         backend: Any = self._cache.backend
@@ -612,13 +613,13 @@ class CachedConnection:
             for column, sources in columns.items():
                 for source in sources:
                     try:
-                        bucket = bucket_value(resolve(source, params))
+                        found = bucket_values(resolve(source, params), self._analyzer.dialect, True)
                     except (KeyError, IndexError, TypeError):
-                        bucket = None
-                    if bucket is None or buckets is None:
+                        found = None
+                    if found is None or buckets is None:
                         buckets = None
                         break
-                    buckets.append(f"{table_key}{_BUCKET}{column}={bucket}")
+                    buckets += [f"{table_key}{_BUCKET}{column}={bucket}" for bucket in found]
                 if buckets is None:
                     break
                 if (table_key, column) not in registered:
@@ -636,6 +637,33 @@ class CachedConnection:
                 keys += sorted(set(buckets))
                 stats.incr("reads:pinned")
         return _ReadPlan(tuple(keys), plan.bypass, plan.ttl_s, plan.calls_user_function, plan.swr_s)
+
+    def _generated_columns(self, table: str) -> frozenset[str]:
+        """Columns of ``table`` the database computes (GENERATED ... STORED / VIRTUAL), read once per
+        database and table; on failure every column counts as one (the write stays at table level)."""
+        cache = self._cache
+        key = (self._database_id, table)
+        found = cache._generated_columns.get(key)
+        if found is not None:
+            return found
+        if self._adapter.dialect == "postgres":
+            sql = ("SELECT column_name FROM information_schema.columns "
+                   "WHERE table_name = %s AND is_generated = 'ALWAYS'")
+            params: tuple[Any, ...] = (table,)
+        else:
+            sql = ("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
+                   "AND table_name = %s AND (extra LIKE %s OR generation_expression <> '')")
+            params = (table, "%GENERATED%")
+        cursor = self._raw.cursor()
+        try:
+            cursor.execute(sql, params)
+            found = frozenset(str(row[0]).lower() for row in cursor.fetchall())
+        except Exception:  # noqa: BLE001 - unknown: "*", no column may be trusted
+            return frozenset({"*"})
+        finally:
+            cursor.close()
+        cache._generated_columns[key] = found
+        return found
 
     def _write_keys(self, analysis: Analysis) -> set[str]:
         catalog, _ = self._catalog()
@@ -1566,7 +1594,7 @@ class CachedCursor:
         own WHERE, FOR UPDATE, in one transaction with the write (this wrapper opens and commits
         it on an autocommit connection; inside the application's transaction it stays at table
         level). Its row count must equal the write's, else the whole table is bumped."""
-        from querycache.rows import MAX_VALUES_PER_TABLE, bucket_value, resolve, write_plan
+        from querycache.rows import MAX_VALUES_PER_TABLE, bucket_values, resolve, write_plan
 
         conn = self._conn
         stats = conn._cache._stats.row_level
@@ -1624,17 +1652,21 @@ class CachedCursor:
             if adapter.dialect != "postgres" and conn._isolation() not in ("repeatable read", "serializable"):
                 stats.incr("writes:table:isolation")  # no gap locks: a phantom could slip in
                 return None
+            generated = conn._generated_columns(plan.table) if plan.kind == "update" else frozenset()
+            if "*" in generated or set(ordered) & generated:
+                stats.incr("writes:table:generated_column")  # its new value is computed by the database
+                return None
         any_key = table_key + _BUCKET + "*"
         keys.discard(table_key)
         keys.add(any_key)
 
         def buckets(pairs: list[tuple[str, Any]]) -> set[str] | None:
-            out = set()
+            out: set[str] = set()
             for column, value in pairs:
-                bucket = bucket_value(value)
-                if bucket is None:
+                found = bucket_values(value, adapter.dialect, False)
+                if found is None:
                     return None
-                out.add(f"{table_key}{_BUCKET}{column}={bucket}")
+                out.update(f"{table_key}{_BUCKET}{column}={bucket}" for bucket in found)
             return out
 
         def escalate(reason: str) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import hashlib
-import unicodedata
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, cast
@@ -60,6 +60,8 @@ def bucket_value(value: Any) -> str | None:
     if isinstance(value, int):
         return f"n:{value}"
     if isinstance(value, (float, decimal.Decimal)):
+        if isinstance(value, decimal.Decimal) and value.is_finite() and value.adjusted() > 30:
+            return "n:huge"  # int() of 1e999999 would build a million digits
         try:
             as_int = int(value)
         except (OverflowError, ValueError):
@@ -82,12 +84,44 @@ def bucket_value(value: Any) -> str | None:
             number = None
         if number is not None and number.is_finite():
             return bucket_value(number)
-        # Case- and accent-insensitive collations (MySQL's default) compare 'É ' and 'e' equal.
-        folded = "".join(ch for ch in unicodedata.normalize("NFKD", text.casefold())
-                         if not unicodedata.combining(ch))
-        # Hashed: a value never reaches a key's text (separators in it could split a bump message).
-        return "s:" + hashlib.blake2b(folded.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+        if not text.isascii():
+            # Collations equate non-ASCII text in ways no folding here reproduces exactly
+            # (accents, ligatures, expansions): all of it shares one bucket.
+            return "s:non-ascii"
+        # ASCII: case-insensitive collations and trailing-space padding; hashed, so that a value
+        # never reaches a key's text (separators in it could split a bump message).
+        return "s:" + hashlib.blake2b(lowered.encode(), digest_size=8).hexdigest()
     return None
+
+
+_MYSQL_NUMBER = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def bucket_values(value: Any, dialect: str, reading: bool) -> list[str] | None:
+    """The buckets of ``value``: for a row holding it (``reading`` False), every bucket the row
+    is in; for a statement comparing a column with it (``reading`` True), every bucket a matching
+    row may be in. None: the statement is read as "any row".
+
+    * MySQL compares a string with a number by the string's numeric prefix ('5abc' = 5, 'abc' = 0):
+      there a string is also in its number's bucket.
+    * Collations may equate non-ASCII text with other text (accents, ligatures, expansions): a
+      non-ASCII value is in the one "non-ascii" bucket, every pinned string read also depends on
+      it, and a read comparing with non-ASCII text is not pinned at all."""
+    bucket = bucket_value(value)
+    if bucket is None:
+        return None
+    if bucket == "s:non-ascii" and reading:
+        return None
+    buckets = [bucket]
+    if bucket.startswith("s:") and reading:
+        buckets.append("s:non-ascii")
+    if dialect in ("mysql", "mariadb") and isinstance(value, str) and bucket.startswith("s:"):
+        match = _MYSQL_NUMBER.match(value)
+        prefix = bucket_value(decimal.Decimal(match.group(0).strip()) if match else 0)
+        if prefix is None:
+            return None
+        buckets.append(prefix)
+    return buckets
 
 
 def name_placeholders(text: str, dialect: str, paramstyle: str) -> tuple[str, int] | None:

@@ -158,6 +158,20 @@ def test_nulls_and_coerced_literals(shop: Database, cache: querycache.QueryCache
     assert c.read(nulls) == "miss"
 
 
+def test_a_generated_column_keeps_its_update_at_table_level(shop: Database, cache: querycache.QueryCache) -> None:
+    c = Checked(shop, cache)
+    table = shop.t("banded")
+    shop.tables.insert(0, table)
+    expression = "GENERATED ALWAYS AS (price / 100) STORED" if shop.name == "postgres" else "AS (price DIV 100) STORED"
+    shop.admin(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, price INTEGER, band INTEGER {expression})",
+               f"INSERT INTO {table} (id, price) VALUES (1, 150), (2, 250)")
+    by_band = f"SELECT COUNT(*) FROM {table} WHERE band = %s"
+    c.read(by_band, (1,))
+    c.write(f"UPDATE {table} SET price = 250 WHERE id = %s", (1,))  # band 1 -> 2, computed by the database
+    assert c.read(by_band, (1,)) == "miss"
+    assert cache.stats().to_dict()["row_level"].get("writes:table:generated_column") == 1
+
+
 def test_mysql_collation_case(shop: Database, cache: querycache.QueryCache) -> None:
     if shop.name != "mysql":
         pytest.skip("MySQL/MariaDB collations compare 'ITEM7' and 'item7' as equal")

@@ -64,11 +64,26 @@ def test_placeholders_are_numbered_in_text_order() -> None:
 
 @pytest.mark.parametrize(("a", "b"), [
     (5, "5"), (5, "05"), (5, 5.0), (5, decimal.Decimal("5.00")), (True, 1), (True, "t"), (False, "off"),
-    ("abc", "ABC"), ("abc", "abc  "), ("e", "é"), ("strasse", "STRASSE"), (None, None),
+    ("abc", "ABC"), ("abc", "abc  "), ("strasse", "STRASSE"), ("é", "æ"), (None, None),
     (uuid.UUID(int=7), str(uuid.UUID(int=7))),
 ])
 def test_values_the_database_may_compare_equal_share_a_bucket(a: Any, b: Any) -> None:
     assert bucket_value(a) == bucket_value(b) is not None
+
+
+def test_reads_cover_every_bucket_a_matching_row_may_be_in() -> None:
+    from querycache.rows import bucket_values
+
+    # MySQL: 'abc' = 0 and '5abc' = 5; a string column's rows are also in their number's bucket.
+    assert set(bucket_values("5abc", "mysql", False) or ()) >= {"n:5"}
+    assert set(bucket_values("abc", "mysql", False) or ()) >= {"n:0"}
+    assert "n:0" in (bucket_values("xyz", "mysql", True) or ())
+    # Accent- or case-insensitive collations: a pinned string read also depends on non-ASCII rows;
+    # a read comparing with non-ASCII text is not pinned.
+    assert "s:non-ascii" in (bucket_values("e", "postgres", True) or ())
+    assert bucket_values("é", "postgres", False) == ["s:non-ascii"]
+    assert bucket_values("é", "postgres", True) is None
+    assert bucket_values(5, "postgres", True) == ["n:5"]
 
 
 def test_values_without_a_safe_bucket() -> None:
