@@ -505,8 +505,8 @@ class CachedConnection:
 
     def _count_invalidations(self, keys: set[str]) -> None:
         counter = self._cache._stats.invalidations
-        for key in keys:
-            counter.incr(key.rsplit("\x1f", 1)[-1].split(_BUCKET, 1)[0])
+        for table in {key.rsplit("\x1f", 1)[-1].split(_BUCKET, 1)[0] for key in keys}:
+            counter.incr(table)  # once per table a write touched, whatever buckets it bumped
 
     def _end_transaction(self, raw_action: Callable[[], Any], committing: bool) -> Any:
         def action() -> Any:
