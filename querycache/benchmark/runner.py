@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -16,12 +17,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.workload import schema as sch
-from bench.workload.worker import CONTENDERS, QC, READ_KINDS, READ_WEIGHTS, Spec, is_cached, worker_main
+from querycache.benchmark import schema as sch
+from querycache.benchmark.worker import CONTENDERS, QC, READ_KINDS, READ_WEIGHTS, Spec, is_cached, worker_main
 
 DESCRIPTION = "Workload benchmark: querycache vs uncached vs TTL caches on a generated PostgreSQL shop schema."
-ROOT = Path(__file__).resolve().parent.parent.parent
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path("bench") / "results"  # relative to the current directory: the checkout's bench/results
 PG_DSN = os.environ.get("QUERYCACHE_BENCH_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 PER_PROCESS = {"qc-l1", "qc-mem"}
 REDIS_URL = os.environ.get("QUERYCACHE_BENCH_REDIS", "redis://127.0.0.1:6379/11")
@@ -346,8 +346,8 @@ def machine() -> dict[str, Any]:
             "loadavg": os.getloadavg()}
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.workload", description=DESCRIPTION)
+def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     p.add_argument("--quick", action="store_true", help="scale 0.05, 5 s per contender, short sweep (about a minute)")
     p.add_argument("--scale", type=float, default=None, help="1.0 = 1.02M rows (default); --quick: 0.05")
     p.add_argument("--duration", type=float, default=None, help="seconds per contender (default 20; --quick 5)")
@@ -365,7 +365,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--schema", default=None, help="reuse this schema if it exists (e.g. one kept with --keep)")
     p.add_argument("--pg-dsn", default=PG_DSN)
     p.add_argument("--redis-url", default=REDIS_URL)
-    p.add_argument("--out", default=str(RESULTS), help="directory for workload.json / workload.md")
+    p.add_argument("--out", default=str(RESULTS),
+                   help="directory for workload.json / workload.md (default: bench/results in the current directory)")
     a = p.parse_args(argv)
     a.scale = a.scale if a.scale is not None else (0.05 if a.quick else 1.0)
     a.duration = a.duration if a.duration is not None else (5.0 if a.quick else 20.0)
@@ -376,11 +377,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"unknown contender(s) {unknown}; known: {', '.join(CONTENDERS)}")
     if a.schema and not a.schema.startswith("wl_"):
         p.error("--schema must start with wl_")
+    needed = {"psycopg": "querycache[postgres]", "redis": "querycache[redis]"}
+    if "dogpile" in a.contenders:
+        needed["dogpile"] = "dogpile.cache"
+    missing = [f"{module} ({install})" for module, install in needed.items()
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        p.error(f"missing: {', '.join(missing)}; pip install them (or choose other --contenders)")
     return a
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
+    """Run the benchmark with command-line arguments ``argv``; the exit status (1: a contender failed,
+    or a querycache contender served a stale read)."""
+    args = parse(argv, prog)
     t_start = time.monotonic()
     run = Run(args)
     results: list[dict[str, Any]] = []

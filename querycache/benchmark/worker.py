@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from bench.workload.schema import MONTHS, STATUSES, Layout, Scale, Sql, month_start, product_price_cents
+from querycache.benchmark.schema import MONTHS, STATUSES, Layout, Scale, Sql, month_start, product_price_cents
 
 CONTENDERS: dict[str, str] = {
     "uncached": "uncached psycopg",
