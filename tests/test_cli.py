@@ -301,8 +301,12 @@ def test_bench_workload_runs_the_workload_runner_and_cleans_up(tmp_path: Path) -
         assert c["stale_reads"] == 0 and c["stale_reads_from_db"] == 0, c["stale_samples"]
         assert c["checked_reads"] > 0
     assert data["contenders"][2]["querycache"]["lookups"] > 0
+    for c in data["contenders"]:
+        timeline = c["timeline"]
+        assert sum(timeline["ops"]) == c["ops"] and sum(timeline["reads"]) == c["reads"]
     table = (tmp_path / "workload.md").read_text()
     assert "| qc-redis |" in table and f"dropped schema {data['schema']}" in result.stdout
+    assert (tmp_path / "workload.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "workload.png" in table
     import psycopg
     import redis
 

@@ -18,12 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from querycache.benchmark import schema as sch
-from querycache.benchmark.worker import CONTENDERS, QC, READ_KINDS, READ_WEIGHTS, Spec, is_cached, worker_main
+from querycache.benchmark.report import figures, markdown
+from querycache.benchmark.worker import (
+    CONTENDERS,
+    PER_PROCESS,
+    QC,
+    READ_KINDS,
+    READ_WEIGHTS,
+    Spec,
+    is_cached,
+    worker_main,
+)
 
 DESCRIPTION = "Workload benchmark: querycache vs uncached vs TTL caches on a generated PostgreSQL shop schema."
 RESULTS = Path("bench") / "results"  # relative to the current directory: the checkout's bench/results
 PG_DSN = os.environ.get("QUERYCACHE_BENCH_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
-PER_PROCESS = {"qc-l1", "qc-mem"}
 REDIS_URL = os.environ.get("QUERYCACHE_BENCH_REDIS", "redis://127.0.0.1:6379/11")
 
 
@@ -213,12 +222,29 @@ class Run:
             "errors": sum(errors.values()), "error_kinds": dict(errors),
             "error_samples": [s for t in ths for s in t["error_samples"]][:5],
             "hung_threads": sum(p["hung"] for p in out),
+            "timeline": _timeline(ths),
             "loadavg_1m_before": load_before,
         }
         if name in QC:
             res["querycache_stats"] = [p["stats"] for p in out]
             res["querycache"] = _sum_qc([p["stats"] for p in out])
         return res
+
+
+def _timeline(threads: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Per second since the start, summed over threads and processes: operations, reads, reads
+    answered from a cache and their ratio (None in a second without reads)."""
+    width = max((len(t["ops_per_s"]) for t in threads), default=0)
+    ops, reads, cached = [0] * width, [0] * width, [0] * width
+    for t in threads:
+        for i, n in enumerate(t["ops_per_s"]):
+            ops[i] += n
+        for i, n in enumerate(t["reads_per_s"]):
+            reads[i] += n
+        for i, n in enumerate(t["cached_per_s"]):
+            cached[i] += n
+    return {"second": list(range(width)), "ops": ops, "reads": reads, "cached": cached,
+            "hit_ratio": [round(c / r, 4) if r else None for c, r in zip(cached, reads, strict=True)]}
 
 
 def _by_kind(reads: array[float], kinds: array[int]) -> dict[str, dict[str, float | None]]:
@@ -252,66 +278,6 @@ def _sum_qc(stats: list[dict[str, Any]]) -> dict[str, Any]:
     return {"hits": dict(hits), "misses": misses, "coalesced": coalesced, "bypasses": dict(bypasses),
             "not_filled": dict(not_filled), "coalesce": dict(coalesce), "fail_open": fail_open,
             "lookups": lookups, **ratio}
-
-
-# -- report ---------------------------------------------------------------------------------------
-
-
-def _fmt(x: Any, nd: int = 1) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:,.{nd}f}"
-    return f"{x:,}" if isinstance(x, int) else str(x)
-
-
-def markdown(meta: dict[str, Any], results: list[dict[str, Any]], sweep: list[dict[str, Any]]) -> str:
-    c = meta["config"]
-    lines = [
-        f"Workload: {meta['rows_total']:,} rows ({meta['rows']}), {c['threads']} threads x {c['processes']} "
-        f"process(es), {c['duration_s']} s per contender, Zipf s={c['zipf_s']}, writes {c['write_ratio']:.1%} "
-        f"of operations, seed {c['seed']}, TTL {c['ttl_s']} s for the TTL caches; "
-        f"PostgreSQL {meta['versions']['postgres']}, "
-        f"Redis {meta['versions']['redis']}, {meta['machine']['cpus']} CPUs. Contenders ran one after another.",
-        "",
-        "| contender | ops/s | read p50 ms | p95 ms | p99 ms | reads from cache | L1 / L2 hits | DB statements "
-        "| PG table scans | stale reads / checked from cache | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        lat = r["read_latency_ms"]
-        q = r.get("querycache")
-        tiers = "-"
-        if q:
-            tiers = f"{q.get('l1_hit_ratio', 0):.1%} / {q.get('l2_hit_ratio', 0):.1%}"
-        stale = f"{r['stale_reads']} / {r['checked_cached_reads']:,}"
-        if r["stale_reads_from_db"]:
-            stale += f" (+{r['stale_reads_from_db']} from DB!)"
-        if r["contender"] in PER_PROCESS and r["processes"] > 1:
-            stale += " (per-process store: not shared by the processes, as documented)"
-        lines.append(
-            f"| {r['contender']} | {_fmt(r['throughput_ops_s'])} | {_fmt(lat['p50'], 2)} | {_fmt(lat['p95'], 2)} "
-            f"| {_fmt(lat['p99'], 2)} | {r['cache_answered_ratio']:.1%} | {tiers} | {_fmt(r['db_statements'])} "
-            f"| {_fmt(r['pg_table_scans'])} | {stale} | {r['errors'] + r['hung_threads']} |")
-    if sweep:
-        lines += ["", "Throughput vs threads (1 process; ops/s, same workload, shorter runs):", "",
-                  "| threads | " + " | ".join(sorted({s['contender'] for s in sweep})) + " |",
-                  "|---:|" + "---:|" * len({s["contender"] for s in sweep})]
-        for n in sorted({s["threads"] for s in sweep}):
-            row = {s["contender"]: s for s in sweep if s["threads"] == n}
-            cells = []
-            for k in sorted(row):
-                cell = _fmt(row[k]["throughput_ops_s"])
-                if row[k]["stale_reads"] or row[k]["errors"]:
-                    cell += f" ({row[k]['stale_reads']} stale, {row[k]['errors']} errors)"
-                cells.append(cell)
-            lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    lines += ["", "Stale read: a read answered from a cache whose `version` (or, for aggregates, sum of versions) is "
-              "older than the versions of writes whose commit had returned before the read started. "
-              "`uncached` reads are checked too (a checker self-test: must be 0). "
-              "PG table scans: seq + index scans on the workload's tables (pg_stat_user_tables delta). "
-              "No PNG: matplotlib is not installed."]
-    return "\n".join(lines) + "\n"
 
 
 def versions(run: Run) -> dict[str, Any]:
@@ -440,11 +406,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "workload.json").write_text(json.dumps({**meta, "contenders": results, "sweep": sweep}, indent=2,
                                                       default=str))
-        md = markdown(meta, results, sweep)
+        drawn, note = figures(meta, results, sweep, [], out)
+        md = markdown(meta, results, sweep, [], drawn, note)
         (out / "workload.md").write_text(md)
         print()
         print(md)
-        log(f"wrote {out / 'workload.json'} and {out / 'workload.md'} ({meta['elapsed_s']} s)")
+        log(f"wrote {', '.join(str(out / n) for n in ['workload.json', 'workload.md', *drawn])} "
+            f"({meta['elapsed_s']} s)")
     finally:
         run.cleanup()
     # The memory store and L1-only are per process: across processes they are not meant to be coherent.

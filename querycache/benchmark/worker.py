@@ -26,6 +26,7 @@ CONTENDERS: dict[str, str] = {
     "dogpile": "dogpile.cache Redis, distributed_lock, TTL",
 }
 QC = {"qc-l1", "qc-mem", "qc-redis"}
+PER_PROCESS = {"qc-l1", "qc-mem"}  # their stores live in each process: not coherent across processes
 READ_KINDS = ("customer", "order", "range", "revenue", "top")
 WRITE_KINDS = ("w_update", "w_item")
 # Relative weights of the reads; writes take --write-ratio of all operations, half of each kind.
@@ -322,6 +323,18 @@ class ThreadResult:
     stale_samples: list[dict[str, Any]] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     error_samples: list[str] = field(default_factory=list)
+    # Per second since the start (index = whole seconds): operations, reads, reads answered from a cache.
+    ops_per_s: list[int] = field(default_factory=list)
+    reads_per_s: list[int] = field(default_factory=list)
+    cached_per_s: list[int] = field(default_factory=list)
+
+    def tick(self, second: int) -> None:
+        """Count one operation started in ``second``."""
+        while len(self.ops_per_s) <= second:
+            self.ops_per_s.append(0)
+            self.reads_per_s.append(0)
+            self.cached_per_s.append(0)
+        self.ops_per_s[second] += 1
 
 
 def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, committed: Committed,
@@ -332,10 +345,16 @@ def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, commi
     go.wait()
     deadline = deadline_box[0]
     out.started = time.monotonic()
-    while time.monotonic() < deadline:
+    origin = deadline - spec.duration_s  # the same for every thread of the process
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        second = int(now - origin)
         kind, params = ops.draw(rng)
         out.ops += 1
         out.kinds[kind] += 1
+        out.tick(second)
         try:
             if kind in statements:
                 expected = committed.expected(kind, params)
@@ -345,6 +364,8 @@ def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, commi
                 out.read_kind.append(READ_KINDS.index(kind))
                 out.statuses[status] += 1
                 cached = is_cached(status)
+                out.reads_per_s[second] += 1
+                out.cached_per_s[second] += cached
                 if not cached:
                     out.db_statements += 1
                 if expected is None:
@@ -433,4 +454,5 @@ def worker_main(spec: Spec, versions: Any, month_sums: Any, lock: Any, ready: An
          "write_ms": o.write_ms.tobytes(), "db_statements": o.db_statements,
          "checked": o.checked, "checked_cached": o.checked_cached, "stale_cached": o.stale_cached,
          "stale_db": o.stale_db, "stale_samples": o.stale_samples, "errors": dict(o.errors),
-         "error_samples": o.error_samples} for o in outs]})
+         "error_samples": o.error_samples, "ops_per_s": o.ops_per_s, "reads_per_s": o.reads_per_s,
+         "cached_per_s": o.cached_per_s} for o in outs]})
