@@ -15,9 +15,9 @@ current directory) and prints the table. The schema
 (``wl_<hex>``) is dropped and this run's Redis keys are deleted at the end, even on error (``--keep``
 keeps the schema; ``--schema wl_...`` reuses one).
 
-The checker: every write bumps the ``version`` of the order it touches, in the same statement, and after
-the commit returned records the committed version in memory shared by all worker processes. Reads
-return the versions they depend on (an order's, a customer's orders', or for the aggregates the sum of
-the versions of every order of the period); a read is stale when it sees less than what was recorded
-before it started.
+The checker: every write bumps the ``version`` of the order or customer it touches, in the same
+statement, and after the commit returned records the committed version in memory shared by all worker
+processes. Reads return the versions they depend on (a customer's, an order's, a customer's orders', or
+for the aggregates the sum of the versions of every order of the period); a read is stale when it sees
+less than what was recorded before it started.
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from querycache.benchmark.worker import CONTENDERS, PER_PROCESS
+from querycache.benchmark.worker import CONTENDERS, PER_PROCESS, READ_KINDS
 
 FIGURE = "workload.png"
 SCALING_FIGURE = "workload_scaling.png"
@@ -74,6 +74,14 @@ def markdown(meta: dict[str, Any], results: list[dict[str, Any]], sweep: list[di
             f"| {r['contender']} | {_fmt(r['throughput_ops_s'])} | {_fmt(lat['p50'], 2)} | {_fmt(lat['p95'], 2)} "
             f"| {_fmt(lat['p99'], 2)} | {r['cache_answered_ratio']:.1%} | {_tiers(r)} | {_fmt(r['db_statements'])} "
             f"| {_fmt(r['pg_table_scans'])} | {_stale(r)} | {r['errors'] + r['hung_threads']} |")
+    kinds = [k for k in READ_KINDS if any(r.get("checked_cached_reads_by_kind", {}).get(k) for r in results)]
+    if kinds:
+        lines += ["", "Stale reads served / reads checked, per read kind (answered from a cache):", "",
+                  "| contender | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
+        for r in results:
+            checked, stale = r.get("checked_cached_reads_by_kind", {}), r.get("stale_reads_by_kind", {})
+            lines.append(f"| {r['contender']} | "
+                         + " | ".join(f"{stale.get(k, 0):,} / {checked.get(k, 0):,}" for k in kinds) + " |")
     if sweep:
         names = _order({s["contender"] for s in sweep})
         lines += ["", f"Throughput vs threads (1 process, {sweep[0]['duration_s']} s per cell; ops/s):", "",

@@ -25,6 +25,8 @@ from querycache.benchmark.worker import (
     QC,
     READ_KINDS,
     READ_WEIGHTS,
+    WRITE_WEIGHTS,
+    SharedState,
     Spec,
     is_cached,
     worker_main,
@@ -59,9 +61,7 @@ class Run:
         self.admin = psycopg.connect(args.pg_dsn, autocommit=True)
         self.created = False
         self.ctx = mp.get_context("spawn")
-        self.versions: Any = None
-        self.month_sums: Any = None
-        self.lock: Any = None
+        self.shared_state: SharedState | None = None
         self.counter = 0
         self.redis_clock_before: set[bytes] | None = None
 
@@ -91,13 +91,23 @@ class Run:
         self.rows = {t: int(self.one(f"SELECT count(*) FROM {self.schema}.{t}"))
                      for t in ("customers", "products", "orders", "order_items")}
         log(f"rows: {self.rows} = {sum(self.rows.values()):,}")
-        self.versions = self.ctx.RawArray("q", self.scale.orders + 1)
-        self.month_sums = self.ctx.RawArray("q", sch.MONTHS)
-        self.lock = self.ctx.Lock()
-        # Versions already committed (a reused schema): the checker starts from the database's state.
-        for oid, version in self.admin.execute(f"SELECT id, version FROM {self.schema}.orders WHERE version > 0"):
-            self.versions[oid] = version
-            self.month_sums[sch.order_month(oid)] += version
+        self.shared_state = self.committed_state(self.schema, self.scale)
+
+    def committed_state(self, schema: str, scale: sch.Scale) -> SharedState:
+        """The checker's shared memory for ``schema``, starting from the versions already committed
+        there (a reused schema)."""
+        has_version = self.one(f"SELECT count(*) FROM information_schema.columns WHERE table_schema = '{schema}' "
+                               f"AND table_name = 'customers' AND column_name = 'version'")
+        if not has_version:
+            raise RuntimeError(f"schema {schema} predates customers.version: drop it and let the run generate one")
+        state = SharedState(self.ctx.RawArray("q", scale.orders + 1), self.ctx.RawArray("q", scale.customers + 1),
+                            self.ctx.RawArray("q", sch.MONTHS), self.ctx.Lock())
+        for oid, version in self.admin.execute(f"SELECT id, version FROM {schema}.orders WHERE version > 0"):
+            state.orders[oid] = version
+            state.month_sums[sch.order_month(oid)] += version
+        for cid, version in self.admin.execute(f"SELECT id, version FROM {schema}.customers WHERE version > 0"):
+            state.customers[cid] = version
+        return state
 
     def pg_counters(self) -> dict[str, int]:
         self.admin.execute("SELECT pg_stat_clear_snapshot()")
@@ -150,8 +160,8 @@ class Run:
         ready: Any = self.ctx.Queue()
         results: Any = self.ctx.Queue()
         go = self.ctx.Event()
-        procs = [self.ctx.Process(target=worker_main, args=(s, self.versions, self.month_sums, self.lock, ready,
-                                                            go, results), daemon=True) for s in specs]
+        procs = [self.ctx.Process(target=worker_main, args=(s, self.shared_state, ready, go, results), daemon=True)
+                 for s in specs]
         pg_before = self.pg_counters()
         load_before = os.getloadavg()[0]
         for p in procs:
@@ -218,6 +228,8 @@ class Run:
             "checked_cached_reads": sum(t["checked_cached"] for t in ths),
             "stale_reads": sum(t["stale_cached"] for t in ths),
             "stale_reads_from_db": sum(t["stale_db"] for t in ths),
+            "checked_cached_reads_by_kind": dict(sum((Counter(t["checked_cached_kinds"]) for t in ths), Counter())),
+            "stale_reads_by_kind": dict(sum((Counter(t["stale_kinds"]) for t in ths), Counter())),
             "stale_samples": [s for t in ths for s in t["stale_samples"]][:20],
             "errors": sum(errors.values()), "error_kinds": dict(errors),
             "error_samples": [s for t in ths for s in t["error_samples"]][:5],
@@ -370,7 +382,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
             "config": {"scale": args.scale, "threads": args.threads, "processes": args.processes,
                        "duration_s": args.duration, "zipf_s": args.zipf, "write_ratio": args.write_ratio,
                        "seed": args.seed, "ttl_s": args.ttl, "contenders": args.contenders,
-                       "read_weights": dict(READ_WEIGHTS),
+                       "read_weights": dict(READ_WEIGHTS), "write_weights": dict(WRITE_WEIGHTS),
                        "querycache_config": {"qc-l1": {"l2": {"enabled": False}}, "qc-mem": {},
                                              "qc-redis": {"l2": {"backend": "redis", "url": args.redis_url,
                                                                  "namespace": f"{run.prefix}-<n>-qc-redis"}}}},

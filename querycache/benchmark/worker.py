@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from querycache.benchmark.schema import MONTHS, STATUSES, Layout, Scale, Sql, month_start, product_price_cents
+from querycache.benchmark.schema import (
+    MONTHS,
+    REGIONS,
+    STATUSES,
+    Layout,
+    Scale,
+    Sql,
+    month_start,
+    product_price_cents,
+)
 
 CONTENDERS: dict[str, str] = {
     "uncached": "uncached psycopg",
@@ -28,9 +37,11 @@ CONTENDERS: dict[str, str] = {
 QC = {"qc-l1", "qc-mem", "qc-redis"}
 PER_PROCESS = {"qc-l1", "qc-mem"}  # their stores live in each process: not coherent across processes
 READ_KINDS = ("customer", "order", "range", "revenue", "top")
-WRITE_KINDS = ("w_update", "w_item")
-# Relative weights of the reads; writes take --write-ratio of all operations, half of each kind.
+WRITE_KINDS = ("w_update", "w_item", "w_customer")
+# Relative weights of the reads, and of the writes, which take --write-ratio of all operations: an order's
+# status and amount, a new order item (and its order's amount), a customer's name and region.
 READ_WEIGHTS = {"customer": 25, "order": 30, "range": 25, "revenue": 10, "top": 10}
+WRITE_WEIGHTS = {"w_update": 2, "w_item": 2, "w_customer": 1}
 RANGE_MONTHS = 12
 REVENUE_MONTHS = 3
 TOP_MONTHS = 1
@@ -87,8 +98,9 @@ class Ops:
         self.products = sc.products
         self.kinds = [*READ_KINDS, *WRITE_KINDS]
         read_total = sum(READ_WEIGHTS.values())
+        write_total = sum(WRITE_WEIGHTS.values())
         weights = [READ_WEIGHTS[k] / read_total * (1 - spec.write_ratio) for k in READ_KINDS]
-        weights += [spec.write_ratio / 2, spec.write_ratio / 2]
+        weights += [WRITE_WEIGHTS[k] / write_total * spec.write_ratio for k in WRITE_KINDS]
         self.cum = list(_accumulate(weights))
 
     def draw(self, rng: random.Random) -> tuple[str, tuple[Any, ...]]:
@@ -106,6 +118,9 @@ class Ops:
         if kind == "top":
             m = self.top_start.draw(rng)
             return kind, (month_start(m), month_start(m + TOP_MONTHS))
+        if kind == "w_customer":
+            cid = self.customers.draw(rng)
+            return kind, (f"customer {cid} {rng.randrange(1_000_000)}", rng.randrange(REGIONS), cid)
         oid = self.orders.draw(rng)
         if kind == "w_update":
             return kind, (rng.choice(STATUSES), Decimal(rng.randint(1, 999)) / 100, oid)
@@ -254,14 +269,28 @@ CLIENTS: dict[str, type[Client]] = {
 # -- the checker ----------------------------------------------------------------------------------
 
 
-class Committed:
-    """Per order id, the highest version whose write has committed (recorded after commit returned),
-    shared by every process of the run; per month, the sum of those versions."""
+@dataclass(frozen=True)
+class SharedState:
+    """The checker's memory, shared by every worker process of a schema (``multiprocessing`` raw
+    arrays, handed to the processes when they start): per order and per customer id the highest
+    committed version, per month the sum of its orders' versions, and the lock that keeps them
+    consistent."""
 
-    def __init__(self, versions: Any, month_sums: Any, lock: Any, layout: Layout) -> None:
-        self.versions = versions
-        self.month_sums = month_sums
-        self.lock = lock
+    orders: Any
+    customers: Any
+    month_sums: Any
+    lock: Any
+
+
+class Committed:
+    """Per order and customer id, the highest version whose write has committed (recorded after commit
+    returned), shared by every process of the run; per month, the sum of the orders' versions."""
+
+    def __init__(self, shared: SharedState, layout: Layout) -> None:
+        self.versions = shared.orders
+        self.customer_versions = shared.customers
+        self.month_sums = shared.month_sums
+        self.lock = shared.lock
         self.layout = layout
 
     def record(self, oid: int, version: int) -> None:
@@ -271,8 +300,15 @@ class Committed:
                 self.versions[oid] = version
                 self.month_sums[self.layout.month[oid]] += version - old
 
+    def record_customer(self, cid: int, version: int) -> None:
+        with self.lock:
+            if version > self.customer_versions[cid]:
+                self.customer_versions[cid] = version
+
     def expected(self, kind: str, params: tuple[Any, ...]) -> Any:
         """What a read must at least see, taken before it starts; None: nothing to check."""
+        if kind == "customer":
+            return self.customer_versions[params[0]]
         if kind == "order":
             return self.versions[params[0]]
         if kind == "range":
@@ -288,6 +324,9 @@ class Committed:
     @staticmethod
     def check(kind: str, expected: Any, rows: list[tuple[Any, ...]]) -> tuple[bool, Any]:
         """(stale?, what the read saw)."""
+        if kind == "customer":
+            seen = rows[0][4] if rows else -1
+            return seen < expected, seen
         if kind == "order":
             seen = rows[0][3] if rows else -1
             return seen < expected, seen
@@ -321,6 +360,8 @@ class ThreadResult:
     stale_cached: int = 0
     stale_db: int = 0
     stale_samples: list[dict[str, Any]] = field(default_factory=list)
+    checked_cached_kinds: Counter[str] = field(default_factory=Counter)
+    stale_kinds: Counter[str] = field(default_factory=Counter)  # stale reads served by a cache, per read kind
     errors: Counter[str] = field(default_factory=Counter)
     error_samples: list[str] = field(default_factory=list)
     # Per second since the start (index = whole seconds): operations, reads, reads answered from a cache.
@@ -335,6 +376,30 @@ class ThreadResult:
             self.reads_per_s.append(0)
             self.cached_per_s.append(0)
         self.ops_per_s[second] += 1
+
+
+def write(client: Client, sql: Sql, committed: Committed, kind: str, params: tuple[Any, ...]) -> int:
+    """Run one write, then record the version it committed; returns the statements it sent."""
+    if kind == "w_customer":
+        with client.conn.cursor() as cur:
+            cur.execute(sql.update_customer, params)
+            row = cur.fetchone()
+        # commit() has returned: from now on no read may see an older version of this customer
+        committed.record_customer(params[2], int(row[0]))
+        return 1
+    if kind == "w_update":
+        with client.conn.cursor() as cur:
+            cur.execute(sql.update_order, params)
+            row = cur.fetchone()
+        committed.record(params[2], int(row[0]))
+        return 1
+    oid, product, qty, price = params
+    with client.conn.transaction(), client.conn.cursor() as cur:
+        cur.execute(sql.insert_item, (oid, product, qty, price))
+        cur.execute(sql.bump_order, (price * qty, oid))
+        row = cur.fetchone()
+    committed.record(oid, int(row[0]))
+    return 2
 
 
 def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, committed: Committed,
@@ -373,9 +438,12 @@ def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, commi
                 stale, seen = committed.check(kind, expected, rows)
                 out.checked += 1
                 out.checked_cached += cached
+                if cached:
+                    out.checked_cached_kinds[kind] += 1
                 if stale:
                     if cached:
                         out.stale_cached += 1
+                        out.stale_kinds[kind] += 1
                     else:
                         out.stale_db += 1
                     if len(out.stale_samples) < STALE_SAMPLES:
@@ -384,21 +452,7 @@ def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, commi
                                                   "t": time.monotonic() - out.started})
             else:
                 t0 = time.perf_counter()
-                if kind == "w_update":
-                    with client.conn.cursor() as cur:
-                        cur.execute(sql.update_order, params)
-                        row = cur.fetchone()
-                    oid = params[2]
-                    out.db_statements += 1
-                else:
-                    oid, product, qty, price = params
-                    with client.conn.transaction(), client.conn.cursor() as cur:
-                        cur.execute(sql.insert_item, (oid, product, qty, price))
-                        cur.execute(sql.bump_order, (price * qty, oid))
-                        row = cur.fetchone()
-                    out.db_statements += 2
-                # commit() has returned: from now on no read may see an older version of this order
-                committed.record(oid, int(row[0]))
+                out.db_statements += write(client, sql, committed, kind, params)
                 out.write_ms.append((time.perf_counter() - t0) * 1000)
         except Exception as exc:  # noqa: BLE001 - counted and reported per contender
             name = f"{kind}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
@@ -410,13 +464,13 @@ def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, commi
     out.ended = time.monotonic()
 
 
-def worker_main(spec: Spec, versions: Any, month_sums: Any, lock: Any, ready: Any, go: Any, results: Any) -> None:
+def worker_main(spec: Spec, shared_state: SharedState, ready: Any, go: Any, results: Any) -> None:
     """Process entry point: open clients, report ready, wait for ``go``, run, send the results."""
     try:
         layout = Layout(spec.scale)
         ops = Ops(spec)
         sql = Sql(spec.schema)
-        committed = Committed(versions, month_sums, lock, layout)
+        committed = Committed(shared_state, layout)
         shared = make_shared(spec)
         clients = [CLIENTS[spec.contender](spec, shared) for _ in range(spec.threads)]
         for c in clients:  # load the analyzer, scope and catalog before the clock starts
@@ -454,5 +508,6 @@ def worker_main(spec: Spec, versions: Any, month_sums: Any, lock: Any, ready: An
          "write_ms": o.write_ms.tobytes(), "db_statements": o.db_statements,
          "checked": o.checked, "checked_cached": o.checked_cached, "stale_cached": o.stale_cached,
          "stale_db": o.stale_db, "stale_samples": o.stale_samples, "errors": dict(o.errors),
+         "checked_cached_kinds": dict(o.checked_cached_kinds), "stale_kinds": dict(o.stale_kinds),
          "error_samples": o.error_samples, "ops_per_s": o.ops_per_s, "reads_per_s": o.reads_per_s,
          "cached_per_s": o.cached_per_s} for o in outs]})
