@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from querycache.benchmark.worker import CONTENDERS, PER_PROCESS, READ_KINDS
+from querycache.benchmark.worker import CONTENDERS, PER_PROCESS, READ_KINDS, is_cached
 
 FIGURE = "workload.png"
 SCALING_FIGURE = "workload_scaling.png"
@@ -38,6 +38,14 @@ def _tiers(r: dict[str, Any]) -> str:
     return " / ".join(cells)
 
 
+def _rewritten(r: dict[str, Any]) -> str:
+    statuses = r.get("rewritten_statuses", {})
+    total = sum(statuses.values())
+    if not total:
+        return "-"
+    return f"{sum(n for k, n in statuses.items() if is_cached(k)) / total:.1%}"
+
+
 def _stale(r: dict[str, Any]) -> str:
     stale = f"{r['stale_reads']} / {r['checked_cached_reads']:,}"
     if r["stale_reads_from_db"]:
@@ -64,16 +72,17 @@ def markdown(meta: dict[str, Any], results: list[dict[str, Any]], sweep: list[di
         f"TTL {c['ttl_s']} s for the TTL caches; PostgreSQL {meta['versions']['postgres']}, "
         f"Redis {meta['versions']['redis']}, {meta['machine']['cpus']} CPUs. Contenders ran one after another.",
         "",
-        "| contender | ops/s | read p50 ms | p95 ms | p99 ms | reads from cache | L1 / L2 (/ L3) hits | DB statements "
-        "| PG table scans | stale reads / checked from cache | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| contender | ops/s | read p50 ms | p95 ms | p99 ms | reads from cache | rewritten reads from cache "
+        "| L1 / L2 (/ L3) hits | DB statements | PG table scans | stale reads / checked from cache | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lat = r["read_latency_ms"]
         lines.append(
             f"| {r['contender']} | {_fmt(r['throughput_ops_s'])} | {_fmt(lat['p50'], 2)} | {_fmt(lat['p95'], 2)} "
-            f"| {_fmt(lat['p99'], 2)} | {r['cache_answered_ratio']:.1%} | {_tiers(r)} | {_fmt(r['db_statements'])} "
-            f"| {_fmt(r['pg_table_scans'])} | {_stale(r)} | {r['errors'] + r['hung_threads']} |")
+            f"| {_fmt(lat['p99'], 2)} | {r['cache_answered_ratio']:.1%} | {_rewritten(r)} | {_tiers(r)} "
+            f"| {_fmt(r['db_statements'])} | {_fmt(r['pg_table_scans'])} | {_stale(r)} "
+            f"| {r['errors'] + r['hung_threads']} |")
     kinds = [k for k in READ_KINDS if any(r.get("checked_cached_reads_by_kind", {}).get(k) for r in results)]
     if kinds:
         lines += ["", "Stale reads served / reads checked, per read kind (answered from a cache):", "",

@@ -25,10 +25,12 @@ from querycache.benchmark.worker import (
     QC,
     READ_KINDS,
     READ_WEIGHTS,
+    SEMANTIC,
     WRITE_WEIGHTS,
     SharedState,
     Spec,
     is_cached,
+    qc_config,
     worker_main,
 )
 
@@ -155,7 +157,8 @@ class Run:
         self.counter += 1
         namespace = f"{self.prefix}-{self.counter}-{name}"
         specs = [Spec(name, p, threads, duration_s, self.args.seed, self.schema, self.scale, self.args.zipf,
-                      self.args.write_ratio, self.args.pg_dsn, self.args.redis_url, namespace, self.args.ttl)
+                      self.args.write_ratio, self.args.pg_dsn, self.args.redis_url, namespace, self.args.ttl,
+                      self.args.rewrites)
                  for p in range(processes)]
         ready: Any = self.ctx.Queue()
         results: Any = self.ctx.Queue()
@@ -230,6 +233,7 @@ class Run:
             "stale_reads_from_db": sum(t["stale_db"] for t in ths),
             "checked_cached_reads_by_kind": dict(sum((Counter(t["checked_cached_kinds"]) for t in ths), Counter())),
             "stale_reads_by_kind": dict(sum((Counter(t["stale_kinds"]) for t in ths), Counter())),
+            "rewritten_statuses": dict(sum((Counter(t["rewritten_statuses"]) for t in ths), Counter())),
             "stale_samples": [s for t in ths for s in t["stale_samples"]][:20],
             "errors": sum(errors.values()), "error_kinds": dict(errors),
             "error_samples": [s for t in ths for s in t["error_samples"]][:5],
@@ -276,8 +280,10 @@ def _sum_qc(stats: list[dict[str, Any]]) -> dict[str, Any]:
     bypasses: Counter[str] = Counter()
     not_filled: Counter[str] = Counter()
     coalesce: Counter[str] = Counter()
+    semantic: Counter[str] = Counter()
     misses = coalesced = fail_open = 0
     for s in stats:
+        semantic.update({k: v for k, v in s.get("semantic", {}).items() if isinstance(v, int)})
         hits.update({k: v for k, v in s.get("hits", {}).items() if v})
         bypasses.update(s.get("bypasses", {}))
         not_filled.update(s.get("not_filled", {}))
@@ -289,6 +295,7 @@ def _sum_qc(stats: list[dict[str, Any]]) -> dict[str, Any]:
     ratio = {f"{k}_hit_ratio": round(v / lookups, 4) for k, v in hits.items()} if lookups else {}
     return {"hits": dict(hits), "misses": misses, "coalesced": coalesced, "bypasses": dict(bypasses),
             "not_filled": dict(not_filled), "coalesce": dict(coalesce), "fail_open": fail_open,
+            **({"semantic": dict(semantic)} if semantic else {}),
             "lookups": lookups, **ratio}
 
 
@@ -335,6 +342,9 @@ def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Nam
     p.add_argument("--write-ratio", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--ttl", type=int, default=60, help="TTL of the cache-aside and dogpile contenders (s)")
+    p.add_argument("--rewrites", type=float, default=0.2,
+                   help="share of reads sent as a rewritten text of the same question (other aliases, column "
+                        "and predicate order...), the same for every contender (default 0.2)")
     p.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated: " + ", ".join(CONTENDERS))
     p.add_argument("--sweep", action="store_true", help="also throughput vs threads (1, 2, 4, 8): uncached, qc-mem")
     p.add_argument("--sweep-threads", default="1,2,4,8")
@@ -362,6 +372,12 @@ def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Nam
                if importlib.util.find_spec(module) is None]
     if missing:
         p.error(f"missing: {', '.join(missing)}; pip install them (or choose other --contenders)")
+    a.skipped = []
+    absent = [m for m in ("numpy", "faiss") if importlib.util.find_spec(m) is None]
+    for name in [c for c in a.contenders if c in SEMANTIC and absent]:
+        a.contenders.remove(name)
+        a.skipped.append(f"{name}: needs the semantic extra (missing {', '.join(absent)}): "
+                         "pip install 'querycache[semantic]'")
     return a
 
 
@@ -369,6 +385,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
     """Run the benchmark with command-line arguments ``argv``; the exit status (1: a contender failed,
     or a querycache contender served a stale read)."""
     args = parse(argv, prog)
+    for note in args.skipped:
+        log(f"skipped {note}")
     t_start = time.monotonic()
     run = Run(args)
     results: list[dict[str, Any]] = []
@@ -383,9 +401,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
                        "duration_s": args.duration, "zipf_s": args.zipf, "write_ratio": args.write_ratio,
                        "seed": args.seed, "ttl_s": args.ttl, "contenders": args.contenders,
                        "read_weights": dict(READ_WEIGHTS), "write_weights": dict(WRITE_WEIGHTS),
-                       "querycache_config": {"qc-l1": {"l2": {"enabled": False}}, "qc-mem": {},
-                                             "qc-redis": {"l2": {"backend": "redis", "url": args.redis_url,
-                                                                 "namespace": f"{run.prefix}-<n>-qc-redis"}}}},
+                       "rewrite_share": args.rewrites,
+                       "querycache_config": {name: qc_config(name, args.redis_url, f"{run.prefix}-<n>-{name}")
+                                             for name in args.contenders if name in QC}},
+            "skipped": args.skipped,
         }
         for name in args.contenders:
             log(f"-- {name}: {CONTENDERS[name]} ({args.threads} threads x {args.processes} processes, "

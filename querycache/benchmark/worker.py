@@ -18,6 +18,7 @@ from typing import Any
 from querycache.benchmark.schema import (
     MONTHS,
     REGIONS,
+    REWRITES,
     STATUSES,
     Layout,
     Scale,
@@ -31,10 +32,13 @@ CONTENDERS: dict[str, str] = {
     "qc-l1": "querycache L1 only",
     "qc-mem": "querycache L1 + L2 memory (default)",
     "qc-redis": "querycache L1 + L2 Redis",
+    "qc-redis-nocoalesce": "querycache L1 + L2 Redis, request coalescing off",
+    "qc-redis-l3": "querycache L1 + L2 Redis + L3 (n-gram embedder, every read)",
     "aside-ttl": "hand-written Redis cache-aside, TTL, no invalidation",
     "dogpile": "dogpile.cache Redis, distributed_lock, TTL",
 }
-QC = {"qc-l1", "qc-mem", "qc-redis"}
+QC = {"qc-l1", "qc-mem", "qc-redis", "qc-redis-nocoalesce", "qc-redis-l3"}
+SEMANTIC = {"qc-redis-l3"}  # needs the semantic extra (numpy, faiss)
 PER_PROCESS = {"qc-l1", "qc-mem"}  # their stores live in each process: not coherent across processes
 READ_KINDS = ("customer", "order", "range", "revenue", "top")
 WRITE_KINDS = ("w_update", "w_item", "w_customer")
@@ -64,6 +68,7 @@ class Spec:
     redis_url: str
     namespace: str  # querycache namespace / cache-aside and dogpile key prefix: unique per contender run
     ttl_s: int
+    rewrite_share: float = 0.0
     qc_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -96,6 +101,7 @@ class Ops:
         self.revenue_start = Zipf(list(range(MONTHS - REVENUE_MONTHS + 1)), s, seed + 4)
         self.top_start = Zipf(list(range(MONTHS - TOP_MONTHS + 1)), s, seed + 5)
         self.products = sc.products
+        self.rewrite_share = spec.rewrite_share
         self.kinds = [*READ_KINDS, *WRITE_KINDS]
         read_total = sum(READ_WEIGHTS.values())
         write_total = sum(WRITE_WEIGHTS.values())
@@ -103,30 +109,36 @@ class Ops:
         weights += [WRITE_WEIGHTS[k] / write_total * spec.write_ratio for k in WRITE_KINDS]
         self.cum = list(_accumulate(weights))
 
-    def draw(self, rng: random.Random) -> tuple[str, tuple[Any, ...]]:
+    def draw(self, rng: random.Random) -> tuple[str, tuple[Any, ...], int]:
+        """(kind, parameters, which text of the read: 0 as written, 1.. a rewrite)."""
         kind = self.kinds[min(bisect.bisect_left(self.cum, rng.random() * self.cum[-1]), len(self.kinds) - 1)]
+        rewrite = rng.random() < self.rewrite_share
+        variant = 1 + rng.randrange(REWRITES) if rewrite and kind in READ_WEIGHTS else 0
+        return (kind, self._params(kind, rng), variant)
+
+    def _params(self, kind: str, rng: random.Random) -> tuple[Any, ...]:
         if kind == "customer":
-            return kind, (self.customers.draw(rng),)
+            return (self.customers.draw(rng),)
         if kind == "order":
-            return kind, (self.orders.draw(rng),)
+            return (self.orders.draw(rng),)
         if kind == "range":
             m = self.range_start.draw(rng)
-            return kind, (self.customers.draw(rng), month_start(m), month_start(m + RANGE_MONTHS))
+            return (self.customers.draw(rng), month_start(m), month_start(m + RANGE_MONTHS))
         if kind == "revenue":
             m = self.revenue_start.draw(rng)
-            return kind, (month_start(m), month_start(m + REVENUE_MONTHS))
+            return (month_start(m), month_start(m + REVENUE_MONTHS))
         if kind == "top":
             m = self.top_start.draw(rng)
-            return kind, (month_start(m), month_start(m + TOP_MONTHS))
+            return (month_start(m), month_start(m + TOP_MONTHS))
         if kind == "w_customer":
             cid = self.customers.draw(rng)
-            return kind, (f"customer {cid} {rng.randrange(1_000_000)}", rng.randrange(REGIONS), cid)
+            return (f"customer {cid} {rng.randrange(1_000_000)}", rng.randrange(REGIONS), cid)
         oid = self.orders.draw(rng)
         if kind == "w_update":
-            return kind, (rng.choice(STATUSES), Decimal(rng.randint(1, 999)) / 100, oid)
+            return (rng.choice(STATUSES), Decimal(rng.randint(1, 999)) / 100, oid)
         product = 1 + rng.randrange(self.products)
         qty = rng.randint(1, 5)
-        return kind, (oid, product, qty, Decimal(product_price_cents(product)) / 100)
+        return (oid, product, qty, Decimal(product_price_cents(product)) / 100)
 
 
 def _accumulate(xs: list[float]) -> list[float]:
@@ -226,25 +238,36 @@ def is_cached(status: str) -> bool:
     return status in ("hit", "coalesced") or status.startswith("hit:")
 
 
+def qc_config(contender: str, redis_url: str, namespace: str) -> dict[str, Any]:
+    """The querycache configuration of a querycache contender (``QueryCache.from_dict``)."""
+    redis: dict[str, Any] = {"l2": {"backend": "redis", "url": redis_url, "namespace": namespace}}
+    configs: dict[str, dict[str, Any]] = {
+        "qc-l1": {"l2": {"enabled": False}},
+        "qc-mem": {},
+        "qc-redis": redis,
+        "qc-redis-nocoalesce": redis | {"coalesce": {"enabled": False}},
+        "qc-redis-l3": redis | {"l3": {"enabled": True, "model": "ngram", "all_reads": True}},
+    }
+    return configs[contender]
+
+
 def make_shared(spec: Spec) -> Any:
     """The process-wide cache object of a contender (a QueryCache, a Redis client, a dogpile region)."""
     if spec.contender in QC:
         import querycache
 
-        cfg: dict[str, Any] = {}
-        if spec.contender == "qc-l1":
-            cfg = {"l2": {"enabled": False}}
-        elif spec.contender == "qc-redis":
-            cfg = {"l2": {"backend": "redis", "url": spec.redis_url, "namespace": spec.namespace}}
+        cfg = qc_config(spec.contender, spec.redis_url, spec.namespace)
         for k, v in spec.qc_overrides.items():
             cfg.setdefault(k, {}).update(v)
         cache = querycache.QueryCache.from_dict(cfg)
-        if spec.contender == "qc-redis":  # a warm process holds its L1 coherence lease
+        if cache.backend.name == "redis":  # a warm process holds its L1 coherence lease
             deadline = time.monotonic() + 10
             while cache.backend.l1_epoch.startswith("\x00no-lease"):
                 if time.monotonic() > deadline:
                     raise RuntimeError("no L1 coherence lease from Redis within 10 s")
                 time.sleep(0.02)
+        if cache.l3 is not None and not cache.l3.worker.wait_ready(60):
+            raise RuntimeError(f"L3 embedder not ready within 60 s: {cache.l3.worker.load_error}")
         return cache
     if spec.contender == "aside-ttl":
         import redis
@@ -260,10 +283,8 @@ def make_shared(spec: Spec) -> Any:
     return None
 
 
-CLIENTS: dict[str, type[Client]] = {
-    "uncached": Client, "qc-l1": QcClient, "qc-mem": QcClient, "qc-redis": QcClient,
-    "aside-ttl": AsideClient, "dogpile": DogpileClient,
-}
+CLIENTS: dict[str, type[Client]] = {"uncached": Client, "aside-ttl": AsideClient, "dogpile": DogpileClient}
+CLIENTS |= {name: QcClient for name in QC}
 
 
 # -- the checker ----------------------------------------------------------------------------------
@@ -362,6 +383,7 @@ class ThreadResult:
     stale_samples: list[dict[str, Any]] = field(default_factory=list)
     checked_cached_kinds: Counter[str] = field(default_factory=Counter)
     stale_kinds: Counter[str] = field(default_factory=Counter)  # stale reads served by a cache, per read kind
+    rewritten_statuses: Counter[str] = field(default_factory=Counter)  # statuses of the rewritten texts
     errors: Counter[str] = field(default_factory=Counter)
     error_samples: list[str] = field(default_factory=list)
     # Per second since the start (index = whole seconds): operations, reads, reads answered from a cache.
@@ -405,8 +427,6 @@ def write(client: Client, sql: Sql, committed: Committed, kind: str, params: tup
 def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, committed: Committed,
                go: threading.Event, deadline_box: list[float], out: ThreadResult) -> None:
     rng = random.Random(spec.seed * 1_000_003 + spec.process * 1_000 + index)
-    statements = {"customer": sql.customer, "order": sql.order, "range": sql.range, "revenue": sql.revenue,
-                  "top": sql.top}
     go.wait()
     deadline = deadline_box[0]
     out.started = time.monotonic()
@@ -416,16 +436,20 @@ def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, commi
         if now >= deadline:
             break
         second = int(now - origin)
-        kind, params = ops.draw(rng)
+        kind, params, variant = ops.draw(rng)
         out.ops += 1
         out.kinds[kind] += 1
         out.tick(second)
         try:
-            if kind in statements:
+            if kind in READ_WEIGHTS:
+                text = sql.variants[kind][variant]
                 expected = committed.expected(kind, params)
                 t0 = time.perf_counter()
-                rows, status = client.read(statements[kind], params)
+                rows, status = client.read(text.sql, text.bind(params))
                 out.read_ms.append((time.perf_counter() - t0) * 1000)
+                rows = text.restore(rows)
+                if variant:
+                    out.rewritten_statuses[status] += 1
                 out.read_kind.append(READ_KINDS.index(kind))
                 out.statuses[status] += 1
                 cached = is_cached(status)
@@ -509,5 +533,6 @@ def worker_main(spec: Spec, shared_state: SharedState, ready: Any, go: Any, resu
          "checked": o.checked, "checked_cached": o.checked_cached, "stale_cached": o.stale_cached,
          "stale_db": o.stale_db, "stale_samples": o.stale_samples, "errors": dict(o.errors),
          "checked_cached_kinds": dict(o.checked_cached_kinds), "stale_kinds": dict(o.stale_kinds),
+         "rewritten_statuses": dict(o.rewritten_statuses),
          "error_samples": o.error_samples, "ops_per_s": o.ops_per_s, "reads_per_s": o.reads_per_s,
          "cached_per_s": o.cached_per_s} for o in outs]})
