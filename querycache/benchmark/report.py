@@ -220,9 +220,12 @@ def plot_scaling(meta: dict[str, Any], sweep: list[dict[str, Any]], scale_sweep:
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), layout="constrained", squeeze=False)
     for ax, (cells, key, label) in zip(axes[0], panels, strict=True):
         for name in names:
-            points = sorted((s[key], s["throughput_ops_s"] or 0) for s in cells if s["contender"] == name)
+            series = [s for s in cells if s["contender"] == name]
+            points = sorted((s[key], s["throughput_ops_s"] or 0) for s in series)
+            stale = any(s["stale_reads"] for s in series)  # dashed: it served stale reads
             if points:
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name, color=colors[name])
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=colors[name],
+                        linestyle="--" if stale else "-", label=name + (" (served stale reads)" if stale else ""))
         ax.set_xscale("log")
         _log_y(ax)
         xs = sorted({s[key] for s in cells})

@@ -14,6 +14,7 @@ import time
 import uuid
 from array import array
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +53,29 @@ def percentile(sorted_xs: list[float], p: float) -> float | None:
     return sorted_xs[k]
 
 
+@dataclass
+class Dataset:
+    """One schema of the run (generated or reused), and the checker's shared memory for it."""
+
+    schema: str
+    scale: sch.Scale
+    rows: dict[str, int]
+    state: SharedState
+
+    @property
+    def rows_total(self) -> int:
+        return sum(self.rows.values())
+
+
 class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         import psycopg
 
         self.args = args
         self.prefix = "wl_" + uuid.uuid4().hex[:8]
-        self.schema = args.schema or self.prefix
-        self.scale = sch.Scale.of(args.scale)
         self.admin = psycopg.connect(args.pg_dsn, autocommit=True)
-        self.created = False
         self.ctx = mp.get_context("spawn")
-        self.shared_state: SharedState | None = None
+        self.created: list[str] = []  # schemas this run generated: cleanup drops them (unless --keep)
         self.counter = 0
         self.redis_clock_before: set[bytes] | None = None
 
@@ -74,36 +86,49 @@ class Run:
         assert row is not None
         return row[0]
 
-    def setup(self) -> None:
+    def setup(self) -> Dataset:
+        """Note the store's clock keys (cleanup deletes the ones this run adds); the main dataset."""
         import redis
 
         with redis.Redis.from_url(self.args.redis_url) as client:
             self.redis_clock_before = self._clock_keys(client)
-        exists = self.one(f"SELECT count(*) FROM pg_namespace WHERE nspname = '{self.schema}'")
+        return self.dataset(self.args.schema or self.prefix, self.args.scale)
+
+    def dataset(self, schema: str, scale_factor: float) -> Dataset:
+        """``schema`` as it is if it exists, else generated at ``scale_factor``."""
+        exists = self.one(f"SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'")
         if exists:
-            log(f"reusing schema {self.schema}")
-            self.scale = sch.Scale(self.one(f"SELECT count(*) FROM {self.schema}.customers"),
-                                   self.one(f"SELECT count(*) FROM {self.schema}.products"),
-                                   self.one(f"SELECT count(*) FROM {self.schema}.orders"))
+            log(f"reusing schema {schema}")
+            scale = sch.Scale(self.one(f"SELECT count(*) FROM {schema}.customers"),
+                              self.one(f"SELECT count(*) FROM {schema}.products"),
+                              self.one(f"SELECT count(*) FROM {schema}.orders"))
         else:
-            self.created = True
+            scale = sch.Scale.of(scale_factor)
             t0 = time.monotonic()
-            sch.create(self.admin, self.schema, self.scale, log)
+            self.created.append(schema)  # before creating: a failure half way still drops it
+            sch.create(self.admin, schema, scale, log)
             log(f"generated in {time.monotonic() - t0:.1f} s")
-        self.rows = {t: int(self.one(f"SELECT count(*) FROM {self.schema}.{t}"))
-                     for t in ("customers", "products", "orders", "order_items")}
-        log(f"rows: {self.rows} = {sum(self.rows.values()):,}")
-        self.shared_state = self.committed_state(self.schema, self.scale)
+        rows = {t: int(self.one(f"SELECT count(*) FROM {schema}.{t}"))
+                for t in ("customers", "products", "orders", "order_items")}
+        log(f"rows: {rows} = {sum(rows.values()):,}")
+        return Dataset(schema, scale, rows, self.committed_state(schema, scale))
+
+    def drop(self, schema: str) -> None:
+        """Drop a schema this run generated, now (a sweep's, once measured: disk and cache space)."""
+        if schema in self.created and not self.args.keep:
+            self.admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            self.created.remove(schema)
+            log(f"dropped schema {schema}")
 
     def committed_state(self, schema: str, scale: sch.Scale) -> SharedState:
         """The checker's shared memory for ``schema``, starting from the versions already committed
         there (a reused schema)."""
+        state = SharedState(self.ctx.RawArray("q", scale.orders + 1), self.ctx.RawArray("q", scale.customers + 1),
+                            self.ctx.RawArray("q", sch.MONTHS), self.ctx.Lock())
         has_version = self.one(f"SELECT count(*) FROM information_schema.columns WHERE table_schema = '{schema}' "
                                f"AND table_name = 'customers' AND column_name = 'version'")
         if not has_version:
             raise RuntimeError(f"schema {schema} predates customers.version: drop it and let the run generate one")
-        state = SharedState(self.ctx.RawArray("q", scale.orders + 1), self.ctx.RawArray("q", scale.customers + 1),
-                            self.ctx.RawArray("q", sch.MONTHS), self.ctx.Lock())
         for oid, version in self.admin.execute(f"SELECT id, version FROM {schema}.orders WHERE version > 0"):
             state.orders[oid] = version
             state.month_sums[sch.order_month(oid)] += version
@@ -111,11 +136,11 @@ class Run:
             state.customers[cid] = version
         return state
 
-    def pg_counters(self) -> dict[str, int]:
+    def pg_counters(self, schema: str) -> dict[str, int]:
         self.admin.execute("SELECT pg_stat_clear_snapshot()")
         row = self.admin.execute(
             "SELECT coalesce(sum(seq_scan), 0), coalesce(sum(idx_scan), 0), coalesce(sum(n_tup_upd), 0), "
-            "coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables WHERE schemaname = %s", (self.schema,)).fetchone()
+            "coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables WHERE schemaname = %s", (schema,)).fetchone()
         assert row is not None
         return dict(zip(("seq_scan", "idx_scan", "tup_upd", "tup_ins"), (int(x) for x in row), strict=True))
 
@@ -123,14 +148,14 @@ class Run:
         return set(client.scan_iter(match="qc:v:*", count=1000)) | set(client.scan_iter(match="qc:p:*", count=1000))
 
     def cleanup(self) -> None:
-        if self.created and not self.args.keep:
+        for schema in list(self.created):
+            if self.args.keep:
+                log(f"kept schema {schema} (--keep; reuse with --schema {schema})")
+                continue
             try:
-                self.admin.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
-                log(f"dropped schema {self.schema}")
+                self.drop(schema)
             except Exception as exc:  # noqa: BLE001 - clean up the rest
-                print(f"cleanup: drop schema: {exc!r}", file=sys.stderr)
-        elif self.created:
-            log(f"kept schema {self.schema} (--keep; reuse with --schema {self.schema})")
+                print(f"cleanup: drop schema {schema}: {exc!r}", file=sys.stderr)
         self.admin.close()
         try:
             import redis
@@ -153,19 +178,19 @@ class Run:
 
     # -- one contender -----------------------------------------------------------------------------
 
-    def contender(self, name: str, threads: int, processes: int, duration_s: float) -> dict[str, Any]:
+    def contender(self, data: Dataset, name: str, threads: int, processes: int, duration_s: float) -> dict[str, Any]:
         self.counter += 1
         namespace = f"{self.prefix}-{self.counter}-{name}"
-        specs = [Spec(name, p, threads, duration_s, self.args.seed, self.schema, self.scale, self.args.zipf,
+        specs = [Spec(name, p, threads, duration_s, self.args.seed, data.schema, data.scale, self.args.zipf,
                       self.args.write_ratio, self.args.pg_dsn, self.args.redis_url, namespace, self.args.ttl,
                       self.args.rewrites)
                  for p in range(processes)]
         ready: Any = self.ctx.Queue()
         results: Any = self.ctx.Queue()
         go = self.ctx.Event()
-        procs = [self.ctx.Process(target=worker_main, args=(s, self.shared_state, ready, go, results), daemon=True)
+        procs = [self.ctx.Process(target=worker_main, args=(s, data.state, ready, go, results), daemon=True)
                  for s in specs]
-        pg_before = self.pg_counters()
+        pg_before = self.pg_counters(data.schema)
         load_before = os.getloadavg()[0]
         for p in procs:
             p.start()
@@ -189,7 +214,7 @@ class Run:
                 if p.is_alive():
                     p.terminate()
         time.sleep(1.0)  # exited backends have flushed their statistics
-        pg_after = self.pg_counters()
+        pg_after = self.pg_counters(data.schema)
         return self.summarize(name, threads, processes, duration_s, out,
                               {k: pg_after[k] - pg_before[k] for k in pg_after}, load_before)
 
@@ -346,8 +371,13 @@ def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Nam
                    help="share of reads sent as a rewritten text of the same question (other aliases, column "
                         "and predicate order...), the same for every contender (default 0.2)")
     p.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated: " + ", ".join(CONTENDERS))
-    p.add_argument("--sweep", action="store_true", help="also throughput vs threads (1, 2, 4, 8): uncached, qc-mem")
-    p.add_argument("--sweep-threads", default="1,2,4,8")
+    p.add_argument("--sweep", action="store_true", help="also throughput vs threads (--sweep-threads, 1 process) "
+                   "for the --sweep-contenders")
+    p.add_argument("--sweep-threads", default="1,2,4,8,16")
+    p.add_argument("--scale-sweep", default="", metavar="FACTORS",
+                   help="also throughput vs data scale, e.g. 0.1,0.5,1.0: a schema generated per factor "
+                        "(dropped once measured), --threads threads, for the --sweep-contenders")
+    p.add_argument("--sweep-contenders", default="uncached,qc-mem,qc-redis,aside-ttl")
     p.add_argument("--sweep-duration", type=float, default=None, help="seconds per sweep cell (default 8; --quick 3)")
     p.add_argument("--keep", action="store_true", help="keep the schema (and its Redis table versions)")
     p.add_argument("--schema", default=None, help="reuse this schema if it exists (e.g. one kept with --keep)")
@@ -360,13 +390,19 @@ def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Nam
     a.duration = a.duration if a.duration is not None else (5.0 if a.quick else 20.0)
     a.sweep_duration = a.sweep_duration if a.sweep_duration is not None else (3.0 if a.quick else 8.0)
     a.contenders = [c.strip() for c in a.contenders.split(",") if c.strip()]
-    unknown = [c for c in a.contenders if c not in CONTENDERS]
+    a.sweep_contenders = [c.strip() for c in a.sweep_contenders.split(",") if c.strip()]
+    unknown = [c for c in a.contenders + a.sweep_contenders if c not in CONTENDERS]
     if unknown:
         p.error(f"unknown contender(s) {unknown}; known: {', '.join(CONTENDERS)}")
+    try:
+        a.sweep_threads = [int(x) for x in a.sweep_threads.split(",") if x.strip()]
+        a.scale_sweep = [float(x) for x in a.scale_sweep.split(",") if x.strip()]
+    except ValueError as exc:
+        p.error(f"--sweep-threads / --scale-sweep: comma-separated numbers ({exc})")
     if a.schema and not a.schema.startswith("wl_"):
         p.error("--schema must start with wl_")
     needed = {"psycopg": "querycache[postgres]", "redis": "querycache[redis]"}
-    if "dogpile" in a.contenders:
+    if "dogpile" in a.contenders + a.sweep_contenders:
         needed["dogpile"] = "dogpile.cache"
     missing = [f"{module} ({install})" for module, install in needed.items()
                if importlib.util.find_spec(module) is None]
@@ -374,11 +410,36 @@ def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Nam
         p.error(f"missing: {', '.join(missing)}; pip install them (or choose other --contenders)")
     a.skipped = []
     absent = [m for m in ("numpy", "faiss") if importlib.util.find_spec(m) is None]
-    for name in [c for c in a.contenders if c in SEMANTIC and absent]:
-        a.contenders.remove(name)
+    for name in [c for c in a.contenders + a.sweep_contenders if c in SEMANTIC and absent]:
+        for chosen in (a.contenders, a.sweep_contenders):
+            if name in chosen:
+                chosen.remove(name)
         a.skipped.append(f"{name}: needs the semantic extra (missing {', '.join(absent)}): "
                          "pip install 'querycache[semantic]'")
     return a
+
+
+def _measure(run: Run, data: Dataset, name: str, threads: int, processes: int, duration_s: float,
+             failures: list[str], label: str) -> dict[str, Any] | None:
+    """One contender on one dataset; None when it failed (noted in ``failures``: the others still run)."""
+    log(f"-- {label}{name}: {CONTENDERS[name]} ({threads} threads x {processes} processes, {duration_s} s, "
+        f"{data.rows_total:,} rows)")
+    try:
+        res = run.contender(data, name, threads, processes, duration_s)
+    except Exception as exc:  # noqa: BLE001 - the other contenders still run
+        failures.append(f"{label}{name} ({threads} threads, {data.rows_total:,} rows): {exc!r}")
+        log(f"   FAILED: {exc!r}")
+        return None
+    lat = res["read_latency_ms"]
+    log(f"   {res['throughput_ops_s']} ops/s, read p50 {lat['p50']} ms p99 {lat['p99']} ms, "
+        f"cache {res['cache_answered_ratio']:.1%}, stale {res['stale_reads']} "
+        f"(db {res['stale_reads_from_db']}), errors {res['errors']}, statuses {res['statuses']}")
+    return res
+
+
+def _cell(res: dict[str, Any]) -> dict[str, Any]:
+    """A sweep cell: the result without the per-process statistics and the per-second timeline."""
+    return {k: v for k, v in res.items() if k not in ("querycache_stats", "timeline")}
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
@@ -391,54 +452,52 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
     run = Run(args)
     results: list[dict[str, Any]] = []
     sweep: list[dict[str, Any]] = []
+    scale_sweep: list[dict[str, Any]] = []
     failures: list[str] = []
     try:
-        run.setup()
+        data = run.setup()
         meta: dict[str, Any] = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "versions": versions(run),
-            "schema": run.schema, "rows": run.rows, "rows_total": sum(run.rows.values()),
+            "command": " ".join([prog, *(argv if argv is not None else sys.argv[1:])]),
+            "schema": data.schema, "rows": data.rows, "rows_total": data.rows_total,
             "config": {"scale": args.scale, "threads": args.threads, "processes": args.processes,
                        "duration_s": args.duration, "zipf_s": args.zipf, "write_ratio": args.write_ratio,
                        "seed": args.seed, "ttl_s": args.ttl, "contenders": args.contenders,
                        "read_weights": dict(READ_WEIGHTS), "write_weights": dict(WRITE_WEIGHTS),
-                       "rewrite_share": args.rewrites,
+                       "rewrite_share": args.rewrites, "sweep_contenders": args.sweep_contenders,
+                       "sweep_threads": args.sweep_threads if args.sweep else [], "scale_sweep": args.scale_sweep,
+                       "sweep_duration_s": args.sweep_duration,
                        "querycache_config": {name: qc_config(name, args.redis_url, f"{run.prefix}-<n>-{name}")
                                              for name in args.contenders if name in QC}},
             "skipped": args.skipped,
         }
         for name in args.contenders:
-            log(f"-- {name}: {CONTENDERS[name]} ({args.threads} threads x {args.processes} processes, "
-                f"{args.duration} s)")
-            try:
-                res = run.contender(name, args.threads, args.processes, args.duration)
-            except Exception as exc:  # noqa: BLE001 - the other contenders still run
-                failures.append(f"{name}: {exc!r}")
-                log(f"   FAILED: {exc!r}")
-                continue
-            results.append(res)
-            lat = res["read_latency_ms"]
-            log(f"   {res['throughput_ops_s']} ops/s, read p50 {lat['p50']} ms p99 {lat['p99']} ms, "
-                f"cache {res['cache_answered_ratio']:.1%}, stale {res['stale_reads']} "
-                f"(db {res['stale_reads_from_db']}), errors {res['errors']}, statuses {res['statuses']}")
+            res = _measure(run, data, name, args.threads, args.processes, args.duration, failures, "")
+            if res is not None:
+                results.append(res)
         if args.sweep:
-            for n in [int(x) for x in args.sweep_threads.split(",")]:
-                for name in ("uncached", "qc-mem"):
-                    log(f"-- sweep {name}, {n} threads, {args.sweep_duration} s")
-                    try:
-                        res = run.contender(name, n, 1, args.sweep_duration)
-                    except Exception as exc:  # noqa: BLE001
-                        failures.append(f"sweep {name} {n}: {exc!r}")
-                        continue
-                    log(f"   {res['throughput_ops_s']} ops/s, stale {res['stale_reads']}, errors {res['errors']}")
-                    sweep.append({k: v for k, v in res.items() if k not in ("querycache_stats",)})
+            for n in args.sweep_threads:
+                for name in args.sweep_contenders:
+                    res = _measure(run, data, name, n, 1, args.sweep_duration, failures, "threads sweep: ")
+                    if res is not None:
+                        sweep.append(_cell(res))
+        for i, factor in enumerate(args.scale_sweep):
+            same = factor == args.scale and not args.schema
+            scaled = data if same else run.dataset(f"{run.prefix}_s{i}", factor)
+            for name in args.sweep_contenders:
+                res = _measure(run, scaled, name, args.threads, 1, args.sweep_duration, failures, "scale sweep: ")
+                if res is not None:
+                    scale_sweep.append(_cell(res) | {"scale": factor, "rows_total": scaled.rows_total})
+            if not same:
+                run.drop(scaled.schema)
         meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
         meta["failures"] = failures
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "workload.json").write_text(json.dumps({**meta, "contenders": results, "sweep": sweep}, indent=2,
-                                                      default=str))
-        drawn, note = figures(meta, results, sweep, [], out)
-        md = markdown(meta, results, sweep, [], drawn, note)
+        (out / "workload.json").write_text(json.dumps(
+            {**meta, "contenders": results, "sweep": sweep, "scale_sweep": scale_sweep}, indent=2, default=str))
+        drawn, note = figures(meta, results, sweep, scale_sweep, out)
+        md = markdown(meta, results, sweep, scale_sweep, drawn, note)
         (out / "workload.md").write_text(md)
         print()
         print(md)
@@ -447,6 +506,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
     finally:
         run.cleanup()
     # The memory store and L1-only are per process: across processes they are not meant to be coherent.
-    stale = sum(r["stale_reads"] + r["stale_reads_from_db"] for r in results
+    stale = sum(r["stale_reads"] + r["stale_reads_from_db"] for r in [*results, *sweep, *scale_sweep]
                 if r["contender"] in QC and not (r["contender"] in PER_PROCESS and r["processes"] > 1))
     return 1 if failures or stale else 0
