@@ -39,6 +39,7 @@ DESCRIPTION = "Workload benchmark: querycache vs uncached vs TTL caches on a gen
 RESULTS = Path("bench") / "results"  # relative to the current directory: the checkout's bench/results
 PG_DSN = os.environ.get("QUERYCACHE_BENCH_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 REDIS_URL = os.environ.get("QUERYCACHE_BENCH_REDIS", "redis://127.0.0.1:6379/11")
+CLOCK = "qc:clock"  # the Redis store's epoch and counter (querycache/backends/redis.py)
 
 
 def log(msg: str) -> None:
@@ -78,6 +79,7 @@ class Run:
         self.created: list[str] = []  # schemas this run generated: cleanup drops them (unless --keep)
         self.counter = 0
         self.redis_clock_before: set[bytes] | None = None
+        self.redis_clock_existed = True
 
     # -- database ----------------------------------------------------------------------------------
 
@@ -92,6 +94,7 @@ class Run:
 
         with redis.Redis.from_url(self.args.redis_url) as client:
             self.redis_clock_before = self._clock_keys(client)
+            self.redis_clock_existed = bool(client.exists(CLOCK))
         return self.dataset(self.args.schema or self.prefix, self.args.scale)
 
     def dataset(self, schema: str, scale_factor: float) -> Dataset:
@@ -172,6 +175,8 @@ class Run:
                     new = self._clock_keys(client) - self.redis_clock_before
                     if new:
                         deleted += client.delete(*new)
+                    if not self.redis_clock_existed:  # this run's processes created the store's clock
+                        deleted += client.delete(CLOCK)
                 log(f"deleted {deleted} Redis keys of this run")
         except Exception as exc:  # noqa: BLE001 - report, do not mask the run's own error
             print(f"cleanup: Redis keys: {exc!r}", file=sys.stderr)
