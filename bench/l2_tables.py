@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
 
 import querycache  # noqa: E402 - after the checkout is on the path
 from querycache.backends.memory import MemoryBackend  # noqa: E402
-from querycache.backends.redis import CLOCK  # noqa: E402
+from querycache.backends.redis import CLOCK, HOLDERS  # noqa: E402
 
 REDIS_URL = os.environ.get("QUERYCACHE_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 RESULTS = ROOT / "bench" / "results"
@@ -202,8 +202,8 @@ def main(argv: list[str]) -> int:
         new = _clock_keys(client) - before  # this run's table versions (its database id is its own)
         if new:
             client.delete(*new)
-        if not clock_existed:  # this run created the store's clock
-            client.delete(CLOCK)
+        if not clock_existed:  # this run created the store's clock: its lease holders are this run's too
+            client.delete(CLOCK, HOLDERS, *client.scan_iter(match="qc:ack:*", count=1000))
         client.close()
     return 0
 

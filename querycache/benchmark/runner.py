@@ -39,7 +39,9 @@ DESCRIPTION = "Workload benchmark: querycache vs uncached vs TTL caches on a gen
 RESULTS = Path("bench") / "results"  # relative to the current directory: the checkout's bench/results
 PG_DSN = os.environ.get("QUERYCACHE_BENCH_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 REDIS_URL = os.environ.get("QUERYCACHE_BENCH_REDIS", "redis://127.0.0.1:6379/11")
-CLOCK = "qc:clock"  # the Redis store's epoch and counter (querycache/backends/redis.py)
+# The Redis store's global keys (querycache/backends/redis.py): epoch and counter, lease holders, their
+# acknowledgements of bumps.
+CLOCK, HOLDERS, ACKS = "qc:clock", "qc:holders", "qc:ack:*"
 
 
 def log(msg: str) -> None:
@@ -175,8 +177,10 @@ class Run:
                     new = self._clock_keys(client) - self.redis_clock_before
                     if new:
                         deleted += client.delete(*new)
-                    if not self.redis_clock_existed:  # this run's processes created the store's clock
-                        deleted += client.delete(CLOCK)
+                    if not self.redis_clock_existed:
+                        # This run's processes created the store's clock, so its lease holders and their
+                        # acknowledgements are this run's too.
+                        deleted += client.delete(CLOCK, HOLDERS, *client.scan_iter(match=ACKS, count=1000))
                 log(f"deleted {deleted} Redis keys of this run")
         except Exception as exc:  # noqa: BLE001 - report, do not mask the run's own error
             print(f"cleanup: Redis keys: {exc!r}", file=sys.stderr)
