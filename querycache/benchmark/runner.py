@@ -367,7 +367,8 @@ def machine() -> dict[str, Any]:
 
 def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
-    p.add_argument("--quick", action="store_true", help="scale 0.05, 5 s per contender, short sweep (about a minute)")
+    p.add_argument("--quick", action="store_true",
+                   help="scale 0.05, 5 s per contender, 3 s sweep cells (about 2 minutes)")
     p.add_argument("--scale", type=float, default=None, help="1.0 = 1.02M rows (default); --quick: 0.05")
     p.add_argument("--duration", type=float, default=None, help="seconds per contender (default 20; --quick 5)")
     p.add_argument("--threads", type=int, default=4)
