@@ -126,6 +126,9 @@ class Analysis:
     implicit_commit: bool = False
     creates_temp: bool = False
     sets_autocommit: bool | None = None
+    names_from_text: bool = False
+    """MySQL and SQLite name an unaliased expression's column by its text as written (``count(*)``
+    vs ``COUNT(*)``): such a statement's L2 key must use the text, not the normalized form."""
 
     @property
     def is_write(self) -> bool:
@@ -523,8 +526,18 @@ class Analyzer:
             return self._result(
                 sql, scanned, StatementKind.READ, reason=read_reason, tree=tree, read=read_tables or set(),
                 functions=functions, changes_scope="set_config" in functions,
+                names_from_text=self.dialect in ("mysql", "mariadb", "sqlite") and _unnamed_outputs(tree),
             )
         return self._by_first_word(sql, scanned, tree)
+
+
+def _unnamed_outputs(tree: exp.Expression) -> bool:
+    """Whether a select list holds an expression that is neither aliased nor a plain column."""
+    for select in tree.find_all(exp.Select):
+        for projection in select.expressions:
+            if not isinstance(projection, (exp.Alias, exp.Column, exp.Star)):
+                return True
+    return False
 
 
 def _is_temporary(tree: exp.Expression) -> bool:

@@ -113,6 +113,8 @@ class QueryCache:
         self._store_down_logged = False
         self._closed = False
         self._flights = SingleFlight()
+        # Row-level invalidation: (table key, column) pairs this process registered as pinned.
+        self._row_dependencies: set[tuple[str, str]] = set()
         self.stats_enabled = self.config.stats.enabled
         self._registry: Any = None
         self._publisher_stop = threading.Event()

@@ -50,7 +50,7 @@ class L3Config:
     all_reads: bool = False
     """False: only statements with the hint ``/* cache semantic */``; True: every cacheable read."""
     batch_max: int = 32
-    batch_wait_ms: float = 2.0
+    batch_wait_ms: float = 0.0
     queue_max: int = 256
     hnsw_above: int = 20000
     """A scope's index switches from exact (flat) search to HNSW above this many entries."""
@@ -82,6 +82,10 @@ class InvalidationConfig:
     lease_ms: int = 500
     dependencies: Mapping[str, list[str]] = field(default_factory=dict)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
+    row_level: bool = False
+    """Row-level invalidation (PostgreSQL and MySQL/MariaDB; memory or Redis store): a read pinned to
+    column values depends on those values' buckets; a write bumps the buckets of the rows it
+    touches. Off by default until proven in multi-process runs; see README."""
 
 
 @dataclass(frozen=True)

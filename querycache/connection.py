@@ -32,6 +32,7 @@ from querycache.status import MISS as STATUS_MISS
 
 if TYPE_CHECKING:
     from querycache.cache import QueryCache
+    from querycache.rows import Source
     from querycache.semantic.canonical import Canonical, Output
     from querycache.semantic.tier import SemanticTier
 
@@ -46,7 +47,7 @@ _RESULT_NEUTRAL_OPTIONS = frozenset({"prepare", "binary"})
 class _Transaction:
     """What the wrapper knows about the open transaction of one connection."""
 
-    __slots__ = ("dirty", "isolation", "open", "stamp", "tracked", "written")
+    __slots__ = ("dirty", "isolation", "open", "row_checks", "stamp", "tracked", "written")
 
     def __init__(self) -> None:
         self.open = False
@@ -55,6 +56,8 @@ class _Transaction:
         self.dirty = False
         self.written: set[str] = set()
         self.isolation: str | None = None
+        # Row-level writes: (table key, dependency version seen); checked again at phase 2.
+        self.row_checks: list[tuple[str, int]] = []
 
     def reset(self) -> None:
         self.open = False
@@ -63,16 +66,20 @@ class _Transaction:
         self.dirty = False
         self.written = set()
         self.isolation = None
+        self.row_checks = []
 
 
 class _ReadPlan:
     """A cacheable read resolved against the catalog: its version keys, or why it is not cached."""
 
-    __slots__ = ("bypass", "calls_user_function", "swr_s", "ttl_s", "version_keys")
+    __slots__ = ("bypass", "calls_user_function", "row_pins", "swr_s", "ttl_s", "version_keys")
 
     def __init__(self, version_keys: tuple[str, ...], bypass: BypassReason | None, ttl_s: float,
-                 calls_user_function: bool = False, swr_s: float = 0.0) -> None:
+                 calls_user_function: bool = False, swr_s: float = 0.0,
+                 row_pins: dict[str, dict[str, tuple[Source, ...]]] | None = None) -> None:
         self.version_keys = version_keys
+        # Row-level: the tables pinned to column values; their bucket keys depend on the parameters.
+        self.row_pins = row_pins
         self.bypass = bypass
         self.ttl_s = ttl_s
         self.swr_s = swr_s
@@ -86,7 +93,8 @@ class CachedConnection:
     _own = frozenset(
         {"_raw", "_cache", "_adapter", "_analyzer", "_l1", "_tx", "_state", "_scope_id", "_scope_key",
          "_database_id", "_version_prefix", "_private", "_plans", "_catalog_version", "_closed",
-         "_scope_stale_at_tx_end", "_fixed_database_id", "_cursors", "_reads_open_tx", "_next_isolation", "__weakref__"}
+         "_scope_stale_at_tx_end", "_fixed_database_id", "_cursors", "_reads_open_tx", "_next_isolation", "_row_level",
+         "__weakref__"}
     )
 
     def __init__(self, cache: QueryCache, raw: Any, adapter: DriverAdapter, database_id: str | None) -> None:
@@ -115,6 +123,8 @@ class CachedConnection:
         was_in_tx = adapter.in_transaction(raw)
         self._reads_open_tx = adapter.reads_open_transaction(raw)
         self._next_isolation: str | None = None
+        self._row_level = (config.invalidation.row_level and adapter.dialect in ("postgres", "mysql", "mariadb")
+                           and hasattr(cache.backend, "register_dependency"))
         self._refresh_scope()
         if was_in_tx:
             # Wrapped while a transaction was open: we did not see it start, so no hits, no fills.
@@ -332,8 +342,9 @@ class CachedConnection:
     def _store_key(self, raw_cursor: Any, analysis: Analysis, params: Any, plan: _ReadPlan) -> str:
         """The statement's L2 key in this connection's scope and the current tenant."""
         cache = self._cache
+        text = analysis.sql if analysis.names_from_text else analysis.normalized
         return l2_key(cache.namespace, self._scope_key, cache._tenant.get(), self._adapter.cursor_shape(raw_cursor),
-                      analysis.normalized, params, plan.version_keys)
+                      text, params, plan.version_keys)
 
     def explain(self, sql: str, params: Any = None) -> dict[str, Any]:
         """How this connection would answer ``sql`` right now, without running it: the analysis,
@@ -349,6 +360,8 @@ class CachedConnection:
             out["why"] = "bypass:write" if analysis.is_write else "bypass:session"
             return out
         plan = self._plan(analysis)
+        if plan.row_pins is not None:
+            plan = self._pinned_plan(plan, params)
         out["version_keys"] = list(plan.version_keys)
         out["ttl_s"] = plan.ttl_s
         out["swr_s"] = plan.swr_s
@@ -454,24 +467,45 @@ class CachedConnection:
         self._count_invalidations(keys)
         self._cache._after_publish()
 
-    def _publish_around(self, keys: set[str], action: Callable[[], Any]) -> Any:
-        """Phase 1 before ``action`` makes writes visible, phase 2 after, whatever its outcome."""
+    def _publish_around(self, keys: set[str], action: Callable[[], Any],
+                        row_checks: list[tuple[str, int]] | None = None) -> Any:
+        """Phase 1 before ``action`` makes writes visible, phase 2 after, whatever its outcome.
+        ``keys`` may grow during ``action`` (a row-level write found it touched other rows);
+        phase 2 bumps what it holds then, plus every table whose dependency columns changed since
+        its footprint was computed (``row_checks``)."""
         if not keys:
             return action()
         token = uuid.uuid4().hex
-        ordered = sorted(keys)
-        self._cache._begin_write(ordered, token)
+        self._cache._begin_write(sorted(keys), token)
         try:
             return action()
         finally:
-            self._cache._end_write(ordered, token)
+            if row_checks:
+                keys |= self._changed_dependencies(row_checks)
+            self._cache._end_write(sorted(keys), token)
             self._count_invalidations(keys)
             self._cache._after_publish()
+
+    def _changed_dependencies(self, row_checks: list[tuple[str, int]]) -> set[str]:
+        """Tables a reader started to pin by a new column since a write computed its footprint:
+        the write bumps the whole table (see MemoryBackend.register_dependency)."""
+        backend: Any = self._cache.backend
+        changed = set()
+        for key, seen in row_checks:
+            try:
+                if backend.dependencies(key)[1] == seen:
+                    continue
+            except Exception:  # noqa: BLE001 - unknown: the whole table
+                self._cache._store_failed()
+            changed.add(key)
+        if changed:
+            self._cache._stats.row_level.incr("escalated:dependency_changed")
+        return changed
 
     def _count_invalidations(self, keys: set[str]) -> None:
         counter = self._cache._stats.invalidations
         for key in keys:
-            counter.incr(key.rsplit("\x1f", 1)[-1])
+            counter.incr(key.rsplit("\x1f", 1)[-1].split(_BUCKET, 1)[0])
 
     def _end_transaction(self, raw_action: Callable[[], Any], committing: bool) -> Any:
         def action() -> Any:
@@ -483,7 +517,7 @@ class CachedConnection:
         written = self._tx.written
         try:
             if written and (committing or self._adapter.bump_on_rollback):
-                return self._publish_around(set(written), action)
+                return self._publish_around(set(written), action, self._tx.row_checks)
             try:
                 return action()
             except BaseException:
@@ -533,15 +567,75 @@ class CachedConnection:
         keys = [self._key(ALL_TABLES), self._key(_CATALOG_KEY)]
         keys += sorted(self._key(t) for t in tables)
         keys += sorted(self._cache._group_key(g) for g in analysis.hints.groups)
+        row_pins = None
+        if self._row_level and bypass is None:
+            row_pins = self._read_pins(analysis, tables, catalog)
+            # Tables not pinned depend on their "any" bucket, which every write to them bumps.
+            keys += sorted(self._key(t) + _BUCKET + "*" for t in tables if t not in row_pins)
         calls = bool(analysis.functions & catalog.user_volatile_functions)
         ttl_s = self._cache._ttl_for(analysis, tables)
         plan = _ReadPlan(tuple(keys), BypassReason.VOLATILE if calls else bypass, ttl_s, calls,
-                         self._cache._swr_for(analysis, tables, ttl_s))
+                         self._cache._swr_for(analysis, tables, ttl_s), row_pins or None)
         if len(self._plans) > 4096:
             self._plans.clear()
         if bypass is not BypassReason.UNKNOWN_RELATION:  # those are looked up again next time
             self._plans[analysis.sql] = plan
         return plan
+
+    # -- row-level invalidation (issue 10) -------------------------------------------------
+    def _read_pins(self, analysis: Analysis, tables: set[str], catalog: Catalog
+                   ) -> dict[str, dict[str, tuple[Source, ...]]]:
+        """The read's pinned tables: only real tables it names itself (a view's columns say
+        nothing about its base tables' rows)."""
+        from querycache.rows import read_pins
+
+        pins = read_pins(analysis.sql, self._analyzer.dialect, self._analyzer.paramstyle)
+        if pins is None:
+            return {}
+        return {t: columns for t, columns in pins.tables.items()
+                if columns and t in tables and catalog.expand_reads({t}) == {t}}
+
+    def _pinned_plan(self, plan: _ReadPlan, params: Any) -> _ReadPlan:
+        """``plan`` with the bucket keys of this execution's values (a value that has no bucket
+        makes its table depend on "any"); registers each pinned column before the lookup takes
+        its stamp, so that a writer computing a footprint from then on bumps its buckets."""
+        from querycache.rows import bucket_value, resolve
+
+        assert plan.row_pins is not None
+        backend: Any = self._cache.backend
+        registered = self._cache._row_dependencies
+        keys = list(plan.version_keys)
+        stats = self._cache._stats.row_level
+        for table, columns in plan.row_pins.items():
+            table_key = self._key(table)
+            buckets: list[str] | None = []
+            for column, sources in columns.items():
+                for source in sources:
+                    try:
+                        bucket = bucket_value(resolve(source, params))
+                    except (KeyError, IndexError, TypeError):
+                        bucket = None
+                    if bucket is None or buckets is None:
+                        buckets = None
+                        break
+                    buckets.append(f"{table_key}{_BUCKET}{column}={bucket}")
+                if buckets is None:
+                    break
+                if (table_key, column) not in registered:
+                    try:
+                        backend.register_dependency(table_key, column)
+                    except Exception:  # noqa: BLE001 - fail open: unregistered, the table is read as "any"
+                        self._cache._store_failed()
+                        buckets = None
+                        break
+                    registered.add((table_key, column))
+            if buckets is None:
+                keys.append(table_key + _BUCKET + "*")
+                stats.incr("reads:any")
+            else:
+                keys += sorted(set(buckets))
+                stats.incr("reads:pinned")
+        return _ReadPlan(tuple(keys), plan.bypass, plan.ttl_s, plan.calls_user_function, plan.swr_s)
 
     def _write_keys(self, analysis: Analysis) -> set[str]:
         catalog, _ = self._catalog()
@@ -557,6 +651,7 @@ class CachedConnection:
 
 
 _CATALOG_KEY = "#catalog"
+_BUCKET = "\x1d"  # table key + _BUCKET + "*" (any row) or "column=bucket"
 _STATE_CHANGING_METHODS = frozenset(
     {"autocommit", "select_db", "set_session", "set_isolation_level", "reset", "ping",
      "set_client_encoding", "tpc_begin", "tpc_commit", "tpc_rollback", "tpc_prepare", "change_user",
@@ -1008,6 +1103,8 @@ class CachedCursor:
             pkey = l1_params(params)
         except UnsupportedParam:
             return self._bypass(analysis, sql, params, BypassReason.UNKNOWN)
+        if plan.row_pins is not None:
+            plan = conn._pinned_plan(plan, params)
         # The first read of a REPEATABLE READ transaction runs on the database: it pins the snapshot.
         pin = ((in_tx and tx.stamp is None) or opens_tx) and isolation in _RR_LEVELS
         tx_stamp = tx.stamp if in_tx and isolation in _RR_LEVELS else None
@@ -1451,11 +1548,155 @@ class CachedCursor:
             conn._refresh_scope()
         if analysis.implicit_commit and in_tx:
             keys |= conn._tx.written
-        _run_write(conn, keys, lambda: self._raw_execute(sql, params), analysis.implicit_commit,
-                   analysis.kind is StatementKind.WRITE)
+        action: Callable[[], Any] = lambda: self._raw_execute(sql, params)  # noqa: E731
+        if conn._row_level and analysis.kind is StatementKind.WRITE and not analysis.implicit_commit:
+            action = self._row_level_write(analysis, sql, params, keys, in_tx) or action
+        _run_write(conn, keys, action, analysis.implicit_commit, analysis.kind is StatementKind.WRITE)
         if analysis.kind in (StatementKind.DDL, StatementKind.UNKNOWN, StatementKind.CALL):
             conn._catalog_changed()
         return self._result()
+
+    def _row_level_write(self, analysis: Analysis, sql: str, params: Any, keys: set[str], in_tx: bool
+                         ) -> Callable[[], Any] | None:
+        """For a write whose rows can be pinned down: replace the table's key in ``keys`` by its
+        "any" bucket and return the action that runs the write and adds the buckets of the rows
+        it touched, old and new values (see querycache/rows.py). None: table level, as before.
+
+        An UPDATE/DELETE needs the old values of the columns readers pin: read with the write's
+        own WHERE, FOR UPDATE, in one transaction with the write (this wrapper opens and commits
+        it on an autocommit connection; inside the application's transaction it stays at table
+        level). Its row count must equal the write's, else the whole table is bumped."""
+        from querycache.rows import MAX_VALUES_PER_TABLE, bucket_value, resolve, write_plan
+
+        conn = self._conn
+        stats = conn._cache._stats.row_level
+        plan = write_plan(sql, conn._analyzer.dialect, conn._analyzer.paramstyle)
+        if plan is None:
+            stats.incr("writes:table:statement")
+            return None
+        table_key = conn._key(plan.table)
+        if keys != {table_key}:
+            stats.incr("writes:table:dependents")  # views, triggers, cascades: table level
+            return None
+        if params is not None and not isinstance(params, (list, tuple)):
+            stats.incr("writes:table:params")
+            return None
+        backend: Any = conn._cache.backend
+        try:
+            columns, seen = backend.dependencies(table_key)
+        except Exception:  # noqa: BLE001 - fail open: the whole table
+            conn._cache._store_failed()
+            stats.incr("writes:table:store")
+            return None
+        ordered = sorted(columns)
+        new_values: list[Any] = []
+        try:
+            if plan.kind == "insert":
+                for column in ordered:
+                    if column not in plan.insert_columns:
+                        raise LookupError("a pinned column takes its default")
+                    index = plan.insert_columns.index(column)
+                    for row in plan.insert_rows:
+                        source = row[index]
+                        if source is None:
+                            raise LookupError("an expression inserted into a pinned column")
+                        new_values.append((column, resolve(source, params)))
+            elif plan.kind == "update":
+                for column in ordered:
+                    if column in plan.assigned:
+                        source = plan.assigned[column]
+                        if source is None:
+                            raise LookupError("a pinned column set to an expression")
+                        new_values.append((column, resolve(source, params)))
+        except (LookupError, IndexError, TypeError):
+            stats.incr("writes:table:values")
+            return None
+        pre_read = plan.kind != "insert" and bool(ordered)
+        raw = conn._raw
+        adapter = conn._adapter
+        if pre_read:
+            if plan.where_sql is None:
+                stats.incr("writes:table:no_where")
+                return None
+            if in_tx or not adapter.autocommit(raw):
+                stats.incr("writes:table:in_transaction")
+                return None
+            if adapter.dialect != "postgres" and conn._isolation() not in ("repeatable read", "serializable"):
+                stats.incr("writes:table:isolation")  # no gap locks: a phantom could slip in
+                return None
+        any_key = table_key + _BUCKET + "*"
+        keys.discard(table_key)
+        keys.add(any_key)
+
+        def buckets(pairs: list[tuple[str, Any]]) -> set[str] | None:
+            out = set()
+            for column, value in pairs:
+                bucket = bucket_value(value)
+                if bucket is None:
+                    return None
+                out.add(f"{table_key}{_BUCKET}{column}={bucket}")
+            return out
+
+        def escalate(reason: str) -> None:
+            keys.add(table_key)
+            stats.incr(f"escalated:{reason}")
+            if conn._tx.open:
+                conn._tx.written.add(table_key)
+
+        def action() -> Any:
+            footprint = buckets(new_values)
+            cursor = raw.cursor() if pre_read else None
+            old_rows: list[Any] = []
+            try:
+                if cursor is not None:
+                    cursor.execute("BEGIN")
+                    try:
+                        select = (f"SELECT {', '.join(ordered)} FROM {plan.target_sql} WHERE {plan.where_sql} "
+                                  "FOR UPDATE")
+                        cursor.execute(select, {f"qcp{i}": v for i, v in enumerate(params or ())})
+                        old_rows = list(cursor.fetchall())
+                    except Exception:  # noqa: BLE001 - the footprint is unknown: the whole table
+                        cursor.execute("ROLLBACK")
+                        cursor.close()
+                        cursor = None
+                        footprint = None
+                if cursor is not None:  # our own transaction: invisible to the wrapper's bookkeeping
+                    options = self._options
+                    self._returned = (self._raw.execute(sql, params, **options) if options else
+                                      self._raw.execute(sql) if params is None else self._raw.execute(sql, params))
+                    result = self._returned
+                else:
+                    result = self._raw_execute(sql, params)
+                if cursor is not None and self._raw.rowcount != len(old_rows):
+                    footprint = None  # another row than those read (or none of them): table level
+                if cursor is not None:
+                    cursor.execute("COMMIT")
+            except BaseException:
+                if cursor is not None:
+                    try:
+                        cursor.execute("ROLLBACK")
+                    except Exception:  # noqa: BLE001 - the write's own error is the one to raise
+                        pass
+                raise
+            finally:
+                if cursor is not None:
+                    cursor.close()
+            if footprint is not None:
+                old = buckets([(c, row[i]) for row in old_rows for i, c in enumerate(ordered)])
+                footprint = None if old is None else footprint | old
+            if footprint is None or len(footprint) > 4 * MAX_VALUES_PER_TABLE:
+                escalate("footprint")
+            else:
+                keys.update(footprint)
+                stats.incr("writes:rows")
+                if conn._tx.open:
+                    conn._tx.written |= footprint
+                    conn._tx.row_checks.append((table_key, seen))
+            if not conn._tx.open and conn._changed_dependencies([(table_key, seen)]):
+                escalate("dependency_changed")  # committed: checked here, before phase 2
+            return result
+
+        return action
 
     def executemany(self, sql: Any, seq_of_params: Any, *args: Any, **kwargs: Any) -> Any:
         conn = self._conn
@@ -1542,7 +1783,8 @@ def _run_write(conn: CachedConnection, keys: set[str], action: Callable[[], Any]
                 # It autocommitted after all (or ended the transaction): publish now.
                 conn._reconcile(True, ended_by_commit=True)
     try:
-        return conn._publish_around(keys | (tx.written if implicit_commit else set()), action)
+        # ``keys`` itself, not a copy: a row-level write adds the buckets it touched while it runs.
+        return conn._publish_around(keys | tx.written if implicit_commit else keys, action)
     finally:
         if implicit_commit:
             adapter.after_transaction_end(raw)

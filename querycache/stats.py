@@ -127,6 +127,9 @@ class StatsSnapshot:
     analysis: dict[str, int] = field(default_factory=dict)
     coalesce: dict[str, int] = field(default_factory=dict)
     semantic: dict[str, Any] = field(default_factory=dict)
+    row_level: dict[str, int] = field(default_factory=dict)
+    """Row-level invalidation: reads ``pinned`` / ``any``, writes by footprint (``rows``,
+    ``table:<why>``), ``escalated:<why>`` (a row-level write that bumped its table after all)."""
     entries: dict[str, int | None] = field(default_factory=dict)
     bytes: dict[str, int | None] = field(default_factory=dict)
     """Single flight: ``leaders`` (elected), ``reelections`` (after a leader's error),
@@ -150,6 +153,7 @@ class StatsSnapshot:
             "analysis": dict(self.analysis),
             "coalesce": dict(self.coalesce),
             "semantic": dict(self.semantic),
+            "row_level": dict(self.row_level),
             "entries": dict(self.entries),
             "bytes": dict(self.bytes),
         }
@@ -177,6 +181,7 @@ class Stats:
         self.evictions = Counters()
         self.coalesce = Counters()
         self.semantic = Counters()
+        self.row_level = Counters()
         self.latency = {"l1": Histogram(), "l2": Histogram(), "l3": Histogram(), "miss": Histogram(),
                         "bypass": Histogram()}
         self.l1_ticks = itertools.count()  # L1-hit latency is sampled: 1 hit in 64 is timed
@@ -219,6 +224,7 @@ class Stats:
             analysis=dict(analysis or {}),
             coalesce=self.coalesce.snapshot(),
             semantic=self.semantic.snapshot(),
+            row_level=self.row_level.snapshot(),
         )
 
 

