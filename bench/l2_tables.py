@@ -128,7 +128,7 @@ def l2_hits(cache: querycache.QueryCache, rounds: int, batch: int) -> dict[str, 
 
 
 def _clock_keys(client: Any) -> set[bytes]:
-    return set(client.scan_iter(match="qc:v:*", count=1000)) | set(client.scan_iter(match="qc:p:*", count=1000))
+    return {key for pattern in ("qc:v:*", "qc:p:*", "qc:d:*") for key in client.scan_iter(match=pattern, count=1000)}
 
 
 def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:

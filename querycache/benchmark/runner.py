@@ -150,7 +150,9 @@ class Run:
         return dict(zip(("seq_scan", "idx_scan", "tup_upd", "tup_ins"), (int(x) for x in row), strict=True))
 
     def _clock_keys(self, client: Any) -> set[bytes]:
-        return set(client.scan_iter(match="qc:v:*", count=1000)) | set(client.scan_iter(match="qc:p:*", count=1000))
+        """querycache's per-table keys in the store: versions, pending marks, row-level dependency columns."""
+        return {key for pattern in ("qc:v:*", "qc:p:*", "qc:d:*")
+                for key in client.scan_iter(match=pattern, count=1000)}
 
     def cleanup(self) -> None:
         for schema in list(self.created):
