@@ -20,7 +20,7 @@ from click.testing import CliRunner
 import querycache
 from querycache.cli import main
 from tests.backends.test_redis import REDIS_URL, _redis_up
-from tests.conftest import PG_DSN, Database, make_items, run
+from tests.conftest import PG_DSN, Database, make_items, require, run
 from tests.test_analysis_corpus import CORPUS, DEFAULT_PARAMSTYLE
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -272,3 +272,55 @@ def test_wsgi_mount_and_stats_off() -> None:
         assert snap["latency_seconds"]["l1"]["count"] == 0
     finally:
         cache.close()
+
+
+# -- bench workload -----------------------------------------------------------------------------------
+
+def _services_up() -> None:
+    import psycopg
+
+    try:
+        psycopg.connect(PG_DSN, connect_timeout=3).close()
+    except Exception as exc:  # noqa: BLE001 - any failure means the service is absent
+        require("PostgreSQL", exc)
+    _redis_up(REDIS_URL)
+
+
+def test_bench_workload_runs_the_workload_runner_and_cleans_up(tmp_path: Path) -> None:
+    _services_up()
+    result = subprocess.run(
+        [sys.executable, "-m", "querycache", "bench", "workload", "--scale", "0.004", "--duration", "1",
+         "--threads", "2", "--contenders", "uncached,qc-mem,qc-redis", "--pg-dsn", PG_DSN,
+         "--redis-url", REDIS_URL, "--out", str(tmp_path)],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    data = json.loads((tmp_path / "workload.json").read_text())
+    assert [c["contender"] for c in data["contenders"]] == ["uncached", "qc-mem", "qc-redis"]
+    for c in data["contenders"]:
+        assert c["ops"] > 0 and c["errors"] == 0 and c["hung_threads"] == 0, c
+        assert c["stale_reads"] == 0 and c["stale_reads_from_db"] == 0, c["stale_samples"]
+        assert c["checked_reads"] > 0
+    assert data["contenders"][2]["querycache"]["lookups"] > 0
+    for c in data["contenders"]:
+        timeline = c["timeline"]
+        assert sum(timeline["ops"]) == c["ops"] and sum(timeline["reads"]) == c["reads"]
+    table = (tmp_path / "workload.md").read_text()
+    assert "| qc-redis |" in table and f"dropped schema {data['schema']}" in result.stdout
+    assert (tmp_path / "workload.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "workload.png" in table
+    import psycopg
+    import redis
+
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (data["schema"],)).fetchone()
+        assert row == (0,)
+    prefix = data["schema"]  # the run's key prefix is its schema name
+    with redis.Redis.from_url(REDIS_URL) as client:
+        assert not list(client.scan_iter(match=f"{prefix}*", count=1000))
+
+
+def test_bench_workload_options_are_the_runners() -> None:
+    help_text = _cli("bench", "workload", "--help")
+    assert help_text.returncode == 0
+    assert "usage: querycache bench workload" in help_text.stdout and "--contenders" in help_text.stdout
+    bad = _cli("bench", "workload", "--contenders", "uncached,nope")
+    assert bad.returncode == 2 and "unknown contender" in bad.stderr and "Traceback" not in bad.stderr

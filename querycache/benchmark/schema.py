@@ -19,6 +19,8 @@ DAYS = 730  # orders span 2024-01-01 .. 2025-12-30
 MONTHS = 24
 ITEMS_PER_ORDER = 3
 CATEGORIES = 25
+REGIONS = 20
+REWRITES = 2  # rewritten texts per read (Sql.variants)
 STATUSES = ("new", "paid", "shipped", "delivered", "returned")
 # Multipliers of the id -> value permutations (primes, coprime with every scale's table sizes
 # except by accident; the mapping need not be a bijection, only deterministic).
@@ -83,12 +85,35 @@ class Layout:
             self.by_customer[order_customer(oid, scale)].append(oid)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One text of a read. The first variant of each read is the statement as the workload writes it;
+    the others are rewrites, which take the same parameters in another order (the rewrite's k-th
+    parameter is the statement's ``params[k]``) and return the same columns in another order (the
+    rewrite's k-th column is the statement's ``columns[k]``)."""
+
+    sql: str
+    params: tuple[int, ...] = ()
+    columns: tuple[int, ...] = ()
+
+    def bind(self, params: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(params[i] for i in self.params) if self.params else params
+
+    def restore(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The rows in the statement's column order, whatever order this text asked for."""
+        if not self.columns:
+            return rows
+        back = sorted(range(len(self.columns)), key=self.columns.__getitem__)
+        return [tuple(row[j] for j in back) for row in rows]
+
+
 class Sql:
-    """The workload's statements for one schema. Reads return the ``version`` of what they depend on."""
+    """The workload's statements for one schema. Reads return the ``version`` of what they depend on
+    (a customer's, an order's, or the sum of the versions of a period's orders)."""
 
     def __init__(self, schema: str) -> None:
         s = schema
-        self.customer = f"SELECT id, name, region, created_at FROM {s}.customers WHERE id = %s"
+        self.customer = f"SELECT id, name, region, created_at, version FROM {s}.customers WHERE id = %s"
         self.order = (
             f"SELECT o.id, o.status, o.amount, o.version, i.id, i.product_id, i.qty, i.price "
             f"FROM {s}.orders o LEFT JOIN {s}.order_items i ON i.order_id = o.id WHERE o.id = %s ORDER BY i.id"
@@ -98,12 +123,13 @@ class Sql:
             f"WHERE customer_id = %s AND created_at >= %s AND created_at < %s ORDER BY created_at, id"
         )
         # Expensive aggregates. The last column is the sum of the versions of every order of the
-        # period: a committed write to any of them raises it by one.
+        # period: a committed write to any of them raises it by one. (Both references to the CTE carry
+        # an alias: L3 cannot prove anything about a statement that names one table twice bare.)
         self.revenue = (
-            f"WITH o AS (SELECT id, version FROM {s}.orders WHERE created_at >= %s AND created_at < %s) "
+            f"WITH period AS (SELECT id, version FROM {s}.orders WHERE created_at >= %s AND created_at < %s) "
             f"SELECT p.category, sum(i.qty * i.price) AS revenue, count(*) AS items, "
-            f"(SELECT sum(version) FROM o) AS vsum "
-            f"FROM o JOIN {s}.order_items i ON i.order_id = o.id JOIN {s}.products p ON p.id = i.product_id "
+            f"(SELECT sum(pv.version) FROM period pv) AS vsum "
+            f"FROM period o JOIN {s}.order_items i ON i.order_id = o.id JOIN {s}.products p ON p.id = i.product_id "
             f"GROUP BY p.category ORDER BY p.category"
         )
         self.top = (
@@ -119,7 +145,65 @@ class Sql:
         self.bump_order = (
             f"UPDATE {s}.orders SET amount = amount + %s, version = version + 1 WHERE id = %s RETURNING version"
         )
+        self.update_customer = (
+            f"UPDATE {s}.customers SET name = %s, region = %s, version = version + 1 WHERE id = %s RETURNING version"
+        )
         self.warm = f"SELECT id FROM {s}.products WHERE id = %s"
+        # Each read as written, then rewritten as another programmer (or ORM) would: other aliases, column
+        # order, predicate order, operands of a comparison swapped, JOIN ... ON vs comma joins, COUNT(1).
+        # Every rewrite means the same and L3's canonical form proves it (tests/test_benchmark.py).
+        self.variants: dict[str, tuple[Variant, ...]] = {
+            "customer": (
+                Variant(self.customer),
+                Variant(f"SELECT c.version, c.name, c.id, c.created_at, c.region FROM {s}.customers c "
+                        f"WHERE c.id = %s", columns=(4, 1, 0, 3, 2)),
+                Variant(f"SELECT name, id, version, region, created_at FROM {s}.customers AS cu WHERE %s = cu.id",
+                        columns=(1, 0, 4, 2, 3)),
+            ),
+            "order": (
+                Variant(self.order),
+                Variant(f"SELECT ord.version, ord.id, itm.id, ord.status, itm.product_id, ord.amount, itm.price, "
+                        f"itm.qty FROM {s}.orders ord LEFT JOIN {s}.order_items itm ON ord.id = itm.order_id "
+                        f"WHERE %s = ord.id ORDER BY itm.id", columns=(3, 0, 4, 1, 5, 2, 7, 6)),
+                Variant(f"SELECT x.id, x.status, x.amount, x.version, y.id, y.product_id, y.qty, y.price "
+                        f"FROM {s}.orders x LEFT JOIN {s}.order_items y ON (y.order_id = x.id) WHERE x.id = %s "
+                        f"ORDER BY y.id"),
+            ),
+            "range": (
+                Variant(self.range),
+                Variant(f"SELECT version, amount, status, created_at, id FROM {s}.orders "
+                        f"WHERE created_at >= %s AND created_at < %s AND customer_id = %s ORDER BY created_at, id",
+                        params=(1, 2, 0), columns=(4, 3, 2, 1, 0)),
+                Variant(f"SELECT o.id, o.created_at, o.status, o.amount, o.version FROM {s}.orders o "
+                        f"WHERE %s > o.created_at AND o.customer_id = %s AND %s <= o.created_at "
+                        f"ORDER BY o.created_at, o.id", params=(2, 0, 1)),
+            ),
+            "revenue": (
+                Variant(self.revenue),
+                Variant(f"WITH period AS (SELECT id, version FROM {s}.orders WHERE created_at < %s "
+                        f"AND created_at >= %s) SELECT (SELECT sum(x.version) FROM period x) AS vsum, "
+                        f"count(1) AS items, sum(li.qty * li.price) AS revenue, pr.category "
+                        f"FROM period po, {s}.order_items li, {s}.products pr "
+                        f"WHERE li.order_id = po.id AND pr.id = li.product_id GROUP BY pr.category "
+                        f"ORDER BY pr.category", params=(1, 0), columns=(3, 2, 1, 0)),
+                Variant(f"WITH period AS (SELECT id, version FROM {s}.orders WHERE created_at >= %s "
+                        f"AND created_at < %s) SELECT p.category, count(*) AS items, sum(i.qty * i.price) AS revenue, "
+                        f"(SELECT sum(pv.version) FROM period pv) AS vsum FROM {s}.products p "
+                        f"JOIN {s}.order_items i ON i.product_id = p.id JOIN period o ON o.id = i.order_id "
+                        f"GROUP BY p.category ORDER BY p.category", columns=(0, 2, 1, 3)),
+            ),
+            "top": (
+                Variant(self.top),
+                Variant(f"SELECT sum(sum(version)) OVER () AS vsum, count(*) AS orders, sum(amount) AS total, "
+                        f"customer_id FROM {s}.orders WHERE created_at < %s AND created_at >= %s "
+                        f"GROUP BY customer_id ORDER BY total DESC, customer_id LIMIT 10",
+                        params=(1, 0), columns=(3, 2, 1, 0)),
+                Variant(f"SELECT t.customer_id, sum(t.amount) AS total, count(1) AS orders, "
+                        f"sum(sum(t.version)) OVER () AS vsum FROM {s}.orders t "
+                        f"WHERE %s <= t.created_at AND t.created_at < %s "
+                        f"GROUP BY t.customer_id ORDER BY total DESC, customer_id LIMIT 10"),
+            ),
+        }
 
 
 def create(admin: Any, schema: str, scale: Scale, log: Callable[[str], None]) -> None:
@@ -137,7 +221,7 @@ def create(admin: Any, schema: str, scale: Scale, log: Callable[[str], None]) ->
     admin.execute(f"CREATE SCHEMA {s}")
     admin.execute(
         f"CREATE TABLE {s}.customers (id int PRIMARY KEY, name text NOT NULL, region int NOT NULL, "
-        f"created_at timestamp NOT NULL)")
+        f"created_at timestamp NOT NULL, version int NOT NULL DEFAULT 0)")
     admin.execute(
         f"CREATE TABLE {s}.products (id int PRIMARY KEY, name text NOT NULL, category int NOT NULL, "
         f"price numeric(10,2) NOT NULL)")
@@ -148,8 +232,8 @@ def create(admin: Any, schema: str, scale: Scale, log: Callable[[str], None]) ->
         f"CREATE TABLE {s}.order_items (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "
         f"order_id int NOT NULL, product_id int NOT NULL, qty int NOT NULL, price numeric(10,2) NOT NULL)")
     run(f"customers: {scale.customers:,}",
-        f"INSERT INTO {s}.customers SELECT g, 'customer ' || g, g % 20, "
-        f"timestamp '2022-01-01' + (g % 700) * interval '1 day' FROM generate_series(1, {scale.customers}) g")
+        f"INSERT INTO {s}.customers SELECT g, 'customer ' || g, g % {REGIONS}, "
+        f"timestamp '2022-01-01' + (g % 700) * interval '1 day', 0 FROM generate_series(1, {scale.customers}) g")
     run(f"products: {scale.products:,}",
         f"INSERT INTO {s}.products SELECT g, 'product ' || g, g % {CATEGORIES}, {price.format(p='g')} "
         f"FROM generate_series(1, {scale.products}) g")

@@ -15,21 +15,37 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from bench.workload.schema import MONTHS, STATUSES, Layout, Scale, Sql, month_start, product_price_cents
+from querycache.benchmark.schema import (
+    MONTHS,
+    REGIONS,
+    REWRITES,
+    STATUSES,
+    Layout,
+    Scale,
+    Sql,
+    month_start,
+    product_price_cents,
+)
 
 CONTENDERS: dict[str, str] = {
     "uncached": "uncached psycopg",
     "qc-l1": "querycache L1 only",
     "qc-mem": "querycache L1 + L2 memory (default)",
     "qc-redis": "querycache L1 + L2 Redis",
+    "qc-redis-nocoalesce": "querycache L1 + L2 Redis, request coalescing off",
+    "qc-redis-l3": "querycache L1 + L2 Redis + L3 (n-gram embedder, every read)",
     "aside-ttl": "hand-written Redis cache-aside, TTL, no invalidation",
     "dogpile": "dogpile.cache Redis, distributed_lock, TTL",
 }
-QC = {"qc-l1", "qc-mem", "qc-redis"}
+QC = {"qc-l1", "qc-mem", "qc-redis", "qc-redis-nocoalesce", "qc-redis-l3"}
+SEMANTIC = {"qc-redis-l3"}  # needs the semantic extra (numpy, faiss)
+PER_PROCESS = {"qc-l1", "qc-mem"}  # their stores live in each process: not coherent across processes
 READ_KINDS = ("customer", "order", "range", "revenue", "top")
-WRITE_KINDS = ("w_update", "w_item")
-# Relative weights of the reads; writes take --write-ratio of all operations, half of each kind.
+WRITE_KINDS = ("w_update", "w_item", "w_customer")
+# Relative weights of the reads, and of the writes, which take --write-ratio of all operations: an order's
+# status and amount, a new order item (and its order's amount), a customer's name and region.
 READ_WEIGHTS = {"customer": 25, "order": 30, "range": 25, "revenue": 10, "top": 10}
+WRITE_WEIGHTS = {"w_update": 2, "w_item": 2, "w_customer": 1}
 RANGE_MONTHS = 12
 REVENUE_MONTHS = 3
 TOP_MONTHS = 1
@@ -52,6 +68,7 @@ class Spec:
     redis_url: str
     namespace: str  # querycache namespace / cache-aside and dogpile key prefix: unique per contender run
     ttl_s: int
+    rewrite_share: float = 0.0
     qc_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -84,33 +101,44 @@ class Ops:
         self.revenue_start = Zipf(list(range(MONTHS - REVENUE_MONTHS + 1)), s, seed + 4)
         self.top_start = Zipf(list(range(MONTHS - TOP_MONTHS + 1)), s, seed + 5)
         self.products = sc.products
+        self.rewrite_share = spec.rewrite_share
         self.kinds = [*READ_KINDS, *WRITE_KINDS]
         read_total = sum(READ_WEIGHTS.values())
+        write_total = sum(WRITE_WEIGHTS.values())
         weights = [READ_WEIGHTS[k] / read_total * (1 - spec.write_ratio) for k in READ_KINDS]
-        weights += [spec.write_ratio / 2, spec.write_ratio / 2]
+        weights += [WRITE_WEIGHTS[k] / write_total * spec.write_ratio for k in WRITE_KINDS]
         self.cum = list(_accumulate(weights))
 
-    def draw(self, rng: random.Random) -> tuple[str, tuple[Any, ...]]:
+    def draw(self, rng: random.Random) -> tuple[str, tuple[Any, ...], int]:
+        """(kind, parameters, which text of the read: 0 as written, 1.. a rewrite)."""
         kind = self.kinds[min(bisect.bisect_left(self.cum, rng.random() * self.cum[-1]), len(self.kinds) - 1)]
+        rewrite = rng.random() < self.rewrite_share
+        variant = 1 + rng.randrange(REWRITES) if rewrite and kind in READ_WEIGHTS else 0
+        return (kind, self._params(kind, rng), variant)
+
+    def _params(self, kind: str, rng: random.Random) -> tuple[Any, ...]:
         if kind == "customer":
-            return kind, (self.customers.draw(rng),)
+            return (self.customers.draw(rng),)
         if kind == "order":
-            return kind, (self.orders.draw(rng),)
+            return (self.orders.draw(rng),)
         if kind == "range":
             m = self.range_start.draw(rng)
-            return kind, (self.customers.draw(rng), month_start(m), month_start(m + RANGE_MONTHS))
+            return (self.customers.draw(rng), month_start(m), month_start(m + RANGE_MONTHS))
         if kind == "revenue":
             m = self.revenue_start.draw(rng)
-            return kind, (month_start(m), month_start(m + REVENUE_MONTHS))
+            return (month_start(m), month_start(m + REVENUE_MONTHS))
         if kind == "top":
             m = self.top_start.draw(rng)
-            return kind, (month_start(m), month_start(m + TOP_MONTHS))
+            return (month_start(m), month_start(m + TOP_MONTHS))
+        if kind == "w_customer":
+            cid = self.customers.draw(rng)
+            return (f"customer {cid} {rng.randrange(1_000_000)}", rng.randrange(REGIONS), cid)
         oid = self.orders.draw(rng)
         if kind == "w_update":
-            return kind, (rng.choice(STATUSES), Decimal(rng.randint(1, 999)) / 100, oid)
+            return (rng.choice(STATUSES), Decimal(rng.randint(1, 999)) / 100, oid)
         product = 1 + rng.randrange(self.products)
         qty = rng.randint(1, 5)
-        return kind, (oid, product, qty, Decimal(product_price_cents(product)) / 100)
+        return (oid, product, qty, Decimal(product_price_cents(product)) / 100)
 
 
 def _accumulate(xs: list[float]) -> list[float]:
@@ -210,25 +238,36 @@ def is_cached(status: str) -> bool:
     return status in ("hit", "coalesced") or status.startswith("hit:")
 
 
+def qc_config(contender: str, redis_url: str, namespace: str) -> dict[str, Any]:
+    """The querycache configuration of a querycache contender (``QueryCache.from_dict``)."""
+    redis: dict[str, Any] = {"l2": {"backend": "redis", "url": redis_url, "namespace": namespace}}
+    configs: dict[str, dict[str, Any]] = {
+        "qc-l1": {"l2": {"enabled": False}},
+        "qc-mem": {},
+        "qc-redis": redis,
+        "qc-redis-nocoalesce": redis | {"coalesce": {"enabled": False}},
+        "qc-redis-l3": redis | {"l3": {"enabled": True, "model": "ngram", "all_reads": True}},
+    }
+    return configs[contender]
+
+
 def make_shared(spec: Spec) -> Any:
     """The process-wide cache object of a contender (a QueryCache, a Redis client, a dogpile region)."""
     if spec.contender in QC:
         import querycache
 
-        cfg: dict[str, Any] = {}
-        if spec.contender == "qc-l1":
-            cfg = {"l2": {"enabled": False}}
-        elif spec.contender == "qc-redis":
-            cfg = {"l2": {"backend": "redis", "url": spec.redis_url, "namespace": spec.namespace}}
+        cfg = qc_config(spec.contender, spec.redis_url, spec.namespace)
         for k, v in spec.qc_overrides.items():
             cfg.setdefault(k, {}).update(v)
         cache = querycache.QueryCache.from_dict(cfg)
-        if spec.contender == "qc-redis":  # a warm process holds its L1 coherence lease
+        if cache.backend.name == "redis":  # a warm process holds its L1 coherence lease
             deadline = time.monotonic() + 10
             while cache.backend.l1_epoch.startswith("\x00no-lease"):
                 if time.monotonic() > deadline:
                     raise RuntimeError("no L1 coherence lease from Redis within 10 s")
                 time.sleep(0.02)
+        if cache.l3 is not None and not cache.l3.worker.wait_ready(60):
+            raise RuntimeError(f"L3 embedder not ready within 60 s: {cache.l3.worker.load_error}")
         return cache
     if spec.contender == "aside-ttl":
         import redis
@@ -244,23 +283,35 @@ def make_shared(spec: Spec) -> Any:
     return None
 
 
-CLIENTS: dict[str, type[Client]] = {
-    "uncached": Client, "qc-l1": QcClient, "qc-mem": QcClient, "qc-redis": QcClient,
-    "aside-ttl": AsideClient, "dogpile": DogpileClient,
-}
+CLIENTS: dict[str, type[Client]] = {"uncached": Client, "aside-ttl": AsideClient, "dogpile": DogpileClient}
+CLIENTS |= {name: QcClient for name in QC}
 
 
 # -- the checker ----------------------------------------------------------------------------------
 
 
-class Committed:
-    """Per order id, the highest version whose write has committed (recorded after commit returned),
-    shared by every process of the run; per month, the sum of those versions."""
+@dataclass(frozen=True)
+class SharedState:
+    """The checker's memory, shared by every worker process of a schema (``multiprocessing`` raw
+    arrays, handed to the processes when they start): per order and per customer id the highest
+    committed version, per month the sum of its orders' versions, and the lock that keeps them
+    consistent."""
 
-    def __init__(self, versions: Any, month_sums: Any, lock: Any, layout: Layout) -> None:
-        self.versions = versions
-        self.month_sums = month_sums
-        self.lock = lock
+    orders: Any
+    customers: Any
+    month_sums: Any
+    lock: Any
+
+
+class Committed:
+    """Per order and customer id, the highest version whose write has committed (recorded after commit
+    returned), shared by every process of the run; per month, the sum of the orders' versions."""
+
+    def __init__(self, shared: SharedState, layout: Layout) -> None:
+        self.versions = shared.orders
+        self.customer_versions = shared.customers
+        self.month_sums = shared.month_sums
+        self.lock = shared.lock
         self.layout = layout
 
     def record(self, oid: int, version: int) -> None:
@@ -270,8 +321,15 @@ class Committed:
                 self.versions[oid] = version
                 self.month_sums[self.layout.month[oid]] += version - old
 
+    def record_customer(self, cid: int, version: int) -> None:
+        with self.lock:
+            if version > self.customer_versions[cid]:
+                self.customer_versions[cid] = version
+
     def expected(self, kind: str, params: tuple[Any, ...]) -> Any:
         """What a read must at least see, taken before it starts; None: nothing to check."""
+        if kind == "customer":
+            return self.customer_versions[params[0]]
         if kind == "order":
             return self.versions[params[0]]
         if kind == "range":
@@ -287,6 +345,9 @@ class Committed:
     @staticmethod
     def check(kind: str, expected: Any, rows: list[tuple[Any, ...]]) -> tuple[bool, Any]:
         """(stale?, what the read saw)."""
+        if kind == "customer":
+            seen = rows[0][4] if rows else -1
+            return seen < expected, seen
         if kind == "order":
             seen = rows[0][3] if rows else -1
             return seen < expected, seen
@@ -320,31 +381,80 @@ class ThreadResult:
     stale_cached: int = 0
     stale_db: int = 0
     stale_samples: list[dict[str, Any]] = field(default_factory=list)
+    checked_cached_kinds: Counter[str] = field(default_factory=Counter)
+    stale_kinds: Counter[str] = field(default_factory=Counter)  # stale reads served by a cache, per read kind
+    rewritten_statuses: Counter[str] = field(default_factory=Counter)  # statuses of the rewritten texts
     errors: Counter[str] = field(default_factory=Counter)
     error_samples: list[str] = field(default_factory=list)
+    # Per second since the start (index = whole seconds): operations, reads, reads answered from a cache.
+    ops_per_s: list[int] = field(default_factory=list)
+    reads_per_s: list[int] = field(default_factory=list)
+    cached_per_s: list[int] = field(default_factory=list)
+
+    def tick(self, second: int) -> None:
+        """Count one operation started in ``second``."""
+        while len(self.ops_per_s) <= second:
+            self.ops_per_s.append(0)
+            self.reads_per_s.append(0)
+            self.cached_per_s.append(0)
+        self.ops_per_s[second] += 1
+
+
+def write(client: Client, sql: Sql, committed: Committed, kind: str, params: tuple[Any, ...]) -> int:
+    """Run one write, then record the version it committed; returns the statements it sent."""
+    if kind == "w_customer":
+        with client.conn.cursor() as cur:
+            cur.execute(sql.update_customer, params)
+            row = cur.fetchone()
+        # commit() has returned: from now on no read may see an older version of this customer
+        committed.record_customer(params[2], int(row[0]))
+        return 1
+    if kind == "w_update":
+        with client.conn.cursor() as cur:
+            cur.execute(sql.update_order, params)
+            row = cur.fetchone()
+        committed.record(params[2], int(row[0]))
+        return 1
+    oid, product, qty, price = params
+    with client.conn.transaction(), client.conn.cursor() as cur:
+        cur.execute(sql.insert_item, (oid, product, qty, price))
+        cur.execute(sql.bump_order, (price * qty, oid))
+        row = cur.fetchone()
+    committed.record(oid, int(row[0]))
+    return 2
 
 
 def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, committed: Committed,
                go: threading.Event, deadline_box: list[float], out: ThreadResult) -> None:
     rng = random.Random(spec.seed * 1_000_003 + spec.process * 1_000 + index)
-    statements = {"customer": sql.customer, "order": sql.order, "range": sql.range, "revenue": sql.revenue,
-                  "top": sql.top}
     go.wait()
     deadline = deadline_box[0]
     out.started = time.monotonic()
-    while time.monotonic() < deadline:
-        kind, params = ops.draw(rng)
+    origin = deadline - spec.duration_s  # the same for every thread of the process
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        second = int(now - origin)
+        kind, params, variant = ops.draw(rng)
         out.ops += 1
         out.kinds[kind] += 1
+        out.tick(second)
         try:
-            if kind in statements:
+            if kind in READ_WEIGHTS:
+                text = sql.variants[kind][variant]
                 expected = committed.expected(kind, params)
                 t0 = time.perf_counter()
-                rows, status = client.read(statements[kind], params)
+                rows, status = client.read(text.sql, text.bind(params))
                 out.read_ms.append((time.perf_counter() - t0) * 1000)
+                rows = text.restore(rows)
+                if variant:
+                    out.rewritten_statuses[status] += 1
                 out.read_kind.append(READ_KINDS.index(kind))
                 out.statuses[status] += 1
                 cached = is_cached(status)
+                out.reads_per_s[second] += 1
+                out.cached_per_s[second] += cached
                 if not cached:
                     out.db_statements += 1
                 if expected is None:
@@ -352,9 +462,12 @@ def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, commi
                 stale, seen = committed.check(kind, expected, rows)
                 out.checked += 1
                 out.checked_cached += cached
+                if cached:
+                    out.checked_cached_kinds[kind] += 1
                 if stale:
                     if cached:
                         out.stale_cached += 1
+                        out.stale_kinds[kind] += 1
                     else:
                         out.stale_db += 1
                     if len(out.stale_samples) < STALE_SAMPLES:
@@ -363,21 +476,7 @@ def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, commi
                                                   "t": time.monotonic() - out.started})
             else:
                 t0 = time.perf_counter()
-                if kind == "w_update":
-                    with client.conn.cursor() as cur:
-                        cur.execute(sql.update_order, params)
-                        row = cur.fetchone()
-                    oid = params[2]
-                    out.db_statements += 1
-                else:
-                    oid, product, qty, price = params
-                    with client.conn.transaction(), client.conn.cursor() as cur:
-                        cur.execute(sql.insert_item, (oid, product, qty, price))
-                        cur.execute(sql.bump_order, (price * qty, oid))
-                        row = cur.fetchone()
-                    out.db_statements += 2
-                # commit() has returned: from now on no read may see an older version of this order
-                committed.record(oid, int(row[0]))
+                out.db_statements += write(client, sql, committed, kind, params)
                 out.write_ms.append((time.perf_counter() - t0) * 1000)
         except Exception as exc:  # noqa: BLE001 - counted and reported per contender
             name = f"{kind}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
@@ -389,13 +488,13 @@ def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, commi
     out.ended = time.monotonic()
 
 
-def worker_main(spec: Spec, versions: Any, month_sums: Any, lock: Any, ready: Any, go: Any, results: Any) -> None:
+def worker_main(spec: Spec, shared_state: SharedState, ready: Any, go: Any, results: Any) -> None:
     """Process entry point: open clients, report ready, wait for ``go``, run, send the results."""
     try:
         layout = Layout(spec.scale)
         ops = Ops(spec)
         sql = Sql(spec.schema)
-        committed = Committed(versions, month_sums, lock, layout)
+        committed = Committed(shared_state, layout)
         shared = make_shared(spec)
         clients = [CLIENTS[spec.contender](spec, shared) for _ in range(spec.threads)]
         for c in clients:  # load the analyzer, scope and catalog before the clock starts
@@ -433,4 +532,7 @@ def worker_main(spec: Spec, versions: Any, month_sums: Any, lock: Any, ready: An
          "write_ms": o.write_ms.tobytes(), "db_statements": o.db_statements,
          "checked": o.checked, "checked_cached": o.checked_cached, "stale_cached": o.stale_cached,
          "stale_db": o.stale_db, "stale_samples": o.stale_samples, "errors": dict(o.errors),
-         "error_samples": o.error_samples} for o in outs]})
+         "checked_cached_kinds": dict(o.checked_cached_kinds), "stale_kinds": dict(o.stale_kinds),
+         "rewritten_statuses": dict(o.rewritten_statuses),
+         "error_samples": o.error_samples, "ops_per_s": o.ops_per_s, "reads_per_s": o.reads_per_s,
+         "cached_per_s": o.cached_per_s} for o in outs]})

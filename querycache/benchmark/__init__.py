@@ -1,0 +1,23 @@
+"""Workload benchmark: a generated shop schema on PostgreSQL, a Zipfian read/write mix, six contenders
+(uncached, querycache L1 / L1+L2 memory / L1+L2 Redis, a hand-written Redis cache-aside with TTL,
+dogpile.cache on Redis), one after another with the same seeds, and a checker that counts stale reads.
+
+    querycache bench workload --quick      # scale 0.05, 5 s per contender (~1 minute)
+    querycache bench workload --sweep      # 1.02M rows, 20 s per contender, + threads sweep
+    python -m bench --quick                # the same, from a checkout
+
+Part of the package so that the command runs wherever querycache is installed; nothing here is
+imported by ``import querycache`` (psycopg, redis and dogpile.cache load in the runner's processes).
+It needs the ``postgres`` and ``redis`` extras, and dogpile.cache for that contender.
+
+Writes ``bench/results/workload.json`` and ``bench/results/workload.md`` (``--out``; relative to the
+current directory) and prints the table. The schema
+(``wl_<hex>``) is dropped and this run's Redis keys are deleted at the end, even on error (``--keep``
+keeps the schema; ``--schema wl_...`` reuses one).
+
+The checker: every write bumps the ``version`` of the order or customer it touches, in the same
+statement, and after the commit returned records the committed version in memory shared by all worker
+processes. Reads return the versions they depend on (a customer's, an order's, a customer's orders', or
+for the aggregates the sum of the versions of every order of the period); a read is stale when it sees
+less than what was recorded before it started.
+"""

@@ -1,0 +1,523 @@
+"""Orchestration: schema, contenders one after another (same seeds), the sweep, the report, cleanup."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import multiprocessing as mp
+import os
+import platform
+import queue
+import sys
+import time
+import uuid
+from array import array
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from querycache.benchmark import schema as sch
+from querycache.benchmark.report import figures, markdown
+from querycache.benchmark.worker import (
+    CONTENDERS,
+    PER_PROCESS,
+    QC,
+    READ_KINDS,
+    READ_WEIGHTS,
+    SEMANTIC,
+    WRITE_WEIGHTS,
+    SharedState,
+    Spec,
+    is_cached,
+    qc_config,
+    worker_main,
+)
+
+DESCRIPTION = "Workload benchmark: querycache vs uncached vs TTL caches on a generated PostgreSQL shop schema."
+RESULTS = Path("bench") / "results"  # relative to the current directory: the checkout's bench/results
+PG_DSN = os.environ.get("QUERYCACHE_BENCH_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+REDIS_URL = os.environ.get("QUERYCACHE_BENCH_REDIS", "redis://127.0.0.1:6379/11")
+# The Redis store's global keys (querycache/backends/redis.py): epoch and counter, lease holders, their
+# acknowledgements of bumps.
+CLOCK, HOLDERS, ACKS = "qc:clock", "qc:holders", "qc:ack:*"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def percentile(sorted_xs: list[float], p: float) -> float | None:
+    """Nearest rank."""
+    if not sorted_xs:
+        return None
+    k = max(0, min(len(sorted_xs) - 1, int(-(-p * len(sorted_xs) // 100)) - 1))
+    return sorted_xs[k]
+
+
+@dataclass
+class Dataset:
+    """One schema of the run (generated or reused), and the checker's shared memory for it."""
+
+    schema: str
+    scale: sch.Scale
+    rows: dict[str, int]
+    state: SharedState
+
+    @property
+    def rows_total(self) -> int:
+        return sum(self.rows.values())
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace) -> None:
+        import psycopg
+
+        self.args = args
+        self.prefix = "wl_" + uuid.uuid4().hex[:8]
+        self.admin = psycopg.connect(args.pg_dsn, autocommit=True)
+        self.ctx = mp.get_context("spawn")
+        self.created: list[str] = []  # schemas this run generated: cleanup drops them (unless --keep)
+        self.counter = 0
+        self.redis_clock_before: set[bytes] | None = None
+        self.redis_clock_existed = True
+
+    # -- database ----------------------------------------------------------------------------------
+
+    def one(self, sql: str) -> Any:
+        row = self.admin.execute(sql).fetchone()
+        assert row is not None
+        return row[0]
+
+    def setup(self) -> Dataset:
+        """Note the store's clock keys (cleanup deletes the ones this run adds); the main dataset."""
+        import redis
+
+        with redis.Redis.from_url(self.args.redis_url) as client:
+            self.redis_clock_before = self._clock_keys(client)
+            self.redis_clock_existed = bool(client.exists(CLOCK))
+        return self.dataset(self.args.schema or self.prefix, self.args.scale)
+
+    def dataset(self, schema: str, scale_factor: float) -> Dataset:
+        """``schema`` as it is if it exists, else generated at ``scale_factor``."""
+        exists = self.one(f"SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'")
+        if exists:
+            log(f"reusing schema {schema}")
+            scale = sch.Scale(self.one(f"SELECT count(*) FROM {schema}.customers"),
+                              self.one(f"SELECT count(*) FROM {schema}.products"),
+                              self.one(f"SELECT count(*) FROM {schema}.orders"))
+        else:
+            scale = sch.Scale.of(scale_factor)
+            t0 = time.monotonic()
+            self.created.append(schema)  # before creating: a failure half way still drops it
+            sch.create(self.admin, schema, scale, log)
+            log(f"generated in {time.monotonic() - t0:.1f} s")
+        rows = {t: int(self.one(f"SELECT count(*) FROM {schema}.{t}"))
+                for t in ("customers", "products", "orders", "order_items")}
+        log(f"rows: {rows} = {sum(rows.values()):,}")
+        return Dataset(schema, scale, rows, self.committed_state(schema, scale))
+
+    def drop(self, schema: str) -> None:
+        """Drop a schema this run generated, now (a sweep's, once measured: disk and cache space)."""
+        if schema in self.created and not self.args.keep:
+            self.admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            self.created.remove(schema)
+            log(f"dropped schema {schema}")
+
+    def committed_state(self, schema: str, scale: sch.Scale) -> SharedState:
+        """The checker's shared memory for ``schema``, starting from the versions already committed
+        there (a reused schema)."""
+        state = SharedState(self.ctx.RawArray("q", scale.orders + 1), self.ctx.RawArray("q", scale.customers + 1),
+                            self.ctx.RawArray("q", sch.MONTHS), self.ctx.Lock())
+        has_version = self.one(f"SELECT count(*) FROM information_schema.columns WHERE table_schema = '{schema}' "
+                               f"AND table_name = 'customers' AND column_name = 'version'")
+        if not has_version:
+            raise RuntimeError(f"schema {schema} predates customers.version: drop it and let the run generate one")
+        for oid, version in self.admin.execute(f"SELECT id, version FROM {schema}.orders WHERE version > 0"):
+            state.orders[oid] = version
+            state.month_sums[sch.order_month(oid)] += version
+        for cid, version in self.admin.execute(f"SELECT id, version FROM {schema}.customers WHERE version > 0"):
+            state.customers[cid] = version
+        return state
+
+    def pg_counters(self, schema: str) -> dict[str, int]:
+        self.admin.execute("SELECT pg_stat_clear_snapshot()")
+        row = self.admin.execute(
+            "SELECT coalesce(sum(seq_scan), 0), coalesce(sum(idx_scan), 0), coalesce(sum(n_tup_upd), 0), "
+            "coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables WHERE schemaname = %s", (schema,)).fetchone()
+        assert row is not None
+        return dict(zip(("seq_scan", "idx_scan", "tup_upd", "tup_ins"), (int(x) for x in row), strict=True))
+
+    def _clock_keys(self, client: Any) -> set[bytes]:
+        """querycache's per-table keys in the store: versions, pending marks, row-level dependency columns."""
+        return {key for pattern in ("qc:v:*", "qc:p:*", "qc:d:*")
+                for key in client.scan_iter(match=pattern, count=1000)}
+
+    def cleanup(self) -> None:
+        for schema in list(self.created):
+            if self.args.keep:
+                log(f"kept schema {schema} (--keep; reuse with --schema {schema})")
+                continue
+            try:
+                self.drop(schema)
+            except Exception as exc:  # noqa: BLE001 - clean up the rest
+                print(f"cleanup: drop schema {schema}: {exc!r}", file=sys.stderr)
+        self.admin.close()
+        try:
+            import redis
+
+            with redis.Redis.from_url(self.args.redis_url) as client:
+                deleted = 0
+                for pattern in (f"{self.prefix}*", f"_lock{self.prefix}*"):  # namespaces, keys; dogpile locks
+                    keys = list(client.scan_iter(match=pattern, count=1000))
+                    if keys:
+                        deleted += client.delete(*keys)
+                if self.redis_clock_before is not None and not self.args.keep:
+                    # querycache's table versions of this run's tables (shared by namespaces): a missing
+                    # version key is recreated at the current counter, so deleting one only invalidates.
+                    new = self._clock_keys(client) - self.redis_clock_before
+                    if new:
+                        deleted += client.delete(*new)
+                    if not self.redis_clock_existed:
+                        # This run's processes created the store's clock, so its lease holders and their
+                        # acknowledgements are this run's too.
+                        deleted += client.delete(CLOCK, HOLDERS, *client.scan_iter(match=ACKS, count=1000))
+                log(f"deleted {deleted} Redis keys of this run")
+        except Exception as exc:  # noqa: BLE001 - report, do not mask the run's own error
+            print(f"cleanup: Redis keys: {exc!r}", file=sys.stderr)
+
+    # -- one contender -----------------------------------------------------------------------------
+
+    def contender(self, data: Dataset, name: str, threads: int, processes: int, duration_s: float) -> dict[str, Any]:
+        self.counter += 1
+        namespace = f"{self.prefix}-{self.counter}-{name}"
+        specs = [Spec(name, p, threads, duration_s, self.args.seed, data.schema, data.scale, self.args.zipf,
+                      self.args.write_ratio, self.args.pg_dsn, self.args.redis_url, namespace, self.args.ttl,
+                      self.args.rewrites)
+                 for p in range(processes)]
+        ready: Any = self.ctx.Queue()
+        results: Any = self.ctx.Queue()
+        go = self.ctx.Event()
+        procs = [self.ctx.Process(target=worker_main, args=(s, data.state, ready, go, results), daemon=True)
+                 for s in specs]
+        pg_before = self.pg_counters(data.schema)
+        load_before = os.getloadavg()[0]
+        for p in procs:
+            p.start()
+        out: list[dict[str, Any]] = []
+        setup_errors: list[str] = []
+        try:
+            for _ in procs:
+                _, err = ready.get(timeout=180)
+                if err:
+                    setup_errors.append(err)
+            if setup_errors:
+                raise RuntimeError("worker setup failed:\n" + "\n".join(setup_errors))
+            go.set()
+            for _ in procs:
+                out.append(results.get(timeout=duration_s + 300))
+        except queue.Empty as exc:
+            raise RuntimeError(f"{name}: a worker process did not answer (hang?)") from exc
+        finally:
+            for p in procs:
+                p.join(30)
+                if p.is_alive():
+                    p.terminate()
+        time.sleep(1.0)  # exited backends have flushed their statistics
+        pg_after = self.pg_counters(data.schema)
+        return self.summarize(name, threads, processes, duration_s, out,
+                              {k: pg_after[k] - pg_before[k] for k in pg_after}, load_before)
+
+    def summarize(self, name: str, threads: int, processes: int, duration_s: float, out: list[dict[str, Any]],
+                  pg: dict[str, int], load_before: float) -> dict[str, Any]:
+        ths = [t for p in out for t in p["threads"]]
+        reads: array[float] = array("d")
+        read_kind: array[int] = array("b")
+        writes: array[float] = array("d")
+        statuses: Counter[str] = Counter()
+        kinds: Counter[str] = Counter()
+        errors: Counter[str] = Counter()
+        for t in ths:
+            reads.frombytes(t["read_ms"])
+            read_kind.frombytes(t["read_kind"])
+            writes.frombytes(t["write_ms"])
+            statuses.update(t["statuses"])
+            kinds.update(t["kinds"])
+            errors.update(t["errors"])
+        r, w = sorted(reads), sorted(writes)
+        ops = sum(t["ops"] for t in ths)
+        elapsed = max(t["ended"] for t in ths) - min(t["started"] for t in ths)
+        n_reads = sum(statuses.values())
+        cached = sum(v for k, v in statuses.items() if is_cached(k))
+        res: dict[str, Any] = {
+            "contender": name, "description": CONTENDERS[name], "threads": threads, "processes": processes,
+            "duration_s": duration_s, "elapsed_s": round(elapsed, 3), "ops": ops,
+            "throughput_ops_s": round(ops / elapsed, 1) if elapsed > 0 else None,
+            "reads": n_reads, "writes": len(w), "kinds": dict(kinds),
+            "read_latency_ms": {f"p{p}": _r(percentile(r, p)) for p in (50, 95, 99)}
+            | {"max": _r(r[-1] if r else None)},
+            "read_latency_ms_by_kind": _by_kind(reads, read_kind),
+            "write_latency_ms": {f"p{p}": _r(percentile(w, p)) for p in (50, 95, 99)},
+            "statuses": dict(statuses.most_common()),
+            "cache_answered_ratio": round(cached / n_reads, 4) if n_reads else None,
+            "db_statements": sum(t["db_statements"] for t in ths),
+            "pg_table_scans": pg["seq_scan"] + pg["idx_scan"], "pg_counters": pg,
+            "checked_reads": sum(t["checked"] for t in ths),
+            "checked_cached_reads": sum(t["checked_cached"] for t in ths),
+            "stale_reads": sum(t["stale_cached"] for t in ths),
+            "stale_reads_from_db": sum(t["stale_db"] for t in ths),
+            "checked_cached_reads_by_kind": dict(sum((Counter(t["checked_cached_kinds"]) for t in ths), Counter())),
+            "stale_reads_by_kind": dict(sum((Counter(t["stale_kinds"]) for t in ths), Counter())),
+            "rewritten_statuses": dict(sum((Counter(t["rewritten_statuses"]) for t in ths), Counter())),
+            "stale_samples": [s for t in ths for s in t["stale_samples"]][:20],
+            "errors": sum(errors.values()), "error_kinds": dict(errors),
+            "error_samples": [s for t in ths for s in t["error_samples"]][:5],
+            "hung_threads": sum(p["hung"] for p in out),
+            "timeline": _timeline(ths),
+            "loadavg_1m_before": load_before,
+        }
+        if name in QC:
+            res["querycache_stats"] = [p["stats"] for p in out]
+            res["querycache"] = _sum_qc([p["stats"] for p in out])
+        return res
+
+
+def _timeline(threads: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Per second since the start, summed over threads and processes: operations, reads, reads
+    answered from a cache and their ratio (None in a second without reads)."""
+    width = max((len(t["ops_per_s"]) for t in threads), default=0)
+    ops, reads, cached = [0] * width, [0] * width, [0] * width
+    for t in threads:
+        for i, n in enumerate(t["ops_per_s"]):
+            ops[i] += n
+        for i, n in enumerate(t["reads_per_s"]):
+            reads[i] += n
+        for i, n in enumerate(t["cached_per_s"]):
+            cached[i] += n
+    return {"second": list(range(width)), "ops": ops, "reads": reads, "cached": cached,
+            "hit_ratio": [round(c / r, 4) if r else None for c, r in zip(cached, reads, strict=True)]}
+
+
+def _by_kind(reads: array[float], kinds: array[int]) -> dict[str, dict[str, float | None]]:
+    out: dict[str, dict[str, float | None]] = {}
+    for i, kind in enumerate(READ_KINDS):
+        xs = sorted(x for x, k in zip(reads, kinds, strict=True) if k == i)
+        out[kind] = {"n": len(xs), "p50": _r(percentile(xs, 50)), "p99": _r(percentile(xs, 99))}
+    return out
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _sum_qc(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    hits: Counter[str] = Counter()
+    bypasses: Counter[str] = Counter()
+    not_filled: Counter[str] = Counter()
+    coalesce: Counter[str] = Counter()
+    semantic: Counter[str] = Counter()
+    misses = coalesced = fail_open = 0
+    for s in stats:
+        semantic.update({k: v for k, v in s.get("semantic", {}).items() if isinstance(v, int)})
+        hits.update({k: v for k, v in s.get("hits", {}).items() if v})
+        bypasses.update(s.get("bypasses", {}))
+        not_filled.update(s.get("not_filled", {}))
+        coalesce.update(s.get("coalesce", {}))
+        misses += s.get("misses", 0)
+        coalesced += s.get("coalesced", 0)
+        fail_open += s.get("fail_open", 0)
+    lookups = sum(hits.values()) + misses + coalesced + sum(bypasses.values())
+    ratio = {f"{k}_hit_ratio": round(v / lookups, 4) for k, v in hits.items()} if lookups else {}
+    return {"hits": dict(hits), "misses": misses, "coalesced": coalesced, "bypasses": dict(bypasses),
+            "not_filled": dict(not_filled), "coalesce": dict(coalesce), "fail_open": fail_open,
+            **({"semantic": dict(semantic)} if semantic else {}),
+            "lookups": lookups, **ratio}
+
+
+def versions(run: Run) -> dict[str, Any]:
+    import dogpile
+    import psycopg
+    import redis
+
+    import querycache
+
+    with redis.Redis.from_url(run.args.redis_url) as client:
+        redis_version = str(client.info("server")["redis_version"])
+    return {"postgres": run.one("SHOW server_version"), "redis": redis_version, "python": platform.python_version(),
+            "querycache": querycache.__version__, "dogpile.cache": dogpile.__version__, "psycopg": psycopg.__version__,
+            "redis-py": redis.__version__}
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    except (OSError, IndexError):
+        pass
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu_model": model, "memory": mem,
+            "loadavg": os.getloadavg()}
+
+
+def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    p.add_argument("--quick", action="store_true",
+                   help="scale 0.05, 5 s per contender, 3 s sweep cells (about 2 minutes)")
+    p.add_argument("--scale", type=float, default=None, help="1.0 = 1.02M rows (default); --quick: 0.05")
+    p.add_argument("--duration", type=float, default=None, help="seconds per contender (default 20; --quick 5)")
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--zipf", type=float, default=1.1, help="Zipf skew s over ids and periods")
+    p.add_argument("--write-ratio", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--ttl", type=int, default=60, help="TTL of the cache-aside and dogpile contenders (s)")
+    p.add_argument("--rewrites", type=float, default=0.2,
+                   help="share of reads sent as a rewritten text of the same question (other aliases, column "
+                        "and predicate order...), the same for every contender (default 0.2)")
+    p.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated: " + ", ".join(CONTENDERS))
+    p.add_argument("--sweep", action="store_true", help="also throughput vs threads (--sweep-threads, 1 process) "
+                   "for the --sweep-contenders")
+    p.add_argument("--sweep-threads", default="1,2,4,8,16")
+    p.add_argument("--scale-sweep", default="", metavar="FACTORS",
+                   help="also throughput vs data scale, e.g. 0.1,0.5,1.0: a schema generated per factor "
+                        "(dropped once measured), --threads threads, for the --sweep-contenders")
+    p.add_argument("--sweep-contenders", default="uncached,qc-mem,qc-redis,aside-ttl")
+    p.add_argument("--sweep-duration", type=float, default=None, help="seconds per sweep cell (default 8; --quick 3)")
+    p.add_argument("--keep", action="store_true", help="keep the schema (and its Redis table versions)")
+    p.add_argument("--schema", default=None, help="reuse this schema if it exists (e.g. one kept with --keep)")
+    p.add_argument("--pg-dsn", default=PG_DSN)
+    p.add_argument("--redis-url", default=REDIS_URL)
+    p.add_argument("--out", default=str(RESULTS),
+                   help="directory for workload.json / workload.md (default: bench/results in the current directory)")
+    a = p.parse_args(argv)
+    a.scale = a.scale if a.scale is not None else (0.05 if a.quick else 1.0)
+    a.duration = a.duration if a.duration is not None else (5.0 if a.quick else 20.0)
+    a.sweep_duration = a.sweep_duration if a.sweep_duration is not None else (3.0 if a.quick else 8.0)
+    a.contenders = [c.strip() for c in a.contenders.split(",") if c.strip()]
+    a.sweep_contenders = [c.strip() for c in a.sweep_contenders.split(",") if c.strip()]
+    unknown = [c for c in a.contenders + a.sweep_contenders if c not in CONTENDERS]
+    if unknown:
+        p.error(f"unknown contender(s) {unknown}; known: {', '.join(CONTENDERS)}")
+    try:
+        a.sweep_threads = [int(x) for x in a.sweep_threads.split(",") if x.strip()]
+        a.scale_sweep = [float(x) for x in a.scale_sweep.split(",") if x.strip()]
+    except ValueError as exc:
+        p.error(f"--sweep-threads / --scale-sweep: comma-separated numbers ({exc})")
+    if a.schema and not a.schema.startswith("wl_"):
+        p.error("--schema must start with wl_")
+    needed = {"psycopg": "querycache[postgres]", "redis": "querycache[redis]"}
+    if "dogpile" in a.contenders + a.sweep_contenders:
+        needed["dogpile"] = "dogpile.cache"
+    missing = [f"{module} ({install})" for module, install in needed.items()
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        p.error(f"missing: {', '.join(missing)}; pip install them (or choose other --contenders)")
+    a.skipped = []
+    absent = [m for m in ("numpy", "faiss") if importlib.util.find_spec(m) is None]
+    for name in [c for c in a.contenders + a.sweep_contenders if c in SEMANTIC and absent]:
+        for chosen in (a.contenders, a.sweep_contenders):
+            if name in chosen:
+                chosen.remove(name)
+        a.skipped.append(f"{name}: needs the semantic extra (missing {', '.join(absent)}): "
+                         "pip install 'querycache[semantic]'")
+    return a
+
+
+def _measure(run: Run, data: Dataset, name: str, threads: int, processes: int, duration_s: float,
+             failures: list[str], label: str) -> dict[str, Any] | None:
+    """One contender on one dataset; None when it failed (noted in ``failures``: the others still run)."""
+    log(f"-- {label}{name}: {CONTENDERS[name]} ({threads} threads x {processes} processes, {duration_s} s, "
+        f"{data.rows_total:,} rows)")
+    try:
+        res = run.contender(data, name, threads, processes, duration_s)
+    except Exception as exc:  # noqa: BLE001 - the other contenders still run
+        failures.append(f"{label}{name} ({threads} threads, {data.rows_total:,} rows): {exc!r}")
+        log(f"   FAILED: {exc!r}")
+        return None
+    lat = res["read_latency_ms"]
+    log(f"   {res['throughput_ops_s']} ops/s, read p50 {lat['p50']} ms p99 {lat['p99']} ms, "
+        f"cache {res['cache_answered_ratio']:.1%}, stale {res['stale_reads']} "
+        f"(db {res['stale_reads_from_db']}), errors {res['errors']}, statuses {res['statuses']}")
+    return res
+
+
+def _cell(res: dict[str, Any]) -> dict[str, Any]:
+    """A sweep cell: the result without the per-process statistics and the per-second timeline."""
+    return {k: v for k, v in res.items() if k not in ("querycache_stats", "timeline")}
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
+    """Run the benchmark with command-line arguments ``argv``; the exit status (1: a contender failed,
+    or a querycache contender served a stale read)."""
+    args = parse(argv, prog)
+    for note in args.skipped:
+        log(f"skipped {note}")
+    t_start = time.monotonic()
+    run = Run(args)
+    results: list[dict[str, Any]] = []
+    sweep: list[dict[str, Any]] = []
+    scale_sweep: list[dict[str, Any]] = []
+    failures: list[str] = []
+    try:
+        data = run.setup()
+        meta: dict[str, Any] = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "versions": versions(run),
+            "command": " ".join([prog, *(argv if argv is not None else sys.argv[1:])]),
+            "schema": data.schema, "rows": data.rows, "rows_total": data.rows_total,
+            "config": {"scale": args.scale, "threads": args.threads, "processes": args.processes,
+                       "duration_s": args.duration, "zipf_s": args.zipf, "write_ratio": args.write_ratio,
+                       "seed": args.seed, "ttl_s": args.ttl, "contenders": args.contenders,
+                       "read_weights": dict(READ_WEIGHTS), "write_weights": dict(WRITE_WEIGHTS),
+                       "rewrite_share": args.rewrites, "sweep_contenders": args.sweep_contenders,
+                       "sweep_threads": args.sweep_threads if args.sweep else [], "scale_sweep": args.scale_sweep,
+                       "sweep_duration_s": args.sweep_duration,
+                       "querycache_config": {name: qc_config(name, args.redis_url, f"{run.prefix}-<n>-{name}")
+                                             for name in args.contenders if name in QC}},
+            "skipped": args.skipped,
+        }
+        for name in args.contenders:
+            res = _measure(run, data, name, args.threads, args.processes, args.duration, failures, "")
+            if res is not None:
+                results.append(res)
+        if args.sweep:
+            for n in args.sweep_threads:
+                for name in args.sweep_contenders:
+                    res = _measure(run, data, name, n, 1, args.sweep_duration, failures, "threads sweep: ")
+                    if res is not None:
+                        sweep.append(_cell(res))
+        for i, factor in enumerate(args.scale_sweep):
+            same = factor == args.scale and not args.schema
+            scaled = data if same else run.dataset(f"{run.prefix}_s{i}", factor)
+            for name in args.sweep_contenders:
+                res = _measure(run, scaled, name, args.threads, 1, args.sweep_duration, failures, "scale sweep: ")
+                if res is not None:
+                    scale_sweep.append(_cell(res) | {"scale": factor, "rows_total": scaled.rows_total})
+            if not same:
+                run.drop(scaled.schema)
+        meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
+        meta["failures"] = failures
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "workload.json").write_text(json.dumps(
+            {**meta, "contenders": results, "sweep": sweep, "scale_sweep": scale_sweep}, indent=2, default=str))
+        drawn, note = figures(meta, results, sweep, scale_sweep, out)
+        md = markdown(meta, results, sweep, scale_sweep, drawn, note)
+        (out / "workload.md").write_text(md)
+        print()
+        print(md)
+        log(f"wrote {', '.join(str(out / n) for n in ['workload.json', 'workload.md', *drawn])} "
+            f"({meta['elapsed_s']} s)")
+    finally:
+        run.cleanup()
+    # The memory store and L1-only are per process: across processes they are not meant to be coherent.
+    stale = sum(r["stale_reads"] + r["stale_reads_from_db"] for r in [*results, *sweep, *scale_sweep]
+                if r["contender"] in QC and not (r["contender"] in PER_PROCESS and r["processes"] > 1))
+    return 1 if failures or stale else 0
