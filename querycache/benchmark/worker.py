@@ -34,10 +34,11 @@ CONTENDERS: dict[str, str] = {
     "qc-redis": "querycache L1 + L2 Redis",
     "qc-redis-nocoalesce": "querycache L1 + L2 Redis, request coalescing off",
     "qc-redis-l3": "querycache L1 + L2 Redis + L3 (n-gram embedder, every read)",
+    "qc-redis-rows": "querycache L1 + L2 Redis, row-level invalidation",
     "aside-ttl": "hand-written Redis cache-aside, TTL, no invalidation",
     "dogpile": "dogpile.cache Redis, distributed_lock, TTL",
 }
-QC = {"qc-l1", "qc-mem", "qc-redis", "qc-redis-nocoalesce", "qc-redis-l3"}
+QC = {"qc-l1", "qc-mem", "qc-redis", "qc-redis-nocoalesce", "qc-redis-l3", "qc-redis-rows"}
 SEMANTIC = {"qc-redis-l3"}  # needs the semantic extra (numpy, faiss)
 PER_PROCESS = {"qc-l1", "qc-mem"}  # their stores live in each process: not coherent across processes
 READ_KINDS = ("customer", "order", "range", "revenue", "top")
@@ -247,6 +248,7 @@ def qc_config(contender: str, redis_url: str, namespace: str) -> dict[str, Any]:
         "qc-redis": redis,
         "qc-redis-nocoalesce": redis | {"coalesce": {"enabled": False}},
         "qc-redis-l3": redis | {"l3": {"enabled": True, "model": "ngram", "all_reads": True}},
+        "qc-redis-rows": redis | {"invalidation": {"row_level": True}},
     }
     return configs[contender]
 
