@@ -253,3 +253,20 @@ def test_random_reads_and_writes_agree_with_the_database(shop: Database, cache: 
         else:
             insert()
     assert hits > 50  # the cache answered; every answer was checked above
+
+
+def test_bucket_versions_are_bounded_and_forgetting_them_is_safe(shop: Database,
+                                                                 cache: querycache.QueryCache) -> None:
+    from querycache.backends import memory
+
+    if cache.backend.name != "memory":
+        pytest.skip("the memory store's bound")
+    c = Checked(shop, cache)
+    products = shop.t("products")
+    assert c.read(f"SELECT price FROM {products} WHERE id = %s", (4,)) == "miss"
+    assert c.read(f"SELECT price FROM {products} WHERE id = %s", (4,)) == "hit:L1"
+    cache.backend._forget_bucket_versions()  # type: ignore[attr-defined]
+    assert not [k for k in cache.backend.mirror_versions if memory.__name__ and "\x1d" in k]
+    assert c.read(f"SELECT price FROM {products} WHERE id = %s", (4,)) == "miss"  # not fresh: refilled
+    c.write(f"UPDATE {products} SET price = 1 WHERE id = 4")
+    assert c.read(f"SELECT price FROM {products} WHERE id = %s", (4,)) == "miss"

@@ -42,6 +42,9 @@ class _Entry:
     expires_at: float
     soft_expires_at: float = 0.0  # stale-while-revalidate: past it, one caller refreshes
 
+_MAX_VERSIONS = 1_000_000  # table keys are few; row-level bucket keys are one per value read
+
+
 class ProcessClock:
     """Table versions, pending marks and the counter, shared by every memory store of a process:
     two caches over one database must invalidate each other (API.md); entries stay per store."""
@@ -134,6 +137,8 @@ class MemoryBackend:
             created = False
             for k in version_keys:
                 if k not in versions:
+                    if len(versions) >= _MAX_VERSIONS:
+                        self._forget_bucket_versions()
                     versions[k] = self._clock.seq
                     created = True
             pending = self._has_pending(version_keys, now)
@@ -156,6 +161,14 @@ class MemoryBackend:
                             refresh = 2
             return Lookup(value, self._clock.seq, self._epoch, pending, {k: versions[k] for k in version_keys},
                           True, entry_stamp, refresh)
+
+    def _forget_bucket_versions(self) -> None:
+        """Bound the version map (row-level buckets are one key per value read): drop the bucket
+        versions. Safe: an entry whose version is missing is not fresh, and a version is created
+        again at the current counter, never lower than a bump it replaces."""
+        versions = self.versions
+        for k in [k for k in versions if "\x1d" in k]:
+            del versions[k]
 
     def release_lease(self, key: str, reason: str) -> None:
         with self._lock:
