@@ -30,6 +30,7 @@ from sqlglot.errors import SqlglotError
 
 from querycache.analysis import fold_identifier
 from querycache.hints import scan
+from querycache.sqlparts import flatten, split_outside_quotes
 
 MAX_VALUES_PER_TABLE = 16
 _TRUE = frozenset({"t", "true", "y", "yes", "on", "1"})
@@ -127,15 +128,13 @@ def bucket_values(value: Any, dialect: str, reading: bool) -> list[str] | None:
 def name_placeholders(text: str, dialect: str, paramstyle: str) -> tuple[str, int] | None:
     """``text`` with positional placeholders renamed ``qcp0, qcp1...`` in text order, and how many;
     None for paramstyles this module does not bind."""
-    from querycache.semantic.canonical import _split_outside_quotes
-
     if dialect == "postgres" and paramstyle in ("format", "pyformat"):
         token = "%s"
     elif paramstyle in ("format", "pyformat", "qmark"):
         token = "?"  # the scanner has turned MySQL's %s into ?
     else:
         return text, 0  # named and numeric parameters keep their names
-    pieces = _split_outside_quotes(text, token)
+    pieces = split_outside_quotes(text, token)
     marker = "%(qcp{})s" if token == "%s" else ":qcp{}"
     out = [pieces[0]]
     for i, piece in enumerate(pieces[1:]):
@@ -250,7 +249,7 @@ def _pin_select(select: exp.Select, occurrences: dict[Occurrence, str],
     main: list[exp.Expression] = []
     where = select.args.get("where")
     if where is not None:
-        main += _conjuncts(where.this)
+        main += flatten(where.this, exp.And)
     lefts: list[tuple[list[exp.Expression], Occurrence]] = []
     for join in joins:
         on = join.args.get("on")
@@ -259,9 +258,9 @@ def _pin_select(select: exp.Select, occurrences: dict[Occurrence, str],
         side = (join.args.get("side") or "").upper()
         kind = (join.args.get("kind") or "").upper()
         if side == "" and kind in ("", "INNER", "CROSS"):
-            main += _conjuncts(on)
+            main += flatten(on, exp.And)
         elif side == "LEFT" and id(join.this) in local:
-            lefts.append((_conjuncts(on), id(join.this)))
+            lefts.append((flatten(on, exp.And), id(join.this)))
     groups: list[tuple[list[exp.Expression], set[Occurrence]]] = [(main, set(local))]
     groups += [(on + main, {occ}) for on, occ in lefts]
 
@@ -317,20 +316,6 @@ def _pin_select(select: exp.Select, occurrences: dict[Occurrence, str],
                 if occ in allowed:
                     mine = pinned.setdefault(occ, {}).setdefault(col, set())
                     mine.update(values)
-
-
-def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
-    out: list[exp.Expression] = []
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        while isinstance(current, exp.Paren):
-            current = current.this
-        if isinstance(current, exp.And):
-            stack += [current.this, current.expression]
-        else:
-            out.append(current)
-    return out
 
 
 # -- writes --------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from sqlglot.errors import SqlglotError
 
 from querycache.hints import scan
 from querycache.keys import UnsupportedParam, _canonical
+from querycache.sqlparts import flatten, split_outside_quotes
 
 _MIRRORED: dict[type[exp.Expression], type[exp.Expression]] = {
     exp.GT: exp.LT, exp.LT: exp.GT, exp.GTE: exp.LTE, exp.LTE: exp.GTE,
@@ -143,7 +144,7 @@ def _bind(text: str, dialect: str, paramstyle: str, params: Any) -> tuple[str, d
     except UnsupportedParam as exc:
         raise Ineligible("params") from exc
     token = "%s" if dialect == "postgres" and paramstyle in ("format", "pyformat") else "?"
-    pieces = _split_outside_quotes(text, token)
+    pieces = split_outside_quotes(text, token)
     if len(pieces) - 1 != len(values):
         raise Ineligible("params")
     marker = "%({})s" if token == "%s" else ":{}"
@@ -154,64 +155,6 @@ def _bind(text: str, dialect: str, paramstyle: str, params: Any) -> tuple[str, d
         out.append(marker.format(name))
         out.append(piece)
     return "".join(out), bound
-
-
-def _split_outside_quotes(text: str, token: str) -> list[str]:
-    """``text`` split at ``token`` where it is not inside quotes or a comment (the scanner has
-    already removed hint comments and turned MySQL's ``%s`` into ``?``)."""
-    pieces: list[str] = []
-    start = i = 0
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c in "'\"`":
-            j = i + 1
-            while j < n:
-                if text[j] == "\\" and c != "`":
-                    j += 2
-                    continue
-                if text[j] == c:
-                    if j + 1 < n and text[j + 1] == c:
-                        j += 2
-                        continue
-                    break
-                j += 1
-            i = j + 1
-            continue
-        if text.startswith("--", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-            continue
-        if text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-            continue
-        if text.startswith(token, i):
-            if token == "?" and i + 1 < n and text[i + 1] in "|&-":
-                i += 2  # PostgreSQL operators ?| ?& ?-: not placeholders
-                continue
-            pieces.append(text[start:i])
-            i += len(token)
-            start = i
-            continue
-        i += 1
-    pieces.append(text[start:])
-    return pieces
-
-
-def _flatten(node: exp.Expression, kind: type[exp.Expression]) -> list[exp.Expression]:
-    out: list[exp.Expression] = []
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        while isinstance(current, exp.Paren):
-            current = current.this
-        if isinstance(current, kind):
-            stack.append(current.expression)
-            stack.append(current.this)
-        else:
-            out.append(current)
-    return out
 
 
 def _unparen(node: exp.Expression) -> exp.Expression:
@@ -364,7 +307,7 @@ class _Canonicalizer:
             source_form = "(Sources " + " ".join(sources) + ")"
         else:
             source_form = (self._form(from_) if from_ is not None else "") + "".join(self._form(j) for j in joins)
-        operands = sorted(self._form(o) for c in conditions for o in _flatten(c, exp.And))
+        operands = sorted(self._form(o) for c in conditions for o in flatten(c, exp.And))
         where_form = operands[0] if len(operands) == 1 else f"(And {' '.join(operands)})" if operands else ""
         columns = [f"{o.form}@{o.name}" for o in outputs]
         if reorderable:
@@ -427,7 +370,7 @@ class _Canonicalizer:
     def _form(self, node: exp.Expression) -> str:
         node = _unparen(node)
         if isinstance(node, (exp.And, exp.Or)):
-            operands = sorted(self._form(o) for o in _flatten(node, type(node)))
+            operands = sorted(self._form(o) for o in flatten(node, type(node)))
             return f"({type(node).__name__} {' '.join(operands)})"
         if isinstance(node, _SYMMETRIC):
             left, right = sorted((self._form(node.this), self._form(node.expression)))
