@@ -568,11 +568,13 @@ class CachedConnection:
         keys = [self._key(ALL_TABLES), self._key(_CATALOG_KEY)]
         keys += sorted(self._key(t) for t in tables)
         keys += sorted(self._cache._group_key(g) for g in analysis.hints.groups)
-        row_pins = None
+        row_pins: dict[str, dict[str, tuple[Source, ...]]] = {}
         if self._row_level and bypass is None:
             row_pins = self._read_pins(analysis, tables, catalog)
-            # Tables not pinned depend on their "any" bucket, which every write to them bumps.
-            keys += sorted(self._key(t) + _BUCKET + "*" for t in tables if t not in row_pins)
+        # Tables not pinned depend on their "any" bucket, which every row-level write to them bumps:
+        # also with row-level invalidation off here, since another process (or cache) sharing the
+        # store may have it on and bump only "any" and buckets, never the table's own key.
+        keys += sorted(self._key(t) + _BUCKET + "*" for t in tables if t not in row_pins)
         calls = bool(analysis.functions & catalog.user_volatile_functions)
         ttl_s = self._cache._ttl_for(analysis, tables)
         plan = _ReadPlan(tuple(keys), BypassReason.VOLATILE if calls else bypass, ttl_s, calls,

@@ -270,3 +270,37 @@ def test_bucket_versions_are_bounded_and_forgetting_them_is_safe(shop: Database,
     assert c.read(f"SELECT price FROM {products} WHERE id = %s", (4,)) == "miss"  # not fresh: refilled
     c.write(f"UPDATE {products} SET price = 1 WHERE id = 4")
     assert c.read(f"SELECT price FROM {products} WHERE id = %s", (4,)) == "miss"
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_a_table_level_reader_sees_a_row_level_writer(shop: Database, store: str) -> None:
+    """Two caches over one database (two services, or a rolling deploy): the reader without
+    row-level invalidation must still see the writer's row-level bumps, which never touch the
+    table's own key."""
+    def make(row_level: bool) -> querycache.QueryCache:
+        settings: dict[str, Any] = {"invalidation": {"row_level": row_level}}
+        if store == "redis":
+            from tests.backends.test_redis import REDIS_URL, _leased, _redis_up
+
+            _redis_up(REDIS_URL)
+            settings["l2"] = {"backend": "redis", "url": REDIS_URL, "timeout_ms": 2000,
+                              "namespace": "mx" + uuid.uuid4().hex[:8]}
+            qc = querycache.QueryCache(Config.from_dict(settings))
+            _leased(qc.backend)
+            return qc
+        return querycache.QueryCache(Config.from_dict(settings))
+
+    table_level, row_level = make(False), make(True)
+    try:
+        products = shop.t("products")
+        reader = Checked(shop, table_level)
+        writer = Checked(shop, row_level)
+        point = f"SELECT price FROM {products} WHERE id = %s"
+        writer.read(point, (4,))  # the row-level side pins id: its write will bump buckets only
+        assert reader.read(point, (4,)) == "miss" and reader.read(point, (4,)) == "hit:L1"
+        writer.write(f"UPDATE {products} SET price = 7 WHERE id = 4")
+        assert row_level.stats().to_dict()["row_level"]["writes:rows"] == 1
+        assert reader.read(point, (4,)) == "miss"  # checked against the database inside read()
+    finally:
+        table_level.close()
+        row_level.close()
