@@ -534,7 +534,10 @@ class CachedConnection:
         in_tx = self._adapter.in_transaction(self._raw)
         if was_in_tx and not in_tx:
             if self._tx.written and (ended_by_commit or self._adapter.bump_on_rollback):
-                self._publish(set(self._tx.written))
+                keys = set(self._tx.written)
+                if self._tx.row_checks:
+                    keys |= self._changed_dependencies(self._tx.row_checks)
+                self._publish(keys)
             self._tx_ended()
         elif in_tx and not was_in_tx and not self._tx.open:
             self._tx.open = True
