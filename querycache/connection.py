@@ -659,14 +659,20 @@ class CachedConnection:
             sql = ("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
                    "AND table_name = %s AND (extra LIKE %s OR generation_expression <> '')")
             params = (table, "%GENERATED%")
-        cursor = self._raw.cursor()
+        adapter, raw = self._adapter, self._raw
         try:
-            cursor.execute(sql, params)
-            found = frozenset(str(row[0]).lower() for row in cursor.fetchall())
+            if adapter.in_transaction(raw):
+                # Inside the application's transaction: a savepoint, so that a failure cannot abort it.
+                cursor = raw.cursor()
+                try:
+                    rows = _under_savepoint(cursor, "querycache_catalog", lambda: _fetch(cursor, sql, params))
+                finally:
+                    cursor.close()
+            else:  # a transaction this opens (non-autocommit drivers) is rolled back: state unchanged
+                rows = adapter.internal_query(raw, sql, params)
+            found = frozenset(str(row[0]).lower() for row in rows)
         except Exception:  # noqa: BLE001 - unknown: "*", no column may be trusted
             return frozenset({"*"})
-        finally:
-            cursor.close()
         cache._generated_columns[key] = found
         return found
 
@@ -1597,8 +1603,8 @@ class CachedCursor:
 
         An UPDATE/DELETE needs the old values of the columns readers pin: read with the write's
         own WHERE, FOR UPDATE, in one transaction with the write (this wrapper opens and commits
-        it on an autocommit connection; inside the application's transaction it stays at table
-        level). Its row count must equal the write's, else the whole table is bumped."""
+        it on an autocommit connection; inside the application's transaction it runs under a
+        savepoint). Its row count must equal the write's, else the whole table is bumped."""
         from querycache.rows import MAX_VALUES_PER_TABLE, bucket_values, resolve, write_plan
 
         conn = self._conn
@@ -1651,9 +1657,6 @@ class CachedCursor:
             if plan.where_sql is None:
                 stats.incr("writes:table:no_where")
                 return None
-            if in_tx or not adapter.autocommit(raw):
-                stats.incr("writes:table:in_transaction")
-                return None
             if adapter.dialect != "postgres" and conn._isolation() not in ("repeatable read", "serializable"):
                 stats.incr("writes:table:isolation")  # no gap locks: a phantom could slip in
                 return None
@@ -1661,6 +1664,10 @@ class CachedCursor:
             if "*" in generated or set(ordered) & generated:
                 stats.incr("writes:table:generated_column")  # its new value is computed by the database
                 return None
+        # Autocommit: the wrapper opens a transaction for the pre-read and the write. Inside the
+        # application's transaction (or one the driver opens), the pre-read runs under a savepoint,
+        # so that its failure cannot abort that transaction.
+        own_transaction = pre_read and not in_tx and adapter.autocommit(raw)
         any_key = table_key + _BUCKET + "*"
         keys.discard(table_key)
         keys.add(any_key)
@@ -1686,18 +1693,24 @@ class CachedCursor:
             old_rows: list[Any] = []
             try:
                 if cursor is not None:
-                    cursor.execute("BEGIN")
+                    select = f"SELECT {', '.join(ordered)} FROM {plan.target_sql} WHERE {plan.where_sql} FOR UPDATE"
+                    bound = {f"qcp{i}": v for i, v in enumerate(params or ())}
                     try:
-                        select = (f"SELECT {', '.join(ordered)} FROM {plan.target_sql} WHERE {plan.where_sql} "
-                                  "FOR UPDATE")
-                        cursor.execute(select, {f"qcp{i}": v for i, v in enumerate(params or ())})
-                        old_rows = list(cursor.fetchall())
+                        if own_transaction:
+                            cursor.execute("BEGIN")
+                            try:
+                                old_rows = _fetch(cursor, select, bound)
+                            except Exception:
+                                _quietly(cursor, "ROLLBACK")
+                                raise
+                        else:
+                            old_rows = _under_savepoint(cursor, "querycache_row_level",
+                                                        lambda: _fetch(cursor, select, bound))
                     except Exception:  # noqa: BLE001 - the footprint is unknown: the whole table
-                        cursor.execute("ROLLBACK")
                         cursor.close()
                         cursor = None
                         footprint = None
-                if cursor is not None:  # our own transaction: invisible to the wrapper's bookkeeping
+                if cursor is not None and own_transaction:  # invisible to the wrapper's bookkeeping
                     options = self._options
                     self._returned = (self._raw.execute(sql, params, **options) if options else
                                       self._raw.execute(sql) if params is None else self._raw.execute(sql, params))
@@ -1706,10 +1719,10 @@ class CachedCursor:
                     result = self._raw_execute(sql, params)
                 if cursor is not None and self._raw.rowcount != len(old_rows):
                     footprint = None  # another row than those read (or none of them): table level
-                if cursor is not None:
+                if cursor is not None and own_transaction:
                     cursor.execute("COMMIT")
             except BaseException:
-                if cursor is not None:
+                if cursor is not None and own_transaction:
                     try:
                         cursor.execute("ROLLBACK")
                     except Exception:  # noqa: BLE001 - the write's own error is the one to raise
@@ -1890,6 +1903,34 @@ def _estimate_size(rows: list[Any]) -> int:
         for value in (row.values() if isinstance(row, dict) else row):
             size += len(value) + 40 if type(value) in (str, bytes) else 24
     return size
+
+
+def _fetch(cursor: Any, sql: str, params: Any) -> list[Any]:
+    cursor.execute(sql, params)
+    return list(cursor.fetchall())
+
+
+def _quietly(cursor: Any, statement: str) -> bool:
+    """Run ``statement``; False if it failed (e.g. the transaction was already aborted)."""
+    try:
+        cursor.execute(statement)
+    except Exception:  # noqa: BLE001 - the caller's own error is the one to raise
+        return False
+    return True
+
+
+def _under_savepoint(cursor: Any, name: str, run: Callable[[], list[Any]]) -> list[Any]:
+    """``run()`` inside the application's transaction, under a savepoint: if it fails, the
+    transaction is returned to where it was (on PostgreSQL an error would otherwise abort it)."""
+    cursor.execute(f"SAVEPOINT {name}")
+    try:
+        rows = run()
+    except Exception:
+        if _quietly(cursor, f"ROLLBACK TO SAVEPOINT {name}"):
+            _quietly(cursor, f"RELEASE SAVEPOINT {name}")
+        raise
+    cursor.execute(f"RELEASE SAVEPOINT {name}")
+    return rows
 
 
 def _permuted(result: Result, columns: tuple[int, ...]) -> Result | None:

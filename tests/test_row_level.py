@@ -304,3 +304,40 @@ def test_a_table_level_reader_sees_a_row_level_writer(shop: Database, store: str
     finally:
         table_level.close()
         row_level.close()
+
+
+def test_writes_inside_a_transaction_are_pinned_under_a_savepoint(shop: Database,
+                                                                   cache: querycache.QueryCache) -> None:
+    c = Checked(shop, cache)
+    products = shop.t("products")
+    categories(c, products)
+    writer = cache.wrap(shop.connect(autocommit=False))
+    cur = writer.cursor()
+    cur.execute(f"UPDATE {products} SET price = price + 1 WHERE id = %s", (7,))  # category 2
+    cur.execute(f"DELETE FROM {products} WHERE id = %s", (8,))  # category 3
+    writer.commit()
+    assert categories(c, products) == ["hit:L1", "hit:L1", "miss", "miss", "hit:L1"]
+    assert cache.stats().to_dict()["row_level"]["writes:rows"] == 2
+
+
+def test_a_failing_pre_read_leaves_the_transaction_alive(shop: Database, cache: querycache.QueryCache) -> None:
+    """A reader pinned a column that does not exist (its query failed, the column stays
+    registered): the writers' pre-read fails; the write still runs, inside the application's
+    transaction, and bumps the whole table."""
+    c = Checked(shop, cache)
+    products = shop.t("products")
+    categories(c, products)
+    bad = cache.wrap(shop.connect()).cursor()
+    with pytest.raises(Exception):  # noqa: B017 - the driver's own "no such column" error
+        bad.execute(f"SELECT id FROM {products} WHERE nosuchcolumn = 1")
+    writer = cache.wrap(shop.connect(autocommit=False))
+    cur = writer.cursor()
+    cur.execute(f"UPDATE {products} SET price = price + 1 WHERE id = %s", (7,))
+    cur.execute(f"SELECT price FROM {products} WHERE id = %s", (7,))  # the transaction is alive
+    assert cur.fetchall()[0][0] == 71
+    writer.commit()
+    assert set(categories(c, products)) == {"miss"}  # table level: every category
+    assert cache.stats().to_dict()["row_level"]["escalated:footprint"] >= 1
+    autocommit_writer = cache.wrap(shop.connect())
+    autocommit_writer.cursor().execute(f"UPDATE {products} SET price = 1 WHERE id = %s", (9,))
+    assert set(categories(c, products)) == {"miss"}
