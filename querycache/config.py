@@ -82,10 +82,10 @@ class InvalidationConfig:
     lease_ms: int = 500
     dependencies: Mapping[str, list[str]] = field(default_factory=dict)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
-    row_level: bool = False
+    row_level: bool = True
     """Row-level invalidation (PostgreSQL and MySQL/MariaDB; memory or Redis store): a read pinned to
     column values depends on those values' buckets; a write bumps the buckets of the rows it
-    touches. Off by default until proven in multi-process runs; see README."""
+    touches. On by default (proven by tests/test_model.py and the multi-process tests); see README."""
 
 
 @dataclass(frozen=True)

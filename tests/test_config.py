@@ -25,7 +25,7 @@ DOCUMENTED_DEFAULTS: dict[str, Any] = {
     "max_result_bytes": 8388608,
     "invalidation": {"mode": "strict", "lease_ms": 500, "dependencies": {},
                      "capture": {"dsn": None, "database_id": None},
-                     "row_level": False},  # added by issue 10 (row-level invalidation), off until proven
+                     "row_level": True},  # added by issue 10 (row-level invalidation), on since proven
     "coalesce": {"enabled": True, "max_wait_ms": 5000, "lease_ms": 30000},
     "hints": {"strict": False},
     "stats": {"enabled": True, "publish_interval_s": 10.0},

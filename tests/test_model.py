@@ -1,0 +1,407 @@
+"""Model-based test of the freshness promise (hypothesis stateful) on real PostgreSQL.
+
+Several wrapped connections of one process (autocommit psycopg, psycopg at READ COMMITTED and at
+REPEATABLE READ without autocommit, psycopg2's default), and with the Redis store a second
+process, issue random reads, writes (updates moving rows between groups, deletes, upserts,
+inserts that may violate the primary key, multi-row updates, ``executemany``), commits and
+rollbacks (driver calls and SQL text), hints, flushes and explicit invalidations.
+
+The model is the database itself: the steps run one at a time, so right after each cached read
+the same statement is run uncached on the same raw connection (the same transaction, the same
+snapshot under REPEATABLE READ, nothing committed in between). A linearizable database allows
+exactly that answer, and every cached answer must equal it. The transaction state a cached read
+leaves must be the one an uncached read leaves. Database errors (a primary-key violation, a lock
+timeout, a serialization failure) must be the driver's own and are followed by a rollback.
+
+Runs ``QUERYCACHE_MODEL_EXAMPLES`` examples (default 40) of ``QUERYCACHE_MODEL_STEPS`` steps
+(default 50) per configuration: memory or Redis store, table- or row-level invalidation.
+``QUERYCACHE_MODEL_SHRINK=1`` shrinks a failure to a minimal sequence of steps.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import uuid
+from collections import Counter
+from typing import Any, Iterator
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+import querycache
+from tests.backends.test_redis import REDIS_URL, _leased, _redis_up
+from tests.conftest import PG_DSN, Database, make_database
+
+EXAMPLES = int(os.environ.get("QUERYCACHE_MODEL_EXAMPLES", "40"))
+STEPS = int(os.environ.get("QUERYCACHE_MODEL_STEPS", "50"))
+# Shrinking a failure replays it hundreds of times against the database (minutes): on request only.
+PHASES = list(Phase) if os.environ.get("QUERYCACHE_MODEL_SHRINK") else [Phase.explicit, Phase.reuse, Phase.generate]
+# A step never waits on a lock another connection of this same thread holds: it fails instead.
+OPTIONS = "-c lock_timeout=50"
+
+# (sql with {t} and {u}, the kinds of its parameters)
+READS: list[tuple[str, tuple[str, ...]]] = [
+    ("SELECT id, grp, val FROM {t} WHERE id = %s", ("id",)),
+    ("SELECT grp, sum(val), count(*) FROM {t} WHERE grp = %s GROUP BY grp", ("grp",)),
+    ("SELECT count(*), sum(val) FROM {t} WHERE grp IN (%s, %s)", ("grp", "grp")),
+    ("SELECT id, val FROM {t} WHERE val > %s ORDER BY id", ("val",)),
+    ("SELECT a.id, b.id, b.qty FROM {t} a JOIN {u} b ON b.t_id = a.id WHERE a.grp = %s ORDER BY 1, 2", ("grp",)),
+    ("SELECT id FROM {t} WHERE grp IS NULL ORDER BY id", ()),
+    ("SELECT sum(qty), count(*) FROM {u} WHERE t_id = %s", ("id",)),
+    ("/* cache ttl=60 */ SELECT count(*), sum(qty) FROM {u}", ()),
+    ("SELECT id, grp FROM {t} WHERE id = %s AND grp = %s", ("id", "grp")),
+    ("/* cache tier=l1 */ SELECT val FROM {t} WHERE id = %s", ("id",)),
+    ("SELECT id, grp, val FROM {t} WHERE grp = 1 ORDER BY id", ()),
+    ("SELECT a.grp, count(b.id) FROM {t} a LEFT JOIN {u} b ON b.t_id = a.id AND b.qty > 2 "
+     "GROUP BY a.grp ORDER BY 1", ()),
+    ("/* cache tables={u} */ SELECT max(val) FROM {t} WHERE id IN (%s, %s, %s)", ("id", "id", "id")),
+    ("/* cache skip */ SELECT count(*) FROM {t}", ()),
+    ("SELECT b.t_id, sum(b.qty) FROM {u} b WHERE b.t_id IN (SELECT id FROM {t} WHERE grp = %s) "
+     "GROUP BY b.t_id ORDER BY 1", ("grp",)),
+]
+WRITES: list[tuple[str, tuple[str, ...]]] = [
+    ("UPDATE {t} SET val = val + %s WHERE id = %s", ("val", "id")),
+    ("UPDATE {t} SET grp = %s WHERE id = %s", ("grp", "id")),
+    ("UPDATE {t} SET grp = NULL WHERE id = %s", ("id",)),
+    ("DELETE FROM {t} WHERE id = %s", ("id",)),
+    ("INSERT INTO {t} (id, grp, val) VALUES (%s, %s, %s) "
+     "ON CONFLICT (id) DO UPDATE SET grp = excluded.grp, val = excluded.val", ("id", "grp", "val")),
+    ("INSERT INTO {t} (id, grp, val) VALUES (%s, %s, %s)", ("id", "grp", "val")),  # may violate the key
+    ("INSERT INTO {u} (id, t_id, qty) VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING", ("uid", "id", "val")),
+    ("UPDATE {u} SET t_id = %s WHERE id = %s", ("id", "uid")),
+    ("UPDATE {t} SET val = 0 WHERE grp = %s", ("grp",)),
+    ("DELETE FROM {u} WHERE t_id = %s", ("id",)),
+    ("UPDATE {u} SET qty = qty + 1 WHERE t_id IN (%s, %s)", ("id", "id")),
+]
+MANY = "UPDATE {t} SET val = %s WHERE id = %s"
+PARAMS = {"id": st.integers(1, 8), "grp": st.integers(0, 2), "val": st.integers(0, 9), "uid": st.integers(1, 20)}
+LOCAL = ("auto", "rc", "rr", "pg2")  # the wrapped connections of this process
+NON_AUTOCOMMIT = ("rc", "rr", "pg2")
+
+
+def _tx_status(raw: Any) -> str:
+    """'idle', 'intrans' or 'inerror', from the driver."""
+    if hasattr(raw, "info"):  # psycopg 3
+        return {0: "idle", 2: "intrans", 3: "inerror"}.get(int(raw.info.transaction_status), "other")
+    return {0: "idle", 2: "intrans", 3: "inerror"}.get(raw.get_transaction_status(), "other")
+
+
+def _read_begins(raw: Any, autocommit: bool) -> bool:
+    """Whether the uncached driver would begin a transaction before a read, by its own state:
+    psycopg2 keeps believing in a transaction that a COMMIT sent as text ended (and then sends
+    no BEGIN), psycopg 3 asks the server."""
+    if autocommit:
+        return False
+    import psycopg2.extensions
+
+    if not isinstance(raw, psycopg2.extensions.connection):
+        return _tx_status(raw) == "idle"
+
+    return bool(raw.status == psycopg2.extensions.STATUS_READY)
+
+
+def _comparable(rows: list[Any], sql: str) -> list[tuple[Any, ...]]:
+    out = [tuple(r) for r in rows]
+    return out if "ORDER BY" in sql else sorted(out, key=repr)
+
+
+def checked_read(conn: Any, sql: str, params: tuple[Any, ...], autocommit: bool) -> tuple[str, str | None]:
+    """Run ``sql`` through the cache, then uncached on the same raw connection; a mismatch is
+    returned as a message (None: they agree, and the transaction state is what it should be)."""
+    raw = conn.wrapped
+    before = _tx_status(raw)
+    expected_state = "intrans" if before == "intrans" or _read_begins(raw, autocommit) else "idle"
+    cur = conn.cursor()
+    cur.execute(sql, params)
+    got = _comparable(cur.fetchall(), sql)
+    names = [d[0] for d in cur.description]
+    status = str(cur.cache_status)
+    after = _tx_status(raw)
+    if after != expected_state:
+        return status, f"{sql} {params}: transaction {before} -> {after}, uncached leaves {expected_state}"
+    check = raw.cursor()
+    check.execute(sql, params)
+    want = _comparable(check.fetchall(), sql)
+    want_names = [d[0] for d in check.description]
+    check.close()
+    if got != want or names != want_names:
+        return status, f"{sql} {params} ({status}): cached {names} {got} != database {want_names} {want}"
+    return status, None
+
+
+def _config(store: str, row_level: bool, namespace: str) -> dict[str, Any]:
+    config: dict[str, Any] = {"invalidation": {"row_level": row_level}}
+    if store == "redis":
+        config["l2"] = {"backend": "redis", "url": REDIS_URL, "namespace": namespace, "timeout_ms": 2000}
+    return config
+
+
+def remote(pipe: Any, config: dict[str, Any]) -> None:
+    """The second process: a wrapped autocommit connection of its own cache (same Redis)."""
+    import psycopg
+
+    cache = querycache.QueryCache.from_dict(config)
+    _leased(cache.backend)
+    conn = cache.wrap(psycopg.connect(PG_DSN, autocommit=True, options=OPTIONS))
+    pipe.send("ready")
+    while True:
+        command, sql, params = pipe.recv()
+        if command == "stop":
+            break
+        try:
+            if command == "read":
+                pipe.send(checked_read(conn, sql, params, True))
+            else:
+                cur = conn.cursor()
+                try:
+                    cur.execute(sql, params)
+                    pipe.send(("ok", None))
+                except psycopg.Error as exc:
+                    pipe.send((type(exc).__name__, None))
+        except Exception as exc:  # noqa: BLE001 - reported to the test, which fails on it
+            pipe.send(("error", f"{type(exc).__name__}: {exc}"))
+    conn.close()
+    cache.close()
+
+
+class Remote:
+    def __init__(self, config: dict[str, Any]) -> None:
+        ctx = mp.get_context("spawn")
+        self.pipe, child = ctx.Pipe()
+        self.proc = ctx.Process(target=remote, args=(child, config), daemon=True)
+        self.proc.start()
+        assert self.pipe.poll(60), "the second process did not start"
+        assert self.pipe.recv() == "ready"
+
+    def call(self, command: str, sql: str, params: tuple[Any, ...]) -> tuple[str, str | None]:
+        self.pipe.send((command, sql, params))
+        assert self.pipe.poll(60), "the second process did not answer"
+        answer: tuple[str, str | None] = self.pipe.recv()
+        return answer
+
+    def close(self) -> None:
+        self.pipe.send(("stop", "", ()))
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+@pytest.fixture(params=[("memory", False), ("memory", True), ("redis", False), ("redis", True)],
+                ids=["memory-table", "memory-rows", "redis-table", "redis-rows"])
+def setup(request: pytest.FixtureRequest,
+          tmp_path: Any) -> Iterator[tuple[querycache.QueryCache, Remote | None, Database]]:
+    store, row_level = request.param
+    db = make_database("postgres", tmp_path)  # skips (locally) or fails (CI) without PostgreSQL
+    if store == "redis":
+        _redis_up(REDIS_URL)
+    config = _config(store, row_level, "model" + uuid.uuid4().hex[:8])
+    cache = querycache.QueryCache.from_dict(config)
+    if store == "redis":
+        _leased(cache.backend)
+    second = Remote(config) if store == "redis" else None
+    yield cache, second, db
+    if second is not None:
+        second.close()
+    cache.close()
+    db.cleanup()
+
+
+def test_every_cached_answer_is_the_databases(setup: tuple[querycache.QueryCache, Remote | None, Database]) -> None:
+    import psycopg
+    import psycopg2
+
+    cache, second, db = setup
+    statuses: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    db_errors = (psycopg.Error, psycopg2.Error)
+    tables = (db.t("t"), db.t("u"))
+    db.tables += list(tables)
+    db.admin(f"CREATE TABLE {tables[0]} (id INTEGER PRIMARY KEY, grp INTEGER, val INTEGER)",
+             f"CREATE TABLE {tables[1]} (id INTEGER PRIMARY KEY, t_id INTEGER, qty INTEGER)")
+
+    class Model(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.t, self.u = tables
+            # A fresh start through a wrapped connection, so that the cache sees it as a write.
+            reset = cache.wrap(psycopg.connect(PG_DSN, autocommit=True, options=OPTIONS))
+            for statement in (f"DELETE FROM {self.t}", f"DELETE FROM {self.u}",
+                              f"INSERT INTO {self.t} SELECT g, g % 4, g FROM generate_series(1, 7) g",
+                              f"INSERT INTO {self.u} SELECT g, 1 + g % 8, g % 5 FROM generate_series(1, 16) g"):
+                reset.cursor().execute(statement)
+            reset.close()
+            rr = psycopg.connect(PG_DSN, options=OPTIONS)
+            rr.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            pg2 = psycopg2.connect(PG_DSN, options=OPTIONS)
+            self.conns = {
+                "auto": cache.wrap(psycopg.connect(PG_DSN, autocommit=True, options=OPTIONS)),
+                "rc": cache.wrap(psycopg.connect(PG_DSN, options=OPTIONS)),
+                "rr": cache.wrap(rr),
+                "pg2": cache.wrap(pg2),
+            }
+            self.explicit = False  # the autocommit connection is inside a BEGIN sent as text
+            self.hot: list[tuple[str, tuple[Any, ...]]] = []
+
+        def sql(self, template: str) -> str:
+            return template.format(t=self.t, u=self.u)
+
+        def fail(self, message: str) -> None:
+            raise AssertionError(message)
+
+        def recover(self, name: str, exc: BaseException) -> None:
+            """After a database error: the driver's own, then a rollback as the application would."""
+            errors[type(exc).__name__] += 1
+            conn = self.conns[name]
+            if name == "auto":
+                if self.explicit or _tx_status(conn.wrapped) != "idle":
+                    conn.cursor().execute("ROLLBACK")
+                self.explicit = False
+            else:
+                conn.rollback()
+
+        @initialize(data=st.data())
+        def choose_workload(self, data: st.DataObject) -> None:
+            """The example's hot statements: most reads repeat one of them, so that the cache holds
+            answers for the writes to make stale."""
+            for _ in range(data.draw(st.integers(2, 5), label="hot statements")):
+                self.hot.append(self.draw_read(data))
+
+        def draw_read(self, data: st.DataObject) -> tuple[str, tuple[Any, ...]]:
+            template, kinds = READS[data.draw(st.integers(0, len(READS) - 1), label="read")]
+            return self.sql(template), tuple(data.draw(PARAMS[k]) for k in kinds)
+
+        def observe(self, data: st.DataObject) -> None:
+            """A hot statement (now and then another one) read on one to three connections in
+            turn, each answer checked: what follows every other step."""
+            index = data.draw(st.integers(0, len(self.hot)), label="hot statement")
+            sql, params = self.hot[index] if index < len(self.hot) else self.draw_read(data)
+            for name in data.draw(st.lists(st.sampled_from(LOCAL), min_size=1, max_size=3), label="readers"):
+                status, problem = checked_read(self.conns[name], sql, params, name == "auto")
+                statuses[f"{name} {status}"] += 1
+                if problem:
+                    self.fail(f"{name}: {problem}")
+
+        def attempt(self, name: str, run: Any) -> None:
+            try:
+                run(self.conns[name].cursor())
+            except db_errors as exc:
+                self.recover(name, exc)
+
+        def maybe_end(self, name: str, data: st.DataObject) -> None:
+            if name in NON_AUTOCOMMIT:
+                self.end_transaction(name, data.draw(st.sampled_from([None, "commit", "rollback", "COMMIT"]),
+                                                     label="then"))
+
+        def end_transaction(self, name: str, how: str | None) -> None:
+            """commit() / rollback(), or the same sent as SQL text."""
+            if how is None:
+                return
+            conn = self.conns[name]
+            try:
+                if how.islower():
+                    getattr(conn, how)()
+                else:
+                    conn.cursor().execute(how)
+            except db_errors as exc:
+                self.recover(name, exc)
+
+        @rule(data=st.data())
+        def read(self, data: st.DataObject) -> None:
+            self.observe(data)
+
+        @rule(name=st.sampled_from(LOCAL), which=st.integers(0, len(WRITES) - 1), data=st.data())
+        def write(self, name: str, which: int, data: st.DataObject) -> None:
+            template, kinds = WRITES[which]
+            params = tuple(data.draw(PARAMS[k]) for k in kinds)
+            self.attempt(name, lambda cur: cur.execute(self.sql(template), params))
+            self.maybe_end(name, data)
+            self.observe(data)
+
+        @rule(name=st.sampled_from(LOCAL), data=st.data())
+        def write_many(self, name: str, data: st.DataObject) -> None:
+            rows = data.draw(st.lists(st.tuples(PARAMS["val"], PARAMS["id"]), min_size=1, max_size=3))
+            self.attempt(name, lambda cur: cur.executemany(self.sql(MANY), rows))
+            self.maybe_end(name, data)
+            self.observe(data)
+
+        @rule(name=st.sampled_from(NON_AUTOCOMMIT), how=st.sampled_from(["commit", "rollback", "COMMIT", "ROLLBACK"]),
+              data=st.data())
+        def end(self, name: str, how: str, data: st.DataObject) -> None:
+            self.end_transaction(name, how)
+            self.observe(data)
+
+        @rule(statement=st.sampled_from(["BEGIN", "COMMIT", "ROLLBACK"]), data=st.data())
+        def begin_or_end_as_text(self, statement: str, data: st.DataObject) -> None:
+            """BEGIN, COMMIT or ROLLBACK as SQL text on the autocommit connection (out of place, each
+            is a warning on PostgreSQL). What is drawn never depends on the database's answers
+            (a lock timeout is timing): hypothesis must be able to replay a run."""
+            self.explicit = statement == "BEGIN"
+            self.attempt("auto", lambda cur: cur.execute(statement))
+            self.observe(data)
+
+        @rule(tier=st.sampled_from(["l1", "l2", None]), data=st.data())
+        def flush(self, tier: str | None, data: st.DataObject) -> None:
+            cache.flush(tier=tier)
+            self.observe(data)
+
+        @rule(table=st.sampled_from(["t", "u"]), data=st.data())
+        def invalidate(self, table: str, data: st.DataObject) -> None:
+            cache.invalidate_tables(getattr(self, table))
+            self.observe(data)
+
+        @precondition(lambda self: second is not None)
+        @rule(data=st.data())
+        def remote_read(self, data: st.DataObject) -> None:
+            assert second is not None
+            index = data.draw(st.integers(0, len(self.hot)), label="hot statement")
+            sql, params = self.hot[index] if index < len(self.hot) else self.draw_read(data)
+            status, problem = second.call("read", sql, params)
+            statuses["remote " + status] += 1
+            if problem:
+                self.fail(f"second process: {problem}")
+
+        @precondition(lambda self: second is not None)
+        @rule(which=st.integers(0, len(WRITES) - 1), data=st.data())
+        def remote_write(self, which: int, data: st.DataObject) -> None:
+            assert second is not None
+            template, kinds = WRITES[which]
+            params = tuple(data.draw(PARAMS[k]) for k in kinds)
+            outcome, problem = second.call("write", self.sql(template), params)
+            if problem:
+                self.fail(f"second process: {problem}")
+            if outcome != "ok":
+                errors[outcome] += 1
+            self.observe(data)
+
+        @invariant()
+        def no_failed_transaction_is_left(self) -> None:
+            statuses["(steps)"] += 1
+            for name, conn in self.conns.items():
+                assert _tx_status(conn.wrapped) != "inerror", name
+
+        def teardown(self) -> None:
+            for conn in self.conns.values():
+                try:
+                    conn.rollback()
+                finally:
+                    conn.close()
+
+    run_state_machine_as_test(Model, settings=settings(
+        max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None, phases=PHASES,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    hits = sum(n for status, n in statuses.items() if "hit:" in status or "coalesced" in status)
+    print(f"\nmodel: {EXAMPLES} examples x {STEPS} steps; statuses {dict(statuses)}; database errors {dict(errors)}; "
+          f"row level {cache.stats().to_dict()['row_level']}")
+    assert hits > 0, statuses  # a run that never hit proves nothing
+    if cache.config.invalidation.row_level:
+        assert cache.stats().to_dict()["row_level"].get("writes:rows", 0) > 0  # the finer path ran
