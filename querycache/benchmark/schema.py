@@ -139,9 +139,8 @@ class Sql:
             f"FROM {q}orders WHERE created_at >= %s AND created_at < %s "
             f"GROUP BY customer_id ORDER BY total DESC, customer_id LIMIT 10"
         )
-        # Every write bumps a version. Where UPDATE has no RETURNING (MariaDB), the new version is read
-        # back by a SELECT in the write's own transaction: the UPDATE's row lock keeps any other writer
-        # from changing it in between, and a transaction sees its own writes.
+        # Every write bumps a version. Where UPDATE has no RETURNING (MariaDB), the version is read back
+        # with order_version / customer_version (worker.Client.bump, worker._bumped).
         self.update_returns = dialect != "mariadb"
         returning = " RETURNING version" if self.update_returns else ""
         self.update_order = (

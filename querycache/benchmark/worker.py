@@ -190,11 +190,19 @@ class Client:
             return [tuple(r) for r in cur.fetchall()]
 
     def bump(self, update: str, params: tuple[Any, ...], version_sql: str, key: int) -> tuple[int, int]:
-        """Run an UPDATE that raises a version and commit it; (the committed version, statements sent)."""
+        """Run an UPDATE that raises a version, in autocommit like on every database; (a version
+        committed once it returned, statements sent)."""
         if self.db.update_returns:
             return int(self.run(update, params)[0][0]), 1
-        with self.db.transaction(self.conn) as cur:
-            return _bumped(cur, update, self.adapt(params), version_sql, key), 2
+        with closing(self.conn.cursor()) as cur:
+            cur.execute(update, self.adapt(params))
+        # No UPDATE ... RETURNING (MariaDB): read the version back on the driver's own connection, past
+        # any cache. It is ours or a later writer's, committed either way, which is all the checker
+        # records. (Not a transaction around both: querycache's row-level invalidation keeps an UPDATE
+        # in a transaction at table level, and qc-redis-rows would not measure what it does on PostgreSQL.)
+        with closing(self.raw.cursor()) as cur:
+            cur.execute(version_sql, (key,))
+            return int(cur.fetchall()[0][0]), 2
 
     def read(self, sql: str, params: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], str]:
         return self.run(sql, params), "db"
@@ -416,7 +424,8 @@ class ThreadResult:
 
 def _bumped(cur: Any, update: str, params: tuple[Any, ...], version_sql: str, key: int) -> int:
     """In an open transaction: run an UPDATE that raises the version of row ``key``; the new version,
-    returned by the UPDATE itself or read back where UPDATE has no RETURNING."""
+    returned by the UPDATE itself or read back where UPDATE has no RETURNING (the UPDATE's row lock
+    keeps other writers out until the commit, and a transaction sees its own writes)."""
     cur.execute(update, params)
     if cur.description is None:
         cur.execute(version_sql, (key,))
