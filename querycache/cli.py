@@ -402,8 +402,8 @@ def demo(config: Config, statements: int, write_ratio: float, as_json: bool) -> 
 def bench(ctx: click.Context, rounds: int, as_json: bool) -> None:
     """Quick side-by-side timing on sqlite: raw point query vs L1 hit vs a cache miss.
 
-    `bench workload [OPTIONS]` runs the workload benchmark on PostgreSQL instead (see
-    `bench workload --help`)."""
+    `bench workload [OPTIONS]` runs the workload benchmark on PostgreSQL, MariaDB or sqlite instead
+    (see `bench workload --help`)."""
     if ctx.invoked_subcommand is not None:
         return
     from querycache.quickbench import run_quick_bench
@@ -414,7 +414,8 @@ def bench(ctx: click.Context, rounds: int, as_json: bool) -> None:
         return
     for name, row in results.items():
         click.echo(f"{name:<28} {row['median_us']:8.2f} µs   {row['ratio_to_raw']:.2f}x raw")
-    click.echo("Full suite with pytest-benchmark: python bench/report.py; on PostgreSQL: querycache bench workload")
+    click.echo("Full suite with pytest-benchmark: python bench/report.py; a workload on PostgreSQL, MariaDB or "
+               "sqlite: querycache bench workload")
 
 
 @bench.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
@@ -422,7 +423,8 @@ def bench(ctx: click.Context, rounds: int, as_json: bool) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def workload(args: tuple[str, ...]) -> None:
     """The workload benchmark (`python -m bench`): querycache vs uncached, cache-aside and dogpile.cache
-    on a generated PostgreSQL schema; every option, including --help, is the runner's."""
+    on a generated schema (PostgreSQL by default, --database mariadb|sqlite); every option, including
+    --help, is the runner's."""
     from querycache.benchmark.runner import main as run_workload
 
     sys.exit(run_workload(list(args), prog="querycache bench workload"))

@@ -62,14 +62,29 @@ def _sweep_cell(r: dict[str, Any]) -> str:
     return cell
 
 
+def bound(config: dict[str, Any], what: str = "contender") -> str:
+    """How long each measurement ran: a duration or a count of operations."""
+    if config.get("bound") == "ops":
+        return f"{config['ops']:,} operations per {what} (count-bounded)"
+    seconds = config["duration_s"] if what == "contender" else config["sweep_duration_s"]
+    return f"{seconds} s per {what} (duration-bounded)"
+
+
+def database(meta: dict[str, Any]) -> str:
+    """The database and its version (runs from before --database ran on PostgreSQL)."""
+    if "database" in meta:
+        return f"{meta['database']['label']} {meta['database']['version']}"
+    return f"PostgreSQL {meta['versions']['postgres']}"
+
+
 def markdown(meta: dict[str, Any], results: list[dict[str, Any]], sweep: list[dict[str, Any]],
              scale_sweep: list[dict[str, Any]], figures: list[str], figure_note: str) -> str:
     c = meta["config"]
     lines = [
         f"Workload: {meta['rows_total']:,} rows ({meta['rows']}), {c['threads']} threads x {c['processes']} "
-        f"process(es), {c['duration_s']} s per contender, Zipf s={c['zipf_s']}, writes {c['write_ratio']:.1%} "
+        f"process(es), {bound(c)}, Zipf s={c['zipf_s']}, writes {c['write_ratio']:.1%} "
         f"of operations, {c.get('rewrite_share', 0.0):.0%} of reads as rewritten texts, seed {c['seed']}, "
-        f"TTL {c['ttl_s']} s for the TTL caches; PostgreSQL {meta['versions']['postgres']}, "
+        f"TTL {c['ttl_s']} s for the TTL caches; {database(meta)}, "
         f"Redis {meta['versions']['redis']}, {meta['machine']['cpus']} CPUs. Contenders ran one after another.",
         "",
         "| contender | ops/s | read p50 ms | p95 ms | p99 ms | reads from cache | rewritten reads from cache "
@@ -93,7 +108,7 @@ def markdown(meta: dict[str, Any], results: list[dict[str, Any]], sweep: list[di
                          + " | ".join(f"{stale.get(k, 0):,} / {checked.get(k, 0):,}" for k in kinds) + " |")
     if sweep:
         names = _order({s["contender"] for s in sweep})
-        lines += ["", f"Throughput vs threads (1 process, {sweep[0]['duration_s']} s per cell; ops/s):", "",
+        lines += ["", f"Throughput vs threads (1 process, {bound(c, 'cell')}; ops/s):", "",
                   "| threads | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
         for n in sorted({s["threads"] for s in sweep}):
             row = {s["contender"]: s for s in sweep if s["threads"] == n}
@@ -101,8 +116,7 @@ def markdown(meta: dict[str, Any], results: list[dict[str, Any]], sweep: list[di
     if scale_sweep:
         names = _order({s["contender"] for s in scale_sweep})
         first = scale_sweep[0]
-        lines += ["", f"Throughput vs data scale ({first['threads']} threads, {first['duration_s']} s per cell; "
-                  "ops/s):", "",
+        lines += ["", f"Throughput vs data scale ({first['threads']} threads, {bound(c, 'cell')}; ops/s):", "",
                   "| scale | rows | " + " | ".join(names) + " |", "|---:|---:|" + "---:|" * len(names)]
         for scale in sorted({s["scale"] for s in scale_sweep}):
             row = {s["contender"]: s for s in scale_sweep if s["scale"] == scale}
@@ -112,10 +126,13 @@ def markdown(meta: dict[str, Any], results: list[dict[str, Any]], sweep: list[di
     lines += ["", "Stale read: a read answered from a cache whose `version` (or, for aggregates, sum of versions) is "
               "older than the versions of writes whose commit had returned before the read started. "
               "`uncached` reads are checked too (a checker self-test: must be 0). "
-              "PG table scans: seq + index scans on the workload's tables (pg_stat_user_tables delta). "
+              "PG table scans: seq + index scans on the workload's tables (pg_stat_user_tables delta; "
+              "PostgreSQL only, \"-\" elsewhere). "
               + (f"Figures: {', '.join(figures)}." if figures else figure_note)]
     if meta.get("skipped"):
         lines += ["", "Skipped: " + "; ".join(meta["skipped"])]
+    if meta.get("notes"):
+        lines += ["", "Notes: " + "; ".join(meta["notes"])]
     if meta.get("failures"):
         lines += ["", "FAILED: " + "; ".join(meta["failures"])]
     return "\n".join(lines) + "\n"
@@ -152,8 +169,9 @@ def _log_y(ax: Any) -> None:
 
 def _subtitle(meta: dict[str, Any]) -> str:
     c = meta["config"]
-    return (f"{meta['rows_total']:,} rows, {c['threads']} threads x {c['processes']} process(es), "
-            f"{c['duration_s']:g} s each, Zipf s={c['zipf_s']}, {c['write_ratio']:.0%} writes, "
+    each = f"{c['ops']:,} ops each" if c.get("bound") == "ops" else f"{c['duration_s']:g} s each"
+    return (f"{database(meta)}, {meta['rows_total']:,} rows, {c['threads']} threads x {c['processes']} process(es), "
+            f"{each}, Zipf s={c['zipf_s']}, {c['write_ratio']:.0%} writes, "
             f"{c.get('rewrite_share', 0.0):.0%} rewritten reads; {meta['machine']['cpus']} CPUs, "
             f"{meta['started'][:10]}")
 
@@ -234,7 +252,9 @@ def plot_scaling(meta: dict[str, Any], sweep: list[dict[str, Any]], scale_sweep:
         ax.set_xlabel(label)
         ax.set_ylabel("ops/s (log)")
         ax.grid(alpha=0.3)
-        ax.set_title(f"throughput vs {label.split(' ')[0]} ({cells[0]['duration_s']:g} s per cell)")
+        cell = cells[0]
+        per_cell = f"{cell['ops_bound']:,} ops" if cell.get("ops_bound") else f"{cell['duration_s']:g} s"
+        ax.set_title(f"throughput vs {label.split(' ')[0]} ({per_cell} per cell)")
         ax.legend(fontsize=8)
     c = meta["config"]
     fig.suptitle(f"querycache workload benchmark: scaling\n{c['write_ratio']:.0%} writes, Zipf s={c['zipf_s']}, "

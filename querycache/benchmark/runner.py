@@ -9,7 +9,9 @@ import multiprocessing as mp
 import os
 import platform
 import queue
+import shutil
 import sys
+import tempfile
 import time
 import uuid
 from array import array
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from querycache.benchmark import schema as sch
+from querycache.benchmark.engines import ENGINES, Engine, engine, mysql_params
+from querycache.benchmark.progress import GenerationProgress
 from querycache.benchmark.report import figures, markdown
 from querycache.benchmark.worker import (
     CONTENDERS,
@@ -35,9 +39,11 @@ from querycache.benchmark.worker import (
     worker_main,
 )
 
-DESCRIPTION = "Workload benchmark: querycache vs uncached vs TTL caches on a generated PostgreSQL shop schema."
+DESCRIPTION = ("Workload benchmark: querycache vs uncached vs TTL caches on a generated shop schema "
+               "(PostgreSQL, MariaDB or sqlite).")
 RESULTS = Path("bench") / "results"  # relative to the current directory: the checkout's bench/results
 PG_DSN = os.environ.get("QUERYCACHE_BENCH_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+MYSQL_URL = os.environ.get("QUERYCACHE_BENCH_MYSQL", "mysql://root@127.0.0.1:3306/test")
 REDIS_URL = os.environ.get("QUERYCACHE_BENCH_REDIS", "redis://127.0.0.1:6379/11")
 # The Redis store's global keys (querycache/backends/redis.py): epoch and counter, lease holders, their
 # acknowledgements of bumps.
@@ -70,25 +76,32 @@ class Dataset:
         return sum(self.rows.values())
 
 
+def target(args: argparse.Namespace) -> str:
+    """The chosen engine's connection string."""
+    return str({"postgres": args.pg_dsn, "mariadb": args.mysql_url, "sqlite": args.sqlite_dir}[args.database])
+
+
 class Run:
     def __init__(self, args: argparse.Namespace) -> None:
-        import psycopg
-
         self.args = args
         self.prefix = "wl_" + uuid.uuid4().hex[:8]
-        self.admin = psycopg.connect(args.pg_dsn, autocommit=True)
+        # sqlite without --sqlite-dir: a directory of this run's own, removed at the end
+        self.temp_dir = tempfile.mkdtemp(prefix="querycache-bench-") if args.database == "sqlite" and \
+            not args.sqlite_dir else None
+        if self.temp_dir is not None:
+            args.sqlite_dir = self.temp_dir
+        self.target = target(args)
+        self.db: Engine = engine(args.database, self.target)
         self.ctx = mp.get_context("spawn")
-        self.created: list[str] = []  # schemas this run generated: cleanup drops them (unless --keep)
+        self.created: list[str] = []  # datasets this run generated: cleanup drops them (unless --keep)
         self.counter = 0
         self.redis_clock_before: set[bytes] | None = None
         self.redis_clock_existed = True
 
     # -- database ----------------------------------------------------------------------------------
 
-    def one(self, sql: str) -> Any:
-        row = self.admin.execute(sql).fetchone()
-        assert row is not None
-        return row[0]
+    def one(self, dataset: str, sql: str) -> Any:
+        return self.db.one(dataset, sql)
 
     def setup(self) -> Dataset:
         """Note the store's clock keys (cleanup deletes the ones this run adds); the main dataset."""
@@ -99,55 +112,54 @@ class Run:
             self.redis_clock_existed = bool(client.exists(CLOCK))
         return self.dataset(self.args.schema or self.prefix, self.args.scale)
 
+    def table(self, schema: str, name: str) -> str:
+        return f"{schema}.{name}" if self.db.qualified else name
+
     def dataset(self, schema: str, scale_factor: float) -> Dataset:
         """``schema`` as it is if it exists, else generated at ``scale_factor``."""
-        exists = self.one(f"SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'")
-        if exists:
-            log(f"reusing schema {schema}")
-            scale = sch.Scale(self.one(f"SELECT count(*) FROM {schema}.customers"),
-                              self.one(f"SELECT count(*) FROM {schema}.products"),
-                              self.one(f"SELECT count(*) FROM {schema}.orders"))
+        if self.db.exists(schema):
+            log(f"reusing {self.db.where(schema)}")
+            scale = sch.Scale(*(int(self.one(schema, f"SELECT count(*) FROM {self.table(schema, t)}"))
+                                for t in ("customers", "products", "orders")))
         else:
             scale = sch.Scale.of(scale_factor)
             t0 = time.monotonic()
             self.created.append(schema)  # before creating: a failure half way still drops it
-            sch.create(self.admin, schema, scale, log)
+            log(f"generating {self.db.where(schema)} on {self.db.label}: {scale.total_rows:,} rows "
+                f"({scale.customers:,} customers, {scale.products:,} products, {scale.orders:,} orders, "
+                f"{scale.items:,} items)")
+            self.db.prepare(schema)
+            with GenerationProgress(sch.steps(self.db.name, schema, scale)) as progress:
+                sch.create(lambda sql: self.db.execute(schema, sql), self.db.name, schema, scale, progress.done)
             log(f"generated in {time.monotonic() - t0:.1f} s")
-        rows = {t: int(self.one(f"SELECT count(*) FROM {schema}.{t}"))
+        rows = {t: int(self.one(schema, f"SELECT count(*) FROM {self.table(schema, t)}"))
                 for t in ("customers", "products", "orders", "order_items")}
         log(f"rows: {rows} = {sum(rows.values()):,}")
         return Dataset(schema, scale, rows, self.committed_state(schema, scale))
 
     def drop(self, schema: str) -> None:
-        """Drop a schema this run generated, now (a sweep's, once measured: disk and cache space)."""
+        """Drop a dataset this run generated, now (a sweep's, once measured: disk and cache space)."""
         if schema in self.created and not self.args.keep:
-            self.admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            self.db.drop(schema)
             self.created.remove(schema)
-            log(f"dropped schema {schema}")
+            log(f"dropped {self.db.where(schema)}")
 
     def committed_state(self, schema: str, scale: sch.Scale) -> SharedState:
         """The checker's shared memory for ``schema``, starting from the versions already committed
         there (a reused schema)."""
         state = SharedState(self.ctx.RawArray("q", scale.orders + 1), self.ctx.RawArray("q", scale.customers + 1),
                             self.ctx.RawArray("q", sch.MONTHS), self.ctx.Lock())
-        has_version = self.one(f"SELECT count(*) FROM information_schema.columns WHERE table_schema = '{schema}' "
-                               f"AND table_name = 'customers' AND column_name = 'version'")
-        if not has_version:
-            raise RuntimeError(f"schema {schema} predates customers.version: drop it and let the run generate one")
-        for oid, version in self.admin.execute(f"SELECT id, version FROM {schema}.orders WHERE version > 0"):
+        if not self.db.has_column(schema, "customers", "version"):
+            raise RuntimeError(f"{self.db.where(schema)} predates customers.version: drop it and let the run "
+                               "generate one")
+        for oid, version in self.db.execute(schema, f"SELECT id, version FROM {self.table(schema, 'orders')} "
+                                                    "WHERE version > 0"):
             state.orders[oid] = version
             state.month_sums[sch.order_month(oid)] += version
-        for cid, version in self.admin.execute(f"SELECT id, version FROM {schema}.customers WHERE version > 0"):
+        for cid, version in self.db.execute(schema, f"SELECT id, version FROM {self.table(schema, 'customers')} "
+                                                    "WHERE version > 0"):
             state.customers[cid] = version
         return state
-
-    def pg_counters(self, schema: str) -> dict[str, int]:
-        self.admin.execute("SELECT pg_stat_clear_snapshot()")
-        row = self.admin.execute(
-            "SELECT coalesce(sum(seq_scan), 0), coalesce(sum(idx_scan), 0), coalesce(sum(n_tup_upd), 0), "
-            "coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables WHERE schemaname = %s", (schema,)).fetchone()
-        assert row is not None
-        return dict(zip(("seq_scan", "idx_scan", "tup_upd", "tup_ins"), (int(x) for x in row), strict=True))
 
     def _clock_keys(self, client: Any) -> set[bytes]:
         """querycache's per-table keys in the store: versions, pending marks, row-level dependency columns."""
@@ -157,13 +169,19 @@ class Run:
     def cleanup(self) -> None:
         for schema in list(self.created):
             if self.args.keep:
-                log(f"kept schema {schema} (--keep; reuse with --schema {schema})")
+                reuse = f" --sqlite-dir {self.args.sqlite_dir}" if self.args.database == "sqlite" else ""
+                log(f"kept {self.db.where(schema)} (--keep; reuse with --schema {schema}{reuse})")
                 continue
             try:
                 self.drop(schema)
             except Exception as exc:  # noqa: BLE001 - clean up the rest
-                print(f"cleanup: drop schema {schema}: {exc!r}", file=sys.stderr)
-        self.admin.close()
+                print(f"cleanup: drop {self.db.where(schema)}: {exc!r}", file=sys.stderr)
+        try:
+            self.db.close()
+        except Exception as exc:  # noqa: BLE001 - report, do not mask the run's own error
+            print(f"cleanup: closing the {self.db.label} connection: {exc!r}", file=sys.stderr)
+        if self.temp_dir is not None and not self.args.keep:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
         try:
             import redis
 
@@ -189,19 +207,23 @@ class Run:
 
     # -- one contender -----------------------------------------------------------------------------
 
-    def contender(self, data: Dataset, name: str, threads: int, processes: int, duration_s: float) -> dict[str, Any]:
+    def contender(self, data: Dataset, name: str, threads: int, processes: int, duration_s: float,
+                  ops: int = 0) -> dict[str, Any]:
+        """One contender's measurement: ``duration_s`` seconds, or with ``ops`` that many operations in
+        all (split over processes and threads)."""
         self.counter += 1
         namespace = f"{self.prefix}-{self.counter}-{name}"
         specs = [Spec(name, p, threads, duration_s, self.args.seed, data.schema, data.scale, self.args.zipf,
-                      self.args.write_ratio, self.args.pg_dsn, self.args.redis_url, namespace, self.args.ttl,
-                      self.args.rewrites)
+                      self.args.write_ratio, self.target, self.args.redis_url, namespace, self.args.ttl,
+                      self.args.rewrites, database=self.args.database,
+                      ops=ops // processes + (p < ops % processes))
                  for p in range(processes)]
         ready: Any = self.ctx.Queue()
         results: Any = self.ctx.Queue()
         go = self.ctx.Event()
         procs = [self.ctx.Process(target=worker_main, args=(s, data.state, ready, go, results), daemon=True)
                  for s in specs]
-        pg_before = self.pg_counters(data.schema)
+        counters_before = self.db.counters(data.schema)
         load_before = os.getloadavg()[0]
         for p in procs:
             p.start()
@@ -216,7 +238,7 @@ class Run:
                 raise RuntimeError("worker setup failed:\n" + "\n".join(setup_errors))
             go.set()
             for _ in procs:
-                out.append(results.get(timeout=duration_s + 300))
+                out.append(self._result(results, procs, duration_s + 300 if not ops else None))
         except queue.Empty as exc:
             raise RuntimeError(f"{name}: a worker process did not answer (hang?)") from exc
         finally:
@@ -224,13 +246,29 @@ class Run:
                 p.join(30)
                 if p.is_alive():
                     p.terminate()
-        time.sleep(1.0)  # exited backends have flushed their statistics
-        pg_after = self.pg_counters(data.schema)
-        return self.summarize(name, threads, processes, duration_s, out,
-                              {k: pg_after[k] - pg_before[k] for k in pg_after}, load_before)
+        counters: dict[str, int] | None = None
+        if counters_before is not None:
+            time.sleep(1.0)  # exited backends have flushed their statistics
+            after = self.db.counters(data.schema)
+            assert after is not None
+            counters = {k: after[k] - counters_before[k] for k in after}
+        return self.summarize(name, threads, processes, duration_s, ops, out, counters, load_before)
 
-    def summarize(self, name: str, threads: int, processes: int, duration_s: float, out: list[dict[str, Any]],
-                  pg: dict[str, int], load_before: float) -> dict[str, Any]:
+    @staticmethod
+    def _result(results: Any, procs: list[Any], timeout: float | None) -> Any:
+        """The next process's results; without a timeout (a count bound), as long as a process lives to
+        send them."""
+        if timeout is not None:
+            return results.get(timeout=timeout)
+        while True:
+            try:
+                return results.get(timeout=5)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs):
+                    raise RuntimeError("the worker processes exited without their results") from None
+
+    def summarize(self, name: str, threads: int, processes: int, duration_s: float, ops_bound: int,
+                  out: list[dict[str, Any]], pg: dict[str, int] | None, load_before: float) -> dict[str, Any]:
         ths = [t for p in out for t in p["threads"]]
         reads: array[float] = array("d")
         read_kind: array[int] = array("b")
@@ -252,7 +290,8 @@ class Run:
         cached = sum(v for k, v in statuses.items() if is_cached(k))
         res: dict[str, Any] = {
             "contender": name, "description": CONTENDERS[name], "threads": threads, "processes": processes,
-            "duration_s": duration_s, "elapsed_s": round(elapsed, 3), "ops": ops,
+            "duration_s": duration_s if not ops_bound else None, "ops_bound": ops_bound or None,
+            "elapsed_s": round(elapsed, 3), "ops": ops,
             "throughput_ops_s": round(ops / elapsed, 1) if elapsed > 0 else None,
             "reads": n_reads, "writes": len(w), "kinds": dict(kinds),
             "read_latency_ms": {f"p{p}": _r(percentile(r, p)) for p in (50, 95, 99)}
@@ -262,7 +301,8 @@ class Run:
             "statuses": dict(statuses.most_common()),
             "cache_answered_ratio": round(cached / n_reads, 4) if n_reads else None,
             "db_statements": sum(t["db_statements"] for t in ths),
-            "pg_table_scans": pg["seq_scan"] + pg["idx_scan"], "pg_counters": pg,
+            # PostgreSQL's per-table counters; None (the report's "-") on the other databases
+            "pg_table_scans": pg["seq_scan"] + pg["idx_scan"] if pg is not None else None, "pg_counters": pg,
             "checked_reads": sum(t["checked"] for t in ths),
             "checked_cached_reads": sum(t["checked_cached"] for t in ths),
             "stale_reads": sum(t["stale_cached"] for t in ths),
@@ -336,17 +376,20 @@ def _sum_qc(stats: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def versions(run: Run) -> dict[str, Any]:
-    import dogpile
-    import psycopg
     import redis
 
     import querycache
 
     with redis.Redis.from_url(run.args.redis_url) as client:
         redis_version = str(client.info("server")["redis_version"])
-    return {"postgres": run.one("SHOW server_version"), "redis": redis_version, "python": platform.python_version(),
-            "querycache": querycache.__version__, "dogpile.cache": dogpile.__version__, "psycopg": psycopg.__version__,
-            "redis-py": redis.__version__}
+    dogpile_version = "-"
+    if importlib.util.find_spec("dogpile") is not None:
+        import dogpile
+
+        dogpile_version = dogpile.__version__
+    return {run.db.name: run.db.server_version(), "database": f"{run.db.label} {run.db.server_version()}",
+            "driver": run.db.driver_version(), "redis": redis_version, "python": platform.python_version(),
+            "querycache": querycache.__version__, "dogpile.cache": dogpile_version, "redis-py": redis.__version__}
 
 
 def machine() -> dict[str, Any]:
@@ -372,7 +415,14 @@ def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Nam
     p.add_argument("--quick", action="store_true",
                    help="scale 0.05, 5 s per contender, 3 s sweep cells (about 2 minutes)")
     p.add_argument("--scale", type=float, default=None, help="1.0 = 1.02M rows (default); --quick: 0.05")
-    p.add_argument("--duration", type=float, default=None, help="seconds per contender (default 20; --quick 5)")
+    p.add_argument("--database", choices=ENGINES, default="postgres",
+                   help="where the schema is generated and the workload runs (default postgres)")
+    bound = p.add_mutually_exclusive_group()
+    bound.add_argument("--duration", type=float, default=None,
+                       help="seconds per contender (default 20; --quick 5)")
+    bound.add_argument("--ops", type=int, default=None, metavar="N",
+                       help="instead of a duration: N operations per contender in all (split over threads and "
+                            "processes); also per sweep cell")
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--processes", type=int, default=1)
     p.add_argument("--zipf", type=float, default=1.1, help="Zipf skew s over ids and periods")
@@ -391,9 +441,19 @@ def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Nam
                         "(dropped once measured), --threads threads, for the --sweep-contenders")
     p.add_argument("--sweep-contenders", default="uncached,qc-mem,qc-redis,aside-ttl")
     p.add_argument("--sweep-duration", type=float, default=None, help="seconds per sweep cell (default 8; --quick 3)")
-    p.add_argument("--keep", action="store_true", help="keep the schema (and its Redis table versions)")
-    p.add_argument("--schema", default=None, help="reuse this schema if it exists (e.g. one kept with --keep)")
-    p.add_argument("--pg-dsn", default=PG_DSN)
+    p.add_argument("--keep", action="store_true",
+                   help="keep the schema / database / sqlite file (and its Redis table versions)")
+    p.add_argument("--schema", default=None,
+                   help="reuse this schema (MariaDB: database; sqlite: file <name>.db in --sqlite-dir) if it "
+                        "exists, e.g. one kept with --keep")
+    p.add_argument("--pg-dsn", default=PG_DSN, help="--database postgres: a libpq DSN (env QUERYCACHE_BENCH_PG)")
+    p.add_argument("--mysql-url", default=MYSQL_URL,
+                   help="--database mariadb: mysql://user[:password]@host[:port]/database to connect to (env "
+                        "QUERYCACHE_BENCH_MYSQL; default %(default)s); the run creates its own database wl_<hex> "
+                        "there and drops it at the end")
+    p.add_argument("--sqlite-dir", default=None,
+                   help="--database sqlite: the directory of the run's file wl_<hex>.db (default: a new temporary "
+                        "directory, removed at the end)")
     p.add_argument("--redis-url", default=REDIS_URL)
     p.add_argument("--out", default=str(RESULTS),
                    help="directory for workload.json / workload.md (default: bench/results in the current directory)")
@@ -401,6 +461,18 @@ def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Nam
     a.scale = a.scale if a.scale is not None else (0.05 if a.quick else 1.0)
     a.duration = a.duration if a.duration is not None else (5.0 if a.quick else 20.0)
     a.sweep_duration = a.sweep_duration if a.sweep_duration is not None else (3.0 if a.quick else 8.0)
+    if a.ops is not None and a.ops < 1:
+        p.error("--ops: at least 1")
+    a.ops = a.ops or 0
+    if a.ops:  # the count bounds every measurement
+        a.duration = a.sweep_duration = 0.0
+    if a.database == "mariadb":
+        try:
+            mysql_params(a.mysql_url)
+        except ValueError as exc:
+            p.error(str(exc))
+    if a.schema and a.database == "sqlite" and not a.sqlite_dir:
+        p.error("--schema with --database sqlite: give the --sqlite-dir it was kept in")
     a.contenders = [c.strip() for c in a.contenders.split(",") if c.strip()]
     a.sweep_contenders = [c.strip() for c in a.sweep_contenders.split(",") if c.strip()]
     unknown = [c for c in a.contenders + a.sweep_contenders if c not in CONTENDERS]
@@ -413,7 +485,9 @@ def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Nam
         p.error(f"--sweep-threads / --scale-sweep: comma-separated numbers ({exc})")
     if a.schema and not a.schema.startswith("wl_"):
         p.error("--schema must start with wl_")
-    needed = {"psycopg": "querycache[postgres]", "redis": "querycache[redis]"}
+    driver = {"postgres": ("psycopg", "querycache[postgres]"), "mariadb": ("pymysql", "querycache[mysql]"),
+              "sqlite": ("sqlite3", "Python's sqlite3")}[a.database]
+    needed = {driver[0]: driver[1], "redis": "querycache[redis]"}
     if "dogpile" in a.contenders + a.sweep_contenders:
         needed["dogpile"] = "dogpile.cache"
     missing = [f"{module} ({install})" for module, install in needed.items()
@@ -428,16 +502,22 @@ def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Nam
                 chosen.remove(name)
         a.skipped.append(f"{name}: needs the semantic extra (missing {', '.join(absent)}): "
                          "pip install 'querycache[semantic]'")
+    a.notes = []
+    if a.database == "sqlite" and "qc-redis-rows" in a.contenders + a.sweep_contenders:
+        # connection.py: row-level invalidation covers PostgreSQL and MySQL/MariaDB; elsewhere it is off
+        a.notes.append("qc-redis-rows on sqlite: querycache's row-level invalidation covers PostgreSQL and "
+                       "MySQL/MariaDB only, so it runs at table level there (the same as qc-redis)")
     return a
 
 
 def _measure(run: Run, data: Dataset, name: str, threads: int, processes: int, duration_s: float,
              failures: list[str], label: str) -> dict[str, Any] | None:
     """One contender on one dataset; None when it failed (noted in ``failures``: the others still run)."""
-    log(f"-- {label}{name}: {CONTENDERS[name]} ({threads} threads x {processes} processes, {duration_s} s, "
+    bound = f"{run.args.ops:,} operations" if run.args.ops else f"{duration_s} s"
+    log(f"-- {label}{name}: {CONTENDERS[name]} ({threads} threads x {processes} processes, {bound}, "
         f"{data.rows_total:,} rows)")
     try:
-        res = run.contender(data, name, threads, processes, duration_s)
+        res = run.contender(data, name, threads, processes, duration_s, run.args.ops)
     except Exception as exc:  # noqa: BLE001 - the other contenders still run
         failures.append(f"{label}{name} ({threads} threads, {data.rows_total:,} rows): {exc!r}")
         log(f"   FAILED: {exc!r}")
@@ -460,6 +540,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
     args = parse(argv, prog)
     for note in args.skipped:
         log(f"skipped {note}")
+    for note in args.notes:
+        log(f"note: {note}")
     t_start = time.monotonic()
     run = Run(args)
     results: list[dict[str, Any]] = []
@@ -471,17 +553,21 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
         meta: dict[str, Any] = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "versions": versions(run),
             "command": " ".join([prog, *(argv if argv is not None else sys.argv[1:])]),
+            "database": {"engine": run.db.name, "label": run.db.label, "version": run.db.server_version(),
+                         "dataset": run.db.where(data.schema)},
             "schema": data.schema, "rows": data.rows, "rows_total": data.rows_total,
             "config": {"scale": args.scale, "threads": args.threads, "processes": args.processes,
-                       "duration_s": args.duration, "zipf_s": args.zipf, "write_ratio": args.write_ratio,
+                       "database": args.database, "bound": "ops" if args.ops else "duration",
+                       "ops": args.ops or None, "duration_s": args.duration if not args.ops else None,
+                       "zipf_s": args.zipf, "write_ratio": args.write_ratio,
                        "seed": args.seed, "ttl_s": args.ttl, "contenders": args.contenders,
                        "read_weights": dict(READ_WEIGHTS), "write_weights": dict(WRITE_WEIGHTS),
                        "rewrite_share": args.rewrites, "sweep_contenders": args.sweep_contenders,
                        "sweep_threads": args.sweep_threads if args.sweep else [], "scale_sweep": args.scale_sweep,
-                       "sweep_duration_s": args.sweep_duration,
+                       "sweep_duration_s": args.sweep_duration if not args.ops else None,
                        "querycache_config": {name: qc_config(name, args.redis_url, f"{run.prefix}-<n>-{name}")
                                              for name in args.contenders if name in QC}},
-            "skipped": args.skipped,
+            "skipped": args.skipped, "notes": args.notes,
         }
         for name in args.contenders:
             res = _measure(run, data, name, args.threads, args.processes, args.duration, failures, "")

@@ -11,10 +11,12 @@ import time
 import traceback
 from array import array
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from querycache.benchmark.engines import Engine, engine
 from querycache.benchmark.schema import (
     MONTHS,
     REGIONS,
@@ -28,7 +30,7 @@ from querycache.benchmark.schema import (
 )
 
 CONTENDERS: dict[str, str] = {
-    "uncached": "uncached psycopg",
+    "uncached": "uncached driver connection",
     "qc-l1": "querycache L1 only",
     "qc-mem": "querycache L1 + L2 memory (default)",
     "qc-redis": "querycache L1 + L2 Redis",
@@ -65,12 +67,18 @@ class Spec:
     scale: Scale
     zipf_s: float
     write_ratio: float
-    pg_dsn: str
+    target: str  # the engine's connection string (engines.engine)
     redis_url: str
     namespace: str  # querycache namespace / cache-aside and dogpile key prefix: unique per contender run
     ttl_s: int
     rewrite_share: float = 0.0
     qc_overrides: dict[str, Any] = field(default_factory=dict)
+    database: str = "postgres"  # engines.ENGINES
+    ops: int = 0  # operations of this process, split over its threads (a count bound); 0: duration_s bounds
+
+    def thread_ops(self, index: int) -> int:
+        """Thread ``index``'s share of ``ops``."""
+        return self.ops // self.threads + (index < self.ops % self.threads)
 
 
 class Zipf:
@@ -153,19 +161,16 @@ def _accumulate(xs: list[float]) -> list[float]:
 # -- clients --------------------------------------------------------------------------------------
 
 
-def _connect(spec: Spec) -> Any:
-    import psycopg
-
-    return psycopg.connect(spec.pg_dsn, autocommit=True, options="-c statement_timeout=60000")
-
-
 class Client:
-    """``read`` returns the rows and where they came from; writes go through ``conn``."""
+    """``read`` returns the rows and where they came from; writes go through ``conn``. Parameters are
+    passed as the workload draws them and adapted to the driver here."""
 
-    def __init__(self, spec: Spec, shared: Any) -> None:
+    def __init__(self, spec: Spec, shared: Any, db: Engine) -> None:
         self.spec = spec
         self.shared = shared
-        self.raw = _connect(spec)
+        self.db = db
+        self.adapt = db.adapt
+        self.raw = db.connect(spec.schema)
         self.conn = self._wrap(self.raw)
 
     def _wrap(self, raw: Any) -> Any:
@@ -176,13 +181,28 @@ class Client:
             self.raw.close()
         except Exception:  # noqa: BLE001 - already broken
             pass
-        self.raw = _connect(self.spec)
+        self.raw = self.db.connect(self.spec.schema)
         self.conn = self._wrap(self.raw)
 
     def run(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        with self.conn.cursor() as cur:
-            cur.execute(sql, params)
+        with closing(self.conn.cursor()) as cur:  # sqlite3's cursor is no context manager
+            cur.execute(sql, self.adapt(params))
             return [tuple(r) for r in cur.fetchall()]
+
+    def bump(self, update: str, params: tuple[Any, ...], version_sql: str, key: int) -> tuple[int, int]:
+        """Run an UPDATE that raises a version, in autocommit like on every database; (a version
+        committed once it returned, statements sent)."""
+        if self.db.update_returns:
+            return int(self.run(update, params)[0][0]), 1
+        with closing(self.conn.cursor()) as cur:
+            cur.execute(update, self.adapt(params))
+        # No UPDATE ... RETURNING (MariaDB): read the version back on the driver's own connection, past
+        # any cache. It is ours or a later writer's, committed either way, which is all the checker
+        # records. (Not a transaction around both: querycache's row-level invalidation keeps an UPDATE
+        # in a transaction at table level, and qc-redis-rows would not measure what it does on PostgreSQL.)
+        with closing(self.raw.cursor()) as cur:
+            cur.execute(version_sql, (key,))
+            return int(cur.fetchall()[0][0]), 2
 
     def read(self, sql: str, params: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], str]:
         return self.run(sql, params), "db"
@@ -198,7 +218,7 @@ class QcClient(Client):
     def read(self, sql: str, params: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], str]:
         cur = self.conn.cursor()
         try:
-            cur.execute(sql, params)
+            cur.execute(sql, self.adapt(params))
             rows = [tuple(r) for r in cur.fetchall()]
             return rows, str(cur.cache_status)
         finally:
@@ -402,38 +422,44 @@ class ThreadResult:
         self.ops_per_s[second] += 1
 
 
+def _bumped(cur: Any, update: str, params: tuple[Any, ...], version_sql: str, key: int) -> int:
+    """In an open transaction: run an UPDATE that raises the version of row ``key``; the new version,
+    returned by the UPDATE itself or read back where UPDATE has no RETURNING (the UPDATE's row lock
+    keeps other writers out until the commit, and a transaction sees its own writes)."""
+    cur.execute(update, params)
+    if cur.description is None:
+        cur.execute(version_sql, (key,))
+    return int(cur.fetchall()[0][0])
+
+
 def write(client: Client, sql: Sql, committed: Committed, kind: str, params: tuple[Any, ...]) -> int:
     """Run one write, then record the version it committed; returns the statements it sent."""
     if kind == "w_customer":
-        with client.conn.cursor() as cur:
-            cur.execute(sql.update_customer, params)
-            row = cur.fetchone()
-        # commit() has returned: from now on no read may see an older version of this customer
-        committed.record_customer(params[2], int(row[0]))
-        return 1
+        version, sent = client.bump(sql.update_customer, params, sql.customer_version, params[2])
+        # committed: from now on no read may see an older version of this customer
+        committed.record_customer(params[2], version)
+        return sent
     if kind == "w_update":
-        with client.conn.cursor() as cur:
-            cur.execute(sql.update_order, params)
-            row = cur.fetchone()
-        committed.record(params[2], int(row[0]))
-        return 1
+        version, sent = client.bump(sql.update_order, params, sql.order_version, params[2])
+        committed.record(params[2], version)
+        return sent
     oid, product, qty, price = params
-    with client.conn.transaction(), client.conn.cursor() as cur:
-        cur.execute(sql.insert_item, (oid, product, qty, price))
-        cur.execute(sql.bump_order, (price * qty, oid))
-        row = cur.fetchone()
-    committed.record(oid, int(row[0]))
-    return 2
+    with client.db.transaction(client.conn) as cur:
+        cur.execute(sql.insert_item, client.adapt((oid, product, qty, price)))
+        version = _bumped(cur, sql.bump_order, client.adapt((price * qty, oid)), sql.order_version, oid)
+    committed.record(oid, version)
+    return 2 if sql.update_returns else 3
 
 
 def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, committed: Committed,
-               go: threading.Event, deadline_box: list[float], out: ThreadResult) -> None:
+               go: threading.Event, origin_box: list[float], out: ThreadResult) -> None:
     rng = random.Random(spec.seed * 1_000_003 + spec.process * 1_000 + index)
     go.wait()
-    deadline = deadline_box[0]
+    origin = origin_box[0]  # the same for every thread of the process
+    deadline = origin + spec.duration_s if not spec.ops else float("inf")
+    quota = spec.thread_ops(index) if spec.ops else -1
     out.started = time.monotonic()
-    origin = deadline - spec.duration_s  # the same for every thread of the process
-    while True:
+    while out.ops != quota:
         now = time.monotonic()
         if now >= deadline:
             break
@@ -485,7 +511,7 @@ def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, commi
             out.errors[name] += 1
             if len(out.error_samples) < ERROR_SAMPLES:
                 out.error_samples.append(f"{kind} {params!r}\n{traceback.format_exc()}")
-            if client.raw.closed:
+            if client.db.broken(client.raw):
                 client.reconnect()
     out.ended = time.monotonic()
 
@@ -495,16 +521,17 @@ def worker_main(spec: Spec, shared_state: SharedState, ready: Any, go: Any, resu
     try:
         layout = Layout(spec.scale)
         ops = Ops(spec)
-        sql = Sql(spec.schema)
+        db = engine(spec.database, spec.target)
+        sql = Sql(spec.schema, spec.database)
         committed = Committed(shared_state, layout)
         shared = make_shared(spec)
-        clients = [CLIENTS[spec.contender](spec, shared) for _ in range(spec.threads)]
+        clients = [CLIENTS[spec.contender](spec, shared, db) for _ in range(spec.threads)]
         for c in clients:  # load the analyzer, scope and catalog before the clock starts
             c.read(sql.warm, (1,))
         start = threading.Event()
-        deadline_box = [0.0]
+        origin_box = [0.0]
         outs = [ThreadResult() for _ in clients]
-        threads = [threading.Thread(target=run_thread, args=(spec, i, c, ops, sql, committed, start, deadline_box,
+        threads = [threading.Thread(target=run_thread, args=(spec, i, c, ops, sql, committed, start, origin_box,
                                                               outs[i]), daemon=True) for i, c in enumerate(clients)]
         for t in threads:
             t.start()
@@ -513,10 +540,11 @@ def worker_main(spec: Spec, shared_state: SharedState, ready: Any, go: Any, resu
         return
     ready.put((spec.process, None))
     go.wait()
-    deadline_box[0] = time.monotonic() + spec.duration_s
+    origin_box[0] = time.monotonic()
     start.set()
     for t in threads:
-        t.join(spec.duration_s + 120)
+        # A count-bounded run has no end to wait for but its count; a hung thread then hangs the run.
+        t.join(spec.duration_s + 120 if not spec.ops else None)
     hung = sum(t.is_alive() for t in threads)
     stats: dict[str, Any] = {}
     if spec.contender in QC:
