@@ -1543,7 +1543,9 @@ class CachedCursor:
             conn._end_transaction(lambda: self._raw_execute(sql, params), committing=False)
         else:
             self._raw_execute(sql, params)
-        if action is TxAction.BEGIN:
+        if action is TxAction.BEGIN and in_tx and not analysis.implicit_commit:
+            pass  # PostgreSQL: BEGIN inside a transaction is a warning; the transaction (and what it wrote) goes on
+        elif action is TxAction.BEGIN:
             tx.reset()
             tx.open = True
             tx.tracked = True

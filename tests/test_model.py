@@ -251,12 +251,16 @@ def test_every_cached_answer_is_the_databases(setup: tuple[querycache.QueryCache
             }
             self.explicit = False  # the autocommit connection is inside a BEGIN sent as text
             self.hot: list[tuple[str, tuple[Any, ...]]] = []
+            self.log: list[str] = []  # what ran, for the failure message
 
         def sql(self, template: str) -> str:
             return template.format(t=self.t, u=self.u)
 
         def fail(self, message: str) -> None:
-            raise AssertionError(message)
+            raise AssertionError(message + "\nsteps of this run:\n" + "\n".join(self.log))
+
+        def note(self, line: str) -> None:
+            self.log.append(line.replace(self.t, "t").replace(self.u, "u"))
 
         def recover(self, name: str, exc: BaseException) -> None:
             """After a database error: the driver's own, then a rollback as the application would."""
@@ -288,14 +292,18 @@ def test_every_cached_answer_is_the_databases(setup: tuple[querycache.QueryCache
             for name in data.draw(st.lists(st.sampled_from(LOCAL), min_size=1, max_size=3), label="readers"):
                 status, problem = checked_read(self.conns[name], sql, params, name == "auto")
                 statuses[f"{name} {status}"] += 1
+                self.note(f"  {name}: {sql} {params} -> {status}")
                 if problem:
                     self.fail(f"{name}: {problem}")
 
-        def attempt(self, name: str, run: Any) -> None:
+        def attempt(self, name: str, what: str, run: Any) -> None:
+            outcome = "ok"
             try:
                 run(self.conns[name].cursor())
             except db_errors as exc:
+                outcome = type(exc).__name__
                 self.recover(name, exc)
+            self.note(f"{name}: {what} -> {outcome}")
 
         def maybe_end(self, name: str, data: st.DataObject) -> None:
             if name in NON_AUTOCOMMIT:
@@ -314,6 +322,7 @@ def test_every_cached_answer_is_the_databases(setup: tuple[querycache.QueryCache
                     conn.cursor().execute(how)
             except db_errors as exc:
                 self.recover(name, exc)
+            self.note(f"{name}: {how}")
 
         @rule(data=st.data())
         def read(self, data: st.DataObject) -> None:
@@ -323,14 +332,14 @@ def test_every_cached_answer_is_the_databases(setup: tuple[querycache.QueryCache
         def write(self, name: str, which: int, data: st.DataObject) -> None:
             template, kinds = WRITES[which]
             params = tuple(data.draw(PARAMS[k]) for k in kinds)
-            self.attempt(name, lambda cur: cur.execute(self.sql(template), params))
+            self.attempt(name, f"{template} {params}", lambda cur: cur.execute(self.sql(template), params))
             self.maybe_end(name, data)
             self.observe(data)
 
         @rule(name=st.sampled_from(LOCAL), data=st.data())
         def write_many(self, name: str, data: st.DataObject) -> None:
             rows = data.draw(st.lists(st.tuples(PARAMS["val"], PARAMS["id"]), min_size=1, max_size=3))
-            self.attempt(name, lambda cur: cur.executemany(self.sql(MANY), rows))
+            self.attempt(name, f"executemany {MANY} {rows}", lambda cur: cur.executemany(self.sql(MANY), rows))
             self.maybe_end(name, data)
             self.observe(data)
 
@@ -346,17 +355,19 @@ def test_every_cached_answer_is_the_databases(setup: tuple[querycache.QueryCache
             is a warning on PostgreSQL). What is drawn never depends on the database's answers
             (a lock timeout is timing): hypothesis must be able to replay a run."""
             self.explicit = statement == "BEGIN"
-            self.attempt("auto", lambda cur: cur.execute(statement))
+            self.attempt("auto", statement, lambda cur: cur.execute(statement))
             self.observe(data)
 
         @rule(tier=st.sampled_from(["l1", "l2", None]), data=st.data())
         def flush(self, tier: str | None, data: st.DataObject) -> None:
             cache.flush(tier=tier)
+            self.note(f"flush {tier}")
             self.observe(data)
 
         @rule(table=st.sampled_from(["t", "u"]), data=st.data())
         def invalidate(self, table: str, data: st.DataObject) -> None:
             cache.invalidate_tables(getattr(self, table))
+            self.note(f"invalidate {table}")
             self.observe(data)
 
         @precondition(lambda self: second is not None)
@@ -367,6 +378,7 @@ def test_every_cached_answer_is_the_databases(setup: tuple[querycache.QueryCache
             sql, params = self.hot[index] if index < len(self.hot) else self.draw_read(data)
             status, problem = second.call("read", sql, params)
             statuses["remote " + status] += 1
+            self.note(f"  second process: {sql} {params} -> {status}")
             if problem:
                 self.fail(f"second process: {problem}")
 
@@ -377,6 +389,7 @@ def test_every_cached_answer_is_the_databases(setup: tuple[querycache.QueryCache
             template, kinds = WRITES[which]
             params = tuple(data.draw(PARAMS[k]) for k in kinds)
             outcome, problem = second.call("write", self.sql(template), params)
+            self.note(f"second process: {template} {params} -> {outcome}")
             if problem:
                 self.fail(f"second process: {problem}")
             if outcome != "ok":

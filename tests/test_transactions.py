@@ -226,3 +226,31 @@ def test_stamp_round_trips_only_where_a_snapshot_needs_one(level: str, pg2: Data
     cur.execute(f"UPDATE {table} SET qty = qty + 1 WHERE id = 1")
     conn.commit()
     assert (len(calls) == 0) == (level == "READ COMMITTED"), len(calls)
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_begin_inside_a_transaction_keeps_what_it_wrote(kind: str, request: pytest.FixtureRequest,
+                                                        cache: querycache.QueryCache) -> None:
+    """PostgreSQL: a second BEGIN is a warning and the transaction goes on (its uncommitted write must
+    neither be cached nor forgotten at COMMIT); MySQL: it commits the first one. Found by
+    tests/test_model.py: the second BEGIN had reset the wrapper's bookkeeping, so the next read
+    filled the shared tiers with the uncommitted row and the COMMIT bumped nothing."""
+    db: Database = request.getfixturevalue("pg" if kind == "postgres" else "mysql")
+    table = make_items(db)
+    sql = f"SELECT qty FROM {table} WHERE id = 1"
+    writer = cache.wrap(db.connect())
+    reader = cache.wrap(db.connect())
+    assert run(reader, sql) == ([(10,)], "miss")
+    cur = writer.cursor()
+    cur.execute("BEGIN")
+    cur.execute(f"UPDATE {table} SET qty = 11 WHERE id = 1")
+    cur.execute("BEGIN")  # PostgreSQL: WARNING there is already a transaction in progress
+    rows, status = run(writer, sql)
+    assert rows == [(11,)]
+    if kind == "postgres":
+        assert status == "bypass:tx_dirty"
+        assert [tuple(r) for r in run(reader, sql)[0]] == [(10,)]  # not the uncommitted row
+        cur.execute("COMMIT")
+    else:
+        cur.execute("COMMIT")  # the second BEGIN already committed; this ends the one it began
+    assert [tuple(r) for r in run(reader, sql)[0]] == [(11,)]
