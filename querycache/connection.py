@@ -299,9 +299,17 @@ class CachedConnection:
             return None
 
     def _adopt_stamp(self, candidate: int | None, was_in_tx: bool) -> None:
-        if candidate is None or not self._adapter.in_transaction(self._raw):
+        if not self._adapter.in_transaction(self._raw):
             return
         tx = self._tx
+        if candidate is None:
+            # READ COMMITTED takes no transaction stamp: a statement that began the transaction (a
+            # bypassed read, a write) began it in the wrapper's sight all the same. Without a stamp,
+            # REPEATABLE READ stays untracked (no hits, no fills).
+            if not was_in_tx and not tx.open and self._isolation() not in _RR_LEVELS:
+                tx.reset()
+                tx.open = True
+            return
         if not was_in_tx and not tx.open:
             tx.reset()  # the statement began the transaction: the wrapper saw it start
             tx.open = True

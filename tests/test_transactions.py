@@ -254,3 +254,17 @@ def test_begin_inside_a_transaction_keeps_what_it_wrote(kind: str, request: pyte
     else:
         cur.execute("COMMIT")  # the second BEGIN already committed; this ends the one it began
     assert [tuple(r) for r in run(reader, sql)[0]] == [(11,)]
+
+
+def test_a_bypassed_read_that_begins_a_read_committed_transaction_keeps_it_tracked(
+        pg: Database, cache: querycache.QueryCache) -> None:
+    """A read the cache does not answer (here a skip hint) begins the transaction of a non-autocommit
+    connection; at READ COMMITTED the reads after it may still hit (they were all tx_untracked)."""
+    table = make_items(pg)
+    sql = f"SELECT qty FROM {table} WHERE id = 1"
+    run(cache.wrap(pg.connect()), sql)  # filled
+    conn = cache.wrap(pg.connect(autocommit=False))
+    assert run(conn, f"/* cache skip */ SELECT qty FROM {table} WHERE id = 2")[1] == "bypass:hint_skip"
+    assert conn.wrapped.info.transaction_status == 2  # INTRANS: the read began it
+    assert run(conn, sql) == ([(10,)], "hit:L2")
+    conn.rollback()
