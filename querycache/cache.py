@@ -113,8 +113,9 @@ class QueryCache:
         self._store_down_logged = False
         self._closed = False
         self._flights = SingleFlight()
-        # Row-level invalidation: (table key, column) pairs this process registered as pinned.
-        self._row_dependencies: set[tuple[str, str]] = set()
+        # Row-level invalidation: (table key, column) pairs this process registered as pinned, with
+        # the store's epoch read just before the registration (a restart forgets registrations).
+        self._row_dependencies: dict[tuple[str, str], str] = {}
         self._generated_columns: dict[tuple[str, str], frozenset[str]] = {}
         self.stats_enabled = self.config.stats.enabled
         self._registry: Any = None

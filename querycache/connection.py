@@ -72,14 +72,17 @@ class _Transaction:
 class _ReadPlan:
     """A cacheable read resolved against the catalog: its version keys, or why it is not cached."""
 
-    __slots__ = ("bypass", "calls_user_function", "row_pins", "swr_s", "ttl_s", "version_keys")
+    __slots__ = ("bypass", "calls_user_function", "pinned", "row_pins", "swr_s", "ttl_s", "version_keys")
 
     def __init__(self, version_keys: tuple[str, ...], bypass: BypassReason | None, ttl_s: float,
                  calls_user_function: bool = False, swr_s: float = 0.0,
-                 row_pins: dict[str, dict[str, tuple[Source, ...]]] | None = None) -> None:
+                 row_pins: dict[str, dict[str, tuple[Source, ...]]] | None = None,
+                 pinned: tuple[tuple[str, str], ...] = ()) -> None:
         self.version_keys = version_keys
         # Row-level: the tables pinned to column values; their bucket keys depend on the parameters.
         self.row_pins = row_pins
+        # Row-level, one execution's plan: the (table key, column) registrations its buckets rely on.
+        self.pinned = pinned
         self.bypass = bypass
         self.ttl_s = ttl_s
         self.swr_s = swr_s
@@ -619,6 +622,7 @@ class CachedConnection:
         backend: Any = self._cache.backend
         registered = self._cache._row_dependencies
         keys = list(plan.version_keys)
+        pinned: list[tuple[str, str]] = []
         stats = self._cache._stats.row_level
         for table, columns in plan.row_pins.items():
             table_key = self._key(table)
@@ -637,19 +641,33 @@ class CachedConnection:
                     break
                 if (table_key, column) not in registered:
                     try:
+                        # The epoch first: a restart between the two makes them differ, never agree falsely.
+                        epoch = backend.current_stamp()[0]
                         backend.register_dependency(table_key, column)
                     except Exception:  # noqa: BLE001 - fail open: unregistered, the table is read as "any"
                         self._cache._store_failed()
                         buckets = None
                         break
-                    registered.add((table_key, column))
+                    registered[(table_key, column)] = epoch
+                pinned.append((table_key, column))
             if buckets is None:
                 keys.append(table_key + _BUCKET + "*")
                 stats.incr("reads:any")
             else:
                 keys += sorted(set(buckets))
                 stats.incr("reads:pinned")
-        return _ReadPlan(tuple(keys), plan.bypass, plan.ttl_s, plan.calls_user_function, plan.swr_s)
+        return _ReadPlan(tuple(keys), plan.bypass, plan.ttl_s, plan.calls_user_function, plan.swr_s,
+                         pinned=tuple(pinned))
+
+    def _registered_in(self, plan: _ReadPlan, epoch: str) -> bool:
+        """Whether every column ``plan`` pins was registered in the store's incarnation ``epoch``.
+        A registration made before a restart or FLUSHALL is gone with it: writers would bump only
+        "any", so the answer must not be filled; the registration is forgotten and made again."""
+        registered = self._cache._row_dependencies
+        stale = [pin for pin in plan.pinned if registered.get(pin) != epoch]
+        for pin in stale:
+            registered.pop(pin, None)
+        return not stale
 
     def _generated_columns(self, table: str) -> frozenset[str]:
         """Columns of ``table`` the database computes (GENERATED ... STORED / VIRTUAL), read once per
@@ -1348,8 +1366,12 @@ class CachedCursor:
         fill_stamp = stamp if tx_stamp is None else min(stamp, tx_stamp)
         if pin and was_in_tx:
             fill_stamp = stamp
+        fill_l1, fill_l2 = l1_key if use_l1 else None, store_key
+        if plan.pinned and not conn._registered_in(plan, lookup.epoch):
+            stats.not_filled.incr(NotFilledReason.DEPENDENCY_EPOCH.value)
+            fill_l1 = fill_l2 = None
         try:
-            shared, filled = self._capture_and_fill(analysis, plan, l1_key if use_l1 else None, store_key,
+            shared, filled = self._capture_and_fill(analysis, plan, fill_l1, fill_l2,
                                                     fill_stamp, lookup.epoch, lookup.pending, l1_token)
         except BaseException:
             if leased and store_key is not None and flight is None:

@@ -42,6 +42,9 @@ class NotFilledReason(StrEnum):
     ERROR = "error"
     UNTRACKED_TRANSACTION = "untracked_transaction"
     PRIVATE_SCOPE = "private_scope"
+    # Row-level: a pinned column's registration is from another incarnation of the store (restart,
+    # FLUSHALL): writers there may not know the column yet.
+    DEPENDENCY_EPOCH = "dependency_epoch"
 
 
 HIT_L1 = "hit:L1"

@@ -341,3 +341,48 @@ def test_a_failing_pre_read_leaves_the_transaction_alive(shop: Database, cache: 
     autocommit_writer = cache.wrap(shop.connect())
     autocommit_writer.cursor().execute(f"UPDATE {products} SET price = 1 WHERE id = %s", (9,))
     assert set(categories(c, products)) == {"miss"}
+
+
+def test_registrations_lost_with_a_redis_restart_are_made_again(tmp_path: Any) -> None:
+    """A Redis restart (no persistence) or FLUSHALL forgets which columns readers pin. A process that
+    registered a column before must not fill an answer pinned to it in the new incarnation until it
+    has registered it there again: writers there would bump only "any" (found by bench/soak.py:
+    thousands of stale reads after each restart)."""
+    import psycopg
+
+    from tests.backends.test_redis import RedisServer
+    from tests.conftest import PG_DSN
+
+    db = make_database("postgres", tmp_path)
+    table = db.t("counters")
+    db.tables.append(table)
+    db.admin(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, v INTEGER)", f"INSERT INTO {table} VALUES (1, 0)")
+    server = RedisServer(str(tmp_path))
+    server.start()
+    config = {"l2": {"backend": "redis", "url": server.url, "timeout_ms": 2000}}
+    reader_cache = querycache.QueryCache.from_dict(config)
+    writer_cache = querycache.QueryCache.from_dict(config)
+    try:
+        reader = reader_cache.wrap(psycopg.connect(PG_DSN, autocommit=True))
+        writer = writer_cache.wrap(psycopg.connect(PG_DSN, autocommit=True))
+        sql = f"SELECT v FROM {table} WHERE id = %s"
+
+        def read() -> tuple[Any, str]:
+            cur = reader.cursor()
+            cur.execute(sql, (1,))
+            return cur.fetchall()[0][0], str(cur.cache_status)
+
+        assert read() == (0, "miss")  # registers column id
+        server.stop()
+        server.start()  # empty: a new incarnation, no registrations
+        assert read() == (0, "miss")  # not filled: its registration is from the old incarnation
+        assert reader_cache.stats().to_dict()["not_filled"].get("dependency_epoch") == 1
+        assert read() == (0, "miss")  # registered again, filled
+        writer.cursor().execute(f"UPDATE {table} SET v = v + 1 WHERE id = %s", (1,))
+        assert read() == (1, "miss")  # the writer knew the column: the entry was invalidated
+        assert read()[0] == 1
+    finally:
+        reader_cache.close()
+        writer_cache.close()
+        server.stop()
+        db.cleanup()
