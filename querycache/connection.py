@@ -641,9 +641,7 @@ class CachedConnection:
                     break
                 if (table_key, column) not in registered:
                     try:
-                        # The epoch first: a restart between the two makes them differ, never agree falsely.
-                        epoch = backend.current_stamp()[0]
-                        backend.register_dependency(table_key, column)
+                        epoch = backend.register_dependency(table_key, column)
                     except Exception:  # noqa: BLE001 - fail open: unregistered, the table is read as "any"
                         self._cache._store_failed()
                         buckets = None

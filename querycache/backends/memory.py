@@ -238,7 +238,7 @@ class MemoryBackend:
             return tick
 
     # -- row-level invalidation: which columns readers are pinned by, per table ----------------
-    def register_dependency(self, table_key: str, column: str) -> None:
+    def register_dependency(self, table_key: str, column: str) -> str:
         """A reader is about to depend on ``column``'s buckets: writers must bump them from now on.
         Called before the reader's stamp; a new column moves the table's dependency version, which
         a writer compares at its phase 2 (a change there makes it bump the whole table)."""
@@ -247,6 +247,7 @@ class MemoryBackend:
             if column not in columns:
                 columns.add(column)
                 self._dependency_versions[table_key] = self._dependency_versions.get(table_key, 0) + 1
+            return self._epoch
 
     def dependencies(self, table_key: str) -> tuple[frozenset[str], int]:
         with self._lock:

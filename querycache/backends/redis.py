@@ -311,6 +311,15 @@ class _FillWaiter:
 
 _DEPENDENCY_VERSION = "\x00version"
 
+# KEYS: clock, a table's dependency hash. ARGV: new epoch, 0, column. The version comes from the
+# clock's counter, which never goes back, not from a count that a restart would start again: a
+# writer comparing versions around its write must never see an old value come back (ABA).
+_REGISTER = _PRELUDE + """
+redis.call('HSET', KEYS[2], ARGV[3], '1')
+redis.call('HSET', KEYS[2], '\\0version', string.format('%d', tick()))
+return epoch
+"""
+
 
 def _hashed(prefix: str, name: str) -> str:
     return prefix + hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
@@ -334,7 +343,8 @@ class RedisBackend:
                                             socket_connect_timeout=self.timeout_s)
         self._scripts = {name: self._client.register_script(body) for name, body in (
             ("lookup", _LOOKUP), ("fill", _FILL), ("begin", _BEGIN), ("end", _END), ("stamp", _STAMP),
-            ("renew", _RENEW), ("acked", _ACKED), ("release", _RELEASE), ("extend", _EXTEND))}
+            ("renew", _RENEW), ("acked", _ACKED), ("release", _RELEASE), ("extend", _EXTEND),
+            ("register", _REGISTER))}
         db = self._client.connection_pool.connection_kwargs.get("db", 0)
         self.channel = f"{CHANNEL}:{db}"
         self.fills_channel = f"{FILLS}:{db}"
@@ -581,16 +591,11 @@ class RedisBackend:
             delay = min(delay * 2, 0.01)
 
     # -- row-level invalidation: which columns readers pin, per table (see MemoryBackend) ------
-    def register_dependency(self, table_key: str, column: str) -> None:
-        key = _hashed("qc:d:", table_key)
-
-        def register() -> None:
-            pipe = self._client.pipeline(transaction=True)  # MULTI: the column and the version together
-            pipe.hset(key, column, "1")
-            pipe.hincrby(key, _DEPENDENCY_VERSION, 1)
-            pipe.execute()
-
-        self._call(register)
+    def register_dependency(self, table_key: str, column: str) -> str:
+        """Register ``column`` (one script: the column and a new version together); returns the
+        incarnation it was registered in."""
+        epoch = self._run("register", [CLOCK, _hashed("qc:d:", table_key)], [self._new_epoch(), 0, column])
+        return epoch.decode() if isinstance(epoch, bytes) else str(epoch)
 
     def dependencies(self, table_key: str) -> tuple[frozenset[str], int]:
         fields = self._call(lambda: self._client.hgetall(_hashed("qc:d:", table_key))) or {}
