@@ -2,8 +2,8 @@
 
 The suite is not vendored: it is taken at test time from psycopg2's source distribution
 (``tests/dbapi20.py``, the Python 3 revision 1.12 of the file), checked against a pinned sha256 and
-kept in pytest's cache directory, so later runs need no network. PyMySQL's sdists dropped their copy
-(``pymysql/tests/thirdparty/test_MySQLdb/dbapi20.py``) after 0.9.3, whose copy is an older revision
+kept in pytest's cache directory, so later runs need no network. PyMySQL's 1.0.2 and 1.1.1 sdists
+carry no copy; 0.9.3's (``pymysql/tests/thirdparty/test_MySQLdb/dbapi20.py``) is an older revision
 that still imports ``unittest2``.
 
 Each driver runs the same suite twice, on its raw connections and on ``cache.wrap(...)`` of them.
