@@ -90,6 +90,32 @@ class _ReadPlan:
         self.calls_user_function = calls_user_function
 
 
+class _NoSuchMethod(AttributeError, TypeError):
+    """The driver has no such method. An AttributeError for ``hasattr`` and attribute access; a
+    TypeError too, which is what ``with`` raises for an object that is no context manager."""
+
+
+class _DriverMethod:
+    """A method of the wrapper that exists only where the wrapped driver object has one of that name:
+    ``hasattr`` (dbapi20, SQLAlchemy, an application's feature probes) must see the driver's own
+    surface, and calling what the driver lacks must fail as it would on the driver."""
+
+    def __init__(self, method: Callable[..., Any]) -> None:
+        self._method = method
+        self._name = method.__name__
+        self.__doc__ = method.__doc__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self._method
+        raw = instance._raw
+        if not hasattr(raw, self._name):
+            if self._name in ("__enter__", "__exit__"):
+                raise _NoSuchMethod(f"{type(raw).__name__!r} object does not support the context manager protocol")
+            raise _NoSuchMethod(f"{type(raw).__name__!r} object has no attribute {self._name!r}")
+        return self._method.__get__(instance, owner)
+
+
 class CachedConnection:
     """A PEP 249 connection whose reads are answered from the cache when provably fresh."""
 
@@ -213,17 +239,20 @@ class CachedConnection:
         closed = getattr(self._raw, "closed", False)
         return bool(closed) if not callable(closed) else False
 
+    @_DriverMethod
     def execute(self, sql: Any, params: Any = None, *args: Any, **kwargs: Any) -> CachedCursor:
         """sqlite3 / psycopg ``Connection.execute``: a new cursor, executed through the cache."""
         cur = self.cursor()
         cur.execute(sql, params, *args, **kwargs) if params is not None or args or kwargs else cur.execute(sql)
         return cur
 
+    @_DriverMethod
     def executemany(self, sql: Any, seq_of_params: Any, *args: Any, **kwargs: Any) -> CachedCursor:
         cur = self.cursor()
         cur.executemany(sql, seq_of_params, *args, **kwargs)
         return cur
 
+    @_DriverMethod
     def executescript(self, script: str) -> CachedCursor:
         """sqlite3: commits first, then runs several statements: a write to every table."""
         keys = {self._key(ALL_TABLES)} | self._tx.written
@@ -237,6 +266,7 @@ class CachedConnection:
         self._cache._stats.bypasses.incr(BypassReason.MULTI_STATEMENT.value)
         return cur
 
+    @_DriverMethod
     def blobopen(self, table: str, column: str, row: int, /, *, readonly: bool = False, name: str = "main") -> Any:
         """sqlite3 incremental blob I/O: every write is tracked like an UPDATE of ``table``."""
         blob = self._raw.blobopen(table, column, row, readonly=readonly, name=name)
@@ -244,11 +274,13 @@ class CachedConnection:
             return blob
         return _BlobWriter(self, blob, self._write_keys(self._analyzer(f'UPDATE "{table}" SET x = 1')))
 
+    @_DriverMethod
     def deserialize(self, data: Any, /, *, name: str = "main") -> None:
         """sqlite3: replaces the whole database: a write to every table."""
         self._publish_around({self._key(ALL_TABLES)}, lambda: self._raw.deserialize(data, name=name))
         self._catalog_changed()
 
+    @_DriverMethod
     def transaction(self, *args: Any, **kwargs: Any) -> Any:
         """psycopg ``Connection.transaction()``: its exit commits (or releases a savepoint)."""
         return _TransactionBlock(self, self._raw.transaction(*args, **kwargs))
@@ -954,9 +986,11 @@ class CachedCursor:
             raise StopIteration
         return row
 
+    @_DriverMethod
     def __enter__(self) -> CachedCursor:
         return self
 
+    @_DriverMethod
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
@@ -969,16 +1003,18 @@ class CachedCursor:
         if method is not None:
             method(sizes)
 
+    @_DriverMethod
     def setoutputsize(self, size: Any, column: Any = None) -> None:
-        method = getattr(self._raw, "setoutputsize", None)
-        if method is not None:
-            method(size) if column is None else method(size, column)
+        method = self._raw.setoutputsize
+        method(size) if column is None else method(size, column)
 
+    @_DriverMethod
     def nextset(self) -> Any:
         if self._served:
             return None
         return self._raw.nextset()
 
+    @_DriverMethod
     def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Any:
         """Never cached: a procedure may write anything."""
         conn = self._conn
@@ -1798,6 +1834,7 @@ class CachedCursor:
         self._returned = _run_write(conn, keys, action, False)
         return self._result()
 
+    @_DriverMethod
     def stream(self, query: Any, params: Any = None, *args: Any, **kwargs: Any) -> Iterator[Any]:
         """psycopg ``Cursor.stream``: never cached; a write is tracked like ``execute``."""
         conn = self._conn
@@ -1809,17 +1846,20 @@ class CachedCursor:
         yield from rows
 
     # -- psycopg / psycopg2 extras that write ------------------------------------------------
+    @_DriverMethod
     def copy(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
         """psycopg ``Cursor.copy``: COPY FROM writes its table; tracked like any write."""
         conn = self._conn
         keys = _statement_write_keys(conn, statement)
         return _CopyBlock(conn, keys, self._raw.copy(statement, *args, **kwargs))
 
+    @_DriverMethod
     def copy_expert(self, sql: Any, file: Any, *args: Any, **kwargs: Any) -> Any:
         conn = self._conn
         keys = _statement_write_keys(conn, sql)
         return _run_write(conn, keys, lambda: self._raw.copy_expert(sql, file, *args, **kwargs), False)
 
+    @_DriverMethod
     def copy_from(self, file: Any, table: str, *args: Any, **kwargs: Any) -> Any:
         conn = self._conn
         keys = conn._write_keys(conn._analyzer(f"DELETE FROM {table}"))

@@ -236,20 +236,6 @@ def _differences(raw: Outcomes, wrapped: Outcomes) -> str:
 # Every driver skips test_nextset and test_setoutputsize (see compliance_class).
 MIN_RAW_PASSED = {"sqlite3": 24, "psycopg": 33, "psycopg2": 33, "pymysql": 28}
 
-# Tests whose wrapped outcome differs from the raw one because of a library bug (the wrapper's cursor
-# has methods the driver's cursor lacks, see test_wrapper_adds_no_driver_methods); each is reproduced
-# alone by a strict xfail below. They are left out of the whole-suite comparison so that the rest of
-# the suite keeps guarding against regressions meanwhile: remove an entry when its xfail passes.
-KNOWN_DEVIATIONS: dict[str, dict[str, str]] = {
-    "sqlite3": {"test_callproc": "sqlite3.Cursor has no callproc; the wrapped cursor has one, which raises "
-                                "AttributeError (dbapi20 skips the test on hasattr)"},
-    "psycopg": {"test_callproc": "psycopg.Cursor has no callproc; the wrapped cursor has one, which raises "
-                                 "AttributeError (dbapi20 skips the test on hasattr)"},
-    "pymysql": {"test_setoutputsize_basic": "pymysql's Cursor has no setoutputsize (AttributeError); the "
-                                            "wrapped cursor has a silent no-op one"},
-}
-
-
 # Every driver with its defaults (no autocommit), and in autocommit where that reaches the cache's read
 # path that the default misses: on PostgreSQL without autocommit every read of the suite follows a
 # write in its transaction (tx_dirty: all bypassed). MariaDB's DDL commits implicitly, so its default
@@ -277,19 +263,7 @@ def test_dbapi20_wrapped_matches_raw(driver: str, autocommit: bool, dbapi20: Mod
         # The reads went through the cache (miss, fill, then invalidation by the next write or by the
         # DROP/CREATE of the same table names in the next test), not only around it.
         assert stats["misses"] > 0, f"the wrapped run never went through the cache's read path: {report}"
-    for name in KNOWN_DEVIATIONS.get(driver, {}):
-        raw.outcome.pop(name)
-        wrapped.outcome.pop(name)
     assert wrapped.outcome == raw.outcome, f"{report}\n{_differences(raw, wrapped)}"
-
-
-@pytest.mark.parametrize(("driver", "test"), [
-    pytest.param(driver, test, marks=pytest.mark.xfail(strict=True, reason=reason))
-    for driver, tests in KNOWN_DEVIATIONS.items() for test, reason in tests.items()])
-def test_dbapi20_known_deviation(driver: str, test: str, dbapi20: ModuleType, tmp_path: Path) -> None:
-    raw, wrapped, cache = raw_and_wrapped(dbapi20, driver, tmp_path, only=[test])
-    cache.close()
-    assert wrapped.outcome == raw.outcome, _differences(raw, wrapped)
 
 
 # Names the wrapper adds on purpose (API.md); any other name must exist on the wrapper iff it exists
@@ -297,24 +271,11 @@ def test_dbapi20_known_deviation(driver: str, test: str, dbapi20: ModuleType, tm
 # and nextset).
 INTENTIONAL = {"connection": {"wrapped", "cache", "database_id", "version_namespace", "explain"},
                "cursor": {"wrapped", "cache_status"}}
-EXTRA_NAMES = {  # what each wrapper has and the driver lacks, today
-    ("sqlite3", "connection"): ["transaction"],
-    ("sqlite3", "cursor"): ["__enter__", "__exit__", "callproc", "copy", "nextset", "stream"],
-    ("psycopg", "connection"): ["blobopen", "deserialize", "executemany", "executescript"],
-    ("psycopg", "cursor"): ["callproc"],
-    ("psycopg2", "connection"): ["blobopen", "deserialize", "execute", "executemany", "executescript",
-                                 "transaction"],
-    ("psycopg2", "cursor"): ["copy", "stream"],
-    ("pymysql", "connection"): ["blobopen", "deserialize", "execute", "executemany", "executescript",
-                                "transaction"],
-    ("pymysql", "cursor"): ["copy", "setoutputsize", "stream"],
-}
+KINDS = [(driver, kind) for driver in ("sqlite3", "psycopg", "psycopg2", "pymysql")
+         for kind in ("connection", "cursor")]
 
 
-@pytest.mark.parametrize(("driver", "kind"), [
-    pytest.param(driver, kind, marks=pytest.mark.xfail(
-        strict=True, reason=f"the wrapped {kind} has {', '.join(extra)}, which {driver}'s lacks"))
-    for (driver, kind), extra in EXTRA_NAMES.items()])
+@pytest.mark.parametrize(("driver", "kind"), KINDS)
 def test_wrapper_adds_no_driver_methods(driver: str, kind: str, tmp_path: Path) -> None:
     _, connect = _real_connect(driver, tmp_path)
     _probe(connect, driver)
