@@ -128,7 +128,7 @@ def l2_hits(cache: querycache.QueryCache, rounds: int, batch: int) -> dict[str, 
 
 
 def _clock_keys(client: Any) -> set[bytes]:
-    return {key for pattern in ("qc:v:*", "qc:p:*", "qc:d:*") for key in client.scan_iter(match=pattern, count=1000)}
+    return {key for pattern in ("qc:v:*", "qc:p:*") for key in client.scan_iter(match=pattern, count=1000)}
 
 
 def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:

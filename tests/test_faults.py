@@ -38,7 +38,7 @@ LEASE_MS = 500
 
 def _cache(url: str, namespace: str) -> Any:
     # stats.publish_interval_s: the stats publisher is a store client too; a long interval keeps
-    # it from talking to the store behind a test's back (see the xfail tests below).
+    # it from talking to the store behind a test's back (see test_first_read_after_outage_*).
     return querycache.QueryCache.from_dict(
         {"l2": {"backend": "redis", "url": url, "namespace": namespace, "timeout_ms": TIMEOUT_MS},
          "invalidation": {"lease_ms": LEASE_MS}, "stats": {"publish_interval_s": 3600}})
@@ -188,9 +188,8 @@ def test_network_fault_between_app_and_redis(fault: str, pg: Database, proxy: Fa
     transaction state; a write during it lands and every read sees it; once the store is back the
     breaker closes, caching resumes, and neither process reads anything older than a write.
 
-    After the fault clears this process first reads a table the writes did not touch: its first
-    successful store call delivers the bump that could not be published during the fault. Reading
-    the written table first is a stale read (``test_first_read_after_outage_*`` below, xfail).
+    After the fault clears this process first reads a table the writes did not touch (reading the
+    written table first is ``test_first_read_after_outage_*`` below).
     """
     tables = Tables(pg)
     namespace = "f" + uuid.uuid4().hex[:8]
@@ -278,10 +277,6 @@ def test_latency_below_the_timeout_keeps_caching(pg: Database, proxy: FaultProxy
         cache.close()
 
 
-_OUTAGE_BUG = ("a bump that could not be published during a store outage is delivered only after the "
-               "next successful store call: RedisBackend._call returns that call's lookup (run before "
-               "_deliver_pending) and other processes keep reading L2 entries filled before the outage "
-               "until the writer's process calls the store again")
 
 
 def _write_during_reset(pg: Database, proxy: FaultProxy, cache: Any, tables: Tables) -> Any:
@@ -296,10 +291,11 @@ def _write_during_reset(pg: Database, proxy: FaultProxy, cache: Any, tables: Tab
     return conn
 
 
-@pytest.mark.xfail(strict=True, reason=_OUTAGE_BUG)
 def test_first_read_after_outage_in_the_writing_process(pg: Database, proxy: FaultProxy) -> None:
-    """The write committed during the outage; the first read of its table after the outage is an
-    L2 hit on the entry filled before it (v=0)."""
+    """The write committed during the outage, its bump could not be published: the first read of
+    its table after the outage must not be an L2 hit on the entry filled before it (v=0). The
+    process announces what it could not before answering from the store again (found by this test:
+    the lookup ran first)."""
     tables = Tables(pg)
     cache = _cache(proxy.url, "f" + uuid.uuid4().hex[:8])
     conn = _write_during_reset(pg, proxy, cache, tables)
@@ -310,9 +306,10 @@ def test_first_read_after_outage_in_the_writing_process(pg: Database, proxy: Fau
         cache.close()
 
 
-@pytest.mark.xfail(strict=True, reason=_OUTAGE_BUG)
 def test_first_read_after_outage_in_another_process(pg: Database, proxy: FaultProxy) -> None:
-    """The same, read by another process while the writer's process makes no store call."""
+    """The same, read by another process while the writer's process makes no store call of its own:
+    its subscriber announces the outage's writes as soon as it reconnects (found by this test: the
+    writer's next query did, up to a TTL later)."""
     tables = Tables(pg)
     namespace = "f" + uuid.uuid4().hex[:8]
     cache = _cache(proxy.url, namespace)
@@ -395,19 +392,18 @@ def _fill_memory(client: Any, headroom: int) -> None:
     raise AssertionError("Redis never refused a write")
 
 
-_OOM_BUG = ("under noeviction Redis refuses the writes' bumps (OOM) but still runs read-only lookups: "
-            "an entry filled before the write is served from L2 (hit:L2, old value) in the writing "
-            "process and in others, until memory is back and the writer's process calls the store again")
 
 
-@pytest.mark.parametrize("policy", [pytest.param("noeviction", marks=pytest.mark.xfail(strict=True, reason=_OOM_BUG)),
-                                    "volatile-lru"])
+@pytest.mark.parametrize("policy", ["noeviction", "volatile-lru"])
 def test_out_of_memory_redis(policy: str, pg: Database, redis_server: RedisServer) -> None:
     """Redis refuses writes (OOM): fills fail (counted, never an error), bumps fail; no read may be
     served from an entry older than a write; once memory is back, caching resumes, fresh.
 
     Under volatile-lru Redis first evicts every key with a TTL (entries, pending marks, leases)
-    before it refuses writes, so no entry outlives the failed bump; noeviction keeps them (xfail)."""
+    before it refuses writes, so no entry outlives the failed bump. noeviction keeps them: the
+    lookup script carries a shebang without allow-oom, so Redis 7 refuses it while out of memory
+    and reads fail open (found by this test: lookups ran and served entries older than the
+    refused bumps)."""
     import redis
 
     tables = Tables(pg)
@@ -449,17 +445,13 @@ def test_out_of_memory_redis(policy: str, pg: Database, redis_server: RedisServe
         cache.close()
 
 
-_EVICTION_BUG = ("allkeys-lru eviction with row-level invalidation on (the default): after an autocommit "
-                 "UPDATE of the row returned, the same process reads the old value from L2 (hit:L2); with "
-                 "row_level off the same run has no stale read. Root cause not isolated; suspect the "
-                 "pinned-column registry (qc:d:<table>, no TTL, not tied to the epoch) being evicted while "
-                 "QueryCache._row_dependencies says it is registered")
 
 
-@pytest.mark.xfail(strict=True, reason=_EVICTION_BUG)
 def test_allkeys_lru_eviction_of_clock_and_version_keys(pg: Database, redis_server: RedisServer) -> None:
     """allkeys-lru (which `doctor` rejects) evicts clock, version and pending keys along with entries:
-    an evicted version counts as changed, an evicted clock starts a new epoch; never a stale read."""
+    an evicted version counts as changed, an evicted clock starts a new epoch; never a stale read.
+    Row level (found by this test): the columns readers pin lived in a key of their own, whose
+    eviction made writers bump only "any"; they now live in the clock's hash."""
     import redis
 
     tables = Tables(pg)

@@ -309,16 +309,33 @@ class _FillWaiter:
         self.reason: str | None = None
 
 
-_DEPENDENCY_VERSION = "\x00version"
-
-# KEYS: clock, a table's dependency hash. ARGV: new epoch, 0, column. The version comes from the
-# clock's counter, which never goes back, not from a count that a restart would start again: a
-# writer comparing versions around its write must never see an old value come back (ABA).
+# KEYS: clock. ARGV: new epoch, 0, column, the table's field. The columns readers pin live in the
+# clock's own hash, so that no eviction can forget them without starting a new incarnation (which
+# readers detect: see CachedConnection._registered_in). The version comes from the clock's
+# counter, which never goes back, not from a count that would start again (a writer comparing
+# versions around its write must never see an old value come back).
 _REGISTER = _PRELUDE + """
-redis.call('HSET', KEYS[2], ARGV[3], '1')
-redis.call('HSET', KEYS[2], '\\0version', string.format('%d', tick()))
+local field = 'd' .. ARGV[4]
+local columns = redis.call('HGET', KEYS[1], field)
+local known = false
+if columns then
+  for name in string.gmatch(columns, '[^\\30]+') do
+    if name == ARGV[3] then known = true end
+  end
+end
+if not known then
+  redis.call('HSET', KEYS[1], field, columns and (columns .. '\\30' .. ARGV[3]) or ARGV[3])
+end
+redis.call('HSET', KEYS[1], 'v' .. ARGV[4], string.format('%d', tick()))
 return epoch
 """
+
+
+def _oom_denied(script: str) -> str:
+    """Redis 7 refuses a script with a shebang and without ``allow-oom`` while it is out of memory.
+    For the lookup that is fail-open: under ``noeviction`` at ``maxmemory`` the bumps of writes are
+    refused, so an entry filled before them must not be served (the query goes to the database)."""
+    return "#!lua\n" + script
 
 
 def _hashed(prefix: str, name: str) -> str:
@@ -341,8 +358,9 @@ class RedisBackend:
         self._secret = hmac_secret.encode() if hmac_secret else None
         self._client = redis.Redis.from_url(url, socket_timeout=self.timeout_s,
                                             socket_connect_timeout=self.timeout_s)
+        lookup = _oom_denied(_LOOKUP) if self._server_major() >= 7 else _LOOKUP
         self._scripts = {name: self._client.register_script(body) for name, body in (
-            ("lookup", _LOOKUP), ("fill", _FILL), ("begin", _BEGIN), ("end", _END), ("stamp", _STAMP),
+            ("lookup", lookup), ("fill", _FILL), ("begin", _BEGIN), ("end", _END), ("stamp", _STAMP),
             ("renew", _RENEW), ("acked", _ACKED), ("release", _RELEASE), ("extend", _EXTEND),
             ("register", _REGISTER))}
         db = self._client.connection_pool.connection_kwargs.get("db", 0)
@@ -455,6 +473,12 @@ class RedisBackend:
         if self._forked:
             self._forked = False
             self._after_fork()
+        if self._undelivered:
+            # Writes this process could not announce (an outage): announce them first, and
+            # answer nothing from the store until they are.
+            self._deliver_pending()
+            if self._undelivered:
+                raise BackendUnavailable("redis: write announcements not yet delivered")
         vkeys, pkeys = self._keys(version_keys)
         entry = key or "qc:none"
         generation = self._generation
@@ -591,23 +615,25 @@ class RedisBackend:
             delay = min(delay * 2, 0.01)
 
     # -- row-level invalidation: which columns readers pin, per table (see MemoryBackend) ------
+    def _server_major(self) -> int:
+        """The server's major version; 7 when it cannot be read now (the store may be down)."""
+        try:
+            version = str(self._client.info("server").get("redis_version", "7"))
+            return int(version.split(".")[0])
+        except (RedisError, OSError, ValueError):
+            return 7
+
     def register_dependency(self, table_key: str, column: str) -> str:
         """Register ``column`` (one script: the column and a new version together); returns the
         incarnation it was registered in."""
-        epoch = self._run("register", [CLOCK, _hashed("qc:d:", table_key)], [self._new_epoch(), 0, column])
+        epoch = self._run("register", [CLOCK], [self._new_epoch(), 0, column, _hashed(":", table_key)])
         return epoch.decode() if isinstance(epoch, bytes) else str(epoch)
 
     def dependencies(self, table_key: str) -> tuple[frozenset[str], int]:
-        fields = self._call(lambda: self._client.hgetall(_hashed("qc:d:", table_key))) or {}
-        version = 0
-        columns = set()
-        for name, value in fields.items():
-            name = name.decode() if isinstance(name, bytes) else name
-            if name == _DEPENDENCY_VERSION:
-                version = int(value)
-            else:
-                columns.add(name)
-        return frozenset(columns), version
+        field = _hashed(":", table_key)
+        columns, version = self._call(lambda: self._client.hmget(CLOCK, "d" + field, "v" + field)) or (None, None)
+        names = columns.decode() if isinstance(columns, bytes) else (columns or "")
+        return frozenset(name for name in names.split("\x1e") if name), int(version or 0)
 
     def current_stamp(self) -> tuple[str, int]:
         seq, epoch, _ = self._run("stamp", [CLOCK], [self._new_epoch(), 0])
@@ -877,6 +903,8 @@ class RedisBackend:
                 pubsub = client.pubsub()  # type: ignore[no-untyped-call]
                 pubsub.subscribe(self.channel, self.fills_channel)
                 self._resync()  # messages may have been missed before this subscription
+                if self._undelivered:
+                    self._deliver_pending()  # the store is back: announce the outage's writes now
                 seq_text, epoch, msg_text = self._scripts["stamp"](keys=[CLOCK], args=[self._new_epoch(), 0],
                                                                    client=client)
                 self._see_epoch(epoch.decode() if isinstance(epoch, bytes) else epoch, int(seq_text))
@@ -890,6 +918,8 @@ class RedisBackend:
                     now = time.monotonic()
                     if not awaiting_pong and now - ping_sent >= renew_every:
                         ping_sent = now
+                        if self._undelivered:
+                            self._deliver_pending()
                         # What had been published before the PING: the PONG proves it all arrived.
                         seq_text, epoch, msg_text = self._scripts["stamp"](
                             keys=[CLOCK], args=[self._new_epoch(), 0], client=client)

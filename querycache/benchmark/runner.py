@@ -163,7 +163,7 @@ class Run:
 
     def _clock_keys(self, client: Any) -> set[bytes]:
         """querycache's per-table keys in the store: versions, pending marks, row-level dependency columns."""
-        return {key for pattern in ("qc:v:*", "qc:p:*", "qc:d:*")
+        return {key for pattern in ("qc:v:*", "qc:p:*")
                 for key in client.scan_iter(match=pattern, count=1000)}
 
     def cleanup(self) -> None:
