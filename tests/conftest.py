@@ -253,6 +253,18 @@ def sqlite_db(tmp_path: Any) -> Database:
 
 
 @pytest.fixture
+def own_redis(tmp_path: Any) -> Iterator[Any]:
+    """A redis-server of the test's own on a free port (tests/backends/test_redis.py: RedisServer):
+    tests may kill, restart, fill or flush it; the shared one is never touched."""
+    from tests.backends.test_redis import RedisServer
+
+    server = RedisServer(str(tmp_path))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def cache() -> Iterator[querycache.QueryCache]:
     qc = querycache.QueryCache()
     yield qc

@@ -101,11 +101,8 @@ class Worker:
 
 
 @pytest.fixture
-def redis_server(tmp_path: Any) -> Iterator[RedisServer]:
-    server = RedisServer(str(tmp_path))
-    server.start()
-    yield server
-    server.stop()
+def redis_server(own_redis: RedisServer) -> RedisServer:
+    return own_redis
 
 
 @pytest.fixture

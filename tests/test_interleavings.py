@@ -204,14 +204,6 @@ def _other_process(url: str, table: str, value: int) -> None:
     assert proc.exitcode == 0
 
 
-@pytest.fixture
-def own_redis(tmp_path: Any) -> Iterator[RedisServer]:
-    server = RedisServer(str(tmp_path))
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_fill_vs_commit_in_another_process(gate: Gate, pg: Database, own_redis: RedisServer) -> None:
     cache = redis_cache(own_redis.url)
     try:

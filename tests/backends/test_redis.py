@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 import uuid
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -73,14 +73,6 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
-
-
-@pytest.fixture
-def own_redis(tmp_path: object) -> Iterator[RedisServer]:
-    server = RedisServer(str(tmp_path))
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_registered_as_redis() -> None:
