@@ -73,7 +73,8 @@ def check_conservative(a: Analysis) -> None:
 
 
 # Words that may begin a text the analyzer caches; any other first word must not be a cacheable read.
-READ_WORDS = {"SELECT", "WITH", "VALUES", "TABLE", "("}
+# sqlglot also reads FROM-first queries (``FROM t``); no supported database runs them, so they only fail.
+READ_WORDS = {"SELECT", "WITH", "VALUES", "TABLE", "(", "FROM"}
 
 
 # -- arbitrary text ----------------------------------------------------------------------------------
@@ -107,7 +108,7 @@ def test_sql_token_soup_never_raises_and_is_conservative(parts: list[str], diale
 @FUZZ
 @given(word=st.sampled_from(["INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE",
                              "GRANT", "CALL", "DO", "COPY", "SELEC", "LOCK", "REPLACE", "UPSERT", "VACUUM",
-                             "EXEC", "FOO", "\ufeffSELECT", "ＳＥＬＥＣＴ"]),
+                             "EXEC", "FOO", "\ufeffSELECT", "\uff33\uff25\uff2c\uff25\uff23\uff34"]),
        rest=st.lists(SQLISH | st.text(max_size=8), max_size=30), dialect=dialects)
 def test_text_not_starting_like_a_read_is_never_a_cacheable_read(word: str, rest: list[str],
                                                                  dialect: tuple[str, str]) -> None:
@@ -239,7 +240,7 @@ def test_comments_and_hints_do_not_change_the_analysis(generated: Any) -> None:
     """The same statement with its hint comments blanked: same kind, tables, key text. (Separators never
     split a multi-word keyword: sqlglot does not parse ``ORDER /* c */ BY``, which PostgreSQL accepts;
     the analyzer then treats the read as an unknown write, conservative.)"""
-    sql, dialect, paramstyle, kind, hints, table = generated
+    sql, dialect, paramstyle, _kind, _hints, _table = generated
     _tried("comment invariance")
     a = analyze(sql, dialect, paramstyle)
     plain = scan(sql, dialect, paramstyle).parse_text  # hint comments already blanked
@@ -373,13 +374,16 @@ def _run_corpus(statements: list[str], raw: Any, wrapped: Any, cache: querycache
                 reset: Callable[[Any, bool], None], dump: Callable[[], tuple[Any, Any]], table: str) -> int:
     tried = 0
     previous = ""
+    baseline = None
     for template in statements:
         sql = template.replace("@T@", table)
-        try:
-            reset(raw, False)
-            reset(wrapped, True)
-        except Exception as exc:
-            raise AssertionError(f"could not reset after {previous[:200]!r}") from exc
+        if baseline is None or dump() != baseline:  # the previous statement changed something
+            try:
+                reset(raw, False)
+                reset(wrapped, True)
+            except Exception as exc:
+                raise AssertionError(f"could not reset after {previous[:200]!r}") from exc
+            baseline = dump()
         previous = sql
         for attempt in range(2):  # the second run of a read may be answered by a tier
             fills_before = _fills(cache)
@@ -554,7 +558,7 @@ def test_garbage_under_every_redis_key(own_redis: RedisServer, tmp_path: Path, m
         assert after["misses"] + after["fail_open"] > before["misses"] + before["fail_open"]
         # A later write through the wrapper, then reads: fresh (the store may or may not be usable).
         _write(wrapped, f"UPDATE {table} SET name = 'changed' WHERE id = 2")
-        for sql, params in reads + [(f"SELECT name FROM {table} WHERE id = {ph}", (2,))]:
+        for sql, params in [*reads, (f"SELECT name FROM {table} WHERE id = {ph}", (2,))]:
             _same(raw, wrapped, sql, params)
         assert _same(raw, wrapped, f"SELECT name FROM {table} WHERE id = {ph}", (2,)) is not None
         TRIED["redis keys corrupted"] = TRIED.get("redis keys corrupted", 0) + len(keys)
@@ -612,3 +616,26 @@ def test_report_inputs_tried() -> None:
     """Not a check: prints how many inputs each property saw in this session (run with ``-s``)."""
     for name, count in sorted(TRIED.items()):
         print(f"fuzz: {name}: {count}")
+
+
+@pytest.mark.xfail(strict=True, reason="library bug: sqlite3 rejects 'SELECT a FROM t;;' (ProgrammingError: one "
+                   "statement at a time), but the scanner counts one statement and its normalized L2 key equals "
+                   "that of 'SELECT a FROM t', so the wrapper answers it from L2 with rows")
+@pytest.mark.parametrize("text", ["SELECT a FROM t ; ;", "SELECT a FROM t;;"])
+def test_sqlite_rejected_empty_statement_is_not_served_from_l2(tmp_path: Path, text: str) -> None:
+    path = str(tmp_path / "e.db")
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("CREATE TABLE t (a)")
+    raw.execute("INSERT INTO t VALUES (1)")
+    cache = querycache.QueryCache()
+    wrapped = cache.wrap(sqlite3.connect(path, isolation_level=None))
+    try:
+        wrapped.cursor().execute("SELECT a FROM t").fetchall()
+        with pytest.raises(sqlite3.ProgrammingError):
+            raw.execute(text)
+        with pytest.raises(sqlite3.ProgrammingError):
+            wrapped.cursor().execute(text)
+    finally:
+        wrapped.close()
+        raw.close()
+        cache.close()
