@@ -275,11 +275,21 @@ def _literal_value(lit: exp.Literal) -> object:
             return text
 
 
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _fingerprint(tree: exp.Expression, dialect: str) -> tuple[str, tuple[object, ...]]:
     literals = tuple(_literal_value(lit) for lit in tree.find_all(exp.Literal))
     shape = tree.transform(lambda n: exp.Placeholder() if isinstance(n, exp.Literal) else n)
     text = shape.sql(dialect=dialect, comments=False)
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest(), literals
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest(), literals
 
 
 def _isolation_in(text: str) -> str | None:
@@ -317,6 +327,9 @@ class Analyzer:
     def _analyze(self, sql: str) -> Analysis:
         scanned = scan(sql, self.dialect, self.paramstyle, self.strict_hints)
         self.parses += 1
+        if not _encodable(scanned.parse_text):
+            # A lone surrogate: no driver can send this text; it is not a read anyone can cache.
+            return self._result(sql, scanned, StatementKind.OTHER, reason=BypassReason.UNKNOWN)
         if scanned.statement_count == 0:
             return self._result(sql, scanned, StatementKind.OTHER, reason=BypassReason.UNKNOWN)
         word = scanned.first_word
@@ -356,7 +369,7 @@ class Analyzer:
             except (SqlglotError, RecursionError, ValueError, TypeError, KeyError, AttributeError):
                 reason = reason or BypassReason.UNKNOWN
         if not fingerprint:
-            fingerprint = hashlib.blake2b(normalized.encode(), digest_size=8).hexdigest()
+            fingerprint = hashlib.blake2b(normalized.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
         hints = scanned.hints
         read_set = set(read or ())
         if kind is StatementKind.READ:

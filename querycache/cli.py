@@ -17,7 +17,7 @@ from rich.table import Table
 
 from querycache.analysis import Analyzer
 from querycache.cache import QueryCache
-from querycache.config import CaptureConfig, Config
+from querycache.config import CaptureConfig, Config, redact_dsn, redact_url
 from querycache.errors import QueryCacheError
 
 _DIALECTS = ("postgres", "mysql", "sqlite")
@@ -127,9 +127,10 @@ def _connect(dsn: str) -> Any:
 
         return psycopg.connect(dsn, autocommit=True)
     except ModuleNotFoundError as exc:
-        raise click.ClickException(f"{dsn!r} needs {exc.name}: pip install 'querycache[postgres,mysql]'") from exc
+        raise click.ClickException(f"{redact_dsn(dsn)!r} needs {exc.name}: pip install 'querycache[postgres,mysql]'") \
+            from exc
     except Exception as exc:
-        raise click.ClickException(f"cannot connect to {dsn!r}: {exc}") from exc
+        raise click.ClickException(f"cannot connect to {redact_dsn(dsn)!r}: {exc}") from exc
 
 
 _SORTS = {"time_saved": "time_saved_seconds", "calls": "calls", "hit_ratio": "hit_ratio"}
@@ -277,7 +278,7 @@ def doctor(config: Config, dsns: tuple[str, ...], as_json: bool) -> None:
             if cache.l3 is not None:
                 checks.append(_semantic_check(cache))
     except Exception as exc:  # noqa: BLE001 - doctor reports every failure instead of raising
-        fix = f"; start Redis at {config.l2.url} or fix l2.url" if config.l2.backend == "redis" else ""
+        fix = f"; start Redis at {redact_url(config.l2.url)} or fix l2.url" if config.l2.backend == "redis" else ""
         checks.append(("store", "fail", f"{type(exc).__name__}: {exc}{fix}"))
     for dsn in dsns:
         checks.append(_database_check(dsn))
@@ -328,7 +329,7 @@ def _database_check(dsn: str) -> tuple[str, str, str]:
         finally:
             cache.close()
     except Exception as exc:  # noqa: BLE001 - doctor reports every failure instead of raising
-        return ("database", "fail", f"{dsn}: {type(exc).__name__}: {exc}")
+        return ("database", "fail", f"{redact_dsn(dsn)}: {type(exc).__name__}: {exc}")
     finally:
         conn.close()
 
@@ -521,7 +522,7 @@ def capture_listen(config: Config, dsn: str | None, database_id: str | None) -> 
                                "store set invalidation.capture.dsn in the application's configuration")
     dsn = _capture_dsn(config, dsn)
     with QueryCache(config) as cache:
-        click.echo(f"listening on {dsn!r}, bumping through {cache.backend.name} (Ctrl-C stops)", err=True)
+        click.echo(f"listening on {redact_dsn(dsn)!r}, bumping through {cache.backend.name} (Ctrl-C stops)", err=True)
         try:
             CaptureListener(cache, dsn, database_id or _capture_settings().database_id).run_forever()
         except KeyboardInterrupt:

@@ -7,10 +7,12 @@ Every error names the key path, the bad value and what is accepted.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -18,6 +20,7 @@ from typing import Any, Literal, Mapping
 from querycache.errors import ConfigError
 
 _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,11 @@ class L2Config:
     max_bytes: int = 268435456
     timeout_ms: int = 50
     hmac_secret: str | None = None
+
+    def __repr__(self) -> str:  # secrets never reach a log line or a traceback through repr
+        return (f"L2Config(enabled={self.enabled!r}, backend={self.backend!r}, url={redact_url(self.url)!r}, "
+                f"namespace={self.namespace!r}, max_bytes={self.max_bytes!r}, timeout_ms={self.timeout_ms!r}, "
+                f"hmac_secret={'***' if self.hmac_secret else None!r})")
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,9 @@ class CaptureConfig:
 
     dsn: str | None = None
     database_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"CaptureConfig(dsn={redact_dsn(self.dsn)!r}, database_id={self.database_id!r})"
 
 
 @dataclass(frozen=True)
@@ -155,6 +166,27 @@ class Config:
         return dataclasses.asdict(self)
 
 
+def redact_url(url: str | None) -> str | None:
+    """``url`` with its password replaced by ``***`` (for logs, reprs, command output)."""
+    if not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def redact_dsn(dsn: str | None) -> str | None:
+    """A libpq DSN or URL with its password replaced by ``***``."""
+    if not dsn:
+        return dsn
+    if "://" in dsn:
+        return redact_url(dsn)
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn)
+
+
 def expand_env(value: Any, path: str = "") -> Any:
     """Expand ``${ENV}`` / ``${ENV:-default}`` in every string of ``value``."""
     if isinstance(value, str):
@@ -171,6 +203,10 @@ def expand_env(value: Any, path: str = "") -> Any:
                 f"{where}environment variable {name} is not set and ${{{name}}} has no default; "
                 f"accepted: set {name}, or write ${{{name}:-default}}"
             )
+        if "${" in _ENV.sub("", value):
+            where = f"{path}: " if path else ""
+            raise ConfigError(f"{where}{value!r} holds a malformed environment reference; accepted: "
+                              "${NAME} or ${NAME:-default} with NAME of letters, digits and _, or $${ for a literal ${")
         return _ENV.sub(replace, value)
     if isinstance(value, Mapping):
         return {k: expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
@@ -215,14 +251,17 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
                 pass
         raise ConfigError(f"{path}: {value!r} is not an integer")
     if tp is float:
+        number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{path}: {value!r} is not a number")
+        if number is None or not math.isfinite(number):
+            raise ConfigError(f"{path}: {value!r} is not a number; accepted: a finite number")
+        return number
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -260,6 +299,28 @@ def _build(cls: Any, data: Any, path: str) -> Any:
     return cls(**kwargs)
 
 
+def _check_redis_url(url: str) -> None:
+    accepted = "accepted: redis://[[user]:password@]host[:port][/db], rediss://... (TLS), unix:///path/to/socket"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # raises ValueError for a port that is not a number
+        db = parts.path.strip("/")
+    except ValueError:
+        raise ConfigError(f"l2.url: {redact_url(url)!r} is not a valid URL; {accepted}") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"l2.url: {redact_url(url)!r} has scheme {parts.scheme!r}; {accepted}")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigError(f"l2.url: {redact_url(url)!r} names no socket path; {accepted}")
+        return
+    if not parts.hostname:
+        raise ConfigError(f"l2.url: {redact_url(url)!r} names no host; {accepted}")
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"l2.url: {redact_url(url)!r} has port {port}; {accepted}")
+    if db and not db.isdigit():
+        raise ConfigError(f"l2.url: {redact_url(url)!r}: the database must be a number; {accepted}")
+
+
 def _check(config: Config) -> None:
     def positive(path: str, value: float) -> None:
         if value <= 0:
@@ -275,8 +336,13 @@ def _check(config: Config) -> None:
     positive("l2.timeout_ms", config.l2.timeout_ms)
     if config.l2.enabled and config.l2.backend == "redis" and not config.l2.url:
         raise ConfigError("l2.url: required when l2.backend is 'redis' (e.g. redis://127.0.0.1:6379/0)")
+    if config.l2.url:
+        _check_redis_url(config.l2.url)
     if config.l2.backend == "memory" and config.l2.url:
         raise ConfigError("l2.url: only accepted with l2.backend: redis; the memory backend takes no url")
+    if config.l2.hmac_secret is not None and not config.l2.hmac_secret:
+        raise ConfigError("l2.hmac_secret: an empty secret would sign nothing; accepted: null (no signing) "
+                          "or a non-empty string, e.g. ${QUERYCACHE_HMAC_SECRET}")
     if not config.l2.namespace or any(c in config.l2.namespace for c in " \t\n{}"):
         raise ConfigError(f"l2.namespace: {config.l2.namespace!r} must be non-empty, without spaces or braces")
     if not 0.0 < config.l3.threshold <= 1.0:

@@ -66,6 +66,9 @@ class ScannedText:
     session_dependent: bool = False
 
 
+MAX_WARNINGS = 20  # per statement: a comment of thousands of bad options is one problem, not thousands
+
+
 @dataclass(slots=True)
 class _HintBuilder:
     strict: bool
@@ -80,10 +83,15 @@ class _HintBuilder:
     warnings: list[str] = field(default_factory=list)
 
     def problem(self, comment: str, message: str) -> None:
-        text = f"{message} in hint {comment!r}; accepted options: {', '.join(ACCEPTED_OPTIONS)}"
+        # The comment is shortened: a comment of many bad options must not make quadratic warnings.
+        shown = comment if len(comment) <= 120 else comment[:117] + "..."
+        text = f"{message} in hint {shown!r}; accepted options: {', '.join(ACCEPTED_OPTIONS)}"
         if self.strict:
             raise HintError(text)
-        self.warnings.append(text)
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(text)
+        elif len(self.warnings) == MAX_WARNINGS:
+            self.warnings.append(f"more problems in hint {shown!r} than the {MAX_WARNINGS} listed")
 
     def add_comment(self, comment: str, body: str) -> None:
         for option in body.split()[1:]:
@@ -176,6 +184,7 @@ def scan(sql: str, dialect: str, paramstyle: str, strict: bool = False) -> Scann
     first_word = ""
     session_dependent = False
     statements = 0
+    empty_statements = 0
     statement_has_content = False
     i = 0
     n = len(sql)
@@ -302,6 +311,8 @@ def scan(sql: str, dialect: str, paramstyle: str, strict: bool = False) -> Scann
         if c == ";":
             if statement_has_content:
                 statements += 1
+            else:
+                empty_statements += 1  # sqlite3 refuses "SELECT 1;;": not one statement
             statement_has_content = False
             out.append(c)
             i += 1
@@ -326,6 +337,8 @@ def scan(sql: str, dialect: str, paramstyle: str, strict: bool = False) -> Scann
         i += 1
     if statement_has_content:
         statements += 1
+    if statements and empty_statements:
+        statements += 1  # a statement and an empty one: several, for every purpose here
     return ScannedText(
         hints=builder.build() if hint_comments else NO_HINTS,
         parse_text="".join(out),

@@ -276,9 +276,6 @@ def test_dollar_quotes_nested_and_unterminated() -> None:
         assert a.cacheable is cacheable, sql
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: a lone surrogate outside a string literal makes "
-                   "Analyzer raise UnicodeEncodeError (analysis.py _result: normalized.encode() for the "
-                   "fingerprint is outside the try); `querycache explain $'SELECT \\xff'` crashes the same way")
 @pytest.mark.parametrize("sql", ["SELECT \ud800 FROM t", "SELECT 1 FROM \udcff", "\udcffSELECT 1"])
 def test_lone_surrogates_are_classified_not_raised(sql: str) -> None:
     a = Analyzer("postgres", "format")(sql)
@@ -319,9 +316,6 @@ def test_one_megabyte_texts(name: str, sql: str) -> None:
         assert not a.cacheable
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: every malformed hint option's warning embeds the whole "
-                   "comment (hints.py _HintBuilder.problem), so warnings grow with options x comment length: "
-                   "a 340 KB comment of 170k bad options did not finish in 60 s")
 def test_warnings_of_a_long_bad_hint_stay_linear() -> None:
     sql = "/* cache " + "x " * 2000 + "*/ SELECT 1"
     a = Analyzer("postgres", "format")(sql)
@@ -618,9 +612,6 @@ def test_report_inputs_tried() -> None:
         print(f"fuzz: {name}: {count}")
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: sqlite3 rejects 'SELECT a FROM t;;' (ProgrammingError: one "
-                   "statement at a time), but the scanner counts one statement and its normalized L2 key equals "
-                   "that of 'SELECT a FROM t', so the wrapper answers it from L2 with rows")
 @pytest.mark.parametrize("text", ["SELECT a FROM t ; ;", "SELECT a FROM t;;"])
 def test_sqlite_rejected_empty_statement_is_not_served_from_l2(tmp_path: Path, text: str) -> None:
     path = str(tmp_path / "e.db")

@@ -254,8 +254,6 @@ def test_no_pickle_in_the_cache() -> None:
     _check_no_pickle(_modules(only_benchmark=False))
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: querycache/benchmark/worker.py (AsideClient, shipped and run "
-                   "by `querycache bench workload`) calls pickle.loads on bytes read from Redis")
 def test_no_pickle_in_the_shipped_benchmark() -> None:
     _check_no_pickle(_modules(only_benchmark=True))
 
@@ -448,8 +446,6 @@ def test_config_takes_secrets_from_the_environment(password_redis: _PasswordRedi
     assert config.l2.hmac_secret == HMAC_SECRET and PASSWORD in (config.l2.url or "")
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: Config is a plain dataclass, its repr shows l2.url with "
-                   "the password and l2.hmac_secret (config.py L2Config)")
 def test_secrets_not_in_repr_of_config(password_redis: _PasswordRedis) -> None:
     config = querycache.Config.from_dict(_secret_config(password_redis.port))
     for text in (repr(config), str(config), repr(config.l2)):
@@ -492,8 +488,6 @@ def test_secrets_not_in_stats(password_redis: _PasswordRedis, tmp_path: Path) ->
         cache.close()
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: backends/redis.py logs self.url (with the password) when "
-                   "the store fails and when it is reachable again")
 def test_secrets_not_in_logs(password_redis: _PasswordRedis, tmp_path: Path,
                              caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
@@ -519,8 +513,6 @@ def test_secrets_not_in_cli_output(password_redis: _PasswordRedis, tmp_path: Pat
         _no_secret(result.stdout + result.stderr, " ".join(command))
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: with the store down, doctor's fix hint prints l2.url "
-                   "with the password (cli.py doctor: 'start Redis at {config.l2.url}')")
 def test_secrets_not_in_doctor_output_while_redis_is_down(password_redis: _PasswordRedis, tmp_path: Path) -> None:
     path = tmp_path / "qc.yaml"
     path.write_text(yaml.safe_dump(_secret_config(password_redis.port)), encoding="utf-8")

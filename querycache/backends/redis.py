@@ -38,6 +38,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
 from querycache.backends.base import MISS, Lookup, _Miss
+from querycache.config import redact_url
 from querycache.errors import BackendUnavailable
 
 _hiredis_pack: Any
@@ -813,7 +814,7 @@ class RedisBackend:
             self._failure(exc)
             raise BackendUnavailable(f"redis: {exc}") from exc
         if self._state != "closed":
-            log.warning("querycache: redis at %s is reachable again; caching resumes", self.url)
+            log.warning("querycache: redis at %s is reachable again; caching resumes", redact_url(self.url))
             self._state = "closed"
         self._failures = 0
         self._outage_since = 0.0
@@ -827,7 +828,8 @@ class RedisBackend:
         self._failures += 1
         if self._failures >= self.breaker_failures or self._state == "half-open":
             if self._state != "open":
-                log.warning("querycache: redis at %s failed (%s); queries go to the database", self.url, exc)
+                log.warning("querycache: redis at %s failed (%s); queries go to the database",
+                            redact_url(self.url), exc)
             self._state = "open"
             self._open_until = time.monotonic() + self.breaker_cooldown_s
         self._lease_until = 0.0

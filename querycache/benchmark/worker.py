@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import pickle
 import random
 import threading
 import time
@@ -28,6 +27,7 @@ from querycache.benchmark.schema import (
     month_start,
     product_price_cents,
 )
+from querycache.codec import Result, decode, encode
 
 CONTENDERS: dict[str, str] = {
     "uncached": "uncached driver connection",
@@ -236,10 +236,11 @@ class AsideClient(Client):
         key = _key(self.spec, sql, params)
         blob = self.shared.get(key)
         if blob is not None:
-            rows: list[tuple[Any, ...]] = pickle.loads(blob)
+            rows: list[tuple[Any, ...]] = decode(blob).rows
             return rows, "hit"
         rows = self.run(sql, params)
-        self.shared.setex(key, self.spec.ttl_s, pickle.dumps(rows))
+        # The library's codec, not pickle: nothing read back from Redis may run code.
+        self.shared.setex(key, self.spec.ttl_s, encode(Result(None, rows, len(rows))))
         return rows, "miss"
 
 
