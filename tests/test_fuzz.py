@@ -33,7 +33,10 @@ from tests.backends.test_redis import RedisServer
 from tests.conftest import PG_DSN, require
 
 EXAMPLES = int(os.environ.get("QUERYCACHE_FUZZ_EXAMPLES", "150"))
+# The default run (CI) draws the same inputs every time, so that a red run is the code's doing and
+# can be replayed; setting QUERYCACHE_FUZZ_EXAMPLES draws new ones on every run.
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                derandomize="QUERYCACHE_FUZZ_EXAMPLES" not in os.environ,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 DIALECTS = [("postgres", "format"), ("postgres", "pyformat"), ("sqlite", "qmark"), ("mysql", "format"),
             ("mysql", "pyformat")]
@@ -245,6 +248,13 @@ def test_comments_and_hints_do_not_change_the_analysis(generated: Any) -> None:
     a = analyze(sql, dialect, paramstyle)
     plain = scan(sql, dialect, paramstyle).parse_text  # hint comments already blanked
     b = analyze(plain, dialect, paramstyle)
+    try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate, even in a comment: no driver can send the text, so it must not be answered
+        # from an entry of its comment-free twin either (the driver's UnicodeEncodeError is the answer).
+        assert not a.cacheable and not b.cacheable, sql
+        return
     assert (a.kind, a.tables_read, a.tables_written, a.writes_everything) == (
         b.kind, b.tables_read, b.tables_written, b.writes_everything), sql
     assert a.normalized == b.normalized and a.fingerprint == b.fingerprint, sql
