@@ -337,10 +337,8 @@ class Analyzer:
     def _analyze(self, sql: str) -> Analysis:
         scanned = scan(sql, self.dialect, self.paramstyle, self.strict_hints)
         self.parses += 1
-        if not _encodable(scanned.parse_text):
-            # A lone surrogate: no driver can send this text; it is not a read anyone can cache.
-            return self._result(sql, scanned, StatementKind.OTHER, reason=BypassReason.UNKNOWN)
-        if scanned.statement_count == 0:
+        # No statement, or a lone surrogate (no driver can send the text): nothing anyone can cache.
+        if scanned.statement_count == 0 or not _encodable(scanned.parse_text):
             return self._result(sql, scanned, StatementKind.OTHER, reason=BypassReason.UNKNOWN)
         word = scanned.first_word
         if scanned.statement_count > 1:

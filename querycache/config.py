@@ -22,7 +22,6 @@ from querycache.errors import ConfigError
 _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-
 @dataclass(frozen=True)
 class L1Config:
     enabled: bool = True

@@ -1789,10 +1789,7 @@ class CachedCursor:
                     cursor.execute("COMMIT")
             except BaseException:
                 if cursor is not None and own_transaction:
-                    try:
-                        cursor.execute("ROLLBACK")
-                    except Exception:  # noqa: BLE001 - the write's own error is the one to raise
-                        pass
+                    _quietly(cursor, "ROLLBACK")  # the write's own error is the one to raise
                 raise
             finally:
                 if cursor is not None:
