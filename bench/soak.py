@@ -33,9 +33,6 @@ import multiprocessing as mp
 import os
 import random
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,52 +49,6 @@ PG_DSN = os.environ.get("QUERYCACHE_TEST_PG", "host=127.0.0.1 port=5432 dbname=t
 RESULTS = ROOT / "bench" / "results"
 GROUPS = 20
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Redis:
-    """The run's own redis-server, killed and restarted on demand (never the shared one)."""
-
-    def __init__(self) -> None:
-        if shutil.which("redis-server") is None:
-            raise SystemExit("redis-server is not installed")
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="qcsoak")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        import redis
-
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-                return
-            except Exception:  # noqa: BLE001 - still starting
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
-
-    def close(self) -> None:
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def statements(table: str) -> dict[str, str]:
@@ -239,7 +190,10 @@ def main() -> None:
     admin.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, grp int NOT NULL, v int NOT NULL)")
     admin.execute(f"INSERT INTO {table} SELECT g, g % {GROUPS}, 0 FROM generate_series(1, {args.rows}) g")
     admin.execute(f"CREATE INDEX ON {table} (grp)")
-    redis = Redis()
+    from tests.backends.test_redis import RedisServer  # here: the worker processes need none of pytest
+
+    redis_dir = tempfile.mkdtemp(prefix="qcsoak")
+    redis = RedisServer(redis_dir)  # the tests' own: a free port, kept across restarts
     redis.start()
     ctx = mp.get_context("spawn")
     committed = ctx.Array("q", args.rows + 1)
@@ -260,7 +214,7 @@ def main() -> None:
         while (now := time.monotonic()) < start + args.duration:
             if plan and now >= plan[0]:
                 plan.pop(0)
-                redis.kill()
+                redis.stop()  # SIGKILL
                 time.sleep(1.0)  # a second without a store: breakers open, queries go to the database
                 redis.start()
                 restarts.append(round(time.monotonic() - start, 1))
@@ -281,7 +235,8 @@ def main() -> None:
         for proc in procs:
             if proc.is_alive():
                 proc.kill()
-        redis.close()
+        redis.stop()
+        shutil.rmtree(redis_dir, ignore_errors=True)
         admin.execute(f"DROP TABLE IF EXISTS {table}")
     report(args, reports, connections, restarts, int(left[0]) if left else -1)
 

@@ -19,6 +19,7 @@ would). Redis restart, FLUSHALL and SIGKILL of Redis or of a writer are covered 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import threading
 import time
@@ -324,6 +325,26 @@ def test_first_read_after_outage_in_another_process(pg: Database, proxy: FaultPr
         cache.close()
 
 
+@contextlib.contextmanager
+def _warmed(pg: Database, url: str, tables: Tables) -> Iterator[tuple[Any, Any, Any, Worker]]:
+    """This process's cache (a wrapped and a raw connection) and a second process's, on the store at
+    ``url``, each with the workload's entries filled; everything closed afterwards."""
+    namespace = "f" + uuid.uuid4().hex[:8]
+    cache = _cache(url, namespace)
+    conn, raw = cache.wrap(pg.connect()), pg.connect()
+    other = Worker(url, namespace)
+    try:
+        for sql in tables.queries:
+            same(conn, raw, sql)
+        other.warm(tables.point)
+        yield cache, conn, raw, other
+    finally:
+        other.stop()
+        conn.close()
+        raw.close()
+        cache.close()
+
+
 # -- Redis itself: a slow script, memory limits ---------------------------------------------------
 
 
@@ -333,14 +354,7 @@ def test_slow_script_on_redis_fails_open_within_the_timeout(pg: Database, redis_
     import redis
 
     tables = Tables(pg)
-    namespace = "f" + uuid.uuid4().hex[:8]
-    cache = _cache(redis_server.url, namespace)
-    conn, raw = cache.wrap(pg.connect()), pg.connect()
-    other = Worker(redis_server.url, namespace)
-    try:
-        for sql in tables.queries:
-            same(conn, raw, sql)
-        other.warm(tables.point)
+    with _warmed(pg, redis_server.url, tables) as (cache, conn, raw, other):
         busy = redis.Redis(port=redis_server.port, socket_timeout=30)
         loop = ("local s = tonumber(redis.call('TIME')[1]) "
                 "while tonumber(redis.call('TIME')[1]) < s + 3 do end return 1")
@@ -367,11 +381,6 @@ def test_slow_script_on_redis_fails_open_within_the_timeout(pg: Database, redis_
             assert other.read(tables.point)[0] == [(1,)]
         fresh.close()
         busy.close()
-    finally:
-        other.stop()
-        conn.close()
-        raw.close()
-        cache.close()
 
 
 def _fill_memory(client: Any, headroom: int) -> None:
@@ -406,14 +415,7 @@ def test_out_of_memory_redis(policy: str, pg: Database, redis_server: RedisServe
     tables = Tables(pg)
     client = redis.Redis(port=redis_server.port)
     client.config_set("maxmemory-policy", policy)
-    namespace = "f" + uuid.uuid4().hex[:8]
-    cache = _cache(redis_server.url, namespace)
-    conn, raw = cache.wrap(pg.connect()), pg.connect()
-    other = Worker(redis_server.url, namespace)
-    try:
-        for sql in tables.queries:
-            same(conn, raw, sql)
-        other.warm(tables.point)
+    with _warmed(pg, redis_server.url, tables) as (cache, conn, raw, other):
         _fill_memory(client, 256 * 1024)
         with pytest.raises(redis.exceptions.OutOfMemoryError):
             client.set("probe", b"y" * 65536)
@@ -435,11 +437,6 @@ def test_out_of_memory_redis(policy: str, pg: Database, redis_server: RedisServe
             assert value(conn, tables)[0] == 2
             assert other.read(tables.point)[0] == [(2,)]
         fresh.close()
-    finally:
-        other.stop()
-        conn.close()
-        raw.close()
-        cache.close()
 
 
 
@@ -454,15 +451,8 @@ def test_allkeys_lru_eviction_of_clock_and_version_keys(pg: Database, redis_serv
     tables = Tables(pg)
     client = redis.Redis(port=redis_server.port)
     client.config_set("maxmemory-policy", "allkeys-lru")
-    namespace = "f" + uuid.uuid4().hex[:8]
-    cache = _cache(redis_server.url, namespace)
-    assert any("allkeys-lru" in p for p in cache.backend.health_problems())
-    conn, raw = cache.wrap(pg.connect()), pg.connect()
-    other = Worker(redis_server.url, namespace)
-    try:
-        for sql in tables.queries:
-            same(conn, raw, sql)
-        other.warm(tables.point)
+    with _warmed(pg, redis_server.url, tables) as (cache, conn, raw, other):
+        assert any("allkeys-lru" in p for p in cache.backend.health_problems())
         used = int(client.info("memory")["used_memory"])
         client.config_set("maxmemory", used + 512 * 1024)
         junk = b"x" * 8192
@@ -482,11 +472,6 @@ def test_allkeys_lru_eviction_of_clock_and_version_keys(pg: Database, redis_serv
         for _ in range(5):
             assert value(conn, tables)[0] == 100
             assert other.read(tables.point)[0] == [(100,)]
-    finally:
-        other.stop()
-        conn.close()
-        raw.close()
-        cache.close()
 
 
 

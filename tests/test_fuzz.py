@@ -19,7 +19,7 @@ import sqlite3
 import string
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -486,14 +486,6 @@ def test_corpus_end_to_end_postgres() -> None:
 
 
 # -- garbage under our Redis keys ------------------------------------------------------------------------
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(str(tmp_path))
-    server.start()
-    yield server
-    server.stop()
-
 
 def _corrupt(client: Any, key: bytes, mode: str, rng: random.Random) -> None:
     junk = rng.randbytes(rng.randint(0, 64))

@@ -48,14 +48,6 @@ def _dsn(**overrides: str) -> str:
     return " ".join(f"{k}={v}" for k, v in parts.items())
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(str(tmp_path))
-    server.start()
-    yield server
-    server.stop()
-
-
 TIERS = ["l1", "l2-memory", "l2-redis"]
 
 
