@@ -99,6 +99,8 @@ class _DropFallbackWarnings(logging.Filter):
 logging.getLogger("sqlglot").addFilter(_DropFallbackWarnings())
 
 ALL_TABLES = "*"
+# The version key DDL bumps besides "*": a process that sees it rise reads its catalog again.
+CATALOG_CHANGES = "#catalog"
 """The table name meaning "every table of this database" in versions and write sets."""
 
 

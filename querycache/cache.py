@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Sized
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from querycache.analysis import Analysis, Analyzer, fold
+from querycache.analysis import CATALOG_CHANGES, Analysis, Analyzer, fold
 from querycache.backends.base import Backend, backend_class
 from querycache.coalesce import SingleFlight
 from querycache.config import Config
@@ -105,6 +105,8 @@ class QueryCache:
         self._scopes: dict[tuple[Any, ...], tuple[int, str]] = {}
         self._catalogs: dict[str, tuple[Catalog, int]] = {}
         self._catalog_loaded_at: dict[str, float] = {}
+        # The catalog key's version each catalog was read at (see _catalog_for).
+        self._catalog_announced: dict[str, int] = {}
         self._catalog_versions: dict[str, int] = {}
         self._catalog_failing: set[str] = set()
         self._databases: set[str] = set()
@@ -348,10 +350,16 @@ class QueryCache:
 
     def _catalog_for(self, conn: CachedConnection) -> tuple[Catalog, int]:
         database = conn.database_id
+        # DDL anywhere (another process, change capture) raises the catalog key in this process's
+        # mirror before its commit returns: read the catalog again (docs/isolation.md).
+        announced = self.mirror_versions.get(conn._key(CATALOG_CHANGES), -1)
         version = self._catalog_versions.get(database, 0)
         cached = self._catalogs.get(database)
         if cached is not None and cached[1] == version:
-            return cached
+            if announced <= self._catalog_announced.get(database, -1):
+                return cached
+            self._invalidate_catalog(database)
+            version = self._catalog_versions[database]
         adapter = conn._adapter
         raw = conn._raw
         if adapter.in_error(raw):
@@ -370,6 +378,7 @@ class QueryCache:
         with self._lock:
             self._catalogs[database] = (catalog, version)
             self._catalog_loaded_at[database] = time.monotonic()
+            self._catalog_announced[database] = announced
         return catalog, version
 
     def _reload_stale_catalog(self, database: str) -> bool:

@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
-from querycache.analysis import ALL_TABLES
+from querycache.analysis import ALL_TABLES, CATALOG_CHANGES
 from querycache.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -247,7 +247,8 @@ class CaptureListener:
     def _bump(self, database_id: str, names: set[str]) -> None:
         tables = sorted(ALL_TABLES if name == ALL_TABLES else name.lower() for name in names)
         if ALL_TABLES in tables:
-            tables = [ALL_TABLES]  # DDL, or a (re)connect: views and dependencies may have changed too
+            # DDL, or a (re)connect: views, policies and dependencies may have changed too.
+            tables = [ALL_TABLES, CATALOG_CHANGES]
             self.cache._invalidate_catalog(database_id)
         self.cache.invalidate_tables(*tables, database_id=database_id)
         with self._applied_cond:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from querycache.errors import ConfigError
+from querycache.hints import SETTING_NAME
 
 _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -121,6 +122,11 @@ class HintsConfig:
 @dataclass(frozen=True)
 class ScopeConfig:
     settings: list[str] = field(default_factory=list)
+    """Session settings part of every read's scope."""
+    policy_settings: Mapping[str, list[str]] = field(default_factory=dict)
+    """Tables with row-level security whose policies querycache cannot see into (a user function, a
+    subquery): the settings those policies read. Their reads are cached only when listed here (or
+    declared by a ``settings=`` hint); ``[]`` says they read none (only the user)."""
 
 
 @dataclass(frozen=True)
@@ -365,6 +371,11 @@ def _check(config: Config) -> None:
         raise ConfigError(f"ttl.default_s: {config.ttl.default_s} exceeds ttl.max_s ({config.ttl.max_s})")
     for table, seconds in config.ttl.tables.items():
         non_negative(f"ttl.tables.{table}", seconds)
+    for table, names in config.scope.policy_settings.items():
+        path = f"scope.policy_settings.{table}"
+        bad = [n for n in names if not SETTING_NAME.match(n)]
+        if bad:
+            raise ConfigError(f"{path}: {bad[0]!r} is not a setting name; accepted: names like app.tenant")
     positive("max_result_rows", config.max_result_rows)
     positive("max_result_bytes", config.max_result_bytes)
     positive("invalidation.lease_ms", config.invalidation.lease_ms)

@@ -16,9 +16,9 @@ import time
 import uuid
 import weakref
 from itertools import chain
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
-from querycache.analysis import ALL_TABLES, Analysis, StatementKind, TxAction
+from querycache.analysis import ALL_TABLES, CATALOG_CHANGES, Analysis, StatementKind, TxAction
 from querycache.backends.base import MISS, Lookup
 from querycache.coalesce import Flight, Outcome
 from querycache.codec import CorruptEntry, Result, Unencodable, decode, encode
@@ -72,13 +72,17 @@ class _Transaction:
 class _ReadPlan:
     """A cacheable read resolved against the catalog: its version keys, or why it is not cached."""
 
-    __slots__ = ("bypass", "calls_user_function", "pinned", "row_pins", "swr_s", "ttl_s", "version_keys")
+    __slots__ = ("bypass", "calls_user_function", "pinned", "row_pins", "scope_key", "swr_s", "ttl_s",
+                 "version_keys")
 
     def __init__(self, version_keys: tuple[str, ...], bypass: BypassReason | None, ttl_s: float,
                  calls_user_function: bool = False, swr_s: float = 0.0,
                  row_pins: dict[str, dict[str, tuple[Source, ...]]] | None = None,
-                 pinned: tuple[tuple[str, str], ...] = ()) -> None:
+                 pinned: tuple[tuple[str, str], ...] = (), scope_key: str = "") -> None:
         self.version_keys = version_keys
+        # The scope of its shared entries: the connection's, plus what row-level security reads
+        # when it reads a table with policies (docs/isolation.md).
+        self.scope_key = scope_key
         # Row-level: the tables pinned to column values; their bucket keys depend on the parameters.
         self.row_pins = row_pins
         # Row-level, one execution's plan: the (table key, column) registrations its buckets rely on.
@@ -123,7 +127,7 @@ class CachedConnection:
         {"_raw", "_cache", "_adapter", "_analyzer", "_l1", "_tx", "_state", "_scope_id", "_scope_key",
          "_database_id", "_version_prefix", "_private", "_plans", "_catalog_version", "_closed",
          "_scope_stale_at_tx_end", "_fixed_database_id", "_cursors", "_reads_open_tx", "_next_isolation", "_row_level",
-         "__weakref__"}
+         "_row_security_settings", "_row_security_scope_key", "__weakref__"}
     )
 
     def __init__(self, cache: QueryCache, raw: Any, adapter: DriverAdapter, database_id: str | None) -> None:
@@ -147,6 +151,10 @@ class CachedConnection:
         self._state = ServerState("", (), "unknown", False)
         self._scope_id = 0
         self._scope_key = ""
+        # Settings row-level security policies read (None: none known): read with the scope, part of
+        # the L1 scope and of the shared scope of reads of tables with policies.
+        self._row_security_settings: tuple[str, ...] | None = None
+        self._row_security_scope_key = ""
         self._database_id = ""
         self._version_prefix = ""
         was_in_tx = adapter.in_transaction(raw)
@@ -296,14 +304,51 @@ class CachedConnection:
     # -- scope and catalog --------------------------------------------------------------
     def _refresh_scope(self) -> None:
         settings = self._cache.config.scope.settings
-        state = self._internal(lambda: self._adapter.server_state(self._raw, settings))
+        secured = self._row_security_settings
+        state = self._internal(lambda: self._adapter.server_state(self._raw, settings, secured))
         database_id = self._fixed_database_id or state.database_id
         self._state = state
         self._database_id = database_id
         self._version_prefix = (self._fixed_database_id or state.version_namespace or database_id) + "\x1f"
-        scope = (database_id, state.scope, self._private and id(self))
+        scope: tuple[Any, ...] = (database_id, state.scope, self._private and id(self))
         self._scope_id, self._scope_key = self._cache._intern_scope(scope)
+        if secured is not None:
+            # L1 is this connection's own: one scope id, the row-level one, serves every read.
+            self._scope_id, self._row_security_scope_key = self._cache._intern_scope(
+                (*scope, state.row_security_scope))
         self._plans.clear()
+
+    def _track_row_security(self, settings: Iterable[str]) -> bool:
+        """Read ``settings`` with the scope from now on (one query when one is new). False when the
+        scope could not be read again: reads that depend on them are then not cached."""
+        known = self._row_security_settings
+        if known is not None and set(settings) <= set(known):
+            return True
+        self._row_security_settings = tuple(sorted({*settings, *(known or ())}))
+        try:
+            self._refresh_scope()
+        except Exception:  # noqa: BLE001 - fail open: the read runs uncached, with its own outcome
+            self._row_security_settings = known
+            return False
+        return True
+
+    def _row_security_scope(self, catalog: Catalog, tables: set[str], analysis: Analysis
+                            ) -> tuple[str, BypassReason | None]:
+        """The shared scope of a read of ``tables`` and why it is not cached, if it is not: a table
+        whose policies the analyzer cannot see into needs its settings declared (docs/isolation.md)."""
+        secured = catalog.row_security_of(tables)
+        hinted = analysis.hints.settings
+        if not secured and not hinted:
+            return self._scope_key, None
+        declared = {t.lower(): names for t, names in self._cache.config.scope.policy_settings.items()}
+        needed = set(hinted)
+        for found in secured:
+            if found.opaque and found.table not in declared and not hinted:
+                return self._scope_key, BypassReason.RLS_OPAQUE
+            needed |= found.settings | {s.lower() for s in declared.get(found.table, ())}
+        if not self._track_row_security(needed):
+            return self._scope_key, BypassReason.UNKNOWN
+        return self._row_security_scope_key, None
 
     def _catalog(self) -> tuple[Catalog, int]:
         return self._cache._catalog_for(self)
@@ -387,7 +432,7 @@ class CachedConnection:
         """The statement's L2 key in this connection's scope and the current tenant."""
         cache = self._cache
         text = analysis.sql if analysis.names_from_text else analysis.normalized
-        return l2_key(cache.namespace, self._scope_key, cache._tenant.get(), self._adapter.cursor_shape(raw_cursor),
+        return l2_key(cache.namespace, plan.scope_key, cache._tenant.get(), self._adapter.cursor_shape(raw_cursor),
                       text, params, plan.version_keys)
 
     def explain(self, sql: str, params: Any = None) -> dict[str, Any]:
@@ -420,7 +465,7 @@ class CachedConnection:
             shape = self._adapter.cursor_shape(raw_cursor)
         finally:
             raw_cursor.close()
-        out["keys"] = {"l2": store_key, "scope": self._scope_key}
+        out["keys"] = {"l2": store_key, "scope": plan.scope_key}
         if self._l1 is not None:
             try:
                 entry = self._l1.get((self._scope_id, cache._tenant.get(), token, sql, l1_params(params)))
@@ -447,10 +492,10 @@ class CachedConnection:
                 out.pop("why")
         return out
 
-    def _l3_scope(self, shape: str) -> str:
-        """L3's scope: one FAISS index per (namespace, connection scope, tenant, row shape)."""
+    def _l3_scope(self, plan: _ReadPlan, shape: str) -> str:
+        """L3's scope: one FAISS index per (namespace, the read's scope, tenant, row shape)."""
         cache = self._cache
-        return "\x1f".join((cache.namespace, self._scope_key, repr(cache._tenant.get()), shape))
+        return "\x1f".join((cache.namespace, plan.scope_key, repr(cache._tenant.get()), shape))
 
     def _explain_l3(self, l3: SemanticTier, analysis: Analysis, sql: str, params: Any, plan: _ReadPlan,
                     shape: str) -> dict[str, Any]:
@@ -462,7 +507,7 @@ class CachedConnection:
         except Ineligible as exc:
             return {"eligible": False, "reason": exc.reason}
         cache = self._cache
-        scope = self._l3_scope(shape)
+        scope = self._l3_scope(plan, shape)
         threshold = analysis.hints.semantic_threshold or cache.config.l3.threshold
         candidates = l3.candidates(scope, plan.version_keys, canonical)
         match = None
@@ -595,6 +640,9 @@ class CachedConnection:
         if version != self._catalog_version:
             self._plans.clear()
             self._catalog_version = version
+            if catalog.row_security:
+                # Every read of this connection's L1 is scoped by what any policy reads.
+                self._track_row_security(catalog.row_security_settings)
         bypass: BypassReason | None = None
         if not catalog.complete:
             bypass = BypassReason.UNKNOWN
@@ -611,6 +659,8 @@ class CachedConnection:
         ):
             bypass = BypassReason.VOLATILE
         tables = catalog.expand_reads(analysis.tables_read)
+        scope_key, secured_bypass = self._row_security_scope(catalog, tables, analysis)
+        bypass = bypass or secured_bypass
         keys = [self._key(ALL_TABLES), self._key(_CATALOG_KEY)]
         keys += sorted(self._key(t) for t in tables)
         keys += sorted(self._cache._group_key(g) for g in analysis.hints.groups)
@@ -624,7 +674,7 @@ class CachedConnection:
         calls = bool(analysis.functions & catalog.user_volatile_functions)
         ttl_s = self._cache._ttl_for(analysis, tables)
         plan = _ReadPlan(tuple(keys), BypassReason.VOLATILE if calls else bypass, ttl_s, calls,
-                         self._cache._swr_for(analysis, tables, ttl_s), row_pins or None)
+                         self._cache._swr_for(analysis, tables, ttl_s), row_pins or None, scope_key=scope_key)
         if len(self._plans) > 4096:
             self._plans.clear()
         if bypass is not BypassReason.UNKNOWN_RELATION:  # those are looked up again next time
@@ -687,7 +737,7 @@ class CachedConnection:
                 keys += sorted(set(buckets))
                 stats.incr("reads:pinned")
         return _ReadPlan(tuple(keys), plan.bypass, plan.ttl_s, plan.calls_user_function, plan.swr_s,
-                         pinned=tuple(pinned))
+                         pinned=tuple(pinned), scope_key=plan.scope_key)
 
     def _registered_in(self, plan: _ReadPlan, epoch: str) -> bool:
         """Whether every column ``plan`` pins was registered in the store's incarnation ``epoch``.
@@ -737,15 +787,19 @@ class CachedConnection:
         tables, everything = catalog.expand_writes(
             analysis.tables_written, self._cache.config.invalidation.dependencies
         )
+        changes_catalog = analysis.kind in (StatementKind.DDL, StatementKind.UNKNOWN)
         if everything or analysis.writes_everything or (not catalog.complete and not tables):
-            return {self._key(ALL_TABLES)}
-        keys = {self._key(t) for t in tables}
-        if analysis.kind is StatementKind.DDL:
+            keys = {self._key(ALL_TABLES)}
+        else:
+            keys = {self._key(t) for t in tables}
+        if changes_catalog:
+            # Other processes read their catalog again when they see this key rise (a new policy,
+            # view or trigger must not wait for their restart).
             keys.add(self._key(_CATALOG_KEY))
         return keys
 
 
-_CATALOG_KEY = "#catalog"
+_CATALOG_KEY = CATALOG_CHANGES
 _BUCKET = "\x1d"  # table key + _BUCKET + "*" (any row) or "column=bucket"
 _STATE_CHANGING_METHODS = frozenset(
     {"autocommit", "select_db", "set_session", "set_isolation_level", "reset", "ping",
@@ -1362,7 +1416,7 @@ class CachedCursor:
         semantic = None
         if (l3 is not None and store_key is not None and not pin and plan.ttl_s > 0 and not lookup.pending
                 and (analysis.hints.semantic or cache.config.l3.all_reads)):
-            semantic = self._l3_prepare(l3, sql, params)
+            semantic = self._l3_prepare(l3, sql, params, plan)
             if semantic is not None and lookup.value is MISS and self._serve_l3(
                     l3, semantic, analysis, plan, tx_stamp, opens_tx, l1_key if use_l1 else None, store_key,
                     lookup, l1_token, flight, started):
@@ -1421,7 +1475,8 @@ class CachedCursor:
         return self._result()
 
     # -- L3 -----------------------------------------------------------------------------
-    def _l3_prepare(self, l3: SemanticTier, sql: str, params: Any) -> tuple[Canonical, str] | None:
+    def _l3_prepare(self, l3: SemanticTier, sql: str, params: Any, plan: _ReadPlan
+                    ) -> tuple[Canonical, str] | None:
         """The statement's canonical form and its L3 scope (connection scope, tenant, row shape)."""
         conn = self._conn
         try:
@@ -1432,7 +1487,7 @@ class CachedCursor:
         canonical = l3.prepare(sql, analyzer.dialect, analyzer.paramstyle, params, pkey)
         if canonical is None:
             return None
-        return canonical, conn._l3_scope(conn._adapter.cursor_shape(self._raw))
+        return canonical, conn._l3_scope(plan, conn._adapter.cursor_shape(self._raw))
 
     def _serve_l3(self, l3: SemanticTier, semantic: tuple[Canonical, str], analysis: Analysis, plan: _ReadPlan,
                   tx_stamp: int | None, opens_tx: bool, l1_key: Any, store_key: str, lookup: Lookup,

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 from querycache.errors import HintError
 
-ACCEPTED_OPTIONS = ("ttl", "skip", "nocache", "tables", "tier", "semantic", "swr", "group", "key")
+ACCEPTED_OPTIONS = ("ttl", "skip", "nocache", "tables", "tier", "semantic", "swr", "group", "key", "settings")
 _TIERS = ("l1", "l2")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.$-]*\Z")
+# A server setting (PostgreSQL: app.tenant); ``settings=`` hints and scope.policy_settings take these.
+SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*\Z")
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 _PYFORMAT_NAMED = re.compile(r"%\(([^)]+)\)s")
 
@@ -33,6 +35,9 @@ class Hints:
     semantic_threshold: float | None = None
     swr: int | None = None
     groups: tuple[str, ...] = ()
+    # Settings the answer depends on beyond what the catalog shows (row-level security policies the
+    # analyzer cannot see into): part of the read's scope.
+    settings: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
@@ -45,6 +50,7 @@ class Hints:
             "semantic_threshold": self.semantic_threshold,
             "swr": self.swr,
             "groups": list(self.groups),
+            "settings": list(self.settings),
             "warnings": list(self.warnings),
         }
 
@@ -80,6 +86,7 @@ class _HintBuilder:
     semantic_threshold: float | None = None
     swr: int | None = None
     groups: list[str] = field(default_factory=list)
+    settings: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def problem(self, comment: str, message: str) -> None:
@@ -133,6 +140,12 @@ class _HintBuilder:
                     self.problem(comment, f"{name}={value!r} is not a group name")
                 else:
                     self.groups.extend(names)
+            elif name == "settings" and has_value:
+                names = [n for n in value.split(",") if n]
+                if not names or any(not SETTING_NAME.match(n) for n in names):
+                    self.problem(comment, f"settings={value!r} is not a comma-separated list of setting names")
+                else:
+                    self.settings.extend(n.lower() for n in names)
             else:
                 self.problem(comment, f"unknown or malformed option {option!r}")
 
@@ -146,6 +159,7 @@ class _HintBuilder:
             semantic_threshold=self.semantic_threshold,
             swr=self.swr,
             groups=tuple(dict.fromkeys(self.groups)),
+            settings=tuple(sorted(set(self.settings))),
             warnings=tuple(self.warnings),
         )
 

@@ -28,6 +28,9 @@ class BypassReason(StrEnum):
     UNKNOWN_RELATION = "unknown_relation"
     PENDING_WRITE = "pending_write"
     SERVER_CURSOR = "server_cursor"
+    # A table with row-level security whose policies call what the analyzer cannot see into (a user
+    # function, a subquery): its settings must be declared (scope.policy_settings or a hint).
+    RLS_OPAQUE = "rls_opaque"
 
 
 class NotFilledReason(StrEnum):

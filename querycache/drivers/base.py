@@ -19,6 +19,7 @@ from sqlglot.errors import SqlglotError
 from querycache.analysis import VOLATILE_FUNCTIONS
 from querycache.analysis import fold as fold_user_name
 from querycache.analysis import fold_identifier as fold
+from querycache.drivers.row_security import RowSecurity
 
 
 @dataclass
@@ -39,6 +40,17 @@ class Catalog:
     user_volatile_functions: set[str] = field(default_factory=set)
     deterministic_functions: set[str] | None = None
     complete: bool = True
+    # Tables with row-level security (folded name): what their policies read (docs/isolation.md).
+    row_security: dict[str, RowSecurity] = field(default_factory=dict)
+
+    @property
+    def row_security_settings(self) -> frozenset[str]:
+        """Every setting a policy of this database reads: each one is part of a row-level scope."""
+        return frozenset().union(*(r.settings for r in self.row_security.values()))
+
+    def row_security_of(self, tables: Iterable[str]) -> list[RowSecurity]:
+        found = self.row_security
+        return [found[t] for t in sorted(tables) if t in found] if found else []
 
     def add_read_dep(self, name: str, dep: str) -> None:
         self.read_deps.setdefault(fold(name), set()).add(fold(dep))
@@ -109,6 +121,9 @@ class ServerState:
     # What table versions are keyed by: everything one connection's SQL can name. PostgreSQL: the
     # database; MySQL: the server (any schema is one qualifier away); sqlite: all files (ATTACH).
     version_namespace: str = ""
+    # What row-level security policies may read beyond ``scope`` (the settings asked for, the session
+    # user...): part of the scope of reads of tables with row-level security only.
+    row_security_scope: tuple[Any, ...] = ()
 
 
 class DriverAdapter:
@@ -187,7 +202,10 @@ class DriverAdapter:
                 self.after_transaction_end(conn)
         return [tuple(r) if not isinstance(r, dict) else tuple(r.values()) for r in rows]
 
-    def server_state(self, conn: Any, settings: Sequence[str]) -> ServerState:
+    def server_state(self, conn: Any, settings: Sequence[str],
+                     row_security_settings: Sequence[str] | None = None) -> ServerState:
+        """The server's state; ``row_security_settings`` (None: the database has no row-level
+        security) are read into ``row_security_scope``."""
         name = f"{self.family}:{uuid.uuid4().hex}"
         return ServerState(name, (), "unknown", False, name)
 

@@ -61,7 +61,8 @@ class PyMySQLAdapter(DriverAdapter):
     def write_opens_transaction(self, conn: Any, is_dml: bool) -> bool:
         return not self._autocommit(conn)
 
-    def server_state(self, conn: Any, settings: Sequence[str]) -> ServerState:
+    def server_state(self, conn: Any, settings: Sequence[str],
+                     row_security_settings: Sequence[str] | None = None) -> ServerState:
         try:
             server = self.internal_query(conn, "SELECT @@server_uuid")[0][0]
         except Exception:  # noqa: BLE001 - MariaDB has no server_uuid

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from querycache.drivers.base import Catalog, DriverAdapter, ServerState, view_definition
+from querycache.drivers.row_security import row_security
 
 _SCOPE_SQL = (
     "SELECT current_user, current_database(), current_setting('search_path'), "
@@ -54,6 +55,27 @@ SELECT c.relname, CASE WHEN n.nspname IN ('pg_catalog', 'information_schema') TH
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm')
 """
 _IMMUTABLE_SQL = "SELECT DISTINCT lower(proname) FROM pg_proc WHERE provolatile = 'i'"
+# Tables with row-level security and the policies a read is subject to (SELECT and ALL commands).
+_ROW_SECURITY_SQL = """
+SELECT c.relname, c.relforcerowsecurity, p.polname,
+       pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+FROM pg_class c LEFT JOIN pg_policy p ON p.polrelid = c.oid AND p.polcmd IN ('r', '*')
+WHERE c.relrowsecurity ORDER BY c.relname, p.polname
+"""
+# What those policies depend on that their text may hide: user functions (built-ins are pinned and
+# never recorded) and other relations (a subquery).
+_POLICY_DEPENDS_SQL = """
+SELECT c.relname, d.refclassid = 'pg_proc'::regclass, coalesce(f.proname, r.relname)
+FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = p.oid
+LEFT JOIN pg_proc f ON d.refclassid = 'pg_proc'::regclass AND f.oid = d.refobjid
+LEFT JOIN pg_class r ON d.refclassid = 'pg_class'::regclass AND r.oid = d.refobjid
+WHERE c.relrowsecurity AND p.polcmd IN ('r', '*')
+  AND (d.refclassid = 'pg_proc'::regclass OR (d.refclassid = 'pg_class'::regclass AND d.refobjid <> p.polrelid))
+"""
+# What a policy can read of the session beyond the scope every read has: who logged in, whether
+# row security is on for it; then each setting a policy names.
+_ROW_SECURITY_SCOPE_SQL = ", session_user, current_setting('row_security')"
 
 _LEVELS = {
     "read uncommitted": "read committed",  # PostgreSQL runs READ UNCOMMITTED as READ COMMITTED
@@ -68,18 +90,27 @@ class _PostgresAdapter(DriverAdapter):
     family = "postgres"
     supported = True
 
-    def server_state(self, conn: Any, settings: Sequence[str]) -> ServerState:
-        extra = "".join(", current_setting(%s, true)" for _ in settings)
-        row = self.internal_query(conn, _SCOPE_SQL + extra, list(settings) or None)[0]
+    def server_state(self, conn: Any, settings: Sequence[str],
+                     row_security_settings: Sequence[str] | None = None) -> ServerState:
+        names = [*settings, *(row_security_settings or ())]
+        extra = "".join(", current_setting(%s, true)" for _ in names)
+        if row_security_settings is not None:
+            extra += _ROW_SECURITY_SCOPE_SQL
+        row = self.internal_query(conn, _SCOPE_SQL + extra, names or None)[0]
+        configured = row[10:10 + len(settings)]
+        row_security_scope: tuple[Any, ...] = ()
+        if row_security_settings is not None:
+            row_security_scope = (*zip(row_security_settings, row[10 + len(settings):], strict=False),
+                                  *row[10 + len(names):])
         user, database, search_path, tz, datestyle, intervalstyle, isolation, recovery, host, port = row[:10]
         try:
             system_id = self.internal_query(conn, _SYSTEM_ID_SQL)[0][0]
         except Exception:  # noqa: BLE001 - pg_control_system() may be revoked; fall back to the address
             system_id = f"{host}:{port}"
         database_id = f"postgres:{system_id}:{database}"
-        scope = ("postgres", user, search_path, tz, datestyle, intervalstyle, *row[10:])
+        scope = ("postgres", user, search_path, tz, datestyle, intervalstyle, *configured)
         return ServerState(database_id, scope, _LEVELS.get(str(isolation).lower(), "unknown"), bool(recovery),
-                           database_id)
+                           database_id, row_security_scope)
 
     def load_catalog(self, conn: Any) -> Catalog:
         catalog = Catalog()
@@ -112,7 +143,33 @@ class _PostgresAdapter(DriverAdapter):
         for name, deps in catalog.write_deps.items():
             if deps & catalog.writes_everything:
                 catalog.writes_everything.add(name)
+        self._load_row_security(conn, catalog, frozenset(immutable))
         return catalog
+
+    def _load_row_security(self, conn: Any, catalog: Catalog, immutable: frozenset[str]) -> None:
+        """What each table with row-level security shows depends on (docs/isolation.md). Tables of
+        one name in several schemas are merged: what any of them reads, all of them read."""
+        policies: dict[str, list[tuple[str, str | None, str | None]]] = {}
+        forced: dict[str, bool] = {}
+        for table, force, name, using, check in self.internal_query(conn, _ROW_SECURITY_SQL):
+            key = table.lower()
+            forced[key] = forced.get(key, False) or bool(force)
+            entries = policies.setdefault(key, [])
+            if name is not None:
+                entries.append((name, using, check))
+        functions: dict[str, set[str]] = {}
+        others: dict[str, set[str]] = {}
+        for table, is_function, name in self.internal_query(conn, _POLICY_DEPENDS_SQL):
+            (functions if is_function else others).setdefault(table.lower(), set()).add(str(name).lower())
+        for table, entries in policies.items():
+            found = row_security(table, forced[table], entries, immutable, functions.get(table, ()),
+                                 others.get(table, set()) - {table})
+            catalog.row_security[table] = found
+            for other in found.reads_tables:
+                # A policy's subquery: a write to the table it reads changes what this one shows.
+                catalog.add_read_dep(table, other)
+        if catalog.row_security:
+            catalog.close_over()
 
 
 class PsycopgAdapter(_PostgresAdapter):

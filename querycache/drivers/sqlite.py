@@ -53,7 +53,8 @@ class SqliteAdapter(DriverAdapter):
     def shape_token(self, raw_cursor: Any) -> Any:
         return (raw_cursor.row_factory, raw_cursor.connection.text_factory)
 
-    def server_state(self, conn: Any, settings: Sequence[str]) -> ServerState:
+    def server_state(self, conn: Any, settings: Sequence[str],
+                     row_security_settings: Sequence[str] | None = None) -> ServerState:
         rows = self.internal_query(conn, "PRAGMA database_list")
         main = next((r for r in rows if r[1] == "main"), None)
         path = main[2] if main else ""
