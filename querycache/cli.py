@@ -281,7 +281,7 @@ def doctor(config: Config, dsns: tuple[str, ...], as_json: bool) -> None:
         fix = f"; start Redis at {redact_url(config.l2.url)} or fix l2.url" if config.l2.backend == "redis" else ""
         checks.append(("store", "fail", f"{type(exc).__name__}: {exc}{fix}"))
     for dsn in dsns:
-        checks.append(_database_check(dsn))
+        checks.extend(_database_checks(dsn, config))
     capture_dsn = _capture_settings().dsn
     if capture_dsn:
         checks.append(_capture_check(capture_dsn))
@@ -313,25 +313,41 @@ def _semantic_check(cache: QueryCache) -> tuple[str, str, str]:
                         f"{time.monotonic() - started:.1f} s, threshold {cache.config.l3.threshold}")
 
 
-def _database_check(dsn: str) -> tuple[str, str, str]:
+def _database_checks(dsn: str, config: Config) -> list[tuple[str, str, str]]:
+    """The database answers through a wrapper; then one line per table with row-level security:
+    what its policies add to the scope of its reads, or why its reads are not cached."""
     try:
         conn = _connect(dsn)
     except click.ClickException as exc:
-        return ("database", "fail", exc.message)
+        return [("database", "fail", exc.message)]
     try:
-        cache = QueryCache()
+        cache = QueryCache(Config(scope=config.scope))  # the embedded store: this checks the database only
         try:
             wrapped = cache.wrap(conn)
             cur = wrapped.cursor()
             cur.execute("SELECT 1")
             cur.fetchall()
-            return ("database", "ok", f"{wrapped.database_id} ({type(conn).__module__.split('.')[0]})")
+            checks = [("database", "ok", f"{wrapped.database_id} ({type(conn).__module__.split('.')[0]})")]
+            for table in wrapped.row_security_report():
+                checks.append(_row_security_check(table))
+            return checks
         finally:
             cache.close()
     except Exception as exc:  # noqa: BLE001 - doctor reports every failure instead of raising
-        return ("database", "fail", f"{redact_dsn(dsn)}: {type(exc).__name__}: {exc}")
+        return [("database", "fail", f"{redact_dsn(dsn)}: {type(exc).__name__}: {exc}")]
     finally:
         conn.close()
+
+
+def _row_security_check(table: dict[str, Any]) -> tuple[str, str, str]:
+    scope = f"settings {', '.join(table['settings']) or '(none)'}; identity {', '.join(table['identity'])}"
+    forced = ", FORCE ROW LEVEL SECURITY" if table["forced"] else ""
+    where = f"row security: {table['table']}"
+    if not table["cached"]:
+        return (where, "warn", f"reads not cached (bypass:rls_opaque): {table['opaque']}; declare what its "
+                               f"policies read in scope.policy_settings.{table['table']} or a settings= hint")
+    declared = " (declared in scope.policy_settings)" if table["declared"] else ""
+    return (where, "ok", f"{len(table['policies'])} policies{forced}; scope adds {scope}{declared}")
 
 
 def _capture_check(dsn: str) -> tuple[str, str, str]:

@@ -435,6 +435,21 @@ class CachedConnection:
         return l2_key(cache.namespace, plan.scope_key, cache._tenant.get(), self._adapter.cursor_shape(raw_cursor),
                       text, params, plan.version_keys)
 
+    def row_security_report(self) -> list[dict[str, Any]]:
+        """The tables with row-level security this connection's database has, what their policies
+        read, and whether their reads are cached (``querycache doctor --dsn``)."""
+        catalog, _ = self._catalog()
+        declared = {t.lower(): names for t, names in self._cache.config.scope.policy_settings.items()}
+        report = []
+        for table, found in sorted(catalog.row_security.items()):
+            cached = not found.opaque or table in declared
+            settings = sorted(found.settings | {s.lower() for s in declared.get(table, ())})
+            report.append({"table": table, "policies": list(found.policies), "settings": settings,
+                           "identity": sorted(found.identity | {"current_user"}), "forced": found.forced,
+                           "opaque": found.opaque, "declared": table in declared, "cached": cached,
+                           "reads_tables": sorted(found.reads_tables)})
+        return report
+
     def explain(self, sql: str, params: Any = None) -> dict[str, Any]:
         """How this connection would answer ``sql`` right now, without running it: the analysis,
         the dependencies (catalog included), the keys, and the tier (``l1``, ``l2``, or ``database``
@@ -449,6 +464,10 @@ class CachedConnection:
             out["why"] = "bypass:write" if analysis.is_write else "bypass:session"
             return out
         plan = self._plan(analysis)
+        catalog, _ = self._catalog()
+        secured = catalog.row_security_of(catalog.expand_reads(analysis.tables_read))
+        if secured:
+            out["row_security"] = {r.table: r.describe() for r in secured}
         if plan.row_pins is not None:
             plan = self._pinned_plan(plan, params)
         out["version_keys"] = list(plan.version_keys)
@@ -1222,6 +1241,10 @@ class CachedCursor:
         tx = conn._tx
         if analysis.changes_scope:
             self._bypass(analysis, sql, params, BypassReason.SESSION)
+            if conn._adapter.in_transaction(conn._raw):
+                # set_config(..., true) ends with the transaction; any setting made in one is
+                # undone by its rollback.
+                conn._scope_stale_at_tx_end = True
             conn._refresh_scope()
             return self._result()
         reason = analysis.reason

@@ -459,6 +459,8 @@ def test_non_mapping_root_in_from_dict_is_a_config_error() -> None:
         ({"scope": {"settings": 5}}, "scope.settings", "list"),
         ({"scope": {"settings": [["a"]]}}, "scope.settings[0]", "string"),
         ({"scope": {"tenant": "a"}}, "scope.tenant", "settings"),
+        ({"scope": {"policy_settings": {"docs": ["app tenant"]}}}, "scope.policy_settings.docs", "app.tenant"),
+        ({"scope": {"policy_settings": ["docs"]}}, "scope.policy_settings", "mapping"),
     ],
 )
 def test_every_key_rejects_wrong_values_naming_path_and_accepted(data: dict[str, Any], path: str,

@@ -99,6 +99,13 @@ def test_several_groups_in_one_option_and_across_comments() -> None:
     assert h.groups == ("a", "b", "c")
 
 
+def test_settings_are_lower_cased_deduplicated_and_validated() -> None:
+    h = hints("/* cache settings=App.Tenant,app.role */ SELECT /* cache settings=app.tenant */ 1")
+    assert h.settings == ("app.role", "app.tenant")
+    bad = hints("/* cache settings=app.ten;ant */ SELECT 1")
+    assert bad.settings == () and "settings=" in bad.warnings[0] and "setting names" in bad.warnings[0]
+
+
 def test_several_options_in_one_comment() -> None:
     h = hints("/* cache ttl=60 tables=orders tier=l2 semantic=0.9 swr=5 group=g1 */ SELECT 1")
     assert h.ttl == 60

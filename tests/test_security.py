@@ -19,6 +19,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -512,3 +513,433 @@ def test_secrets_not_in_doctor_output_while_redis_is_down(password_redis: _Passw
     for command in (("doctor", "--json"), ("stats", "--json")):
         result = _cli(path, *command)
         _no_secret(result.stdout + result.stderr, " ".join(command) + " (store down)")
+
+
+# -- row-level security discovered from the catalog (issue 16) ---------------------------------------
+#
+# The default configuration (no scope.settings): every policy kind, every tier, a reused connection,
+# a pool. Each answer is compared with the same statement on a raw connection in the same state.
+
+RLS_TIERS = ["l1", "l2-memory", "l2-redis", "l3"]
+
+
+def _rls_cache(tier: str, redis_url: str | None, **extra: Any) -> querycache.QueryCache:
+    config: dict[str, Any] = dict(extra)
+    if tier == "l1":
+        config["l2"] = {"enabled": False}
+    elif tier in ("l2-memory", "l3"):
+        config.setdefault("l1", {"enabled": False})
+    elif tier == "l2-redis":
+        config.setdefault("l1", {"enabled": False})
+        config["l2"] = {"backend": "redis", "url": redis_url, "timeout_ms": 2000}
+    if tier == "l3":
+        config["l3"] = {"enabled": True, "model": "ngram", "all_reads": True, "budget_ms": 10000}
+    cache = querycache.QueryCache.from_dict(config)
+    if cache.l3 is not None:
+        assert cache.l3.worker.wait_ready(120)
+    return cache
+
+
+@pytest.fixture
+def rls_world() -> Iterator[dict[str, Any]]:
+    """Tables owned by a non-superuser role, one per policy kind, two application roles, a role with
+    BYPASSRLS, a group role for membership policies, and a table without row-level security."""
+    admin = _pg_admin()
+    sfx = uuid.uuid4().hex[:8]
+    w: dict[str, Any] = {
+        "owner": f"qcrls_owner_{sfx}", "a": f"qcrls_a_{sfx}", "b": f"qcrls_b_{sfx}",
+        "bypass": f"qcrls_bypass_{sfx}", "group": f"qcrls_mgr_{sfx}", "function": f"qcrls_tenant_{sfx}",
+    }
+    for kind in ("setting", "user", "member", "func", "sub", "acl", "plain", "forced", "late"):
+        w[kind] = f"qcrls_{kind}_{sfx}"
+    w["view"] = f"qcrls_view_{sfx}"
+    tenant_rows = "(1, 't1', 'one-t1'), (2, 't2', 'two-t2'), (3, 't1', 'three-t1')"
+    owned_rows = f"(1, '{w['a']}', 'a-doc'), (2, '{w['b']}', 'b-doc'), (3, '{w['owner']}', 'owner-doc')"
+    statements = [
+        f"CREATE ROLE {w['owner']} LOGIN", f"CREATE ROLE {w['a']} LOGIN", f"CREATE ROLE {w['b']} LOGIN",
+        f"CREATE ROLE {w['bypass']} LOGIN BYPASSRLS", f"CREATE ROLE {w['group']} NOLOGIN",
+        f"CREATE FUNCTION {w['function']}() RETURNS text LANGUAGE sql STABLE "
+        f"AS $$ SELECT current_setting('app.tenant', true) $$",
+    ]
+    for kind in ("setting", "func", "forced", "late"):
+        statements += [f"CREATE TABLE {w[kind]} (id int PRIMARY KEY, tenant text, body text)",
+                       f"INSERT INTO {w[kind]} VALUES {tenant_rows}"]
+    for kind in ("user", "member", "sub"):
+        statements += [f"CREATE TABLE {w[kind]} (id int PRIMARY KEY, owner text, body text)",
+                       f"INSERT INTO {w[kind]} VALUES {owned_rows}"]
+    statements += [
+        f"CREATE TABLE {w['acl']} (doc int, who text)", f"INSERT INTO {w['acl']} VALUES (1, '{w['a']}')",
+        f"CREATE TABLE {w['plain']} (id int, body text)", f"INSERT INTO {w['plain']} VALUES (1, 'plain')",
+        f"CREATE POLICY p ON {w['setting']} USING (tenant = current_setting('app.tenant', true))",
+        f"CREATE POLICY p ON {w['forced']} USING (tenant = current_setting('app.tenant', true))",
+        f"CREATE POLICY p ON {w['user']} USING (owner = current_user)",
+        f"CREATE POLICY p ON {w['member']} USING (pg_has_role(current_user, '{w['group']}', 'member') "
+        f"OR owner = current_user)",
+        f"CREATE POLICY p ON {w['func']} USING (tenant = {w['function']}())",
+        f"CREATE POLICY p ON {w['sub']} USING (id IN (SELECT doc FROM {w['acl']} WHERE who = current_user))",
+        f"CREATE VIEW {w['view']} WITH (security_invoker = true) AS SELECT id, body FROM {w['setting']}",
+        f"ALTER TABLE {w['forced']} FORCE ROW LEVEL SECURITY",
+    ]
+    for kind in ("setting", "user", "member", "func", "sub", "forced"):
+        statements.append(f"ALTER TABLE {w[kind]} ENABLE ROW LEVEL SECURITY")
+    for kind in ("setting", "user", "member", "func", "sub", "acl", "plain", "forced", "late", "view"):
+        statements.append(f"ALTER {'VIEW' if kind == 'view' else 'TABLE'} {w[kind]} OWNER TO {w['owner']}")
+        statements.append(f"GRANT SELECT ON {w[kind]} TO {w['a']}, {w['b']}, {w['bypass']}")
+    statements.append(f"GRANT INSERT, DELETE ON {w['acl']} TO {w['a']}, {w['b']}")
+    for statement in statements:
+        admin.execute(statement)
+    try:
+        yield w
+    finally:
+        roles = [w[k] for k in ("owner", "a", "b", "bypass", "group")]
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)", [roles])
+        admin.execute(f"DROP VIEW IF EXISTS {w['view']}")
+        for kind in ("setting", "user", "member", "func", "sub", "acl", "plain", "forced", "late"):
+            admin.execute(f"DROP TABLE IF EXISTS {w[kind]}")
+        admin.execute(f"DROP FUNCTION IF EXISTS {w['function']}()")
+        for role in roles:
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.close()
+
+
+def _connect_as(role: str, autocommit: bool = True) -> Any:
+    import psycopg
+
+    return psycopg.connect(_dsn(user=role), autocommit=autocommit)
+
+
+class _Twin:
+    """A raw connection of the same role kept in the same session state as a wrapped one."""
+
+    def __init__(self, cache: querycache.QueryCache, role: str) -> None:
+        self.raw = _connect_as(role)
+        self.wrapped = cache.wrap(_connect_as(role))
+        self.statuses: list[str | None] = []
+
+    def run(self, sql: str, params: Any = None) -> list[Any]:
+        """Run on both; the wrapped answer must be the raw one."""
+        cur = self.raw.cursor()
+        cur.execute(sql, params)
+        expected = [tuple(r) for r in cur.fetchall()] if cur.description is not None else None
+        got, status = _rows(self.wrapped, sql, params) if expected is not None else (None, None)
+        if expected is None:
+            self.wrapped.cursor().execute(sql, params)
+        self.statuses.append(status)
+        assert got == expected, (sql, params, status)
+        return expected or []
+
+    def tenant(self, name: str | None) -> None:
+        self.run("SELECT set_config('app.tenant', %s, false)", [name or ""])
+
+    def close(self) -> None:
+        self.raw.close()
+        self.wrapped.close()
+
+
+def _tenant_rounds(cache: querycache.QueryCache, w: dict[str, Any]) -> dict[str, _Twin]:
+    """Two application roles and the owner switch tenants on reused connections; every read is
+    checked against the raw twin, each twice (the second may be answered by the cache)."""
+    twins = {role: _Twin(cache, w[role]) for role in ("a", "b", "owner", "bypass")}
+    reads = [f"SELECT id, body FROM {w['setting']} ORDER BY id", f"SELECT id, body FROM {w['view']} ORDER BY id",
+             f"SELECT id, body FROM {w['forced']} ORDER BY id", f"SELECT id, body FROM {w['user']} ORDER BY id",
+             f"SELECT id, body FROM {w['member']} ORDER BY id"]
+    for _ in range(2):
+        for tenant in ("t1", "t2", None, "t1"):
+            for twin in twins.values():
+                twin.tenant(tenant)
+                for sql in reads:
+                    twin.run(sql)
+                    twin.run(sql)
+    return twins
+
+
+@pytest.mark.parametrize("tier", RLS_TIERS)
+def test_rls_scopes_come_from_the_catalog(rls_world: dict[str, Any], tier: str, own_redis: RedisServer) -> None:
+    """Default configuration: no tenant, role, owner or BYPASSRLS session ever gets another's rows;
+    repeated reads in one tenant hit; a table without row-level security is shared across tenants."""
+    w = rls_world
+    cache = _rls_cache(tier, own_redis.url)
+    try:
+        twins = _tenant_rounds(cache, w)
+        hits = [s for t in twins.values() for s in t.statuses if s and s.startswith("hit")]
+        assert hits, "repeated reads in one tenant must still hit"
+        assert cache.stats().to_dict()["bypasses"].get("rls_opaque", 0) == 0
+        if tier != "l1":
+            # Not affected: the plain table's entry is shared by every tenant of one role.
+            a = twins["a"]
+            plain = f"SELECT body FROM {w['plain']}"
+            a.tenant("t1")
+            a.run(plain)
+            a.tenant("t2")
+            a.run(plain)
+            assert a.statuses[-1] == "hit:L2", a.statuses[-1]
+        if tier == "l3":
+            from querycache.semantic.tier import wait_until_indexed
+
+            assert cache.l3 is not None
+            a = twins["a"]
+            first = f"SELECT s.id, s.body FROM {w['setting']} s WHERE s.id > 0 AND s.body <> 'x' ORDER BY s.id"
+            twin = f"SELECT q.id, q.body FROM {w['setting']} AS q WHERE (0 < q.id) AND q.body <> 'x' ORDER BY q.id"
+            a.tenant("t1")
+            a.run(first)
+            assert wait_until_indexed(cache.l3, len(cache.l3.index) or 1)
+            time.sleep(0.2)  # the index is filled asynchronously
+            a.tenant("t2")
+            a.run(twin)  # tenant t2 must not be answered from tenant t1's entry
+            assert a.statuses[-1] != "hit:L3"
+            a.tenant("t1")
+            a.run(twin)
+            assert a.statuses[-1] == "hit:L3", "the same tenant's rewritten twin is an L3 hit"
+        for twin_ in twins.values():
+            twin_.close()
+    finally:
+        cache.close()
+
+
+def test_rls_transaction_local_settings_and_pool_resets(rls_world: dict[str, Any]) -> None:
+    """set_config(..., true) and SET LOCAL end with the transaction; RESET and DISCARD ALL (what a
+    pool runs between requests) read the scope again."""
+    import psycopg
+
+    w = rls_world
+    cache = querycache.QueryCache()
+    read = f"SELECT id, body FROM {w['setting']} ORDER BY id"
+    try:
+        raw = _connect_as(w["a"], autocommit=False)
+        wrapped = cache.wrap(_connect_as(w["a"], autocommit=False))
+
+        def both(sql: str, params: Any = None, fetch: bool = True) -> None:
+            for conn in (raw, wrapped):
+                cur = conn.cursor()
+                cur.execute(sql, params)
+                rows = [tuple(r) for r in cur.fetchall()] if fetch else None
+                if conn is raw:
+                    expected = rows
+            assert rows == expected, (sql, rows, expected)
+
+        def commit() -> None:
+            raw.commit()
+            wrapped.commit()
+
+        for local in ("SELECT set_config('app.tenant', 't2', true)", "SET LOCAL app.tenant = 't2'"):
+            both("SELECT set_config('app.tenant', 't1', false)")
+            commit()
+            both(read)
+            both(read)
+            commit()
+            both(local, fetch=local.startswith("SELECT"))
+            both(read)  # t2 inside this transaction
+            both(read)
+            commit()
+            both(read)  # t1 again: the local setting ended with the transaction
+            both(read)
+            commit()
+        for reset in ("RESET app.tenant", "RESET ALL", "DISCARD ALL"):
+            both("SELECT set_config('app.tenant', 't2', false)")
+            commit()
+            both(read)
+            both(read)
+            commit()
+            if reset == "DISCARD ALL":
+                raw.autocommit = wrapped.autocommit = True  # DISCARD ALL cannot run in a transaction
+            both(reset, fetch=False)
+            both(read)
+            both(read)
+            if reset == "DISCARD ALL":
+                raw.autocommit = wrapped.autocommit = False
+            commit()
+        raw.close()
+        wrapped.close()
+    finally:
+        cache.close()
+    assert psycopg  # the driver the fixture uses
+
+
+def test_rls_membership_bypassrls_and_owner(rls_world: dict[str, Any]) -> None:
+    """A GRANT through a wrapped connection changes what a membership policy shows; BYPASSRLS,
+    owner (with and without FORCE) and application roles never share entries."""
+    w = rls_world
+    cache = querycache.QueryCache()
+    member = f"SELECT id, body FROM {w['member']} ORDER BY id"
+    try:
+        a = _Twin(cache, w["a"])
+        admin = cache.wrap(_pg_admin())
+        assert a.run(member) == [(1, "a-doc")]
+        a.run(member)
+        assert a.statuses[-1] == "hit:L1"
+        admin.cursor().execute(f"GRANT {w['group']} TO {w['a']}")
+        assert len(a.run(member)) == 3  # a member now: every row
+        admin.cursor().execute(f"REVOKE {w['group']} FROM {w['a']}")
+        assert a.run(member) == [(1, "a-doc")]
+        twins = {role: _Twin(cache, w[role]) for role in ("bypass", "owner")}
+        for twin in (a, *twins.values()):
+            twin.tenant("t1")
+        setting, forced = f"SELECT id FROM {w['setting']} ORDER BY id", f"SELECT id FROM {w['forced']} ORDER BY id"
+        for _ in range(2):
+            assert a.run(setting) == [(1,), (3,)]
+            assert twins["bypass"].run(setting) == [(1,), (2,), (3,)]
+            assert twins["owner"].run(setting) == [(1,), (2,), (3,)]  # the owner, RLS not forced
+            assert twins["owner"].run(forced) == [(1,), (3,)]  # FORCE: the owner is filtered too
+            assert twins["bypass"].run(forced) == [(1,), (2,), (3,)]
+        for twin in (a, *twins.values()):
+            twin.close()
+        admin.close()
+    finally:
+        cache.close()
+
+
+def test_rls_opaque_policies_are_not_cached_unless_declared(rls_world: dict[str, Any]) -> None:
+    """A user function or a subquery in a policy: bypass:rls_opaque (counted, explained) by default;
+    declared in scope.policy_settings or by a settings= hint, cached and still isolated; a write to
+    the table a policy's subquery reads changes the answer."""
+    w = rls_world
+    func, sub = f"SELECT id, body FROM {w['func']} ORDER BY id", f"SELECT id, body FROM {w['sub']} ORDER BY id"
+    cache = querycache.QueryCache()
+    try:
+        a = _Twin(cache, w["a"])
+        a.tenant("t1")
+        for sql in (func, sub):
+            a.run(sql)
+            a.run(sql)
+            assert a.statuses[-2:] == ["bypass:rls_opaque"] * 2, a.statuses
+            explained = a.wrapped.explain(sql)
+            assert explained["why"] == "bypass:rls_opaque" and explained["row_security"]
+        assert cache.stats().to_dict()["bypasses"]["rls_opaque"] == 4
+        hinted = f"/* cache settings=app.tenant */ {func}"
+        for tenant in ("t1", "t2", "t1", "t2"):
+            a.tenant(tenant)
+            a.run(hinted)
+            a.run(hinted)
+            assert a.statuses[-1] == "hit:L1"
+        a.close()
+    finally:
+        cache.close()
+    declared = querycache.QueryCache.from_dict(
+        {"scope": {"policy_settings": {w["func"]: ["app.tenant"], w["sub"]: []}}, "l1": {"enabled": False}})
+    try:
+        twins = {role: _Twin(declared, w[role]) for role in ("a", "b")}
+        for _ in range(2):
+            for tenant in ("t1", "t2"):
+                for twin in twins.values():
+                    twin.tenant(tenant)
+                    for sql in (func, sub):
+                        twin.run(sql)
+                        twin.run(sql)
+                        assert twin.statuses[-1] == "hit:L2", (sql, twin.statuses[-1])
+        # Role b is granted document 2 through the table the subquery reads: b sees it at once.
+        b = twins["b"]
+        b.run(f"INSERT INTO {w['acl']} VALUES (2, '{w['b']}')")
+        assert b.run(sub) == [(2, "b-doc")]
+        b.run(f"DELETE FROM {w['acl']} WHERE who = '{w['b']}'")
+        assert b.run(sub) == []
+        for twin in twins.values():
+            twin.close()
+    finally:
+        declared.close()
+
+
+@pytest.mark.parametrize("tier", ["l1", "l2-redis"])
+def test_rls_pool_switching_tenants(rls_world: dict[str, Any], tier: str, own_redis: RedisServer) -> None:
+    """A psycopg_pool pool of one role, wrapped once per pooled connection, serving requests of
+    random tenants: every answer is the tenant's own; most are cache hits."""
+    import random
+
+    from psycopg_pool import ConnectionPool
+
+    w = rls_world
+    cache = _rls_cache(tier, own_redis.url)
+    read = f"SELECT id, body FROM {w['setting']} ORDER BY id"
+    expected = {t: _raw(_dsn(user=w["a"]), read, f"SET app.tenant = '{t}'") for t in ("t1", "t2")}
+    assert expected["t1"] != expected["t2"]
+    wrapped: dict[int, Any] = {}
+    statuses = []
+    pool = ConnectionPool(_dsn(user=w["a"]), min_size=2, max_size=2, kwargs={"autocommit": True}, open=True)
+    try:
+        draw = random.Random(16)
+        for _ in range(60):
+            tenant = draw.choice(["t1", "t2"])
+            with pool.connection() as raw:
+                conn = wrapped.setdefault(id(raw), cache.wrap(raw))
+                conn.cursor().execute("SELECT set_config('app.tenant', %s, false)", [tenant])
+                rows, status = _rows(conn, read)
+                assert rows == expected[tenant], (tenant, status)
+                statuses.append(status)
+        assert len(wrapped) == 2
+        assert sum(1 for s in statuses if s and s.startswith("hit")) > 30, statuses
+    finally:
+        pool.close()
+        cache.close()
+
+
+def test_rls_policy_created_elsewhere_is_seen(rls_world: dict[str, Any], own_redis: RedisServer) -> None:
+    """Row-level security enabled through another cache on the same Redis (another process) after
+    this one read the table: this one reads its catalog again and scopes the table from then on."""
+    w = rls_world
+    reader_cache = _rls_cache("l2-redis", own_redis.url, l1={"enabled": True})
+    admin_cache = _rls_cache("l2-redis", own_redis.url)
+    late = f"SELECT id, body FROM {w['late']} ORDER BY id"
+    try:
+        a = _Twin(reader_cache, w["a"])
+        a.tenant("t1")
+        assert len(a.run(late)) == 3
+        a.run(late)
+        assert a.statuses[-1] == "hit:L1"
+        owner = admin_cache.wrap(_connect_as(w["owner"]))
+        owner.cursor().execute(f"CREATE POLICY p ON {w['late']} USING (tenant = current_setting('app.tenant', true))")
+        owner.cursor().execute(f"ALTER TABLE {w['late']} ENABLE ROW LEVEL SECURITY")
+        for tenant in ("t1", "t2", "t1", "t2"):
+            a.tenant(tenant)
+            a.run(late)
+            a.run(late)
+        assert a.statuses[-1] == "hit:L1"
+        a.close()
+        owner.close()
+    finally:
+        reader_cache.close()
+        admin_cache.close()
+
+
+def test_rls_mutation_dropping_a_discovered_setting_leaks(rls_world: dict[str, Any],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks above can fail: with the policies' settings dropped from the scope, tenant t2 is
+    served tenant t1's rows."""
+    from querycache.drivers import postgres
+    from querycache.drivers.row_security import RowSecurity
+
+    real = postgres.row_security
+
+    def without_settings(*args: Any, **kwargs: Any) -> RowSecurity:
+        found = real(*args, **kwargs)
+        return RowSecurity(found.table, found.forced, found.policies, frozenset(), found.identity,
+                           found.opaque, found.reads_tables)
+
+    monkeypatch.setattr(postgres, "row_security", without_settings)
+    cache = querycache.QueryCache()
+    try:
+        a = _Twin(cache, rls_world["a"])
+        with pytest.raises(AssertionError, match="hit:L1"):
+            for tenant in ("t1", "t2"):
+                a.tenant(tenant)
+                a.run(f"SELECT id, body FROM {rls_world['setting']} ORDER BY id")
+        a.close()
+    finally:
+        cache.close()
+
+
+def test_rls_doctor_lists_tables_and_what_their_scopes_add(rls_world: dict[str, Any], tmp_path: Path) -> None:
+    w = rls_world
+    config = tmp_path / "qc.yaml"
+    config.write_text(yaml.safe_dump({"scope": {"policy_settings": {w["sub"]: []}}}))
+    result = subprocess.run([sys.executable, "-m", "querycache", "--config", str(config), "doctor", "--json",
+                             "--dsn", f"postgresql://{w['a']}@127.0.0.1:5432/test"],
+                            capture_output=True, text=True, timeout=120)
+    checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
+    setting = checks[f"row security: {w['setting']}"]
+    assert setting["status"] == "ok" and "settings app.tenant" in setting["detail"], setting
+    forced = checks[f"row security: {w['forced']}"]
+    assert "FORCE" in forced["detail"], forced
+    assert "session_user" not in checks[f"row security: {w['user']}"]["detail"]
+    func = checks[f"row security: {w['func']}"]
+    assert func["status"] == "warn" and "rls_opaque" in func["detail"] and w["function"] in func["detail"], func
+    sub = checks[f"row security: {w['sub']}"]
+    assert sub["status"] == "ok" and "declared" in sub["detail"], sub

@@ -28,9 +28,10 @@ _PRIVILEGE_FUNCTIONS = frozenset({
     "has_type_privilege", "has_language_privilege", "has_server_privilege", "has_tablespace_privilege",
     "has_foreign_data_wrapper_privilege", "has_parameter_privilege", "row_security_active",
 })
-# Syntax sqlglot models as functions (casts, CASE helpers, array literals): no state of their own.
+# Syntax sqlglot models as functions (casts, CASE helpers, array literals, AND/OR and other
+# operators): no state of their own.
 _SYNTAX = (exp.Cast, exp.TryCast, exp.Coalesce, exp.Nullif, exp.Greatest, exp.Least, exp.Array, exp.If,
-           exp.Case, exp.Paren)
+           exp.Case, exp.Paren, exp.Connector, exp.Binary, exp.Predicate, exp.Unary)
 # Column-like spellings sqlglot leaves as identifiers.
 _IDENTITY_WORDS = {"current_user": "current_user", "current_role": "current_user", "user": "current_user",
                    "session_user": "session_user"}
