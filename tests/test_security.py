@@ -553,6 +553,7 @@ def rls_world() -> Iterator[dict[str, Any]]:
     for kind in ("setting", "user", "member", "func", "sub", "acl", "plain", "forced", "late"):
         w[kind] = f"qcrls_{kind}_{sfx}"
     w["view"] = f"qcrls_view_{sfx}"
+    w["barrier"] = f"qcrls_barrier_{sfx}"
     tenant_rows = "(1, 't1', 'one-t1'), (2, 't2', 'two-t2'), (3, 't1', 'three-t1')"
     owned_rows = f"(1, '{w['a']}', 'a-doc'), (2, '{w['b']}', 'b-doc'), (3, '{w['owner']}', 'owner-doc')"
     statements = [
@@ -578,12 +579,15 @@ def rls_world() -> Iterator[dict[str, Any]]:
         f"CREATE POLICY p ON {w['func']} USING (tenant = {w['function']}())",
         f"CREATE POLICY p ON {w['sub']} USING (id IN (SELECT doc FROM {w['acl']} WHERE who = current_user))",
         f"CREATE VIEW {w['view']} WITH (security_invoker = true) AS SELECT id, body FROM {w['setting']}",
+        # Not security_invoker: the forced table's policy is checked as the view's owner, with the
+        # reading session's settings.
+        f"CREATE VIEW {w['barrier']} WITH (security_barrier) AS SELECT id, body FROM {w['forced']}",
         f"ALTER TABLE {w['forced']} FORCE ROW LEVEL SECURITY",
     ]
     for kind in ("setting", "user", "member", "func", "sub", "forced"):
         statements.append(f"ALTER TABLE {w[kind]} ENABLE ROW LEVEL SECURITY")
-    for kind in ("setting", "user", "member", "func", "sub", "acl", "plain", "forced", "late", "view"):
-        statements.append(f"ALTER {'VIEW' if kind == 'view' else 'TABLE'} {w[kind]} OWNER TO {w['owner']}")
+    for kind in ("setting", "user", "member", "func", "sub", "acl", "plain", "forced", "late", "view", "barrier"):
+        statements.append(f"ALTER {'VIEW' if kind in ('view', 'barrier') else 'TABLE'} {w[kind]} OWNER TO {w['owner']}")
         statements.append(f"GRANT SELECT ON {w[kind]} TO {w['a']}, {w['b']}, {w['bypass']}")
     statements.append(f"GRANT INSERT, DELETE ON {w['acl']} TO {w['a']}, {w['b']}")
     for statement in statements:
@@ -593,7 +597,7 @@ def rls_world() -> Iterator[dict[str, Any]]:
     finally:
         roles = [w[k] for k in ("owner", "a", "b", "bypass", "group")]
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)", [roles])
-        admin.execute(f"DROP VIEW IF EXISTS {w['view']}")
+        admin.execute(f"DROP VIEW IF EXISTS {w['view']}, {w['barrier']}")
         for kind in ("setting", "user", "member", "func", "sub", "acl", "plain", "forced", "late"):
             admin.execute(f"DROP TABLE IF EXISTS {w[kind]}")
         admin.execute(f"DROP FUNCTION IF EXISTS {w['function']}()")
@@ -642,7 +646,7 @@ def _tenant_rounds(cache: querycache.QueryCache, w: dict[str, Any]) -> dict[str,
     twins = {role: _Twin(cache, w[role]) for role in ("a", "b", "owner", "bypass")}
     reads = [f"SELECT id, body FROM {w['setting']} ORDER BY id", f"SELECT id, body FROM {w['view']} ORDER BY id",
              f"SELECT id, body FROM {w['forced']} ORDER BY id", f"SELECT id, body FROM {w['user']} ORDER BY id",
-             f"SELECT id, body FROM {w['member']} ORDER BY id"]
+             f"SELECT id, body FROM {w['member']} ORDER BY id", f"SELECT id, body FROM {w['barrier']} ORDER BY id"]
     for _ in range(2):
         for tenant in ("t1", "t2", None, "t1"):
             for twin in twins.values():
