@@ -67,6 +67,17 @@ VOLATILE_FUNCTIONS = frozenset(
         "sqlite_offset",
     }
 )
+# The statement clock: one value per statement (or transaction), no side effect. A read whose only
+# volatility is these is cached under /* cache volatile=time */, its clock frozen at fill.
+# clock_timestamp(), SYSDATE() and timeofday() move within a statement: never.
+CLOCK_FUNCTIONS = frozenset(
+    {"now", "current_timestamp", "current_date", "current_time", "localtime", "localtimestamp",
+     "transaction_timestamp", "statement_timestamp", "current_datetime", "curdate", "curtime",
+     "utc_timestamp", "utc_date", "utc_time", "unix_timestamp"}
+)
+# What volatile=time also lets through PostgreSQL's list of functions that are not immutable: date
+# arithmetic whose stable variants read only the clock and TimeZone (part of every scope).
+CLOCK_ARITHMETIC = frozenset({"extract", "date_part", "date_trunc", "timestamp_trunc", "date_bin", "age", "timezone"})
 # SQLite date/time functions are deterministic unless asked about 'now' (or called without arguments).
 _SQLITE_TIME_FUNCTIONS = frozenset({"date", "time", "datetime", "julianday", "strftime", "unixepoch", "timediff"})
 _SESSION_WORDS = frozenset(
@@ -249,8 +260,12 @@ def _anonymous_function_names(tree: exp.Expression) -> set[str]:
     return {str(f.name).lower() for f in tree.find_all(exp.Anonymous)}
 
 
-def _has_volatile(tree: exp.Expression, functions: set[str], dialect: str) -> bool:
-    if functions & VOLATILE_FUNCTIONS:
+def _has_volatile(tree: exp.Expression, functions: set[str], dialect: str, clock_frozen: bool = False) -> bool:
+    """Whether the statement calls a volatile function (with ``clock_frozen``: other than the clock)."""
+    volatile = functions & VOLATILE_FUNCTIONS
+    if clock_frozen:
+        return bool(volatile - CLOCK_FUNCTIONS)  # sqlite's 'now' is the clock too
+    if volatile:
         return True
     if dialect == "sqlite":
         for func in tree.find_all(exp.Func):
@@ -544,7 +559,7 @@ class Analyzer:
                 for m in select.args.get("operation_modifiers") or []
             ):
                 read_reason = BypassReason.SESSION  # sets the session state FOUND_ROWS() reads
-            elif _has_volatile(tree, functions, self.dialect):
+            elif _has_volatile(tree, functions, self.dialect, scanned.hints.volatile == "time"):
                 read_reason = BypassReason.VOLATILE
             return self._result(
                 sql, scanned, StatementKind.READ, reason=read_reason, tree=tree, read=read_tables or set(),

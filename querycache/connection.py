@@ -18,7 +18,15 @@ import weakref
 from itertools import chain
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
-from querycache.analysis import ALL_TABLES, CATALOG_CHANGES, Analysis, StatementKind, TxAction
+from querycache.analysis import (
+    ALL_TABLES,
+    CATALOG_CHANGES,
+    CLOCK_ARITHMETIC,
+    CLOCK_FUNCTIONS,
+    Analysis,
+    StatementKind,
+    TxAction,
+)
 from querycache.backends.base import MISS, Lookup
 from querycache.coalesce import Flight, Outcome
 from querycache.codec import CorruptEntry, Result, Unencodable, decode, encode
@@ -671,7 +679,8 @@ class CachedConnection:
             if self._cache._reload_stale_catalog(self._database_id):
                 return self._plan(analysis)
             bypass = BypassReason.UNKNOWN_RELATION
-        elif analysis.functions & catalog.volatile_functions:
+        elif (analysis.functions - CLOCK_FUNCTIONS - CLOCK_ARITHMETIC if analysis.hints.volatile == "time"
+              else analysis.functions) & catalog.volatile_functions:
             bypass = BypassReason.VOLATILE
         elif catalog.deterministic_functions is not None and analysis.dialect == "sqlite" and (
             analysis.user_functions - catalog.deterministic_functions

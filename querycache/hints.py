@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 
 from querycache.errors import HintError
 
-ACCEPTED_OPTIONS = ("ttl", "skip", "nocache", "tables", "tier", "semantic", "swr", "group", "key", "settings")
+ACCEPTED_OPTIONS = ("ttl", "skip", "nocache", "tables", "tier", "semantic", "swr", "group", "key", "settings",
+                    "volatile")
+# What ``volatile=`` accepts: the statement clock (now(), CURRENT_DATE...), frozen at fill.
+VOLATILE_KINDS = ("time",)
 _TIERS = ("l1", "l2")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.$-]*\Z")
 # A server setting (PostgreSQL: app.tenant); ``settings=`` hints and scope.policy_settings take these.
@@ -38,6 +41,8 @@ class Hints:
     # Settings the answer depends on beyond what the catalog shows (row-level security policies the
     # analyzer cannot see into): part of the read's scope.
     settings: tuple[str, ...] = ()
+    # "time": the statement clock may be frozen at fill (docs/freshness.md, "The statement clock").
+    volatile: str | None = None
     warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
@@ -51,6 +56,7 @@ class Hints:
             "swr": self.swr,
             "groups": list(self.groups),
             "settings": list(self.settings),
+            "volatile": self.volatile,
             "warnings": list(self.warnings),
         }
 
@@ -87,6 +93,7 @@ class _HintBuilder:
     swr: int | None = None
     groups: list[str] = field(default_factory=list)
     settings: list[str] = field(default_factory=list)
+    volatile: str | None = None
     warnings: list[str] = field(default_factory=list)
 
     def problem(self, comment: str, message: str) -> None:
@@ -140,6 +147,11 @@ class _HintBuilder:
                     self.problem(comment, f"{name}={value!r} is not a group name")
                 else:
                     self.groups.extend(names)
+            elif name == "volatile" and has_value:
+                if value.lower() not in VOLATILE_KINDS:
+                    self.problem(comment, f"volatile={value!r} is not one of {', '.join(VOLATILE_KINDS)}")
+                else:
+                    self.volatile = value.lower()
             elif name == "settings" and has_value:
                 names = [n for n in value.split(",") if n]
                 if not names or any(not SETTING_NAME.match(n) for n in names):
@@ -160,6 +172,7 @@ class _HintBuilder:
             swr=self.swr,
             groups=tuple(dict.fromkeys(self.groups)),
             settings=tuple(sorted(set(self.settings))),
+            volatile=self.volatile,
             warnings=tuple(self.warnings),
         )
 

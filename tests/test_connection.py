@@ -378,3 +378,65 @@ def test_two_caches_over_one_database_invalidate_each_other(sqlite_db: Database)
     assert run(reader, sql) == ([(12,)], "miss")
     first.close()
     second.close()
+
+
+# -- /* cache volatile=time */: the statement clock frozen at fill (issue 19, part) -----------------
+
+CLOCK_READS = {
+    "sqlite": "SELECT count(*), datetime('now'), date('now', '-1 day') FROM {t} WHERE qty > 0",
+    "postgres": "SELECT count(*), now(), CURRENT_DATE, date_trunc('day', now()), "
+                "extract(year FROM localtimestamp) FROM {t} WHERE qty > 0",
+    "mysql": "SELECT count(*), NOW(), CURDATE(), UTC_TIMESTAMP() FROM {t} WHERE qty > 0",
+}
+# Volatile beyond the clock: never cached, whatever the hint says.
+OTHER_VOLATILE = {
+    "sqlite": ["SELECT random() FROM {t}", "SELECT datetime('now'), randomblob(4) FROM {t}"],
+    "postgres": ["SELECT now(), random() FROM {t}", "SELECT clock_timestamp() FROM {t}",
+                 "SELECT gen_random_uuid() FROM {t}", "SELECT nextval('{t}_seq') FROM {t}",
+                 "SELECT timeofday() FROM {t}"],
+    "mysql": ["SELECT NOW(), RAND() FROM {t}", "SELECT SYSDATE() FROM {t}", "SELECT UUID() FROM {t}"],
+}
+
+
+def _dialect(db: Database) -> str:
+    return {"SqliteDatabase": "sqlite", "MysqlDatabase": "mysql"}.get(type(db).__name__, "postgres")
+
+
+def test_volatile_time_caches_the_clock_frozen_at_fill(db: Database, cache: querycache.QueryCache) -> None:
+    import time
+
+    table = make_items(db)
+    conn = cache.wrap(db.connect())
+    plain = CLOCK_READS[_dialect(db)].format(t=table)
+    assert run(conn, plain)[1] == "bypass:volatile"
+    hinted = "/* cache ttl=60 volatile=time */ " + plain
+    first, status = run(conn, hinted)
+    assert status == "miss"
+    time.sleep(1.1)  # the clock moved on; the cached answer keeps the one of its fill
+    again, status = run(conn, hinted)
+    assert status == "hit:L1" and again == first
+    explained = conn.explain(hinted)
+    assert explained["tier"] == "l1" and explained["hints"]["volatile"] == "time"
+    # Still invalidated by writes, as any cached read.
+    conn.cursor().execute(f"UPDATE {table} SET qty = qty + 1 WHERE id = 1")
+    if not getattr(conn, "autocommit", True):
+        conn.commit()
+    assert run(conn, hinted)[1] == "miss"
+
+
+def test_volatile_time_never_caches_other_volatility(db: Database, cache: querycache.QueryCache) -> None:
+    table = make_items(db)
+    dialect = _dialect(db)
+    if dialect == "postgres":
+        db.admin(f"CREATE SEQUENCE {table}_seq")
+    conn = cache.wrap(db.connect())
+    try:
+        for sql in OTHER_VOLATILE[dialect]:
+            hinted = "/* cache ttl=60 volatile=time */ " + sql.format(t=table)
+            for _ in range(2):
+                assert run(conn, hinted)[1] == "bypass:volatile", hinted
+            assert conn.explain(hinted)["why"] == "bypass:volatile"
+    finally:
+        conn.close()
+        if dialect == "postgres":
+            db.admin(f"DROP SEQUENCE IF EXISTS {table}_seq")

@@ -106,6 +106,12 @@ def test_settings_are_lower_cased_deduplicated_and_validated() -> None:
     assert bad.settings == () and "settings=" in bad.warnings[0] and "setting names" in bad.warnings[0]
 
 
+def test_volatile_accepts_time_only() -> None:
+    assert hints("/* cache volatile=TIME */ SELECT now()").volatile == "time"
+    bad = hints("/* cache volatile=random */ SELECT random()")
+    assert bad.volatile is None and "volatile='random' is not one of time" in bad.warnings[0]
+
+
 def test_several_options_in_one_comment() -> None:
     h = hints("/* cache ttl=60 tables=orders tier=l2 semantic=0.9 swr=5 group=g1 */ SELECT 1")
     assert h.ttl == 60
