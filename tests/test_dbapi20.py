@@ -269,7 +269,7 @@ def test_dbapi20_wrapped_matches_raw(driver: str, autocommit: bool, dbapi20: Mod
 # Names the wrapper adds on purpose (API.md); any other name must exist on the wrapper iff it exists
 # on the driver's object, since code feature-detects with hasattr (dbapi20 itself does, for callproc
 # and nextset).
-INTENTIONAL = {"connection": {"wrapped", "cache", "database_id", "version_namespace", "explain"},
+INTENTIONAL = {"connection": {"wrapped", "cache", "database_id", "version_namespace", "explain", "row_security_report"},
                "cursor": {"wrapped", "cache_status"}}
 KINDS = [(driver, kind) for driver in ("sqlite3", "psycopg", "psycopg2", "pymysql")
          for kind in ("connection", "cursor")]
