@@ -440,3 +440,51 @@ def test_volatile_time_never_caches_other_volatility(db: Database, cache: queryc
         conn.close()
         if dialect == "postgres":
             db.admin(f"DROP SEQUENCE IF EXISTS {table}_seq")
+
+
+# Session settings that change what a read returns are part of the scope (docs/isolation.md).
+RESULT_SETTINGS = {
+    "postgres": [("SET transform_null_equals = on", "SELECT id FROM {t} WHERE name = NULL ORDER BY id"),
+                 ("SET extra_float_digits = -3", "SELECT qty / 7.0::float8 FROM {t} ORDER BY id")],
+    "mysql": [("SET sql_select_limit = 2", "SELECT id FROM {t} ORDER BY id"),
+              ("SET SESSION group_concat_max_len = 5", "SELECT group_concat(name ORDER BY id) FROM {t}"),
+              ("SET div_precision_increment = 1", "SELECT qty / 7 FROM {t} ORDER BY id")],
+}
+
+
+def test_result_changing_session_settings_are_in_the_scope(db: Database, cache: querycache.QueryCache) -> None:
+    dialect = _dialect(db)
+    if dialect == "sqlite":
+        pytest.skip("sqlite has no session settings")
+    table = make_items(db)
+    db.admin(f"UPDATE {table} SET name = NULL WHERE id = 2")
+    for setting, read in RESULT_SETTINGS[dialect]:
+        sql = read.format(t=table)
+        conn, raw = cache.wrap(db.connect()), db.connect()
+        before, _ = run(conn, sql)
+        assert run(conn, sql)[1] == "hit:L1"
+        for c in (conn, raw):
+            c.cursor().execute(setting)
+        after, status = run(conn, sql)
+        live = raw.cursor()
+        live.execute(sql)
+        expected = list(live.fetchall())
+        assert after == expected, (setting, status)
+        assert after != before, f"{setting} does not change the answer: the test proves nothing"
+        conn.close()
+        raw.close()
+
+
+def test_mysql_catalog_is_whole_under_sql_select_limit(mysql: Database, cache: querycache.QueryCache) -> None:
+    """The wrapper's catalog and scope queries are not truncated by the session's sql_select_limit
+    (a truncated catalog would miss tables, views and triggers)."""
+    table = make_items(mysql)
+    conn = cache.wrap(mysql.connect())
+    conn.cursor().execute("SET sql_select_limit = 1")
+    extra = mysql.t("extra")
+    mysql.tables.append(extra)
+    conn.cursor().execute(f"CREATE TABLE {extra} (id INTEGER)")  # DDL: the catalog is read again
+    sql = f"SELECT id FROM {table} ORDER BY id"
+    assert run(conn, sql) == ([(1,)], "miss")
+    assert run(conn, sql) == ([(1,)], "hit:L1")
+    assert "why" not in conn.explain(sql), conn.explain(sql)

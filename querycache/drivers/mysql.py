@@ -17,6 +17,15 @@ _LEVELS = {
 }
 
 
+# Session variables that change what a read returns (SET sql_select_limit = 1 truncates every
+# SELECT): part of every scope (docs/isolation.md). All exist on MySQL 5.7+ and MariaDB 10.3+.
+_RESULT_VARIABLES = ", ".join(f"@@{name}" for name in (
+    "sql_select_limit", "group_concat_max_len", "div_precision_increment", "max_sort_length",
+    "character_set_results", "character_set_connection", "collation_connection", "lc_time_names",
+    "sql_auto_is_null", "default_week_format",
+))
+
+
 class PyMySQLAdapter(DriverAdapter):
     dialect = "mysql"
     family = "mysql"
@@ -72,18 +81,31 @@ class PyMySQLAdapter(DriverAdapter):
             isolation = self.internal_query(conn, "SELECT @@transaction_isolation")[0][0]
         except Exception:  # noqa: BLE001 - older servers only know tx_isolation
             isolation = self.internal_query(conn, "SELECT @@tx_isolation")[0][0]
-        extra = "".join(f", @@{_variable(name)}" for name in settings)
+        # Settings a settings= hint names are read too (MySQL has no row-level security of its own).
+        declared = list(row_security_settings or ())
+        extra = "".join(f", @@{_variable(name)}" for name in [*settings, *declared])
         row = self.internal_query(
-            conn, "SELECT DATABASE(), CURRENT_USER(), @@time_zone, @@sql_mode, @@read_only" + extra
+            conn, "SELECT DATABASE(), CURRENT_USER(), @@time_zone, @@sql_mode, @@read_only, "
+                  f"CONCAT_WS(',', {_RESULT_VARIABLES})" + extra
         )[0]
-        database, user, tz, sql_mode, read_only = row[:5]
+        database, user, tz, sql_mode, read_only, result_variables = row[:6]
+        configured = row[6:6 + len(settings)]
         return ServerState(
             f"mysql:{server}:{database}",
-            ("mysql", user, database, tz, sql_mode, *row[5:]),
+            ("mysql", user, database, tz, sql_mode, result_variables, *configured),
             _LEVELS.get(str(isolation).upper(), "unknown"),
             bool(read_only),
             f"mysql:{server}",
+            tuple(zip(declared, row[6 + len(settings):], strict=True)),
         )
+
+    def internal_query(self, conn: Any, sql: str, params: Sequence[Any] | None = None,
+                       keep_transaction: bool = False) -> list[tuple[Any, ...]]:
+        # SET sql_select_limit = N truncates every SELECT without a LIMIT of its own: the wrapper's
+        # catalog and scope queries carry the largest one (a truncated catalog would miss triggers).
+        if sql.lstrip()[:6].upper() == "SELECT":
+            sql += " LIMIT 18446744073709551615"
+        return super().internal_query(conn, sql, params, keep_transaction)
 
     def load_catalog(self, conn: Any) -> Catalog:
         catalog = Catalog()

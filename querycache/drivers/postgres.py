@@ -7,11 +7,19 @@ from typing import Any, Sequence
 from querycache.drivers.base import Catalog, DriverAdapter, ServerState, view_definition
 from querycache.drivers.row_security import row_security
 
+# Settings that change what a read returns (or how the driver decodes it) are part of every scope:
+# docs/isolation.md, "What a scope is made of".
+_RESULT_SETTINGS = (
+    "extra_float_digits", "standard_conforming_strings", "transform_null_equals", "array_nulls",
+    "default_text_search_config", "lc_monetary", "lc_numeric", "lc_time", "client_encoding", "bytea_output",
+    "xmloption", "xmlbinary",
+)
 _SCOPE_SQL = (
     "SELECT current_user, current_database(), current_setting('search_path'), "
     "current_setting('TimeZone'), current_setting('DateStyle'), current_setting('IntervalStyle'), "
     "current_setting('transaction_isolation'), pg_is_in_recovery(), "
-    "coalesce(inet_server_addr()::text, ''), coalesce(inet_server_port(), 0)"
+    "coalesce(inet_server_addr()::text, ''), coalesce(inet_server_port(), 0), "
+    "concat_ws(',', " + ", ".join(f"current_setting('{name}')" for name in _RESULT_SETTINGS) + ")"
 )
 _SYSTEM_ID_SQL = "SELECT system_identifier::text FROM pg_control_system()"
 _RELATIONS_SQL = "SELECT c.relname, c.relkind FROM pg_class c WHERE c.relkind IN ('r','v','m','p','f')"
@@ -97,18 +105,18 @@ class _PostgresAdapter(DriverAdapter):
         if row_security_settings is not None:
             extra += _ROW_SECURITY_SCOPE_SQL
         row = self.internal_query(conn, _SCOPE_SQL + extra, names or None)[0]
-        configured = row[10:10 + len(settings)]
+        configured = row[11:11 + len(settings)]
         row_security_scope: tuple[Any, ...] = ()
         if row_security_settings is not None:
-            row_security_scope = (*zip(row_security_settings, row[10 + len(settings):], strict=False),
-                                  *row[10 + len(names):])
+            row_security_scope = (*zip(row_security_settings, row[11 + len(settings):], strict=False),
+                                  *row[11 + len(names):])
         user, database, search_path, tz, datestyle, intervalstyle, isolation, recovery, host, port = row[:10]
         try:
             system_id = self.internal_query(conn, _SYSTEM_ID_SQL)[0][0]
         except Exception:  # noqa: BLE001 - pg_control_system() may be revoked; fall back to the address
             system_id = f"{host}:{port}"
         database_id = f"postgres:{system_id}:{database}"
-        scope = ("postgres", user, search_path, tz, datestyle, intervalstyle, *configured)
+        scope = ("postgres", user, search_path, tz, datestyle, intervalstyle, row[10], *configured)
         return ServerState(database_id, scope, _LEVELS.get(str(isolation).lower(), "unknown"), bool(recovery),
                            database_id, row_security_scope)
 
