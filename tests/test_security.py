@@ -43,6 +43,13 @@ def _pg_admin() -> Any:
         require("PostgreSQL", exc)
 
 
+def _url(**overrides: str) -> str:
+    """The test database as a postgresql:// URL (what the command line takes)."""
+    parts = dict(p.split("=", 1) for p in PG_DSN.split())
+    parts.update(overrides)
+    return f"postgresql://{parts['user']}@{parts['host']}:{parts.get('port', '5432')}/{parts['dbname']}"
+
+
 def _dsn(**overrides: str) -> str:
     parts = dict(p.split("=", 1) for p in PG_DSN.split())
     parts.update(overrides)
@@ -935,7 +942,7 @@ def test_rls_doctor_lists_tables_and_what_their_scopes_add(rls_world: dict[str, 
     config = tmp_path / "qc.yaml"
     config.write_text(yaml.safe_dump({"scope": {"policy_settings": {w["sub"]: []}}}))
     result = subprocess.run([sys.executable, "-m", "querycache", "--config", str(config), "doctor", "--json",
-                             "--dsn", f"postgresql://{w['a']}@127.0.0.1:5432/test"],
+                             "--dsn", _url(user=w["a"])],
                             capture_output=True, text=True, timeout=120)
     checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
     setting = checks[f"row security: {w['setting']}"]
