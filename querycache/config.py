@@ -124,7 +124,7 @@ class ScopeConfig:
     settings: list[str] = field(default_factory=list)
     """Session settings part of every read's scope."""
     policy_settings: Mapping[str, list[str]] = field(default_factory=dict)
-    """Tables with row-level security whose policies querycache cannot see into (a user function, a
+    """Tables with row-level security whose policies querycache cannot see into (a plpgsql function, a
     subquery): the settings those policies read. Their reads are cached only when listed here (or
     declared by a ``settings=`` hint); ``[]`` says they read none (only the user)."""
 

@@ -556,8 +556,9 @@ def rls_world() -> Iterator[dict[str, Any]]:
     w: dict[str, Any] = {
         "owner": f"qcrls_owner_{sfx}", "a": f"qcrls_a_{sfx}", "b": f"qcrls_b_{sfx}",
         "bypass": f"qcrls_bypass_{sfx}", "group": f"qcrls_mgr_{sfx}", "function": f"qcrls_tenant_{sfx}",
+        "plfunction": f"qcrls_pltenant_{sfx}",
     }
-    for kind in ("setting", "user", "member", "func", "sub", "acl", "plain", "forced", "late"):
+    for kind in ("setting", "user", "member", "func", "plfunc", "sub", "acl", "plain", "forced", "late"):
         w[kind] = f"qcrls_{kind}_{sfx}"
     w["view"] = f"qcrls_view_{sfx}"
     w["barrier"] = f"qcrls_barrier_{sfx}"
@@ -568,8 +569,10 @@ def rls_world() -> Iterator[dict[str, Any]]:
         f"CREATE ROLE {w['bypass']} LOGIN BYPASSRLS", f"CREATE ROLE {w['group']} NOLOGIN",
         f"CREATE FUNCTION {w['function']}() RETURNS text LANGUAGE sql STABLE "
         f"AS $$ SELECT current_setting('app.tenant', true) $$",
+        f"CREATE FUNCTION {w['plfunction']}() RETURNS text LANGUAGE plpgsql STABLE "
+        f"AS $$ BEGIN RETURN current_setting('app.tenant', true); END $$",
     ]
-    for kind in ("setting", "func", "forced", "late"):
+    for kind in ("setting", "func", "plfunc", "forced", "late"):
         statements += [f"CREATE TABLE {w[kind]} (id int PRIMARY KEY, tenant text, body text)",
                        f"INSERT INTO {w[kind]} VALUES {tenant_rows}"]
     for kind in ("user", "member", "sub"):
@@ -584,6 +587,7 @@ def rls_world() -> Iterator[dict[str, Any]]:
         f"CREATE POLICY p ON {w['member']} USING (pg_has_role(current_user, '{w['group']}', 'member') "
         f"OR owner = current_user)",
         f"CREATE POLICY p ON {w['func']} USING (tenant = {w['function']}())",
+        f"CREATE POLICY p ON {w['plfunc']} USING (tenant = {w['plfunction']}())",
         f"CREATE POLICY p ON {w['sub']} USING (id IN (SELECT doc FROM {w['acl']} WHERE who = current_user))",
         f"CREATE VIEW {w['view']} WITH (security_invoker = true) AS SELECT id, body FROM {w['setting']}",
         # Not security_invoker: the forced table's policy is checked as the view's owner, with the
@@ -591,9 +595,10 @@ def rls_world() -> Iterator[dict[str, Any]]:
         f"CREATE VIEW {w['barrier']} WITH (security_barrier) AS SELECT id, body FROM {w['forced']}",
         f"ALTER TABLE {w['forced']} FORCE ROW LEVEL SECURITY",
     ]
-    for kind in ("setting", "user", "member", "func", "sub", "forced"):
+    for kind in ("setting", "user", "member", "func", "plfunc", "sub", "forced"):
         statements.append(f"ALTER TABLE {w[kind]} ENABLE ROW LEVEL SECURITY")
-    for kind in ("setting", "user", "member", "func", "sub", "acl", "plain", "forced", "late", "view", "barrier"):
+    for kind in ("setting", "user", "member", "func", "plfunc", "sub", "acl", "plain", "forced", "late", "view",
+                 "barrier"):
         statements.append(f"ALTER {'VIEW' if kind in ('view', 'barrier') else 'TABLE'} {w[kind]} OWNER TO {w['owner']}")
         statements.append(f"GRANT SELECT ON {w[kind]} TO {w['a']}, {w['b']}, {w['bypass']}")
     statements.append(f"GRANT INSERT, DELETE ON {w['acl']} TO {w['a']}, {w['b']}")
@@ -605,9 +610,9 @@ def rls_world() -> Iterator[dict[str, Any]]:
         roles = [w[k] for k in ("owner", "a", "b", "bypass", "group")]
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)", [roles])
         admin.execute(f"DROP VIEW IF EXISTS {w['view']}, {w['barrier']}")
-        for kind in ("setting", "user", "member", "func", "sub", "acl", "plain", "forced", "late"):
+        for kind in ("setting", "user", "member", "func", "plfunc", "sub", "acl", "plain", "forced", "late"):
             admin.execute(f"DROP TABLE IF EXISTS {w[kind]}")
-        admin.execute(f"DROP FUNCTION IF EXISTS {w['function']}()")
+        admin.execute(f"DROP FUNCTION IF EXISTS {w['function']}(), {w['plfunction']}()")
         for role in roles:
             admin.execute(f"DROP ROLE IF EXISTS {role}")
         admin.close()
@@ -660,7 +665,9 @@ def _tenant_rounds(cache: querycache.QueryCache, w: dict[str, Any]) -> dict[str,
     twins = {role: _Twin(cache, w[role]) for role in ("a", "b", "owner", "bypass")}
     reads = [f"SELECT id, body FROM {w['setting']} ORDER BY id", f"SELECT id, body FROM {w['view']} ORDER BY id",
              f"SELECT id, body FROM {w['forced']} ORDER BY id", f"SELECT id, body FROM {w['user']} ORDER BY id",
-             f"SELECT id, body FROM {w['member']} ORDER BY id", f"SELECT id, body FROM {w['barrier']} ORDER BY id"]
+             f"SELECT id, body FROM {w['member']} ORDER BY id", f"SELECT id, body FROM {w['barrier']} ORDER BY id",
+             # A policy calling a one-line SQL function: querycache sees into it.
+             f"SELECT id, body FROM {w['func']} ORDER BY id"]
     for _ in range(2):
         for tenant in ("t1", "t2", None, "t1"):
             for twin in twins.values():
@@ -807,11 +814,11 @@ def test_rls_membership_bypassrls_and_owner(rls_world: dict[str, Any]) -> None:
 
 
 def test_rls_opaque_policies_are_not_cached_unless_declared(rls_world: dict[str, Any]) -> None:
-    """A user function or a subquery in a policy: bypass:rls_opaque (counted, explained) by default;
+    """A plpgsql function or a subquery in a policy: bypass:rls_opaque (counted, explained) by default;
     declared in scope.policy_settings or by a settings= hint, cached and still isolated; a write to
     the table a policy's subquery reads changes the answer."""
     w = rls_world
-    func, sub = f"SELECT id, body FROM {w['func']} ORDER BY id", f"SELECT id, body FROM {w['sub']} ORDER BY id"
+    func, sub = f"SELECT id, body FROM {w['plfunc']} ORDER BY id", f"SELECT id, body FROM {w['sub']} ORDER BY id"
     cache = querycache.QueryCache()
     try:
         a = _Twin(cache, w["a"])
@@ -829,7 +836,7 @@ def test_rls_opaque_policies_are_not_cached_unless_declared(rls_world: dict[str,
     finally:
         cache.close()
     declared = querycache.QueryCache.from_dict(
-        {"scope": {"policy_settings": {w["func"]: ["app.tenant"], w["sub"]: []}}, "l1": {"enabled": False}})
+        {"scope": {"policy_settings": {w["plfunc"]: ["app.tenant"], w["sub"]: []}}, "l1": {"enabled": False}})
     try:
         twins = {role: _Twin(declared, w[role]) for role in ("a", "b")}
         for _ in range(2):
@@ -951,6 +958,8 @@ def test_rls_doctor_lists_tables_and_what_their_scopes_add(rls_world: dict[str, 
     assert "FORCE" in forced["detail"], forced
     assert "session_user" not in checks[f"row security: {w['user']}"]["detail"]
     func = checks[f"row security: {w['func']}"]
-    assert func["status"] == "warn" and "rls_opaque" in func["detail"] and w["function"] in func["detail"], func
+    assert func["status"] == "ok" and "settings app.tenant" in func["detail"], func
+    plfunc = checks[f"row security: {w['plfunc']}"]
+    assert plfunc["status"] == "warn" and "rls_opaque" in plfunc["detail"] and w["plfunction"] in plfunc["detail"]
     sub = checks[f"row security: {w['sub']}"]
     assert sub["status"] == "ok" and "declared" in sub["detail"], sub

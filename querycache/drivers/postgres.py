@@ -71,12 +71,13 @@ FROM pg_class c LEFT JOIN pg_policy p ON p.polrelid = c.oid AND p.polcmd IN ('r'
 WHERE c.relrowsecurity ORDER BY c.relname, p.polname
 """
 # What those policies depend on that their text may hide: user functions (built-ins are pinned and
-# never recorded) and other relations (a subquery).
+# never recorded), with their language and body, and other relations (a subquery).
 _POLICY_DEPENDS_SQL = """
-SELECT c.relname, d.refclassid = 'pg_proc'::regclass, coalesce(f.proname, r.relname)
+SELECT c.relname, d.refclassid = 'pg_proc'::regclass, coalesce(f.proname, r.relname), l.lanname, f.prosrc
 FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
 JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = p.oid
 LEFT JOIN pg_proc f ON d.refclassid = 'pg_proc'::regclass AND f.oid = d.refobjid
+LEFT JOIN pg_language l ON l.oid = f.prolang
 LEFT JOIN pg_class r ON d.refclassid = 'pg_class'::regclass AND r.oid = d.refobjid
 WHERE c.relrowsecurity AND p.polcmd IN ('r', '*')
   AND (d.refclassid = 'pg_proc'::regclass OR (d.refclassid = 'pg_class'::regclass AND d.refobjid <> p.polrelid))
@@ -165,10 +166,13 @@ class _PostgresAdapter(DriverAdapter):
             entries = policies.setdefault(key, [])
             if name is not None:
                 entries.append((name, using, check))
-        functions: dict[str, set[str]] = {}
+        functions: dict[str, set[tuple[str, str, str]]] = {}
         others: dict[str, set[str]] = {}
-        for table, is_function, name in self.internal_query(conn, _POLICY_DEPENDS_SQL):
-            (functions if is_function else others).setdefault(table.lower(), set()).add(str(name).lower())
+        for table, is_function, name, language, body in self.internal_query(conn, _POLICY_DEPENDS_SQL):
+            if is_function:
+                functions.setdefault(table.lower(), set()).add((str(name).lower(), str(language), body or ""))
+            else:
+                others.setdefault(table.lower(), set()).add(str(name).lower())
         for table, entries in policies.items():
             found = row_security(table, forced[table], entries, immutable, functions.get(table, ()),
                                  others.get(table, set()) - {table})

@@ -5,8 +5,8 @@ PostgreSQL evaluates a table's policies with the reading session's state: its se
 grants of that identity (``pg_has_role``). A cached answer of such a table may only be shared
 between sessions that agree on every one of them, so the catalog load reads each policy's
 expression and lists what it reads. A policy whose expression the analyzer cannot see into
-(a user function, a subquery on another table, a setting named by an expression) makes the
-table *opaque*: its reads are not cached unless the configuration or a hint declares the
+(a user function other than a one-line SQL function, a subquery on another table, a setting named
+by an expression) makes the table *opaque*: its reads are not cached unless the configuration or a hint declares the
 settings the policy reads.
 """
 
@@ -83,17 +83,40 @@ def _function_name(node: exp.Func) -> str:
     return node.sql_name().lower()
 
 
-def _scan(expression: str, deterministic: frozenset[str], reads: _PolicyReads) -> None:
+def _parse(text: str) -> exp.Expression | None:
     try:
-        tree = sqlglot.parse_one(f"SELECT 1 WHERE {expression}", read="postgres")
+        tree = sqlglot.parse_one(text, read="postgres")
     except (SqlglotError, ValueError, TypeError, RecursionError):
-        reads.opaque.append(f"cannot parse {expression!r}")
-        return
-    where = tree.args.get("where")
+        return None
+    return tree if isinstance(tree, exp.Expression) else None
+
+
+def _scan(expression: str, deterministic: frozenset[str], reads: _PolicyReads) -> None:
+    tree = _parse(f"SELECT 1 WHERE {expression}")
+    where = tree.args.get("where") if tree is not None else None
     if where is None:
         reads.opaque.append(f"cannot parse {expression!r}")
         return
-    for node in where.walk():
+    _scan_tree(where, deterministic, reads)
+
+
+def _scan_function(name: str, language: str, body: str, deterministic: frozenset[str], reads: _PolicyReads) -> None:
+    """See into a user function a policy calls: a SQL function whose body is one SELECT of
+    expressions (no FROM, no further user function) reads what those expressions read."""
+    tree = _parse(body.strip().rstrip(";")) if language == "sql" and body.strip() else None
+    if not isinstance(tree, exp.Select) or tree.args.get("from") or tree.args.get("from_"):
+        reads.opaque.append(f"calls the user function {name}() ({language}), which querycache cannot see into")
+        return
+    inner = _PolicyReads()
+    for projection in tree.expressions:
+        _scan_tree(projection, deterministic, inner)
+    reads.settings |= inner.settings
+    reads.identity |= inner.identity
+    reads.opaque.extend(f"{name}() {why}" for why in inner.opaque)
+
+
+def _scan_tree(root: exp.Expression, deterministic: frozenset[str], reads: _PolicyReads) -> None:
+    for node in root.walk():
         if isinstance(node, (exp.Select, exp.Subquery, exp.Exists)):
             reads.opaque.append("a subquery")
         elif isinstance(node, exp.CurrentUser):
@@ -118,19 +141,21 @@ def _scan(expression: str, deterministic: frozenset[str], reads: _PolicyReads) -
 
 
 def row_security(table: str, forced: bool, policies: Iterable[tuple[str, str | None, str | None]],
-                 deterministic: frozenset[str], user_functions: Iterable[str] = (),
+                 deterministic: frozenset[str], user_functions: Iterable[tuple[str, str, str]] = (),
                  other_tables: Iterable[str] = ()) -> RowSecurity:
     """What reads of ``table`` depend on, from its SELECT/ALL policies (name, USING, WITH CHECK),
-    the user functions and other relations those policies depend on (``pg_depend``), and the
-    immutable functions of the database (``deterministic``)."""
+    the user functions (name, language, body) and other relations those policies depend on
+    (``pg_depend``), and the immutable functions of the database (``deterministic``)."""
     reads = _PolicyReads()
     names = []
+    called = {name: (language, body) for name, language, body in user_functions}
     for name, using, check in policies:
         names.append(name)
         for expression in (using, check):
             if expression:
-                _scan(expression, deterministic, reads)
-    reads.opaque.extend(f"calls the user function {f}()" for f in sorted(set(user_functions)))
+                _scan(expression, deterministic | frozenset(called), reads)
+    for name, (language, body) in sorted(called.items()):
+        _scan_function(name, language, body, deterministic, reads)
     others = frozenset(t.lower() for t in other_tables)
     if others:
         reads.opaque.append(f"reads {', '.join(sorted(others))}")
