@@ -147,9 +147,12 @@ class PostgresDatabase(Database):
     def cleanup(self) -> None:
         conn = self.connect()
         cur = conn.cursor()
-        # A failed test may leave transactions open that would block DROP forever.
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%%'")
+        # A failed test may leave transactions open that would block DROP forever: end those that
+        # hold a lock on this test's own relations (never another test's, nor another run's).
+        cur.execute("SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a WHERE a.datname = current_database() "
+                    "AND a.pid <> pg_backend_pid() AND a.state LIKE 'idle in transaction%%' AND EXISTS ("
+                    "SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                    "WHERE l.pid = a.pid AND c.relname LIKE %s)", [self.prefix + "%"])
         for view in reversed(self.views):
             cur.execute(f"DROP VIEW IF EXISTS {view} CASCADE")
         for table in reversed(self.tables):
