@@ -362,8 +362,8 @@ def _capture_check(dsn: str) -> tuple[str, str, str]:
 
 @main.command()
 @click.option("--statements", "-n", default=None, type=int,
-              help="Statements in the web-app phase (default 20000; 2000 with --quick).")
-@click.option("--write-ratio", default=0.01, show_default=True, help="Share of statements that write.")
+              help="Statements in the web-app phase (default 10000; 2000 with --quick).")
+@click.option("--write-ratio", default=0.002, show_default=True, help="Share of statements that write.")
 @click.option("--connections", default=4, show_default=True, help="Connections in the pool (of each process).")
 @click.option("--callers", default=None, type=int, help="Stampede callers (default 16; 8 with --quick).")
 @click.option("--redis", "redis_url", default=None,
@@ -377,7 +377,7 @@ def demo(statements: int | None, write_ratio: float, connections: int, callers: 
     """Every tier at work on a sqlite shop, uncached then cached: L1 and L2 across a pool of
     connections, L3 on rewritten statements, a coalesced stampede, a write then a fresh read;
     the speed-up and the stale answers (every answer is compared). Prints the figures and writes
-    them with a picture of answers by tier over time. About 30 s (a few with --quick)."""
+    them with a picture of answers by tier over time. Under a minute (seconds with --quick)."""
     import tempfile
     from pathlib import Path
 
@@ -391,7 +391,7 @@ def demo(statements: int | None, write_ratio: float, connections: int, callers: 
     if connections < 2:
         raise click.BadParameter("at least 2 (L2 answers a read first made on another connection)",
                                  param_hint="--connections")
-    statements = statements or (2000 if quick else 20000)
+    statements = statements or (2000 if quick else 10000)
     callers = callers or (8 if quick else 16)
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="querycache-demo-out-"))
     out.mkdir(parents=True, exist_ok=True)

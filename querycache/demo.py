@@ -4,7 +4,7 @@ Everything runs twice on two copies of one sqlite database, uncached then cached
 
 1. A web app's pool: several connections take turns over one seeded sequence of reads (some of
    them rewritten twins of others: other aliases, column order, a comparison turned around) and
-   1 % writes. A read repeated on its connection is an L1 hit, one first read by another
+   a few writes. A read repeated on its connection is an L1 hit, one first read by another
    connection an L2 hit, a rewrite of a cached statement an L3 hit. Both runs execute the same
    steps in the same order, so every cached answer that differs from the uncached run's answer
    of the same step is a stale answer (there must be none).
@@ -127,7 +127,13 @@ def make_workload(n: int, write_ratio: float, seed: int = 11) -> list[Step]:
 
 def semantic_available() -> str | None:
     """None if L3 can run here, else why not (the n-gram embedder needs numpy and FAISS only)."""
-    missing = [m for m in ("numpy", "faiss") if importlib.util.find_spec(m) is None]
+    def absent(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):  # ValueError: blocked (sys.modules[name] is None)
+            return True
+
+    missing = [m for m in ("numpy", "faiss") if absent(m)]
     if missing:
         return f"not installed ({', '.join(missing)} missing): pip install 'querycache[semantic]'"
     return None
@@ -351,7 +357,7 @@ def _sum_stats(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_demo(statements: int = 20000, write_ratio: float = 0.01, *, connections: int = 4,
+def run_demo(statements: int = 10000, write_ratio: float = 0.002, *, connections: int = 4,
              stampede_callers: int = 16, redis_url: str | None = None,
              progress: Callable[[int], None] | None = None) -> DemoResult:
     """Run the three phases uncached, then cached; compare every cached answer with the truth."""
@@ -514,9 +520,10 @@ def report_lines(result: DemoResult) -> list[str]:
 
 def write_picture(result: DemoResult, path: Path) -> str | None:
     """Answers by tier over time (the cached run) as a PNG; None, or why not."""
-    if importlib.util.find_spec("matplotlib") is None:
-        return "matplotlib is not installed (pip install matplotlib): no picture"
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        return "skipped: matplotlib is not installed (pip install matplotlib)"
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -535,21 +542,24 @@ def write_picture(result: DemoResult, path: Path) -> str | None:
     colours = {"l1": "#2b8a3e", "l2": "#1971c2", "l3": "#9c36b5", "coalesced": "#e8590c",
                "database": "#868e96", "bypass": "#c92a2a"}
     xs = [(i + 0.5) * width for i in range(buckets)]
-    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110)
-    bottom = [0] * buckets
+    totals = [sum(counts[i] for counts in series.values()) or 1 for i in range(buckets)]
+    fig, ax = plt.subplots(figsize=(10, 4.2), dpi=110)
+    bottom = [0.0] * buckets
     for name, counts in series.items():
-        ax.bar(xs, counts, width=width * 0.95, bottom=bottom, label=f"{labels[name]} ({sum(counts)})",
+        shares = [100 * c / n for c, n in zip(counts, totals, strict=True)]
+        ax.bar(xs, shares, width=width * 0.95, bottom=bottom, label=f"{labels[name]}: {sum(counts)}",
                color=colours[name])
-        bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
+        bottom = [b + c for b, c in zip(bottom, shares, strict=True)]
     stampede_at = min(result.stampede_cached.times) - start
-    ax.axvline(stampede_at, color="black", linestyle=":", linewidth=1)
-    ax.annotate("stampede", (stampede_at, max(bottom) * 0.9), xytext=(-50, 0), textcoords="offset points")
+    ax.annotate(f"stampede:\n{len(result.stampede_cached.times)} callers", (stampede_at, 100),
+                xytext=(0, 6), textcoords="offset points", ha="center", va="bottom", fontsize=8)
     where = "embedded (memory L2)" if result.backend == "memory" else "Redis L2, 2 processes"
-    ax.set_title(f"querycache demo, {where}: answers by tier ({result.speedup:.1f}x faster, "
-                 f"{result.stale_reads} stale)")
+    ax.set_title(f"querycache demo, {where}: where answers came from ({result.speedup:.1f}x faster, "
+                 f"{result.stale_reads} stale)", pad=22)
     ax.set_xlabel("seconds into the cached run")
-    ax.set_ylabel(f"answers per {width * 1000:.0f} ms")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylabel(f"% of answers per {width * 1000:.0f} ms")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, title="answers")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
