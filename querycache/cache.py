@@ -62,7 +62,8 @@ def _semantic_tier(config: Config, stats: Stats) -> SemanticTier:
     if missing:
         raise ConfigError(
             f"l3.enabled: the semantic tier needs the 'semantic' extra (missing: {', '.join(missing)}); "
-            "install it with: pip install 'querycache[semantic]'")
+            "install it with: pip install 'querycache[semantic]'"
+            + (" (or 'querycache[l3]': the default n-gram embedder alone, no torch)" if model == "ngram" else ""))
     from querycache.semantic.tier import SemanticTier
 
     tier = SemanticTier(config.l3, stats.semantic)

@@ -1,6 +1,7 @@
 """The demo: every tier at work on a read-mostly shop, each cached answer checked against the database.
 
-Everything runs twice on two copies of one sqlite database, uncached then cached:
+Everything runs twice on two copies of one sqlite database, uncached and cached (taking turns by
+blocks of statements, so that both runs see the same load on the machine):
 
 1. A web app's pool: several connections take turns over one seeded sequence of reads (some of
    them rewritten twins of others: other aliases, column order, a comparison turned around) and
@@ -135,7 +136,8 @@ def semantic_available() -> str | None:
 
     missing = [m for m in ("numpy", "faiss") if absent(m)]
     if missing:
-        return f"not installed ({', '.join(missing)} missing): pip install 'querycache[semantic]'"
+        return (f"not installed ({', '.join(missing)} missing): pip install 'querycache[l3]' (the default "
+                "n-gram embedder, no torch) or 'querycache[semantic]'")
     return None
 
 
@@ -152,18 +154,21 @@ def demo_config(redis_url: str | None = None, namespace: str | None = None, l3: 
 
 @dataclass
 class Ran:
-    """What a run of steps answered: rows, cache statuses (None uncached), wall times, seconds."""
+    """What a run of steps answered: rows, cache statuses (None uncached), wall times, seconds
+    spent in the statements (and after each step, how many so far: the picture's time axis)."""
 
     answers: list[Any] = field(default_factory=list)
     statuses: list[str | None] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     seconds: float = 0.0
     executions: int = 0
+    elapsed: list[float] = field(default_factory=list)
 
     def extend(self, other: Ran) -> None:
         self.answers += other.answers
         self.statuses += other.statuses
         self.times += other.times
+        self.elapsed += [self.seconds + e for e in other.elapsed]
         self.seconds += other.seconds
         self.executions += other.executions
 
@@ -203,6 +208,7 @@ class Pool:
             cur.execute(sql, params)
             ran.answers.append(cur.fetchall())
             ran.seconds += time.perf_counter() - started
+            ran.elapsed.append(ran.seconds)
             ran.statuses.append(getattr(cur, "cache_status", None))
             ran.times.append(time.time())
             cur.close()
@@ -235,7 +241,8 @@ class Pool:
             thread.join()
         for conn in connections:
             conn.close()
-        return Ran(results, statuses, times, max(times) - at, self.stampede_executions() - before)
+        return Ran(results, statuses, times, max(times) - at, self.stampede_executions() - before,
+                   [t - at for t in times])
 
     def execute(self, index: int, sql: str, params: tuple[Any, ...]) -> tuple[list[Any], str | None]:
         cur = self.connections[index].cursor()
@@ -315,7 +322,6 @@ class DemoResult:
     stampede_cached: Ran
     write_read: dict[str, Any]
     stats: dict[str, Any]
-    started: float
     stale_reads: int = 0
 
     @property
@@ -372,32 +378,32 @@ def run_demo(statements: int = 10000, write_ratio: float = 0.002, *, connections
         steps = make_workload(statements, write_ratio)
 
         plain = Pool(plain_path, connections, None)
-        uncached = plain.run(steps, progress)
-        stampede_uncached = plain.stampede(stampede_callers, time.time() + 0.1)
-        plain.close()
-
         cache = QueryCache(demo_config(redis_url, namespace, l3_unavailable is None))
         pool = Pool(cached_path, connections, cache)
         if redis_url:
             remote = _Remote(cached_path, connections, redis_url, namespace, l3_unavailable is None)
             remote.call("stats")  # started and connected before the clock runs
-        started = time.time()
-        cached = Ran()
+        # Uncached and cached take turns by blocks, so that both see the same load on the machine.
+        uncached, cached = Ran(), Ran()
         for turn, begin in enumerate(range(0, len(steps), BLOCK)):
             block = steps[begin:begin + BLOCK]
+            uncached.extend(plain.run(block, progress))
             if remote is not None and turn % 2:
                 cached.extend(remote.call("run", block))
                 if progress is not None:
                     progress(len(block))
             else:
                 cached.extend(pool.run(block, progress))
+        stampede_uncached = plain.stampede(stampede_callers, time.time() + 0.1)
+        plain.close()
 
         at = time.time() + (0.5 if remote is not None else 0.1)
         if remote is not None:
             remote.pipe.send(("stampede", stampede_callers - stampede_callers // 2, at))
             stampede_cached = pool.stampede(stampede_callers // 2, at)
             stampede_cached.extend(remote.pipe.recv())
-            stampede_cached.seconds = max(stampede_cached.times) - at
+            stampede_cached.seconds = max(stampede_cached.times) - at  # both halves started at ``at``
+            stampede_cached.elapsed = [t - at for t in stampede_cached.times]
         else:
             stampede_cached = pool.stampede(stampede_callers, at)
 
@@ -412,7 +418,7 @@ def run_demo(statements: int = 10000, write_ratio: float = 0.002, *, connections
 
         result = DemoResult(len(steps), write_ratio, connections, 2 if remote else 1,
                             "redis" if redis_url else "memory", l3_unavailable, uncached, cached,
-                            stampede_callers, stampede_uncached, stampede_cached, write_read, stats, started)
+                            stampede_callers, stampede_uncached, stampede_cached, write_read, stats)
         stale = sum(1 for got, want in zip(cached.answers, uncached.answers, strict=True) if got != want)
         stale += sum(1 for got in stampede_cached.answers if got != stampede_uncached.answers[0])
         result.stale_reads = stale + (0 if write_read["fresh"] else 1)
@@ -528,15 +534,17 @@ def write_picture(result: DemoResult, path: Path) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    events = list(zip(result.cached.times + result.stampede_cached.times,
+    # Time: seconds spent in the cached run's statements (the uncached blocks between them left out),
+    # then the stampede.
+    stampede_at = result.cached.seconds + 0.02
+    events = list(zip(result.cached.elapsed + [stampede_at + e for e in result.stampede_cached.elapsed],
                       result.cached.statuses + result.stampede_cached.statuses, strict=True))
-    start = result.started
     end = max(t for t, _ in events)
     buckets = 60
-    width = max((end - start) / buckets, 1e-3)
+    width = max(end / buckets, 1e-3)
     series = {name: [0] * buckets for name in ("l1", "l2", "l3", "coalesced", "database", "bypass")}
     for t, status in events:
-        series[_tier(status)][min(buckets - 1, int((t - start) / width))] += 1
+        series[_tier(status)][min(buckets - 1, int(t / width))] += 1
     labels = {"l1": "L1", "l2": "L2", "l3": "L3", "coalesced": "coalesced", "database": "database (miss)",
               "bypass": "writes"}
     colours = {"l1": "#2b8a3e", "l2": "#1971c2", "l3": "#9c36b5", "coalesced": "#e8590c",
@@ -550,13 +558,15 @@ def write_picture(result: DemoResult, path: Path) -> str | None:
         ax.bar(xs, shares, width=width * 0.95, bottom=bottom, label=f"{labels[name]}: {sum(counts)}",
                color=colours[name])
         bottom = [b + c for b, c in zip(bottom, shares, strict=True)]
-    stampede_at = min(result.stampede_cached.times) - start
-    ax.annotate(f"stampede:\n{len(result.stampede_cached.times)} callers", (stampede_at, 100),
-                xytext=(0, 6), textcoords="offset points", ha="center", va="bottom", fontsize=8)
+    first_answer = stampede_at + min(result.stampede_cached.elapsed)
+    ax.annotate(f"stampede: {len(result.stampede_cached.times)} callers,\nthe database ran it "
+                f"{result.stampede_cached.executions} time(s)", (first_answer, 50), xytext=(-12, 0),
+                textcoords="offset points", ha="right", va="center", fontsize=8,
+                arrowprops={"arrowstyle": "->", "linewidth": 0.8})
     where = "embedded (memory L2)" if result.backend == "memory" else "Redis L2, 2 processes"
     ax.set_title(f"querycache demo, {where}: where answers came from ({result.speedup:.1f}x faster, "
-                 f"{result.stale_reads} stale)", pad=22)
-    ax.set_xlabel("seconds into the cached run")
+                 f"{result.stale_reads} stale)")
+    ax.set_xlabel("seconds of cached work (statements only)")
     ax.set_ylabel(f"% of answers per {width * 1000:.0f} ms")
     ax.set_ylim(0, 100)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, title="answers")
