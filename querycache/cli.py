@@ -396,7 +396,7 @@ def demo(statements: int | None, write_ratio: float, connections: int, callers: 
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="querycache-demo-out-"))
     out.mkdir(parents=True, exist_ok=True)
     try:
-        with click.progressbar(length=2 * statements, label="uncached, then cached", file=sys.stderr) as bar:
+        with click.progressbar(length=2 * statements, label="uncached and cached, in turns", file=sys.stderr) as bar:
             result = run_demo(statements, write_ratio, connections=connections, stampede_callers=callers,
                               redis_url=redis_url, progress=bar.update)
     except QueryCacheError as exc:

@@ -84,7 +84,7 @@ def test_demo_without_the_semantic_extra_says_so_and_runs_the_rest(tmp_path: Pat
     result = _demo("--out", str(tmp_path), prelude="import sys; sys.modules['faiss'] = None")
     assert result.returncode == 0, result.stderr
     assert "L3 was off: the semantic extra is not installed" in result.stdout
-    assert "pip install 'querycache[semantic]'" in result.stdout
+    assert "pip install 'querycache[l3]'" in result.stdout
     counts = _counts(result.stdout)
     assert counts["L3"] == 0 and all(counts[tier] > 0 for tier in ("L1", "L2", "coalesced")), counts
     assert "stale answers    0 " in result.stdout
