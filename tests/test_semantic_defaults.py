@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import querycache
 from querycache.cli import main
-from tests.conftest import IN_CI, Database, make_database
+from tests.conftest import IN_CI, Database, make_orders
 
 if importlib.util.find_spec("faiss") is None:
     if IN_CI:
@@ -36,12 +36,7 @@ MINILM = all(importlib.util.find_spec(m) is not None
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def shop(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Database]:
-    db = make_database(request.param, tmp_path)
-    table = db.t("orders")
-    db.tables.append(table)
-    db.admin(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, status VARCHAR(10), total INTEGER)")
-    db.admin(f"INSERT INTO {table} VALUES " + ", ".join(
-        f"({i}, '{'paid' if i % 2 else 'open'}', {i * 3})" for i in range(1, 41)))
+    db = make_orders(request.param, tmp_path)
     yield db
     db.cleanup()
 
