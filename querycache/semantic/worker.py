@@ -7,7 +7,7 @@ runs as a miss) and counted; the vector, once computed, is remembered for the ne
 The model loads in the worker thread, never on a query's path, unless ``load_now()`` loads it in
 the caller's (``l3.warmup: block``: in ``QueryCache()``, before the first query).
 
-An embedder with ``inline = True`` (the n-gram one: no model, about 0.1-0.4 ms a text) embeds on
+An embedder with ``inline = True`` (the n-gram one: no model, about 0.07 ms a canonical form) embeds on
 the caller's thread instead: no queue, no hand-over, nothing to shed, and an entry is in the index
 when ``add`` returns, so the very next statement can be answered from it. A thread would not make
 it cheaper (the GIL) and would make the first rewrite's answer depend on scheduling.
@@ -131,7 +131,8 @@ class EmbeddingWorker:
         return job.vector
 
     def submit(self, text: str, callback: Callable[[NDArray[np.float32]], None]) -> bool:
-        """Embed ``text`` in the background and call ``callback`` with its vector (index adds)."""
+        """Embed ``text`` in the background (an inline embedder: now) and call ``callback`` with its
+        vector (index adds)."""
         vector = self.remembered(text)
         if vector is None and self.inline:
             vector = self._embed_inline(text)
