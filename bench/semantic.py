@@ -143,7 +143,7 @@ def bench_embedding(rounds: int, per_caller: int) -> dict[str, Any]:
     at a time), or goes through the worker with no wait to fill a batch (``batched``: batches form
     while the model is busy) or waiting up to 2 ms (``batched_wait2``)."""
     print("[embedding] loading MiniLM ...", flush=True)
-    model = load_embedder(None)
+    model = load_embedder("minilm")
     callers = 8
     modes = ("single", "batched", "batched_wait2")
     serial = iter(range(10**9))

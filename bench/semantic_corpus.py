@@ -113,7 +113,7 @@ def similarity_study(thresholds: list[float]) -> dict[str, Any]:
 
     from querycache.semantic.embedders import load_embedder
 
-    model = load_embedder(None)
+    model = load_embedder("minilm")
     out: dict[str, Any] = {}
     for corpus_name, pairs in (("equivalent", EQUIVALENT), ("near_miss", NEAR_MISS)):
         for text_kind in ("written", "canonical"):

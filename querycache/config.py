@@ -50,8 +50,14 @@ class L2Config:
 class L3Config:
     enabled: bool = False
     model: str | None = None
-    """None or "minilm": the packaged all-MiniLM-L6-v2; "ngram": hashed character n-grams (no
-    torch); anything else: a sentence-transformers model directory."""
+    """None or "ngram": hashed character n-grams (no torch, nothing to load; measured as good as
+    MiniLM on the corpora); "minilm": the packaged all-MiniLM-L6-v2; anything else: a
+    sentence-transformers model directory."""
+    warmup: Literal["background", "block"] = "background"
+    """How a model that must load (MiniLM, a model directory) gets ready: "background" loads it in
+    the worker thread while queries run (lookups meanwhile are shed as ``shed:model_loading``);
+    "block" loads it in ``QueryCache()``, before the first query. The n-gram embedder has nothing
+    to load: it is ready in ``QueryCache()`` either way."""
     threshold: float = 0.97
     max_entries: int = 100000
     budget_ms: int = 20
@@ -360,7 +366,7 @@ def _check(config: Config) -> None:
     positive("l3.hnsw_above", config.l3.hnsw_above)
     positive("l3.top_k", config.l3.top_k)
     if config.l3.model is not None and not config.l3.model.strip():
-        raise ConfigError("l3.model: must be null, 'minilm', 'ngram' or a sentence-transformers model path")
+        raise ConfigError("l3.model: must be null, 'ngram', 'minilm' or a sentence-transformers model path")
     non_negative("ttl.default_s", config.ttl.default_s)
     positive("ttl.max_s", config.ttl.max_s)
     positive("stats.publish_interval_s", config.stats.publish_interval_s)

