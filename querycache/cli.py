@@ -335,7 +335,7 @@ def _database_check(dsn: str) -> tuple[str, str, str]:
 
 
 def _capture_check(dsn: str) -> tuple[str, str, str]:
-    from querycache import capture as capture_module
+    from querycache.invalidation import capture as capture_module
 
     try:
         import psycopg
@@ -476,7 +476,7 @@ def _print_capture(result: Any, as_json: bool) -> None:
 @click.pass_obj
 def capture_install(config: Config, dsn: str | None, no_ddl: bool, as_json: bool) -> None:
     """Install statement-level notify triggers on every table (idempotent)."""
-    from querycache import capture as capture_module
+    from querycache.invalidation import capture as capture_module
 
     with _pg_connect(_capture_dsn(config, dsn)) as conn:
         _print_capture(capture_module.install(conn, ddl=not no_ddl), as_json)
@@ -488,7 +488,7 @@ def capture_install(config: Config, dsn: str | None, no_ddl: bool, as_json: bool
 @click.pass_obj
 def capture_uninstall(config: Config, dsn: str | None, as_json: bool) -> None:
     """Remove the triggers, the event trigger and the querycache schema."""
-    from querycache import capture as capture_module
+    from querycache.invalidation import capture as capture_module
 
     with _pg_connect(_capture_dsn(config, dsn)) as conn:
         _print_capture(capture_module.uninstall(conn), as_json)
@@ -500,7 +500,7 @@ def capture_uninstall(config: Config, dsn: str | None, as_json: bool) -> None:
 @click.pass_obj
 def capture_status(config: Config, dsn: str | None, as_json: bool) -> None:
     """Which tables notify their writes; exit 1 when some do not."""
-    from querycache import capture as capture_module
+    from querycache.invalidation import capture as capture_module
 
     with _pg_connect(_capture_dsn(config, dsn)) as conn:
         result = capture_module.status(conn)
@@ -515,7 +515,7 @@ def capture_status(config: Config, dsn: str | None, as_json: bool) -> None:
 @click.pass_obj
 def capture_listen(config: Config, dsn: str | None, database_id: str | None) -> None:
     """Run the listener in the foreground: one daemon bumps for every process sharing the store."""
-    from querycache.capture import CaptureListener
+    from querycache.invalidation.capture import CaptureListener
 
     if config.l2.backend == "memory":
         raise click.UsageError("capture listen needs a shared store (l2.backend: redis); with the memory "
