@@ -13,10 +13,10 @@ from collections.abc import Sized
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from querycache.analysis import Analysis, fold
-from querycache.backends.base import Backend, backend_class, shared_stats
+from querycache.backends.base import Backend, open_backend, shared_stats
 from querycache.config import Config
 from querycache.context import CacheContext
-from querycache.drivers.base import detect
+from querycache.drivers.registry import detect
 from querycache.errors import BackendUnavailable, ConfigError, QueryCacheError
 from querycache.invalidation.keys import database_table_key, group_key
 from querycache.keys import tenant_tag
@@ -80,10 +80,8 @@ class QueryCache:
         self.config = config or Config()
         self._stats = Stats()
         self.namespace = self.config.l2.namespace
-        cls = backend_class(self.config.l2.backend if self.config.l2.enabled else "memory")
-        self.backend: Backend = cls.from_config(self.config) if hasattr(cls, "from_config") else cls(
-            max_bytes=self.config.l2.max_bytes, namespace=self.namespace
-        )
+        self.backend: Backend = open_backend(self.config.l2.backend if self.config.l2.enabled else "memory",
+                                             self.config)
         self._context = context = CacheContext(self.config, self.backend, self._stats)
         # Process-wide table versions that L1 hits are checked against (docs/freshness.md).
         self.mirror_versions = context.mirror_versions

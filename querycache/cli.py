@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from querycache.analysis import Analyzer
+from querycache.backends.base import health_report
 from querycache.cache import QueryCache
 from querycache.config import CaptureConfig, Config, redact_dsn, redact_url
 from querycache.errors import QueryCacheError
@@ -272,9 +273,9 @@ def doctor(config: Config, dsns: tuple[str, ...], as_json: bool) -> None:
         with QueryCache(config) as cache:
             epoch, seq = cache.backend.current_stamp()
             checks.append(("store", "ok", f"{cache.backend.name} reachable, epoch {epoch[:8]}, seq {seq}"))
-            report = getattr(cache.backend, "health_report", None)
-            if callable(report):
-                checks.extend(report())
+            reporter = health_report(cache.backend)
+            if reporter is not None:
+                checks.extend(reporter.health_report())
             if cache.l3 is not None:
                 checks.append(_semantic_check(cache))
     except Exception as exc:  # noqa: BLE001 - doctor reports every failure instead of raising

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_checkable
+
+if TYPE_CHECKING:
+    from querycache.config import Config
 
 
 class _Miss:
@@ -181,8 +184,25 @@ _REGISTRY = {
 }
 
 
+class BackendFactory(Protocol):
+    """What a registered store class offers: a store configured from the whole config."""
+
+    def from_config(self, config: Config) -> Backend: ...
+
+
+def open_backend(name: str, config: Config) -> Backend:
+    """A new store of the kind registered under ``name``, configured from ``config``."""
+    factory: BackendFactory = _registered(name)
+    return factory.from_config(config)
+
+
 def backend_class(name: str) -> type:
     """The class registered under ``name``, imported only now (a missing driver costs nothing before)."""
+    cls: type = _registered(name)
+    return cls
+
+
+def _registered(name: str) -> Any:
     try:
         module_name, _, attr = _REGISTRY[name].partition(":")
     except KeyError:
@@ -197,5 +217,4 @@ def backend_class(name: str) -> type:
         if exc.name == module_name:
             raise ConfigError(f"l2.backend: {name!r} is not part of this version; accepted: memory") from exc
         raise ConfigError(f"l2.backend: {name!r} needs {exc.name!r}: pip install 'querycache[{name}]'") from exc
-    cls: type = getattr(module, attr)
-    return cls
+    return getattr(module, attr)

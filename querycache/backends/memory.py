@@ -16,9 +16,12 @@ import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from querycache.backends.base import MISS, Lookup, _Miss
+
+if TYPE_CHECKING:
+    from querycache.config import Config
 
 log = logging.getLogger("querycache")
 
@@ -87,6 +90,10 @@ class MemoryBackend:
         self._fork_warned = False
         self.evictions = 0
         _live.add(self)
+
+    @classmethod
+    def from_config(cls, config: Config) -> MemoryBackend:
+        return cls(max_bytes=config.l2.max_bytes, namespace=config.l2.namespace)
 
     @property
     def epoch(self) -> str:

@@ -218,7 +218,7 @@ class CaptureListener:
     def _loop(self) -> None:
         import psycopg
 
-        from querycache.drivers.base import detect
+        from querycache.drivers.registry import detect
 
         lost = False
         while not self._stop.is_set():

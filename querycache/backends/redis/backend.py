@@ -54,8 +54,8 @@ from querycache.backends.redis.scripts import (
     _oom_denied,
 )
 from querycache.backends.redis.subscriber import FillWaiter, Subscription
-from querycache.config import redact_url
-from querycache.errors import BackendUnavailable
+from querycache.config import Config, redact_url
+from querycache.errors import BackendUnavailable, ConfigError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
@@ -147,7 +147,9 @@ class RedisBackend(Subscription):
         self._start_subscriber()
 
     @classmethod
-    def from_config(cls, config: Any) -> RedisBackend:
+    def from_config(cls, config: Config) -> RedisBackend:
+        if config.l2.url is None:  # validated at load; a Config built by hand may lack it
+            raise ConfigError("l2.url: required when l2.backend is 'redis'")
         return cls(config.l2.url, namespace=config.l2.namespace, timeout_ms=config.l2.timeout_ms,
                    hmac_secret=config.l2.hmac_secret, mode=config.invalidation.mode,
                    lease_ms=config.invalidation.lease_ms)

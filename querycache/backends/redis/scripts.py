@@ -247,7 +247,7 @@ return waiting
 
 # KEYS: clock. ARGV: new epoch, 0, column, the table's field. The columns readers pin live in the
 # clock's own hash, so that no eviction can forget them without starting a new incarnation (which
-# readers detect: see CachedConnection._registered_in). The version comes from the clock's
+# readers detect: see querycache.plan.registered_in). The version comes from the clock's
 # counter, which never goes back, not from a count that would start again (a writer comparing
 # versions around its write must never see an old value come back).
 _REGISTER = _PRELUDE + """
