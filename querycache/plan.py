@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from querycache.analysis import ALL_TABLES, CATALOG_CHANGES, Analysis
 from querycache.drivers.base import Catalog
-from querycache.invalidation.keys import any_rows_key, bucket_key, group_key
+from querycache.invalidation.keys import any_rows_key, group_key
 from querycache.status import BypassReason
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def _table_buckets(session: Session, table_key: str, columns: dict[str, tuple[So
                    pinned: list[tuple[str, str]]) -> list[str] | None:
     """The bucket keys of one pinned table for these parameters, registering each pinned column
     (appended to ``pinned``); None when a value has no bucket or a registration failed."""
-    from querycache.invalidation.rows import bucket_values, resolve
+    from querycache.invalidation.rows import bucket_keys, resolve
 
     context = session.context
     registry = context.row_level
@@ -123,12 +123,12 @@ def _table_buckets(session: Session, table_key: str, columns: dict[str, tuple[So
     for column, sources in columns.items():
         for source in sources:
             try:
-                found = bucket_values(resolve(source, params), session.analyzer.dialect, True)
+                found = bucket_keys(table_key, column, resolve(source, params), session.analyzer.dialect, True)
             except (KeyError, IndexError, TypeError):
                 found = None
             if found is None:
                 return None
-            buckets += [bucket_key(table_key, column, bucket) for bucket in found]
+            buckets += found
         if (table_key, column) not in registered:
             try:
                 assert registry is not None  # row-level plans exist only with a registry

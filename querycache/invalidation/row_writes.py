@@ -12,10 +12,11 @@ row count must equal the write's, else the whole table is bumped (docs/freshness
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from querycache.invalidation.keys import any_rows_key, bucket_key
-from querycache.invalidation.rows import MAX_VALUES_PER_TABLE, WritePlan, bucket_values, resolve, write_plan
+from querycache.invalidation.keys import any_rows_key
+from querycache.invalidation.rows import MAX_VALUES_PER_TABLE, WritePlan, bucket_keys, resolve, write_plan
 
 if TYPE_CHECKING:
     from querycache.session import Session
@@ -24,31 +25,32 @@ _PRE_READ_SAVEPOINT = "querycache_row_level"
 _CATALOG_SAVEPOINT = "querycache_catalog"
 
 
+@dataclass(eq=False)
 class RowLevelWrite:
     """One row-level write: ``keys`` is what its publication bumps, completed by ``run``."""
 
-    def __init__(self, session: Session, plan: WritePlan, table_key: str, sql: str, params: Any,
-                 pinned_columns: list[str], seen: int, new_values: list[tuple[str, Any]], pre_read: bool,
-                 own_transaction: bool) -> None:
-        self._session = session
-        self._plan = plan
-        self._table_key = table_key
-        self._sql = sql
-        self._params = params
-        self._columns = pinned_columns
-        self._seen = seen
-        self._new_values = new_values
-        self._pre_read = pre_read
-        self._own_transaction = own_transaction
-        # Published around ``run``: the "any" bucket now, the touched buckets once it ran.
-        self.keys = {any_rows_key(table_key)}
+    session: Session
+    plan: WritePlan
+    table_key: str
+    sql: str
+    params: Any
+    columns: list[str]  # the pinned columns of the table, sorted
+    seen: int  # the version of the table's pinned columns when they were read
+    new_values: list[tuple[str, Any]]
+    pre_read: bool
+    own_transaction: bool
+    # Published around ``run``: the "any" bucket now, the touched buckets once it ran.
+    keys: set[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = {any_rows_key(self.table_key)}
 
     def run(self, send: Callable[[str, Any], Any], execute: Callable[[str, Any], Any], raw_cursor: Any) -> Any:
         """Run the write on ``raw_cursor`` (``send``: straight to the driver, inside this module's
         own transaction; ``execute``: with the wrapper's bookkeeping) and add the buckets it
         touched to ``keys``."""
-        footprint = self._buckets(self._new_values)
-        cursor = self._session.raw.cursor() if self._pre_read else None
+        footprint = self._buckets(self.new_values)
+        cursor = self.session.raw.cursor() if self.pre_read else None
         old_rows: list[Any] = []
         try:
             if cursor is not None:
@@ -59,15 +61,15 @@ class RowLevelWrite:
                     footprint = None
                 else:
                     old_rows = found
-            own = cursor is not None and self._own_transaction
+            own = cursor is not None and self.own_transaction
             # In its own transaction, the write is invisible to the wrapper's bookkeeping.
-            result = (send if own else execute)(self._sql, self._params)
+            result = (send if own else execute)(self.sql, self.params)
             if cursor is not None and raw_cursor.rowcount != len(old_rows):
                 footprint = None  # another row than those read (or none of them): table level
             if cursor is not None and own:
                 cursor.execute("COMMIT")
         except BaseException:
-            if cursor is not None and self._own_transaction:
+            if cursor is not None and self.own_transaction:
                 quietly(cursor, "ROLLBACK")  # the write's own error is the one to raise
             raise
         finally:
@@ -78,11 +80,11 @@ class RowLevelWrite:
 
     def _read_old_rows(self, cursor: Any) -> list[Any] | None:
         """The pinned columns of the rows the write will touch, locked; None when that failed."""
-        plan = self._plan
-        select = f"SELECT {', '.join(self._columns)} FROM {plan.target_sql} WHERE {plan.where_sql} FOR UPDATE"
-        bound = {f"qcp{i}": v for i, v in enumerate(self._params or ())}
+        plan = self.plan
+        select = f"SELECT {', '.join(self.columns)} FROM {plan.target_sql} WHERE {plan.where_sql} FOR UPDATE"
+        bound = {f"qcp{i}": v for i, v in enumerate(self.params or ())}
         try:
-            if not self._own_transaction:
+            if not self.own_transaction:
                 return under_savepoint(cursor, _PRE_READ_SAVEPOINT, select, bound)
             cursor.execute("BEGIN")
             try:
@@ -96,34 +98,34 @@ class RowLevelWrite:
     def _with_old_rows(self, footprint: set[str] | None, old_rows: list[Any]) -> set[str] | None:
         if footprint is None:
             return None
-        old = self._buckets([(c, row[i]) for row in old_rows for i, c in enumerate(self._columns)])
+        old = self._buckets([(c, row[i]) for row in old_rows for i, c in enumerate(self.columns)])
         return None if old is None else footprint | old
 
     def _record(self, footprint: set[str] | None) -> None:
         """Publish ``footprint`` (or the whole table), also at commit when a transaction is open."""
-        tx = self._session.tx
-        stats = self._session.context.stats.row_level
+        tx = self.session.tx
+        stats = self.session.context.stats.row_level
         if footprint is None or len(footprint) > 4 * MAX_VALUES_PER_TABLE:
             self._escalate("footprint")
         else:
             self.keys.update(footprint)
             stats.incr("writes:rows")
-            tx.wrote_rows(footprint, (self._table_key, self._seen))
-        if not tx.open and self._session.publisher.changed_dependencies([(self._table_key, self._seen)]):
+            tx.wrote_rows(footprint, (self.table_key, self.seen))
+        if not tx.open and self.session.publisher.changed_dependencies([(self.table_key, self.seen)]):
             self._escalate("dependency_changed")  # committed: checked here, before phase 2
 
     def _escalate(self, reason: str) -> None:
-        self.keys.add(self._table_key)
-        self._session.context.stats.row_level.incr(f"escalated:{reason}")
-        self._session.tx.wrote_rows({self._table_key})
+        self.keys.add(self.table_key)
+        self.session.context.stats.row_level.incr(f"escalated:{reason}")
+        self.session.tx.wrote_rows({self.table_key})
 
     def _buckets(self, pairs: Iterable[tuple[str, Any]]) -> set[str] | None:
         out: set[str] = set()
         for column, value in pairs:
-            found = bucket_values(value, self._session.adapter.dialect, False)
+            found = bucket_keys(self.table_key, column, value, self.session.adapter.dialect, False)
             if found is None:
                 return None
-            out.update(bucket_key(self._table_key, column, bucket) for bucket in found)
+            out.update(found)
         return out
 
 
