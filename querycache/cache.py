@@ -109,6 +109,10 @@ class QueryCache:
     @enabled.setter
     def enabled(self, value: bool) -> None:
         self._context.enabled = value
+        if not value:
+            # L1 hits skip every check but freshness: with no entries, every read bypasses as
+            # ``disabled``, as ``explain`` says it does.
+            self.flush("l1")
 
     @property
     def l2_enabled(self) -> bool:
