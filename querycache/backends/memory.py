@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from querycache.backends.base import MISS, Lookup, _Miss
+from querycache.invalidation.keys import is_bucket
 
 if TYPE_CHECKING:
     from querycache.config import Config
@@ -174,7 +175,7 @@ class MemoryBackend:
         versions. Safe: an entry whose version is missing is not fresh, and a version is created
         again at the current counter, never lower than a bump it replaces."""
         versions = self.versions
-        for k in [k for k in versions if "\x1d" in k]:
+        for k in [k for k in versions if is_bucket(k)]:
             del versions[k]
 
     def release_lease(self, key: str, reason: str) -> None:
