@@ -8,7 +8,7 @@ connection lives in its ``Session`` (querycache/session.py), shared with its cur
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from querycache.analysis import ALL_TABLES
 from querycache.cursor import CachedCursor
@@ -19,7 +19,9 @@ from querycache.session import Session
 from querycache.status import BypassReason
 
 if TYPE_CHECKING:
+    from querycache.analysis import Analysis
     from querycache.cache import QueryCache
+    from querycache.drivers.base import Catalog
 
 __all__ = ["CachedConnection", "CachedCursor"]
 
@@ -176,3 +178,13 @@ class CachedConnection:
         the dependencies (catalog included), the keys, and the tier (``l1``, ``l2``, ``l3`` or
         ``database`` with the reason). The store lookup creates missing table versions, nothing else."""
         return explain(self._session, sql, params)
+
+    # -- row-level security (docs/isolation.md): the scope lives in Session; these names stay -----
+    def _track_row_security(self, settings: Iterable[str]) -> bool:
+        """``Session.track_row_security``: read ``settings`` with the scope from now on."""
+        return self._session.track_row_security(settings)
+
+    def _row_security_scope(self, catalog: Catalog, tables: set[str], analysis: Analysis
+                            ) -> tuple[str, BypassReason | None]:
+        """``Session.row_security_scope``: the shared scope of a read of ``tables``."""
+        return self._session.row_security_scope(catalog, tables, analysis)
