@@ -4,8 +4,8 @@
 
 1. cProfile over many hits (tottime per function).
 2. The hit path re-enacted step by step with timeit, so each step's cost is visible without
-   profiler overhead (the steps mirror querycache/connection.py ``CachedCursor.execute``,
-   ``_l1_fresh``, ``_serve``, ``_result`` and ``fetchall``).
+   profiler overhead (the steps mirror querycache/cursor.py ``CachedCursor.execute``,
+   ``read.l1_fresh``, ``_serve``, ``_result`` and ``fetchall``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from conftest import SQLITE_POINT, make_sqlite  # noqa: E402
 
 import querycache  # noqa: E402
 from querycache.keys import l1_params  # noqa: E402
+from querycache.read import l1_fresh  # noqa: E402
 
 N = 200_000
 
@@ -56,33 +57,34 @@ def main() -> None:
     pstats.Stats(prof).sort_stats("tottime").print_stats(14)
 
     # -- the same steps, one at a time ------------------------------------------------------
-    adapter, raw_conn, raw_cur, l1 = conn._adapter, conn._raw, cur._raw, conn._l1
-    tx = conn._tx
-    key = (conn._scope_id, cache._tenant.get(), adapter.shape_token(raw_cur), SQLITE_POINT, l1_params(params))
+    session = cur._session
+    adapter, raw_conn, raw_cur, l1 = session.adapter, session.raw, cur._raw, session.l1
+    tx = session.tx
+    key = (session.scope_id, cache._tenant.get(), adapter.shape_token(raw_cur), SQLITE_POINT, l1_params(params))
     entry = l1[key]
     backend = cache.backend
     versions = cache.mirror_versions
     steps = {
-        "attribute loads (conn, adapter, raw, tx, l1) via CachedCursor.__getattribute__":
-            lambda: (cur._conn, conn._adapter, conn._raw, conn._tx, conn._l1),
+        "attribute loads (session, adapter, raw, tx, l1) via CachedCursor.__getattribute__":
+            lambda: (cur._session, session.adapter, session.raw, session.tx, session.l1),
         "adapter.in_transaction(raw_conn)  [sqlite: bool(conn.in_transaction)]":
             lambda: adapter.in_transaction(raw_conn),
-        "tx-state test (tx.open/tracked/dirty, conn._private)":
-            lambda: (l1 is not None and (not tx.open) and not conn._private),
+        "tx-state test (tx.open/tracked/dirty, session.temp_scoped)":
+            lambda: (l1 is not None and (not tx.open) and not session.temp_scoped),
         "l1_params(params)": lambda: l1_params(params),
         "cache._tenant.get()  (ContextVar)": lambda: cache._tenant.get(),
         "adapter.shape_token(raw_cur)  [row_factory + connection.text_factory]":
             lambda: adapter.shape_token(raw_cur),
         "key tuple build + hash (5-tuple incl. SQL text)":
-            lambda: hash((conn._scope_id, None, key[2], SQLITE_POINT, key[4])),
+            lambda: hash((session.scope_id, None, key[2], SQLITE_POINT, key[4])),
         "l1.get(key)  (cachetools LRUCache.get -> __getitem__ -> __update)": lambda: l1.get(key),
-        "_l1_fresh: backend.epoch property + time.monotonic()":
+        "l1_fresh: backend.epoch property + time.monotonic()":
             lambda: (entry.epoch != backend.epoch or entry.expires_at <= time.monotonic()),
-        "_l1_fresh: adapter.reads_open_transaction(raw)  [getattr autocommit]":
+        "l1_fresh: adapter.reads_open_transaction(raw)  [getattr autocommit]":
             lambda: adapter.reads_open_transaction(raw_conn),
-        "_l1_fresh: version loop over entry.version_keys":
+        "l1_fresh: version loop over entry.version_keys":
             lambda: [versions.get(k) for k in entry.version_keys],
-        "_l1_fresh (whole)": lambda: cur._l1_fresh(entry, False),
+        "l1_fresh (whole)": lambda: l1_fresh(session, entry, False),
         "_serve(result, HIT_L1)  (8 attribute sets through __setattr__ + frozenset test)":
             lambda: cur._serve(entry.result, "hit:L1"),
         "next(stats.hits['l1'])  (dict lookup + itertools.count)": lambda: next(cache._stats.hits["l1"]),

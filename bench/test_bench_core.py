@@ -280,7 +280,7 @@ def test_miss_postgres_cached(benchmark: Any, pg_connect: Callable[[], Any], pg_
 
 
 # -- 4b. miss overhead without the fill ----------------------------------------------------------
-# DESIGN §7 budgets the miss path as "+20 µs, plus the fill after rows are delivered". A
+# docs/architecture.md "Performance budgets"s the miss path as "+20 µs, plus the fill after rows are delivered". A
 # `/* cache ttl=0 */` hint keeps everything of a miss (analysis, plan, store lookup and stamp,
 # execution, capture) but stores nothing, so this pair measures the part the 20 µs bound covers.
 NOFILL_SQLITE = "miss overhead without the fill (ttl=0 hint): sqlite"

@@ -1,4 +1,4 @@
-"""L2 hit on Redis vs one raw redis-py GET of the same bytes (DESIGN §7 budget: <= 1.25x).
+"""L2 hit on Redis vs one raw redis-py GET of the same bytes (docs/architecture.md "Performance budgets": <= 1.25x).
 
 The L2 hit runs with L1 disabled, so every call is a full ``hit:L2``: one Lua round trip that
 returns the entry with its table versions and pending marks, then decoding. The raw side is a

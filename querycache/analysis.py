@@ -168,7 +168,7 @@ class Analysis:
 
 
 def fold(name: str) -> str:
-    """Table-version key of a table name: unqualified, case-folded (DESIGN §3)."""
+    """Table-version key of a table name: unqualified, case-folded (docs/freshness.md)."""
     return name.rsplit(".", 1)[-1].strip('"`[]').lower()
 
 

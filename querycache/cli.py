@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from querycache.analysis import Analyzer
+from querycache.backends.base import health_report
 from querycache.cache import QueryCache
 from querycache.config import CaptureConfig, Config, redact_dsn, redact_url
 from querycache.errors import QueryCacheError
@@ -275,9 +276,9 @@ def doctor(config: Config, dsns: tuple[str, ...], as_json: bool) -> None:
         with QueryCache(config) as cache:
             epoch, seq = cache.backend.current_stamp()
             checks.append(("store", "ok", f"{cache.backend.name} reachable, epoch {epoch[:8]}, seq {seq}"))
-            report = getattr(cache.backend, "health_report", None)
-            if callable(report):
-                checks.extend(report())
+            reporter = health_report(cache.backend)
+            if reporter is not None:
+                checks.extend(reporter.health_report())
             if cache.l3 is not None:
                 checks.append(_semantic_check(cache))
     except Exception as exc:  # noqa: BLE001 - doctor reports every failure instead of raising
@@ -358,7 +359,7 @@ def _row_security_check(table: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def _capture_check(dsn: str) -> tuple[str, str, str]:
-    from querycache import capture as capture_module
+    from querycache.invalidation import capture as capture_module
 
     try:
         import psycopg
@@ -515,7 +516,7 @@ def _print_capture(result: Any, as_json: bool) -> None:
 @click.pass_obj
 def capture_install(config: Config, dsn: str | None, no_ddl: bool, as_json: bool) -> None:
     """Install statement-level notify triggers on every table (idempotent)."""
-    from querycache import capture as capture_module
+    from querycache.invalidation import capture as capture_module
 
     with _pg_connect(_capture_dsn(config, dsn)) as conn:
         _print_capture(capture_module.install(conn, ddl=not no_ddl), as_json)
@@ -527,7 +528,7 @@ def capture_install(config: Config, dsn: str | None, no_ddl: bool, as_json: bool
 @click.pass_obj
 def capture_uninstall(config: Config, dsn: str | None, as_json: bool) -> None:
     """Remove the triggers, the event trigger and the querycache schema."""
-    from querycache import capture as capture_module
+    from querycache.invalidation import capture as capture_module
 
     with _pg_connect(_capture_dsn(config, dsn)) as conn:
         _print_capture(capture_module.uninstall(conn), as_json)
@@ -539,7 +540,7 @@ def capture_uninstall(config: Config, dsn: str | None, as_json: bool) -> None:
 @click.pass_obj
 def capture_status(config: Config, dsn: str | None, as_json: bool) -> None:
     """Which tables notify their writes; exit 1 when some do not."""
-    from querycache import capture as capture_module
+    from querycache.invalidation import capture as capture_module
 
     with _pg_connect(_capture_dsn(config, dsn)) as conn:
         result = capture_module.status(conn)
@@ -554,7 +555,7 @@ def capture_status(config: Config, dsn: str | None, as_json: bool) -> None:
 @click.pass_obj
 def capture_listen(config: Config, dsn: str | None, database_id: str | None) -> None:
     """Run the listener in the foreground: one daemon bumps for every process sharing the store."""
-    from querycache.capture import CaptureListener
+    from querycache.invalidation.capture import CaptureListener
 
     if config.l2.backend == "memory":
         raise click.UsageError("capture listen needs a shared store (l2.backend: redis); with the memory "

@@ -1,4 +1,4 @@
-"""Cache keys: typed parameters for L1, fixed-length hashes for the shared store (DESIGN §3)."""
+"""Cache keys: typed parameters for L1, fixed-length hashes for the shared store (docs/isolation.md)."""
 
 from __future__ import annotations
 

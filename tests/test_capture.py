@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import pytest
 
 import querycache
-from querycache import capture
+from querycache.invalidation import capture
 from tests.conftest import PG_DSN, require
 
 WAIT_S = 10.0
@@ -300,7 +300,7 @@ def test_cli_capture_install_status_doctor_uninstall(capdb: str, tmp_path: Any) 
 
 
 def test_listener_warns_once_per_outage(caplog: pytest.LogCaptureFixture) -> None:
-    from querycache.capture import CaptureListener
+    from querycache.invalidation.capture import CaptureListener
 
     caplog.set_level("WARNING", logger="querycache")
     cache = querycache.QueryCache()

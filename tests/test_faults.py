@@ -591,7 +591,7 @@ def test_failed_commit(conflict: str, pg: Database, redis_server: RedisServer) -
     "canceled on commit attempt" after write skew (SERIALIZABLE). The victim's error and state are
     the raw driver's (``DeadlockDetected`` / ``SerializationFailure``, then idle).
 
-    Versions: the wrapper bumps the victim's tables anyway. DESIGN §2 says phase 2 runs "whatever
+    Versions: the wrapper bumps the victim's tables anyway. docs/freshness.md says phase 2 runs "whatever
     its outcome except a rollback the driver confirms"; a COMMIT that raised is such a rollback,
     but ``_end_transaction`` runs phase 2 on every COMMIT outcome (needless invalidation, never a
     stale read): asserted below by the invalidation counts. No read after either commit is stale.

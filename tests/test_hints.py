@@ -1,4 +1,4 @@
-"""Hint comments and the lexical scan of ``querycache/hints.py`` (DESIGN §4, API.md "Hints")."""
+"""Hint comments and the lexical scan of ``querycache/hints.py`` (docs/configuration.md, "Hints")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cache keys of ``querycache/keys.py`` (DESIGN §3): typed L1 params, fixed-length L2 hashes."""
+"""Cache keys of ``querycache/keys.py`` (docs/architecture.md, "Tiers"): typed L1 params, fixed-length L2 hashes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""querycache/rows.py: which reads are pinned to which values, what a write says about its rows,
+"""querycache/invalidation/rows.py: which reads are pinned to which values, what a write says about its rows,
 and buckets that never separate values the database compares as equal."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from querycache.rows import bucket_value, read_pins, write_plan
+from querycache.invalidation.rows import bucket_value, read_pins, write_plan
 
 
 def pins(sql: str, dialect: str = "postgres", paramstyle: str = "format") -> dict[str, Any]:
@@ -72,7 +72,7 @@ def test_values_the_database_may_compare_equal_share_a_bucket(a: Any, b: Any) ->
 
 
 def test_reads_cover_every_bucket_a_matching_row_may_be_in() -> None:
-    from querycache.rows import bucket_values
+    from querycache.invalidation.rows import bucket_values
 
     # MySQL: 'abc' = 0 and '5abc' = 5; a string column's rows are also in their number's bucket.
     assert set(bucket_values("5abc", "mysql", False) or ()) >= {"n:5"}

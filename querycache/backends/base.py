@@ -1,6 +1,6 @@
 """The contract every L2 store implements (memory now, Redis next), and the registry.
 
-A store keeps the logical clock of DESIGN §2 next to the entries, so that one
+A store keeps the logical clock (docs/freshness.md, "The clock") next to the entries, so that one
 call (``lookup``) returns the entry together with the versions and pending marks
 that decide whether it is still fresh, and the reader's stamp.
 
@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_checkable
+
+if TYPE_CHECKING:
+    from querycache.config import Config
 
 
 class _Miss:
@@ -62,7 +65,12 @@ class Lookup:
 
 
 class Backend(Protocol):
-    """An L2 store plus the logical clock (DESIGN §2, §5)."""
+    """An L2 store plus the logical clock (docs/freshness.md, docs/architecture.md).
+
+    What only some stores can do is an optional capability of its own below
+    (``RowLevelRegistry``, ``StrictAcks``, ``SharedStats``, ``HealthReport``): ask for it with
+    the matching function (``row_level_registry(backend)``...), which returns the store typed as
+    that capability or None."""
 
     name: str
 
@@ -118,14 +126,83 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class RowLevelRegistry(Protocol):
+    """Row-level invalidation: which columns readers pin per table (docs/freshness.md)."""
+
+    def register_dependency(self, table_key: str, column: str) -> str:
+        """Record that reads pin ``table_key`` by ``column``; returns the store's epoch."""
+
+    def dependencies(self, table_key: str) -> tuple[frozenset[str], int]:
+        """The pinned columns of ``table_key`` and their registry's version."""
+
+
+@runtime_checkable
+class StrictAcks(Protocol):
+    """Strict invalidation: a write waits until every process holding an L1 lease applied it."""
+
+    def wait_for_acks(self) -> None: ...
+
+
+@runtime_checkable
+class SharedStats(Protocol):
+    """A store where every process publishes its stats snapshot (``querycache stats``)."""
+
+    def publish_stats(self, payload: bytes, ttl_ms: int) -> None: ...
+
+    def read_stats(self) -> list[bytes]: ...
+
+
+@runtime_checkable
+class HealthReport(Protocol):
+    """A store that can say what is wrong with its server (``querycache doctor``)."""
+
+    def health_problems(self) -> list[str]: ...
+
+    def health_report(self) -> list[tuple[str, str, str]]: ...
+
+
+def row_level_registry(backend: Backend) -> RowLevelRegistry | None:
+    return backend if isinstance(backend, RowLevelRegistry) else None
+
+
+def strict_acks(backend: Backend) -> StrictAcks | None:
+    return backend if isinstance(backend, StrictAcks) else None
+
+
+def shared_stats(backend: Backend) -> SharedStats | None:
+    return backend if isinstance(backend, SharedStats) else None
+
+
+def health_report(backend: Backend) -> HealthReport | None:
+    return backend if isinstance(backend, HealthReport) else None
+
+
 _REGISTRY = {
     "memory": "querycache.backends.memory:MemoryBackend",
-    "redis": "querycache.backends.redis:RedisBackend",
+    "redis": "querycache.backends.redis.backend:RedisBackend",
 }
+
+
+class BackendFactory(Protocol):
+    """What a registered store class offers: a store configured from the whole config."""
+
+    def from_config(self, config: Config) -> Backend: ...
+
+
+def open_backend(name: str, config: Config) -> Backend:
+    """A new store of the kind registered under ``name``, configured from ``config``."""
+    factory: BackendFactory = _registered(name)
+    return factory.from_config(config)
 
 
 def backend_class(name: str) -> type:
     """The class registered under ``name``, imported only now (a missing driver costs nothing before)."""
+    cls: type = _registered(name)
+    return cls
+
+
+def _registered(name: str) -> Any:
     try:
         module_name, _, attr = _REGISTRY[name].partition(":")
     except KeyError:
@@ -140,5 +217,4 @@ def backend_class(name: str) -> type:
         if exc.name == module_name:
             raise ConfigError(f"l2.backend: {name!r} is not part of this version; accepted: memory") from exc
         raise ConfigError(f"l2.backend: {name!r} needs {exc.name!r}: pip install 'querycache[{name}]'") from exc
-    cls: type = getattr(module, attr)
-    return cls
+    return getattr(module, attr)

@@ -16,9 +16,13 @@ import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from querycache.backends.base import MISS, Lookup, _Miss
+from querycache.invalidation.keys import is_bucket
+
+if TYPE_CHECKING:
+    from querycache.config import Config
 
 log = logging.getLogger("querycache")
 
@@ -87,6 +91,10 @@ class MemoryBackend:
         self._fork_warned = False
         self.evictions = 0
         _live.add(self)
+
+    @classmethod
+    def from_config(cls, config: Config) -> MemoryBackend:
+        return cls(max_bytes=config.l2.max_bytes, namespace=config.l2.namespace)
 
     @property
     def epoch(self) -> str:
@@ -167,7 +175,7 @@ class MemoryBackend:
         versions. Safe: an entry whose version is missing is not fresh, and a version is created
         again at the current counter, never lower than a bump it replaces."""
         versions = self.versions
-        for k in [k for k in versions if "\x1d" in k]:
+        for k in [k for k in versions if is_bucket(k)]:
             del versions[k]
 
     def release_lease(self, key: str, reason: str) -> None:

@@ -504,7 +504,7 @@ def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Nam
                          "pip install 'querycache[semantic]'")
     a.notes = []
     if a.database == "sqlite" and "qc-redis-rows" in a.contenders + a.sweep_contenders:
-        # connection.py: row-level invalidation covers PostgreSQL and MySQL/MariaDB; elsewhere it is off
+        # Session.row_level: row-level invalidation covers PostgreSQL and MySQL/MariaDB; elsewhere it is off
         a.notes.append("qc-redis-rows on sqlite: querycache's row-level invalidation covers PostgreSQL and "
                        "MySQL/MariaDB only, so it runs at table level there (the same as qc-redis)")
     return a

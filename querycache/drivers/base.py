@@ -24,7 +24,7 @@ from querycache.drivers.row_security import RowSecurity
 
 @dataclass
 class Catalog:
-    """Dependencies the SQL text does not show, resolved once per database (DESIGN §2).
+    """Dependencies the SQL text does not show, resolved once per database (docs/freshness.md).
 
     ``relations`` holds every relation name the database knows (folded); a read of
     any other name is not cached, since it may be a view or table created after
@@ -233,31 +233,6 @@ def view_definition(sql: str | None, dialect: str) -> tuple[set[str], set[str]] 
     functions = {str(f.name).lower() if isinstance(f, exp.Anonymous) else f.sql_name().lower()
                  for f in tree.find_all(exp.Func)}
     return tables, functions
-
-
-def detect(conn: Any) -> DriverAdapter:
-    """The adapter for ``conn``, chosen by the module its class comes from."""
-    module_name = type(conn).__module__.split(".")[0]
-    import sys
-
-    module = sys.modules.get(module_name)
-    if module_name == "sqlite3" or module_name == "_sqlite3":
-        from querycache.drivers.sqlite import SqliteAdapter
-
-        return SqliteAdapter(conn, sys.modules["sqlite3"])
-    if module_name == "psycopg":
-        from querycache.drivers.postgres import PsycopgAdapter
-
-        return PsycopgAdapter(conn, module)
-    if module_name == "psycopg2":
-        from querycache.drivers.postgres import Psycopg2Adapter
-
-        return Psycopg2Adapter(conn, module)
-    if module_name == "pymysql":
-        from querycache.drivers.mysql import PyMySQLAdapter
-
-        return PyMySQLAdapter(conn, module)
-    return DriverAdapter(conn, module)
 
 
 def process_local_id() -> str:

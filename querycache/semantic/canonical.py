@@ -1,4 +1,4 @@
-"""The canonical form of a read: L3's proof of equivalence (DESIGN §5).
+"""The canonical form of a read: L3's proof of equivalence (docs/architecture.md).
 
 Similarity only proposes a candidate; this module decides. Two reads are served from one
 another only if their canonical forms are equal, and every rewrite that makes two texts

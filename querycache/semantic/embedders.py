@@ -1,4 +1,4 @@
-"""Embedders: text -> L2-normalized float32 vector. Similarity only proposes (DESIGN §5).
+"""Embedders: text -> L2-normalized float32 vector. Similarity only proposes (docs/architecture.md).
 
 ``ngram`` (the default, ``l3.model: null``): hashed character n-grams, numpy only (no torch),
 nothing to load, embedded on the caller's thread. On the verified corpora it gives the same hits

@@ -1,4 +1,4 @@
-"""A bounded micro-batching embedding worker with a per-lookup latency budget (DESIGN §5).
+"""A bounded micro-batching embedding worker with a per-lookup latency budget (docs/architecture.md).
 
 Callers hand in texts; one thread embeds them in batches of up to ``batch_max``, waiting at most
 ``batch_wait_s`` for a batch to fill. A lookup waits at most its budget: when the queue is full,

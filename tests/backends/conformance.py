@@ -1,4 +1,4 @@
-"""The contract every L2 store passes (``querycache/backends/base.py``, DESIGN §2 "Freshness").
+"""The contract every L2 store passes (``querycache/backends/base.py``, docs/freshness.md).
 
 A test module per store subclasses ``BackendConformance`` in a ``Test...`` class and
 implements ``make_backend``. Every test uses its own entry keys and version keys, so
@@ -107,7 +107,7 @@ class BackendConformance:
         assert set(backend.lookup(None, [u]).versions) == {u}
 
     def test_fill_refused_for_a_version_that_does_not_exist(self, backend: Backend, ns: str) -> None:
-        # DESIGN §2: a missing ver(t) counts as changed.
+        # docs/freshness.md, "The clock": a missing ver(t) counts as changed.
         t = self.table(ns, "never-looked-up")
         epoch, seq = backend.current_stamp()
         assert backend.fill(self.entry(ns), b"v", [t], seq, epoch, TTL) is False

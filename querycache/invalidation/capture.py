@@ -218,7 +218,7 @@ class CaptureListener:
     def _loop(self) -> None:
         import psycopg
 
-        from querycache.drivers.base import detect
+        from querycache.drivers.registry import detect
 
         lost = False
         while not self._stop.is_set():
@@ -249,7 +249,7 @@ class CaptureListener:
         if ALL_TABLES in tables:
             # DDL, or a (re)connect: views, policies and dependencies may have changed too.
             tables = [ALL_TABLES, CATALOG_CHANGES]
-            self.cache._invalidate_catalog(database_id)
+            self.cache.context.invalidate_catalog(database_id)
         self.cache.invalidate_tables(*tables, database_id=database_id)
         with self._applied_cond:
             self.applied += 1

@@ -31,6 +31,7 @@ from sqlglot.errors import SqlglotError
 
 from querycache.analysis import fold_identifier
 from querycache.hints import scan
+from querycache.invalidation.keys import bucket_key
 from querycache.sqlparts import flatten, split_outside_quotes
 
 MAX_VALUES_PER_TABLE = 16
@@ -124,6 +125,13 @@ def bucket_values(value: Any, dialect: str, reading: bool) -> list[str] | None:
             return None
         buckets.append(prefix)
     return buckets
+
+
+def bucket_keys(table_key: str, column: str, value: Any, dialect: str, reading: bool) -> list[str] | None:
+    """The version keys of the buckets ``value`` falls in for ``column`` of the table ``table_key``
+    (None: not bucketable; the table is then read or written as "any")."""
+    found = bucket_values(value, dialect, reading)
+    return None if found is None else [bucket_key(table_key, column, bucket) for bucket in found]
 
 
 def name_placeholders(text: str, dialect: str, paramstyle: str) -> tuple[str, int] | None:

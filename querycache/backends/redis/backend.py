@@ -3,7 +3,8 @@
 Every operation is one Lua script, so one round trip: ``lookup`` creates missing
 versions, reads the entry, the versions and the pending marks and returns the stamp;
 ``fill`` stores only when no dependency moved past the stamp; ``begin_write`` /
-``end_write`` are the two phases of DESIGN §2, the second publishing the bump.
+``end_write`` are the two phases of docs/freshness.md, "Two-phase writes", the second
+publishing the bump. The scripts are in ``scripts.py``, the subscriber in ``subscriber.py``.
 
 Clock keys (``qc:clock``, ``qc:v:*``, ``qc:p:*``, the bump channel, lease holders)
 are shared by every namespace: two caches over one database must invalidate each
@@ -18,6 +19,7 @@ under an unexpired lease. In ``strict`` mode a writer's ``commit()`` returns onc
 every live lease holder acknowledged its bump, or that holder's lease ran out.
 """
 
+
 from __future__ import annotations
 
 import hashlib
@@ -29,17 +31,33 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import redis
-from redis.backoff import NoBackoff
+from querycache.backends.base import MISS, Lookup, _Miss
+from querycache.backends.redis.scripts import (
+    _ACKED,
+    _BEGIN,
+    _END,
+    _EXTEND,
+    _FILL,
+    _LOOKUP,
+    _NO_LEASE,
+    _REGISTER,
+    _RELEASE,
+    _RENEW,
+    _STAMP,
+    CHANNEL,
+    CLOCK,
+    FILLS,
+    HOLDERS,
+    _oom_denied,
+)
+from querycache.backends.redis.subscriber import FillWaiter, Subscription
+from querycache.config import Config, redact_url
+from querycache.errors import BackendUnavailable, ConfigError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
-from redis.retry import Retry
-
-from querycache.backends.base import MISS, Lookup, _Miss
-from querycache.config import redact_url
-from querycache.errors import BackendUnavailable
 
 _hiredis_pack: Any
 try:
@@ -48,244 +66,6 @@ except ImportError:  # pragma: no cover - hiredis is optional; redis-py packs th
     _hiredis_pack = None
 
 log = logging.getLogger("querycache")
-
-CLOCK = "qc:clock"
-CHANNEL = "qc:bumps"
-"""Prefix of the bump channel; the database number follows: Redis channels are server-wide, and
-the clocks of two logical databases must not hear each other's bumps."""
-HOLDERS = "qc:holders"
-FILLS = "qc:fills"
-"""Prefix of the channel (database number follows) on which a lease holder's fill or release
-wakes the processes waiting for the same key."""
-_NO_LEASE = "\x00no-lease"
-
-_PRELUDE = """
--- The store's time is read only when needed (a new incarnation, a tick, a pending mark):
--- the hit path does without it.
-local now_us, now_ms
-local function now()
-  if not now_us then
-    local t = redis.call('TIME')
-    now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    now_ms = math.floor(now_us / 1000)
-  end
-  return now_us
-end
-local clock = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
-local seq = tonumber(clock[1])
-local epoch = clock[2]
-if not epoch then
-  -- A new incarnation (first use, FLUSHALL, restart without persistence, eviction): its
-  -- counter starts at the store's time, above every stamp the old one handed out.
-  epoch = ARGV[1]
-  seq = now()
-  redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'epoch', epoch, 'msg', 0, 'born', now_ms)
-end
-local n = tonumber(ARGV[2])
-local function pending_on(pk)
-  if redis.call('EXISTS', pk) == 1 then
-    now()
-    redis.call('ZREMRANGEBYSCORE', pk, '-inf', now_ms)
-    return redis.call('ZCARD', pk) > 0
-  end
-  return false
-end
-local function tick()
-  seq = math.max(seq + 1, now())
-  redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq))
-  return seq
-end
--- Publish a bump (both phases): numbered, so that subscribers can see a gap.
-local function announce(channel, sv, names)
-  local msg = redis.call('HINCRBY', KEYS[1], 'msg', 1)
-  redis.call('PUBLISH', channel, epoch .. '\\31' .. msg .. '\\31' .. sv .. '\\31' .. names)
-  return msg
-end
-"""
-
-# KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, has entry, tx stamp or '',
-# lease token (this call's), lease ms, '1' to take the coalescing lease on a miss, '1' to claim the
-# refresh of an entry past its TTL (stale-while-revalidate).
-# The hot path: one MGET for the versions and one EXISTS for all pending marks; the marks are
-# only read one by one (to drop expired tokens) when one exists.
-_LOOKUP = _PRELUDE + """
-local vkeys, pkeys = {}, {}
-for i = 1, n do
-  vkeys[i] = KEYS[2 + i]
-  pkeys[i] = KEYS[2 + n + i]
-end
-local versions = n > 0 and redis.call('MGET', unpack(vkeys)) or {}
-local created = false
-for i = 1, n do
-  if not versions[i] then
-    versions[i] = string.format('%d', seq)
-    redis.call('SET', vkeys[i], versions[i])
-    created = true
-  end
-end
-local pending = 0
-if n > 0 and redis.call('EXISTS', unpack(pkeys)) > 0 then
-  for i = 1, n do
-    if pending_on(pkeys[i]) then pending = 1 end
-  end
-end
-local value = false
-local entry_stamp = '0'
-local refresh = 0
-local lk = KEYS[2] .. ':l'
-local function take_lease()
-  -- The token is this call's own: a second caller of the same process does not get it either.
-  return redis.call('SET', lk, ARGV[5], 'NX', 'PX', ARGV[6])
-end
-if ARGV[3] == '1' and not created and pending == 0 then
-  local e = redis.call('HMGET', KEYS[2], 'e', 's', 'v', 'x')
-  if e[1] == epoch and e[3] then
-    local limit = tonumber(e[2])
-    if ARGV[4] ~= '' then limit = math.min(limit, tonumber(ARGV[4])) end
-    local fresh = true
-    for i = 1, n do
-      if tonumber(versions[i]) > limit then fresh = false break end
-    end
-    if fresh then
-      value = e[3]
-      entry_stamp = e[2]
-      -- Stale-while-revalidate: past its TTL (still fresh by the clock), one caller refreshes.
-      if e[4] then
-        now()
-        if now_ms >= tonumber(e[4]) then refresh = (ARGV[8] == '1' and take_lease()) and 1 or 2 end
-      end
-    end
-  end
-end
--- Coalescing: on a miss, this process takes the key's lease unless another one holds it (then
--- it leaves a flag so that the holder's fill or release wakes the waiters).
-local leader = 1
-if not value and pending == 0 and ARGV[7] == '1' then
-  if not take_lease() then
-    leader = 0
-    redis.call('SET', KEYS[2] .. ':w', '1', 'PX', ARGV[6])
-  end
-end
-return {value, string.format('%d', seq), epoch, pending, versions, leader, entry_stamp, refresh}
-"""
-
-# Give back this process's coalescing lease on an entry key and wake its waiters (fills channel).
-_RELEASE_FN = """
-local function release(entry, holder, channel, reason)
-  local lk = entry .. ':l'
-  if redis.call('GET', lk) == holder then redis.call('DEL', lk) end
-  if redis.call('DEL', entry .. ':w') == 1 then
-    redis.call('PUBLISH', channel, entry .. '\\31' .. reason)
-  end
-end
-"""
-
-# KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, value, stamp, epoch, ttl ms,
-# lease token ('' if none), fills channel, stale-while-revalidate window ms (0: none).
-_FILL = _PRELUDE + _RELEASE_FN + """
-local function store()
-  if epoch ~= ARGV[5] then return 0 end
-  local stamp = tonumber(ARGV[4])
-  for i = 1, n do
-    local v = redis.call('GET', KEYS[2 + i])
-    if not v or tonumber(v) > stamp then return 0 end
-    if pending_on(KEYS[2 + n + i]) then return 0 end
-  end
-  redis.call('DEL', KEYS[2])
-  if ARGV[9] ~= '0' then
-    -- With a stale-while-revalidate window: the TTL ends at 'x', the entry lives the window longer.
-    now()
-    redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3], 'x', now_ms + tonumber(ARGV[6]))
-    redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]) + tonumber(ARGV[9]))
-  else
-    redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3])
-    redis.call('PEXPIRE', KEYS[2], ARGV[6])
-  end
-  return 1
-end
-local stored = store()
-release(KEYS[2], ARGV[7], ARGV[8], 'filled')
-return stored
-"""
-
-# KEYS: entry. ARGV: lease token ('' if none), fills channel, reason.
-_RELEASE = _RELEASE_FN + """
-release(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
-return 1
-"""
-
-# KEYS: entry keys. ARGV: lease ms, then one token per key. Extends this process's leases (its
-# leaders still run).
-_EXTEND = """
-for i = 1, #KEYS do
-  local lk = KEYS[i] .. ':l'
-  if redis.call('GET', lk) == ARGV[1 + i] then redis.call('PEXPIRE', lk, ARGV[1]) end
-end
-return 1
-"""
-
-# KEYS: clock, n version keys, n pending keys. ARGV: new epoch, n, token, mark ttl ms,
-# logical names joined by \30, channel.
-# Phase 1 publishes too: a writer killed between its commit and phase 2 must still make other
-# processes' L1 copies stale (the pending mark only stops L2 hits and fills).
-_BEGIN = _PRELUDE + """
-local s = tick()
-local sv = string.format('%d', s)
-local ttl = tonumber(ARGV[4])
-for i = 1, n do
-  redis.call('SET', KEYS[1 + i], sv)
-  redis.call('ZADD', KEYS[1 + n + i], now_ms + ttl, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1 + n + i], ttl * 2)
-end
-announce(ARGV[6], sv, ARGV[5])
-return sv
-"""
-
-# KEYS: clock, n version keys, n pending keys. ARGV: new epoch, n, token, logical names joined by \\30.
-_END = _PRELUDE + """
-local s = tick()
-local sv = string.format('%d', s)
-for i = 1, n do
-  redis.call('SET', KEYS[1 + i], sv)
-  redis.call('ZREM', KEYS[1 + n + i], ARGV[3])
-end
-local msg = announce(ARGV[5], sv, ARGV[4])
-local born = tonumber(redis.call('HGET', KEYS[1], 'born') or '0')
-return {sv, msg, epoch, string.format('%d', born), string.format('%d', now_ms)}
-"""
-
-# KEYS: clock. ARGV: new epoch, 0.
-_STAMP = _PRELUDE + """
-return {string.format('%d', seq), epoch, redis.call('HGET', KEYS[1], 'msg') or '0'}
-"""
-
-# KEYS: clock, holders. ARGV: new epoch, 0, holder, lease ms.
-_RENEW = _PRELUDE + """
-now()
-redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[4]), ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - 60000)
-return now_ms
-"""
-
-# KEYS: clock, holders. ARGV: new epoch, 0, msg, self holder, ack key prefix.
-_ACKED = _PRELUDE + """
-if epoch ~= ARGV[6] then
-  -- The incarnation that published the bump is gone (FLUSHALL, restart) and with it the lease
-  -- registry: who still holds a lease is unknown.
-  return {'\0epoch'}
-end
-now()
-local live = redis.call('ZRANGEBYSCORE', KEYS[2], now_ms, '+inf')
-local waiting = {}
-for _, h in ipairs(live) do
-  if h ~= ARGV[4] then
-    local a = tonumber(redis.call('GET', ARGV[5] .. epoch .. ':' .. h) or '0')
-    if a < tonumber(ARGV[3]) then table.insert(waiting, h) end
-  end
-end
-return waiting
-"""
-
 
 _live: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
 
@@ -302,48 +82,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_mark_forked)
 
 
-class _FillWaiter:
-    __slots__ = ("event", "reason")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.reason: str | None = None
-
-
-# KEYS: clock. ARGV: new epoch, 0, column, the table's field. The columns readers pin live in the
-# clock's own hash, so that no eviction can forget them without starting a new incarnation (which
-# readers detect: see CachedConnection._registered_in). The version comes from the clock's
-# counter, which never goes back, not from a count that would start again (a writer comparing
-# versions around its write must never see an old value come back).
-_REGISTER = _PRELUDE + """
-local field = 'd' .. ARGV[4]
-local columns = redis.call('HGET', KEYS[1], field)
-local known = false
-if columns then
-  for name in string.gmatch(columns, '[^\\30]+') do
-    if name == ARGV[3] then known = true end
-  end
-end
-if not known then
-  redis.call('HSET', KEYS[1], field, columns and (columns .. '\\30' .. ARGV[3]) or ARGV[3])
-end
-redis.call('HSET', KEYS[1], 'v' .. ARGV[4], string.format('%d', tick()))
-return epoch
-"""
-
-
-def _oom_denied(script: str) -> str:
-    """Redis 7 refuses a script with a shebang and without ``allow-oom`` while it is out of memory.
-    For the lookup that is fail-open: under ``noeviction`` at ``maxmemory`` the bumps of writes are
-    refused, so an entry filled before them must not be served (the query goes to the database)."""
-    return "#!lua\n" + script
-
-
 def _hashed(prefix: str, name: str) -> str:
     return prefix + hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-class RedisBackend:
+class RedisBackend(Subscription):
     """L2 on Redis (redis-py; hiredis is used when installed), failing open behind a circuit breaker."""
 
     name = "redis"
@@ -369,7 +112,7 @@ class RedisBackend:
         self.fills_channel = f"{FILLS}:{db}"
         self._held: dict[str, tuple[str, int]] = {}  # entry key -> (lease token, lease ms)
         self._lease_counter = itertools.count()
-        self._fill_waiters: dict[str, _FillWaiter] = {}
+        self._fill_waiters: dict[str, FillWaiter] = {}
         self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._epoch_counter = itertools.count()
         self._no_lease = itertools.count()
@@ -395,7 +138,7 @@ class RedisBackend:
         self.breaker_cooldown_s = breaker_cooldown_s
         self._undelivered: set[str] = set()
         self._outage_since = 0.0
-        self._on_resync: list[Any] = []
+        self._on_resync: list[Callable[[], Any]] = []
         self._stop = threading.Event()
         self._subscriber: threading.Thread | None = None
         self._pid = os.getpid()
@@ -404,7 +147,9 @@ class RedisBackend:
         self._start_subscriber()
 
     @classmethod
-    def from_config(cls, config: Any) -> RedisBackend:
+    def from_config(cls, config: Config) -> RedisBackend:
+        if config.l2.url is None:  # validated at load; a Config built by hand may lack it
+            raise ConfigError("l2.url: required when l2.backend is 'redis'")
         return cls(config.l2.url, namespace=config.l2.namespace, timeout_ms=config.l2.timeout_ms,
                    hmac_secret=config.l2.hmac_secret, mode=config.invalidation.mode,
                    lease_ms=config.invalidation.lease_ms)
@@ -530,7 +275,7 @@ class RedisBackend:
         with self._lock:
             waiter = self._fill_waiters.get(key)
             if waiter is None:
-                waiter = self._fill_waiters[key] = _FillWaiter()
+                waiter = self._fill_waiters[key] = FillWaiter()
         try:
             if waiter.event.wait(timeout_s):
                 return waiter.reason
@@ -853,154 +598,3 @@ class RedisBackend:
         except BackendUnavailable:
             with self._lock:
                 self._undelivered.update(keys)
-
-    # -- the subscriber ---------------------------------------------------------------------------
-    def _see_epoch(self, epoch: str, seq: int) -> bool:
-        """Follow the store to a new incarnation; False for an answer from an older one.
-
-        Epochs are random ids; their order comes from the clock: a new incarnation's counter
-        starts at the store's time, above every stamp of the one before. An observation made
-        before a FLUSHALL may arrive after the new epoch was seen, and must not switch back.
-        """
-        with self._lock:
-            if epoch == self._epoch:
-                self._epoch_seq = max(self._epoch_seq, seq)
-                return True
-            if self._epoch and seq <= self._epoch_seq:
-                return False
-            if self._epoch:
-                self._resync()
-            self._epoch = epoch
-            self._epoch_seq = seq
-            self._l1_token = f"{epoch}#{self._generation}"
-            return True
-
-    def _resync(self) -> None:
-        self._generation += 1
-        self._l1_token = f"{self._epoch}#{self._generation}"
-        self.versions.clear()
-        self._last_msg = -1
-        for callback in list(self._on_resync):
-            try:
-                callback()
-            except Exception:
-                log.exception("querycache: resync callback failed")
-
-    def _start_subscriber(self) -> None:
-        self._subscriber = threading.Thread(target=self._subscribe_loop, name="querycache-redis-subscriber",
-                                            daemon=True)
-        self._subscriber.start()
-
-    def _subscribe_loop(self) -> None:
-        renew_every = self.lease_ms / 3000
-        margin = min(0.1, self.lease_ms / 5000)
-        while not self._stop.is_set():
-            pubsub = None
-            try:
-                # No transparent retries: a reconnect must be visible here, since messages
-                # published while disconnected are lost and the mirror must be rebuilt.
-                client = redis.Redis.from_url(self.url, socket_timeout=max(1.0, self.lease_ms / 1000),
-                                              socket_connect_timeout=self.timeout_s,
-                                              retry=Retry(NoBackoff(), 0), retry_on_error=[])
-                pubsub = client.pubsub()  # type: ignore[no-untyped-call]
-                pubsub.subscribe(self.channel, self.fills_channel)
-                self._resync()  # messages may have been missed before this subscription
-                if self._undelivered:
-                    self._deliver_pending()  # the store is back: announce the outage's writes now
-                seq_text, epoch, msg_text = self._scripts["stamp"](keys=[CLOCK], args=[self._new_epoch(), 0],
-                                                                   client=client)
-                self._see_epoch(epoch.decode() if isinstance(epoch, bytes) else epoch, int(seq_text))
-                self._last_msg = int(msg_text)
-                ping_sent = 0.0
-                awaiting_pong = False
-                published_before_ping = -1
-                published_epoch = self._epoch
-                published_seq = 0
-                while not self._stop.is_set():
-                    now = time.monotonic()
-                    if not awaiting_pong and now - ping_sent >= renew_every:
-                        ping_sent = now
-                        if self._undelivered:
-                            self._deliver_pending()
-                        # What had been published before the PING: the PONG proves it all arrived.
-                        seq_text, epoch, msg_text = self._scripts["stamp"](
-                            keys=[CLOCK], args=[self._new_epoch(), 0], client=client)
-                        published_epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
-                        published_seq = int(seq_text)
-                        published_before_ping = int(msg_text)
-                        pubsub.ping()
-                        awaiting_pong = True
-                    message = pubsub.get_message(timeout=renew_every)
-                    if message is None:
-                        continue
-                    kind = message["type"]
-                    if kind == "message":
-                        if message["channel"] in (self.fills_channel, self.fills_channel.encode()):
-                            self._woken(message["data"])
-                        else:
-                            self._apply(message["data"], client)
-                    elif kind == "pong" and awaiting_pong:
-                        awaiting_pong = False
-                        switched = published_epoch != self._epoch
-                        if switched and not self._see_epoch(published_epoch, published_seq):
-                            continue  # an older incarnation's answer: no lease this round
-                        if switched or self._last_msg < published_before_ping:
-                            # A new incarnation, or bumps that never arrived: rebuild, no lease yet.
-                            self._resync()
-                            self._last_msg = published_before_ping
-                            self._lease_until = 0.0
-                            continue
-                        if self._held:
-                            # This process's coalescing leaders still run: keep their leases.
-                            held = dict(self._held)
-                            self._scripts["extend"](keys=list(held),
-                                                    args=[max(ms for _, ms in held.values()),
-                                                          *(token for token, _ in held.values())],
-                                                    client=client)
-                        # Every bump published before the PING has been applied: renew the lease.
-                        self._scripts["renew"](keys=[CLOCK, HOLDERS],
-                                               args=[self._new_epoch(), 0, self.holder, self.lease_ms],
-                                               client=client)
-                        self._lease_until = ping_sent + self.lease_ms / 1000 - margin
-            except (RedisError, OSError, ValueError) as exc:
-                self._lease_until = 0.0
-                log.debug("querycache: redis subscriber reconnecting after %s", exc)
-                self._stop.wait(0.05)
-            finally:
-                if pubsub is not None:
-                    try:
-                        pubsub.close()
-                    except (RedisError, OSError):
-                        pass
-        self._lease_until = 0.0
-
-    def _woken(self, data: bytes) -> None:
-        key, _, reason = data.decode("utf-8", "surrogatepass").partition("\x1f")
-        with self._lock:
-            waiter = self._fill_waiters.get(key)
-        if waiter is not None:
-            waiter.reason = reason
-            waiter.event.set()
-
-    def _apply(self, data: bytes, client: Any) -> None:
-        epoch, msg_text, seq_text, names = data.decode("utf-8", "surrogatepass").split("\x1f", 3)
-        msg, seq = int(msg_text), int(seq_text)
-        if epoch != self._epoch:
-            # Trust the store, not the message: only the clock it holds now may switch this
-            # process to another incarnation (a stray message cannot pin it to a foreign epoch).
-            seq_text, store_epoch, _ = self._scripts["stamp"](keys=[CLOCK], args=[self._new_epoch(), 0],
-                                                              client=client)
-            store_epoch = store_epoch.decode() if isinstance(store_epoch, bytes) else store_epoch
-            switched = store_epoch != self._epoch and self._see_epoch(store_epoch, int(seq_text))
-            if switched:
-                self._lease_until = 0.0
-            if epoch != store_epoch:
-                return  # an older incarnation's (or a foreign) message: the resync covered it
-        elif self._last_msg >= 0 and msg > self._last_msg + 1:
-            self._resync()  # a gap: something was missed; forget everything
-            self._lease_until = 0.0
-        # Applying a bump twice is harmless (versions only grow), so earlier numbers are applied too.
-        self._advance((k, seq) for k in names.split("\x1e") if names)
-        self._last_msg = max(self._last_msg, msg)
-        # Acknowledgements are per incarnation: message numbers restart with a new epoch.
-        client.set(f"{self._ack_prefix}{self._epoch}:{self.holder}", msg, px=max(60000, self.lease_ms * 10))

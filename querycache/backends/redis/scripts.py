@@ -1,0 +1,274 @@
+"""The Lua scripts of the Redis store and the clock's key names: one script per operation, so
+that every operation is one round trip (docs/freshness.md, "The clock").
+
+Clock keys (``qc:clock``, ``qc:v:*``, ``qc:p:*``, the bump channel, lease holders) are shared by
+every namespace: two caches over one database must invalidate each other.
+"""
+
+from __future__ import annotations
+
+CLOCK = "qc:clock"
+CHANNEL = "qc:bumps"
+"""Prefix of the bump channel; the database number follows: Redis channels are server-wide, and
+the clocks of two logical databases must not hear each other's bumps."""
+HOLDERS = "qc:holders"
+FILLS = "qc:fills"
+"""Prefix of the channel (database number follows) on which a lease holder's fill or release
+wakes the processes waiting for the same key."""
+_NO_LEASE = "\x00no-lease"
+
+_PRELUDE = """
+-- The store's time is read only when needed (a new incarnation, a tick, a pending mark):
+-- the hit path does without it.
+local now_us, now_ms
+local function now()
+  if not now_us then
+    local t = redis.call('TIME')
+    now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    now_ms = math.floor(now_us / 1000)
+  end
+  return now_us
+end
+local clock = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
+local seq = tonumber(clock[1])
+local epoch = clock[2]
+if not epoch then
+  -- A new incarnation (first use, FLUSHALL, restart without persistence, eviction): its
+  -- counter starts at the store's time, above every stamp the old one handed out.
+  epoch = ARGV[1]
+  seq = now()
+  redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'epoch', epoch, 'msg', 0, 'born', now_ms)
+end
+local n = tonumber(ARGV[2])
+local function pending_on(pk)
+  if redis.call('EXISTS', pk) == 1 then
+    now()
+    redis.call('ZREMRANGEBYSCORE', pk, '-inf', now_ms)
+    return redis.call('ZCARD', pk) > 0
+  end
+  return false
+end
+local function tick()
+  seq = math.max(seq + 1, now())
+  redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq))
+  return seq
+end
+-- Publish a bump (both phases): numbered, so that subscribers can see a gap.
+local function announce(channel, sv, names)
+  local msg = redis.call('HINCRBY', KEYS[1], 'msg', 1)
+  redis.call('PUBLISH', channel, epoch .. '\\31' .. msg .. '\\31' .. sv .. '\\31' .. names)
+  return msg
+end
+"""
+
+# KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, has entry, tx stamp or '',
+# lease token (this call's), lease ms, '1' to take the coalescing lease on a miss, '1' to claim the
+# refresh of an entry past its TTL (stale-while-revalidate).
+# The hot path: one MGET for the versions and one EXISTS for all pending marks; the marks are
+# only read one by one (to drop expired tokens) when one exists.
+_LOOKUP = _PRELUDE + """
+local vkeys, pkeys = {}, {}
+for i = 1, n do
+  vkeys[i] = KEYS[2 + i]
+  pkeys[i] = KEYS[2 + n + i]
+end
+local versions = n > 0 and redis.call('MGET', unpack(vkeys)) or {}
+local created = false
+for i = 1, n do
+  if not versions[i] then
+    versions[i] = string.format('%d', seq)
+    redis.call('SET', vkeys[i], versions[i])
+    created = true
+  end
+end
+local pending = 0
+if n > 0 and redis.call('EXISTS', unpack(pkeys)) > 0 then
+  for i = 1, n do
+    if pending_on(pkeys[i]) then pending = 1 end
+  end
+end
+local value = false
+local entry_stamp = '0'
+local refresh = 0
+local lk = KEYS[2] .. ':l'
+local function take_lease()
+  -- The token is this call's own: a second caller of the same process does not get it either.
+  return redis.call('SET', lk, ARGV[5], 'NX', 'PX', ARGV[6])
+end
+if ARGV[3] == '1' and not created and pending == 0 then
+  local e = redis.call('HMGET', KEYS[2], 'e', 's', 'v', 'x')
+  if e[1] == epoch and e[3] then
+    local limit = tonumber(e[2])
+    if ARGV[4] ~= '' then limit = math.min(limit, tonumber(ARGV[4])) end
+    local fresh = true
+    for i = 1, n do
+      if tonumber(versions[i]) > limit then fresh = false break end
+    end
+    if fresh then
+      value = e[3]
+      entry_stamp = e[2]
+      -- Stale-while-revalidate: past its TTL (still fresh by the clock), one caller refreshes.
+      if e[4] then
+        now()
+        if now_ms >= tonumber(e[4]) then refresh = (ARGV[8] == '1' and take_lease()) and 1 or 2 end
+      end
+    end
+  end
+end
+-- Coalescing: on a miss, this process takes the key's lease unless another one holds it (then
+-- it leaves a flag so that the holder's fill or release wakes the waiters).
+local leader = 1
+if not value and pending == 0 and ARGV[7] == '1' then
+  if not take_lease() then
+    leader = 0
+    redis.call('SET', KEYS[2] .. ':w', '1', 'PX', ARGV[6])
+  end
+end
+return {value, string.format('%d', seq), epoch, pending, versions, leader, entry_stamp, refresh}
+"""
+
+# Give back this process's coalescing lease on an entry key and wake its waiters (fills channel).
+_RELEASE_FN = """
+local function release(entry, holder, channel, reason)
+  local lk = entry .. ':l'
+  if redis.call('GET', lk) == holder then redis.call('DEL', lk) end
+  if redis.call('DEL', entry .. ':w') == 1 then
+    redis.call('PUBLISH', channel, entry .. '\\31' .. reason)
+  end
+end
+"""
+
+# KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, value, stamp, epoch, ttl ms,
+# lease token ('' if none), fills channel, stale-while-revalidate window ms (0: none).
+_FILL = _PRELUDE + _RELEASE_FN + """
+local function store()
+  if epoch ~= ARGV[5] then return 0 end
+  local stamp = tonumber(ARGV[4])
+  for i = 1, n do
+    local v = redis.call('GET', KEYS[2 + i])
+    if not v or tonumber(v) > stamp then return 0 end
+    if pending_on(KEYS[2 + n + i]) then return 0 end
+  end
+  redis.call('DEL', KEYS[2])
+  if ARGV[9] ~= '0' then
+    -- With a stale-while-revalidate window: the TTL ends at 'x', the entry lives the window longer.
+    now()
+    redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3], 'x', now_ms + tonumber(ARGV[6]))
+    redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]) + tonumber(ARGV[9]))
+  else
+    redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3])
+    redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  end
+  return 1
+end
+local stored = store()
+release(KEYS[2], ARGV[7], ARGV[8], 'filled')
+return stored
+"""
+
+# KEYS: entry. ARGV: lease token ('' if none), fills channel, reason.
+_RELEASE = _RELEASE_FN + """
+release(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+return 1
+"""
+
+# KEYS: entry keys. ARGV: lease ms, then one token per key. Extends this process's leases (its
+# leaders still run).
+_EXTEND = """
+for i = 1, #KEYS do
+  local lk = KEYS[i] .. ':l'
+  if redis.call('GET', lk) == ARGV[1 + i] then redis.call('PEXPIRE', lk, ARGV[1]) end
+end
+return 1
+"""
+
+# KEYS: clock, n version keys, n pending keys. ARGV: new epoch, n, token, mark ttl ms,
+# logical names joined by \30, channel.
+# Phase 1 publishes too: a writer killed between its commit and phase 2 must still make other
+# processes' L1 copies stale (the pending mark only stops L2 hits and fills).
+_BEGIN = _PRELUDE + """
+local s = tick()
+local sv = string.format('%d', s)
+local ttl = tonumber(ARGV[4])
+for i = 1, n do
+  redis.call('SET', KEYS[1 + i], sv)
+  redis.call('ZADD', KEYS[1 + n + i], now_ms + ttl, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1 + n + i], ttl * 2)
+end
+announce(ARGV[6], sv, ARGV[5])
+return sv
+"""
+
+# KEYS: clock, n version keys, n pending keys. ARGV: new epoch, n, token, logical names joined by \\30.
+_END = _PRELUDE + """
+local s = tick()
+local sv = string.format('%d', s)
+for i = 1, n do
+  redis.call('SET', KEYS[1 + i], sv)
+  redis.call('ZREM', KEYS[1 + n + i], ARGV[3])
+end
+local msg = announce(ARGV[5], sv, ARGV[4])
+local born = tonumber(redis.call('HGET', KEYS[1], 'born') or '0')
+return {sv, msg, epoch, string.format('%d', born), string.format('%d', now_ms)}
+"""
+
+# KEYS: clock. ARGV: new epoch, 0.
+_STAMP = _PRELUDE + """
+return {string.format('%d', seq), epoch, redis.call('HGET', KEYS[1], 'msg') or '0'}
+"""
+
+# KEYS: clock, holders. ARGV: new epoch, 0, holder, lease ms.
+_RENEW = _PRELUDE + """
+now()
+redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[4]), ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - 60000)
+return now_ms
+"""
+
+# KEYS: clock, holders. ARGV: new epoch, 0, msg, self holder, ack key prefix.
+_ACKED = _PRELUDE + """
+if epoch ~= ARGV[6] then
+  -- The incarnation that published the bump is gone (FLUSHALL, restart) and with it the lease
+  -- registry: who still holds a lease is unknown.
+  return {'\0epoch'}
+end
+now()
+local live = redis.call('ZRANGEBYSCORE', KEYS[2], now_ms, '+inf')
+local waiting = {}
+for _, h in ipairs(live) do
+  if h ~= ARGV[4] then
+    local a = tonumber(redis.call('GET', ARGV[5] .. epoch .. ':' .. h) or '0')
+    if a < tonumber(ARGV[3]) then table.insert(waiting, h) end
+  end
+end
+return waiting
+"""
+
+
+# KEYS: clock. ARGV: new epoch, 0, column, the table's field. The columns readers pin live in the
+# clock's own hash, so that no eviction can forget them without starting a new incarnation (which
+# readers detect: see querycache.plan.registered_in). The version comes from the clock's
+# counter, which never goes back, not from a count that would start again (a writer comparing
+# versions around its write must never see an old value come back).
+_REGISTER = _PRELUDE + """
+local field = 'd' .. ARGV[4]
+local columns = redis.call('HGET', KEYS[1], field)
+local known = false
+if columns then
+  for name in string.gmatch(columns, '[^\\30]+') do
+    if name == ARGV[3] then known = true end
+  end
+end
+if not known then
+  redis.call('HSET', KEYS[1], field, columns and (columns .. '\\30' .. ARGV[3]) or ARGV[3])
+end
+redis.call('HSET', KEYS[1], 'v' .. ARGV[4], string.format('%d', tick()))
+return epoch
+"""
+
+
+def _oom_denied(script: str) -> str:
+    """Redis 7 refuses a script with a shebang and without ``allow-oom`` while it is out of memory.
+    For the lookup that is fail-open: under ``noeviction`` at ``maxmemory`` the bumps of writes are
+    refused, so an entry filled before them must not be served (the query goes to the database)."""
+    return "#!lua\n" + script

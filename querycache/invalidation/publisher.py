@@ -1,0 +1,95 @@
+"""Two-phase publishing of writes: the only caller of the store's ``begin_write``/``end_write``.
+
+Phase 1 (tick, versions up, pending mark) just before a write becomes visible, phase 2 (tick,
+versions up, mark removed, published) after it, whatever its outcome but a rollback the driver
+confirms (docs/freshness.md, "Two-phase writes").
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from querycache.backends.base import strict_acks
+from querycache.errors import BackendUnavailable
+from querycache.invalidation.keys import table_of
+
+if TYPE_CHECKING:
+    from querycache.context import CacheContext
+
+_PENDING_MARK_MS = 30000
+
+
+class Publisher:
+    """Publishes version bumps for one cache: phase 1, phase 2, and the strict-mode wait."""
+
+    def __init__(self, context: CacheContext) -> None:
+        self._context = context
+        self._acks = strict_acks(context.backend)
+
+    def begin(self, keys: Iterable[str]) -> str:
+        """Phase 1; returns the token phase 2 needs. A store that is down must not stop the write."""
+        token = uuid.uuid4().hex
+        try:
+            self._context.backend.begin_write(sorted(keys), token, _PENDING_MARK_MS)
+        except BackendUnavailable:
+            self._context.store_failed()
+        return token
+
+    def end(self, keys: Iterable[str], token: str) -> None:
+        """Phase 2, then (strict invalidation) wait until every other process applied it."""
+        try:
+            self._context.backend.end_write(sorted(keys), token)
+        except BackendUnavailable:
+            self._context.store_failed()
+        if self._acks is not None:
+            self._acks.wait_for_acks()
+
+    def bump(self, keys: Iterable[str]) -> None:
+        """Both phases at once: for writes that are already visible (or invalidations by hand)."""
+        ordered = sorted(keys)
+        self.end(ordered, self.begin(ordered))
+
+    def publish(self, keys: set[str]) -> None:
+        """Both phases for a write that has landed; counted per table."""
+        self.bump(keys)
+        self.count(keys)
+
+    def around(self, keys: set[str], action: Callable[[], Any],
+               row_checks: list[tuple[str, int]] | None = None) -> Any:
+        """Phase 1 before ``action`` makes writes visible, phase 2 after, whatever its outcome.
+        ``keys`` may grow during ``action`` (a row-level write found it touched other rows);
+        phase 2 bumps what it holds then, plus every table whose dependency columns changed since
+        its footprint was computed (``row_checks``)."""
+        if not keys:
+            return action()
+        token = self.begin(keys)
+        try:
+            return action()
+        finally:
+            if row_checks:
+                keys |= self.changed_dependencies(row_checks)
+            self.end(keys, token)
+            self.count(keys)
+
+    def changed_dependencies(self, row_checks: list[tuple[str, int]]) -> set[str]:
+        """Tables a reader started to pin by a new column since a write computed its footprint:
+        the write bumps the whole table (see MemoryBackend.register_dependency)."""
+        context = self._context
+        registry = context.row_level
+        changed = set()
+        for key, seen in row_checks:
+            try:
+                if registry is not None and registry.dependencies(key)[1] == seen:
+                    continue
+            except Exception:  # noqa: BLE001 - unknown: the whole table
+                context.store_failed()
+            changed.add(key)
+        if changed:
+            context.stats.row_level.incr("escalated:dependency_changed")
+        return changed
+
+    def count(self, keys: Iterable[str]) -> None:
+        counter = self._context.stats.invalidations
+        for table in {table_of(key) for key in keys}:
+            counter.incr(table)  # once per table a write touched, whatever buckets it bumped

@@ -1,0 +1,655 @@
+"""The read path, top to bottom: why a read is not cached, L1, coalescing, L2, L3, run, fill.
+
+``CachedCursor.execute`` answers L1 hits inline (no call it can avoid); everything else
+about a read is here. ``bypass_reason`` is asked by both ``execute`` and ``explain``, so
+that ``explain`` cannot report a tier ``execute`` would not use (docs/architecture.md,
+"Data flow of one execute").
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Sequence
+
+from querycache.analysis import ALL_TABLES, Analysis, StatementKind
+from querycache.backends.base import MISS, Lookup
+from querycache.coalesce import Flight, Outcome
+from querycache.codec import CorruptEntry, Result, Unencodable, decode, encode
+from querycache.errors import BackendUnavailable
+from querycache.keys import UnsupportedParam, l1_params, l2_key
+from querycache.l1 import L1Entry
+from querycache.plan import ReadPlan, pinned_plan, plan_read, registered_in
+from querycache.serving import ServingCursor, estimate_size, has_mutable_parts, private_copy
+from querycache.status import COALESCED, HIT_L2, HIT_L3, BypassReason, NotFilledReason
+from querycache.status import MISS as STATUS_MISS
+from querycache.transaction import RR_LEVELS
+
+if TYPE_CHECKING:
+    from querycache.semantic.canonical import Canonical, Output
+    from querycache.semantic.tier import SemanticTier
+    from querycache.session import Session
+
+
+def l1_fresh(session: Session, entry: L1Entry, in_tx: bool) -> bool:
+    """Whether an L1-shaped entry (an L1 entry, or a coalescing leader's hand-over) may answer now."""
+    context = session.context
+    if entry.epoch != context.backend.l1_epoch or entry.expires_at <= time.monotonic():
+        return False
+    limit = entry.stamp
+    if in_tx:
+        isolation = session.isolation()
+        if isolation == "serializable":
+            return False
+        if isolation in RR_LEVELS:
+            tx_stamp = session.tx.stamp
+            if tx_stamp is None:
+                return False  # the first read of a REPEATABLE READ transaction pins its snapshot
+            limit = min(limit, tx_stamp)
+    elif session.reads_open_tx and session.isolation() != "read committed":
+        return False  # this read would open a transaction whose snapshot it must pin
+    versions = context.mirror_versions
+    for k in entry.version_keys:
+        version = versions.get(k)
+        if version is None or version > limit:
+            return False
+    return True
+
+
+def bypass_reason(session: Session, analysis: Analysis, raw_cursor: Any, params: Any, in_tx: bool
+                  ) -> tuple[BypassReason | None, ReadPlan | None]:
+    """Why this read would not be answered from the cache now (None: it would be), and its plan
+    when one was made. A plan that ``calls_user_function`` is run as a call, not a read."""
+    if analysis.changes_scope:
+        return BypassReason.SESSION, None
+    context = session.context
+    tx = session.tx
+    reason = analysis.reason
+    if reason is None and not session.adapter.supported:
+        reason = BypassReason.UNKNOWN
+    if reason is None and (not context.enabled or (session.l1 is None and not context.l2_enabled)):
+        reason = BypassReason.DISABLED
+    if reason is None and session.state.replica:
+        reason = BypassReason.REPLICA
+    if reason is None and session.temp_scoped:
+        reason = BypassReason.TEMP_TABLE
+    if reason is None and getattr(raw_cursor, "name", None):
+        reason = BypassReason.SERVER_CURSOR  # its rows live on the server, fetched as it scrolls
+    if reason is None and in_tx:
+        if not tx.tracked:
+            reason = BypassReason.TX_UNTRACKED
+        elif tx.dirty:
+            reason = BypassReason.TX_DIRTY
+    isolation = session.isolation()
+    opens_tx = not in_tx and session.adapter.reads_open_transaction(session.raw)
+    if reason is None and isolation == "serializable" and (in_tx or opens_tx):
+        reason = BypassReason.TX_ISOLATION
+    plan = None
+    if reason is None or reason is BypassReason.VOLATILE:
+        plan = plan_read(session, analysis)
+        if plan.calls_user_function:
+            return BypassReason.VOLATILE, plan
+        reason = reason or plan.bypass
+    if reason is None:
+        try:
+            l1_params(params)
+        except UnsupportedParam:
+            reason = BypassReason.UNKNOWN
+    return reason, plan
+
+
+def store_key(session: Session, raw_cursor: Any, analysis: Analysis, params: Any, plan: ReadPlan) -> str:
+    """The statement's L2 key in this connection's scope and the current tenant."""
+    context = session.context
+    text = analysis.sql if analysis.names_from_text else analysis.normalized
+    return l2_key(context.namespace, plan.scope_key, context.tenant.get(), session.adapter.cursor_shape(raw_cursor),
+                  text, params, plan.version_keys)
+
+
+def l3_scope(session: Session, plan: ReadPlan, shape: str) -> str:
+    """L3's scope: one FAISS index per (namespace, the read's scope, tenant, row shape)."""
+    context = session.context
+    return "\x1f".join((context.namespace, plan.scope_key, repr(context.tenant.get()), shape))
+
+
+class _Read:
+    """One execution of a cacheable read: what every step from the lookup to the fill needs."""
+
+    __slots__ = ("analysis", "deadline", "in_tx", "l1_key", "opens_tx", "params", "pin", "plan", "sql",
+                 "store_key", "tx_stamp", "use_l1")
+
+    def __init__(self, analysis: Analysis, sql: str, params: Any, in_tx: bool, plan: ReadPlan) -> None:
+        self.analysis = analysis
+        self.sql = sql
+        self.params = params
+        self.in_tx = in_tx
+        self.plan = plan
+        self.pin = False  # the first read of a REPEATABLE READ transaction: runs on the database
+        self.tx_stamp: int | None = None
+        self.opens_tx = False
+        self.l1_key: Any = None
+        self.use_l1 = False
+        self.store_key: str | None = None
+        self.deadline = 0.0
+
+
+class ReadPath(ServingCursor):
+    """The cursor's read path below the L1 fast path of ``execute``."""
+
+    def _read(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
+        session = self._session
+        context = session.context
+        tx = session.tx
+        isolation = session.isolation()
+        opens_tx = not in_tx and session.adapter.reads_open_transaction(session.raw)
+        reason, plan = bypass_reason(session, analysis, self._raw, params, in_tx)
+        if analysis.changes_scope:
+            self._bypass(analysis, sql, params, BypassReason.SESSION)
+            # set_config(..., true) ends with the transaction; any setting made in one is undone by
+            # its rollback: the scope is read again at its end too.
+            session.scope_changed()
+            return self._result()
+        if plan is not None and plan.calls_user_function:
+            return self._call_statement(analysis, sql, params)
+        if reason is not None or plan is None:
+            return self._bypass(analysis, sql, params, reason or BypassReason.UNKNOWN)
+        pkey = l1_params(params)
+        if plan.row_pins is not None:
+            plan = pinned_plan(session, plan, params)
+        read = _Read(analysis, sql, params, in_tx, plan)
+        read.opens_tx = opens_tx
+        # The first read of a REPEATABLE READ transaction runs on the database: it pins the snapshot.
+        read.pin = ((in_tx and tx.stamp is None) or read.opens_tx) and isolation in RR_LEVELS
+        read.tx_stamp = tx.stamp if in_tx and isolation in RR_LEVELS else None
+        read.l1_key = (session.scope_id, context.tenant.get(), session.adapter.shape_token(self._raw), sql, pkey)
+        read.use_l1 = session.l1 is not None and analysis.hints.tier != "l2"
+        if context.l2_enabled and analysis.hints.tier != "l1":
+            read.store_key = store_key(session, self._raw, analysis, params, plan)
+        coalesce = context.config.coalesce
+        flight: Flight | None = None
+        # One bound for the whole call: waiting as a follower, re-elected, then for another process.
+        read.deadline = time.monotonic() + coalesce.max_wait_ms / 1000
+        key = read.store_key
+        if coalesce.enabled and key is not None and not read.pin and plan.ttl_s > 0:
+            served, flight = self._follow(key, in_tx, analysis, read.deadline)
+            if served:
+                return self._result()
+        if flight is None:
+            return self._lookup_and_run(read, None)
+        # This thread leads the key's flight: whatever happens, the followers must hear of it.
+        assert key is not None
+        try:
+            result = self._lookup_and_run(read, flight)
+        except BaseException:
+            if not flight.done.is_set():
+                context.flights.finish(key, flight, Outcome.FAILED)
+            self._release_lease(key, "error")
+            raise
+        finally:
+            if flight.followers:
+                context.stats.coalesce.incr("leaders")  # a leader that others waited for
+        if not flight.done.is_set():
+            context.flights.finish(key, flight, Outcome.UNSHARED)  # its lease: given back by then
+        return result
+
+    def _follow(self, key: str, in_tx: bool, analysis: Analysis, deadline: float) -> tuple[bool, Flight | None]:
+        """Join the key's flight: lead it (the flight is returned), or wait for its leader and serve
+        what it hands over if that passes the hit check now (True). (False, None): run it yourself."""
+        session = self._session
+        context = session.context
+        stats = context.stats
+        while True:
+            flight, leading = context.flights.join(key)
+            if leading:
+                return False, flight
+            outcome = flight.wait(max(0.0, deadline - time.monotonic()))
+            if outcome is Outcome.SHARED:
+                if l1_fresh(session, flight.entry, in_tx):
+                    if not in_tx and session.reads_open_tx:
+                        session.open_tx_for_hit()
+                    self._serve(flight.entry.result, COALESCED)
+                    next(stats.coalesced)
+                    self._record(analysis, COALESCED)
+                    return True, None
+                stats.coalesce.incr("handover_refused")  # a write since the leader's stamp: run again
+                return False, None
+            if outcome is Outcome.FAILED and time.monotonic() < deadline:
+                stats.coalesce.incr("reelections")
+                continue  # its error was its own: one of the followers leads now
+            if outcome is None:
+                stats.coalesce.incr("timeouts")
+            return False, None
+
+    def _release_lease(self, key: str, reason: str) -> None:
+        context = self._session.context
+        try:
+            context.backend.release_lease(key, reason)
+        except Exception:  # noqa: BLE001 - fail open: the lease expires on its own
+            context.store_failed()
+
+    def _wait_for_other_process(self, read: _Read, lookup: Lookup) -> tuple[Lookup, str]:
+        """Another process holds the key's lease: wait for its fill (woken by the store, or polling),
+        looking again each time, until a fresh entry, the lease, or ``coalesce.max_wait_ms``."""
+        context = self._session.context
+        backend = context.backend
+        lease_ms = context.config.coalesce.lease_ms
+        key = read.store_key
+        assert key is not None
+        poll = 0.02
+        l1_token = backend.l1_epoch
+        while lookup.value is MISS and not lookup.leader and not lookup.pending:
+            remaining = read.deadline - time.monotonic()
+            if remaining <= 0:
+                context.stats.coalesce.incr("timeouts")
+                break
+            reason = backend.wait_fill(key, min(poll, remaining))
+            poll = min(poll * 2, 0.25)
+            l1_token = backend.l1_epoch
+            try:
+                lookup = backend.lookup(key, read.plan.version_keys, read.tx_stamp, lease_ms)
+            except BackendUnavailable:
+                # One slow reply while another process leads: keep waiting (until max_wait_ms)
+                # rather than run the query beside it.
+                context.stats.coalesce.incr("wait_lookup_failures")
+                continue
+            if reason == "unshared" and lookup.value is MISS:
+                break  # its result could not be stored: run it here, do not queue behind another
+        return lookup, l1_token
+
+    def _lookup_and_run(self, read: _Read, flight: Flight | None) -> Any:
+        """L2 (one round trip: entry, versions, marks, stamp), then L3, else run it and fill."""
+        session = self._session
+        context = session.context
+        analysis, plan, key = read.analysis, read.plan, read.store_key
+        started = time.perf_counter()
+        l1_token = context.backend.l1_epoch  # before the lookup: see Backend.l1_epoch
+        lease_ms = context.config.coalesce.lease_ms if flight is not None else 0
+        status = HIT_L2
+        try:
+            lookup = context.backend.lookup(None if read.pin else key, plan.version_keys, read.tx_stamp, lease_ms)
+            if flight is not None and lookup.value is MISS and not lookup.leader and not lookup.pending:
+                context.stats.coalesce.incr("cross_process_waits")
+                lookup, l1_token = self._wait_for_other_process(read, lookup)
+                status = COALESCED
+        except Exception:  # noqa: BLE001 - fail open: the store must never fail a query
+            context.store_failed()
+            result = self._bypass(analysis, read.sql, read.params, BypassReason.STORE_UNAVAILABLE)
+            if flight is not None and key is not None:
+                self._release_lease(key, "unshared")  # the lookup may have taken it before failing
+            return result
+        stats = context.stats
+        leased = flight is not None
+        if isinstance(lookup.value, bytes) and not read.pin:
+            try:
+                result = decode(lookup.value)
+            except CorruptEntry:
+                result = None
+                stats.not_filled.incr("corrupt_entry")
+            if result is not None and flight is not None and key is not None:
+                # Still fresh by the clock (also when past its TTL inside a stale-while-revalidate
+                # window): the followers get it.
+                context.flights.finish(key, flight, Outcome.SHARED, L1Entry(
+                    result, plan.version_keys, lookup.entry_stamp, l1_token, time.monotonic() + plan.ttl_s, 0))
+                flight = None
+            if result is not None and lookup.refresh == 1:
+                stats.coalesce.incr("swr_refreshes")  # past its TTL: this caller refreshes it
+                leased = True
+            elif result is not None:
+                if read.opens_tx:
+                    session.open_tx_for_hit()
+                self._serve(result, status)
+                self._record(analysis, status)
+                if status == COALESCED:
+                    next(stats.coalesced)
+                else:
+                    next(stats.hits["l2"])
+                stats.latency["l2"].observe(time.perf_counter() - started)
+                if lookup.refresh:
+                    stats.coalesce.incr("swr_served")  # another caller refreshes it
+                elif read.use_l1:
+                    self._fill_l1(read.l1_key, result, plan, lookup.entry_stamp or lookup.stamp, l1_token,
+                                  len(lookup.value))
+                return self._result()
+        l3 = context.l3
+        semantic = None
+        if (l3 is not None and key is not None and not read.pin and plan.ttl_s > 0 and not lookup.pending
+                and (analysis.hints.semantic or context.config.l3.all_reads)):
+            semantic = self._l3_prepare(l3, read.sql, read.params, plan)
+            if semantic is not None and lookup.value is MISS and self._serve_l3(
+                    l3, semantic, read, lookup, l1_token, flight, started):
+                return self._result()
+        stamp = lookup.stamp
+        # Miss: run on the database, deliver, then fill.
+        self._begin_live(STATUS_MISS)
+        next(stats.misses)
+        self._record(analysis, STATUS_MISS)
+        executed = time.perf_counter()
+        try:
+            self._execute_tracked(read.sql, read.params)
+        except BaseException:
+            if leased and key is not None and flight is None:
+                self._release_lease(key, "error")  # a refresh that failed (a leader's: in _read)
+            raise
+        finally:
+            now = time.perf_counter()
+            stats.latency["miss"].observe(now - started)
+            if self._fp is not None:
+                self._fp.ran(now - executed)  # the database's share only
+            self._after_miss(read, stamp)
+        fill_stamp = stamp if read.tx_stamp is None else min(stamp, read.tx_stamp)
+        if read.pin and read.in_tx:
+            fill_stamp = stamp
+        fill_l1, fill_l2 = read.l1_key if read.use_l1 else None, key
+        if plan.pinned and not registered_in(session, plan, lookup.epoch):
+            stats.not_filled.incr(NotFilledReason.DEPENDENCY_EPOCH.value)
+            fill_l1 = fill_l2 = None
+        try:
+            shared, filled = self._buffer_and_fill(analysis, plan, fill_l1, fill_l2,
+                                                   fill_stamp, lookup.epoch, lookup.pending, l1_token)
+        except BaseException:
+            if leased and key is not None and flight is None:
+                self._release_lease(key, "error")
+            raise
+        if flight is not None and key is not None and shared is not None:
+            context.flights.finish(key, flight, Outcome.SHARED, L1Entry(
+                shared, plan.version_keys, fill_stamp, l1_token, time.monotonic() + plan.ttl_s, 0))
+        if leased and not filled and key is not None:
+            self._release_lease(key, "filled" if shared is not None else "unshared")
+        if l3 is not None and semantic is not None and filled and shared is not None and key is not None:
+            l3.add(semantic[1], plan.version_keys, semantic[0], analysis.normalized, key)
+        return self._result()
+
+    def _after_miss(self, read: _Read, stamp: int) -> None:
+        """The read ran on the database: the transaction it began (at ``stamp``), or ended, or pinned."""
+        session = self._session
+        now_in_tx = session.adapter.in_transaction(session.raw)
+        if not read.in_tx and now_in_tx:
+            session.tx.begin_at_next_isolation(stamp)
+        elif read.in_tx and not now_in_tx:
+            session.reconcile(True, ended_by_commit=True)
+        elif read.in_tx and read.pin:
+            session.tx.pin_snapshot(stamp)
+
+    # -- L3 -----------------------------------------------------------------------------
+    def _l3_prepare(self, l3: SemanticTier, sql: str, params: Any, plan: ReadPlan
+                    ) -> tuple[Canonical, str] | None:
+        """The statement's canonical form and its L3 scope (connection scope, tenant, row shape)."""
+        session = self._session
+        try:
+            pkey = l1_params(params)
+        except UnsupportedParam:
+            return None
+        analyzer = session.analyzer
+        canonical = l3.prepare(sql, analyzer.dialect, analyzer.paramstyle, params, pkey)
+        if canonical is None:
+            return None
+        return canonical, l3_scope(session, plan, session.adapter.cursor_shape(self._raw))
+
+    def _serve_l3(self, l3: SemanticTier, semantic: tuple[Canonical, str], read: _Read, lookup: Lookup,
+                  l1_token: str, flight: Flight | None, started: float) -> bool:
+        """Serve an equivalent earlier statement's entry, read through L2 with the freshness rule
+        (so never a row L2 would not serve); True when served."""
+        session = self._session
+        context = session.context
+        stats = context.stats
+        analysis, plan = read.analysis, read.plan
+        key = read.store_key
+        assert key is not None
+        canonical, scope = semantic
+        threshold = analysis.hints.semantic_threshold or context.config.l3.threshold
+        proposal = l3.lookup(scope, plan.version_keys, canonical, threshold)
+        if proposal is None:
+            return False
+        entry = proposal.entry
+        try:
+            found = context.backend.lookup(entry.store_key, plan.version_keys, read.tx_stamp, 0)
+        except Exception:  # noqa: BLE001 - fail open: the query runs on the database
+            context.store_failed()
+            return False
+        if not isinstance(found.value, bytes):
+            l3.forget(entry, "pending" if found.pending else "not_fresh")
+            return False
+        try:
+            result = decode(found.value)
+        except CorruptEntry:
+            l3.forget(entry, "corrupt")
+            return False
+        if not proposal.identity:
+            permuted = _permuted(result, proposal.columns)
+            if permuted is None:
+                stats.semantic.incr("rejected:row_type")
+                return False
+            result = permuted
+        if not _names_match(result.description, canonical.outputs):
+            stats.semantic.incr("rejected:names")
+            return False
+        if read.opens_tx:
+            session.open_tx_for_hit()
+        self._serve(result, HIT_L3)
+        self._record(analysis, HIT_L3)
+        next(stats.hits["l3"])
+        stats.latency["l3"].observe(time.perf_counter() - started)
+        entry_stamp = found.entry_stamp or found.stamp
+        if read.use_l1:
+            self._fill_l1(read.l1_key, result, plan, entry_stamp, l1_token, len(found.value))
+        # This text's own L2 entry: the next identical statement is an L2 hit in every process,
+        # and the fill gives back a coalescing lease this call may hold.
+        filled = False
+        try:
+            value = found.value if proposal.identity else encode(result)
+            filled = context.backend.fill(key, value, plan.version_keys, entry_stamp, lookup.epoch,
+                                          plan.ttl_s, plan.swr_s)
+            filled = True
+        except Unencodable:
+            pass
+        except Exception:  # noqa: BLE001 - fail open
+            context.store_failed()
+        if flight is not None:
+            context.flights.finish(key, flight, Outcome.SHARED, L1Entry(
+                result, plan.version_keys, entry_stamp, l1_token, time.monotonic() + plan.ttl_s, 0))
+            if not filled:
+                self._release_lease(key, "unshared")
+        return True
+
+    # -- fill ---------------------------------------------------------------------------
+    def _buffer_and_fill(self, analysis: Analysis, plan: ReadPlan, l1_key: Any, key: str | None,
+                         stamp: int, epoch: str, pending: bool, l1_token: str) -> tuple[Result | None, bool]:
+        """Fetch the rows into the cursor (bounded), fill L2 and L1. Returns the result when it may
+        be handed to coalesced followers (complete, no pending write, not refused by the store as
+        stale), and whether the store's fill ran (it gives back the coalescing lease)."""
+        filled = False
+        context = self._session.context
+        stats = context.stats
+        raw = self._raw
+        if pending:
+            stats.not_filled.incr(NotFilledReason.PENDING_WRITE.value)
+            return None, filled
+        if (l1_key is None and key is None) or plan.ttl_s <= 0:
+            return None, filled  # nothing will be stored: leave the rows to stream from the driver
+        description = raw.description
+        if description is None:
+            stats.not_filled.incr(NotFilledReason.NO_RESULT_SET.value)
+            return None, filled
+        limit = context.config.max_result_rows
+        rows = list(raw.fetchmany(limit + 1)) if limit < 1 << 30 else list(raw.fetchall())
+        self._rows = rows
+        self._pos = 0
+        self._live = False
+        if len(rows) > limit:
+            stats.not_filled.incr(NotFilledReason.TOO_MANY_ROWS.value)
+            return None, filled  # the buffered prefix is served, the tail streams from the database
+        rowcount = raw.rowcount
+        lastrowid = getattr(raw, "lastrowid", None)
+        self._result_served = Result(description, rows, rowcount, lastrowid)
+        self._served = True
+        mutable = bool(rows) and has_mutable_parts(rows)
+        result = Result(description, rows, rowcount, lastrowid, mutable)
+        if mutable:
+            # The caller may mutate what it was handed; keep a private copy.
+            try:
+                result = Result(description, private_copy(rows), rowcount, lastrowid, True)
+            except Exception:  # noqa: BLE001 - rows that cannot be copied cannot be cached safely
+                stats.not_filled.incr(NotFilledReason.UNENCODABLE.value)
+                return None, filled
+        size = 0
+        shareable = True
+        encoded: bytes | None = None
+        if key is not None:
+            try:
+                encoded = encode(result)
+            except Unencodable:
+                stats.not_filled.incr(NotFilledReason.UNENCODABLE.value)
+            if encoded is not None and len(encoded) > context.config.max_result_bytes:
+                stats.not_filled.incr(NotFilledReason.TOO_MANY_BYTES.value)
+                return None, filled
+            if encoded is not None:
+                size = len(encoded)
+                filled = True
+                try:
+                    if context.backend.fill(key, encoded, plan.version_keys, stamp, epoch, plan.ttl_s, plan.swr_s):
+                        next(stats.fills["l2"])
+                    else:
+                        stats.not_filled.incr(NotFilledReason.STALE_STAMP.value)
+                        shareable = False
+                except Exception:  # noqa: BLE001 - fail open
+                    context.store_failed()
+        if l1_key is not None:
+            if not size:
+                size = estimate_size(rows)
+                if size > context.config.max_result_bytes:
+                    stats.not_filled.incr(NotFilledReason.TOO_MANY_BYTES.value)
+                    return None, filled
+            self._fill_l1(l1_key, result, plan, stamp, l1_token, size)
+        return (result if shareable else None), filled
+
+    def _fill_l1(self, key: Any, result: Result, plan: ReadPlan, stamp: int, epoch: str, size: int) -> None:
+        session = self._session
+        context = session.context
+        l1 = session.l1
+        if l1 is None or plan.ttl_s <= 0 or epoch != context.backend.l1_epoch:
+            return  # no lease, or the mirror was resynced since the lookup
+        versions = context.mirror_versions
+        for k in plan.version_keys:
+            version = versions.get(k)
+            if version is None or version > stamp:
+                return  # a write landed since the stamp: this result may already be old
+        l1[key] = L1Entry(result, plan.version_keys, stamp, epoch, time.monotonic() + plan.ttl_s, size + 200,
+                          self._fp)
+        next(context.stats.fills["l1"])
+
+    def _call_statement(self, analysis: Analysis, sql: str, params: Any) -> Any:
+        """A read that calls a user function which may write (or set_config): a write to everything."""
+        session = self._session
+        self._start_bypass(BypassReason.VOLATILE, analysis)
+        session.run_write({session.version_key(ALL_TABLES)}, lambda: self._execute_tracked(sql, params), False)
+        session.scope_changed()
+        return self._result()
+
+
+# -- explain --------------------------------------------------------------------------------
+def explain(session: Session, sql: str, params: Any = None) -> dict[str, Any]:
+    """How this connection would answer ``sql`` right now, without running it: the analysis,
+    the dependencies (catalog included), the keys, and the tier (``l1``, ``l2``, or ``database``
+    with the reason). The store lookup creates missing table versions, nothing else."""
+    analysis = session.analyzer(sql)
+    out = analysis.to_dict()
+    out["tier"] = "database"
+    if analysis.reason is not None:
+        out["why"] = f"bypass:{analysis.reason.value}"
+        return out
+    if analysis.kind is not StatementKind.READ or analysis.changes_scope:
+        out["why"] = "bypass:write" if analysis.is_write else "bypass:session"
+        return out
+    context = session.context
+    in_tx = session.adapter.in_transaction(session.raw)
+    raw_cursor = session.raw.cursor()
+    try:
+        reason, plan = bypass_reason(session, analysis, raw_cursor, params, in_tx)
+        catalog, _ = session.catalog()
+        secured = catalog.row_security_of(catalog.expand_reads(analysis.tables_read))
+        if secured:
+            out["row_security"] = {r.table: r.describe() for r in secured}
+        if plan is not None and plan.row_pins is not None:
+            plan = pinned_plan(session, plan, params)
+        if plan is not None:
+            out["version_keys"] = list(plan.version_keys)
+            out["ttl_s"] = plan.ttl_s
+            out["swr_s"] = plan.swr_s
+        if reason is not None or plan is None:
+            out["why"] = f"bypass:{(reason or BypassReason.UNKNOWN).value}"
+            return out
+        key = store_key(session, raw_cursor, analysis, params, plan)
+        token = session.adapter.shape_token(raw_cursor)
+        shape = session.adapter.cursor_shape(raw_cursor)
+    finally:
+        raw_cursor.close()
+    out["keys"] = {"l2": key, "scope": plan.scope_key}
+    if session.l1 is not None and analysis.hints.tier != "l2":
+        entry = session.l1.get((session.scope_id, context.tenant.get(), token, sql, l1_params(params)))
+        if entry is not None and l1_fresh(session, entry, in_tx):
+            out["tier"] = "l1"
+            return out
+    try:
+        lookup = context.backend.lookup(key, plan.version_keys, peek=True)
+    except BackendUnavailable as exc:
+        out["why"] = f"bypass:store_unavailable ({exc})"
+        return out
+    if lookup.value is not MISS:
+        out["tier"] = "l2"
+        return out
+    out["why"] = "pending write" if lookup.pending else "miss: not cached (or no longer fresh)"
+    l3 = context.l3
+    if l3 is not None and not lookup.pending and (analysis.hints.semantic or context.config.l3.all_reads):
+        semantic = _explain_l3(session, l3, analysis, sql, params, plan, shape)
+        out["l3"] = semantic
+        if semantic.get("match"):
+            out["tier"] = "l3"
+            out.pop("why")
+    return out
+
+
+def _explain_l3(session: Session, l3: SemanticTier, analysis: Analysis, sql: str, params: Any, plan: ReadPlan,
+                shape: str) -> dict[str, Any]:
+    """The nearest L3 entries of the statement's guard bucket and whether one would answer."""
+    from querycache.semantic.canonical import Ineligible, canonicalize
+
+    try:
+        canonical = canonicalize(sql, session.analyzer.dialect, session.analyzer.paramstyle, params)
+    except Ineligible as exc:
+        return {"eligible": False, "reason": exc.reason}
+    context = session.context
+    scope = l3_scope(session, plan, shape)
+    threshold = analysis.hints.semantic_threshold or context.config.l3.threshold
+    candidates = l3.candidates(scope, plan.version_keys, canonical)
+    match = None
+    for candidate in candidates:
+        if candidate["same_form"] and candidate["similarity"] >= threshold:
+            try:
+                found = context.backend.lookup(candidate["l2_key"], plan.version_keys, peek=True)
+            except BackendUnavailable:
+                break
+            candidate["fresh"] = found.value is not MISS
+            if candidate["fresh"]:
+                match = candidate
+                break
+    return {"eligible": True, "threshold": threshold, "candidates": candidates, "match": match}
+
+
+def _permuted(result: Result, columns: tuple[int, ...]) -> Result | None:
+    """``result`` with its columns in the order ``columns`` gives (rows of plain tuples only)."""
+    if result.description is None or any(type(row) is not tuple for row in result.rows):
+        return None
+    description = tuple(result.description[j] for j in columns)
+    rows = [tuple(row[j] for j in columns) for row in result.rows]
+    return Result(description, rows, result.rowcount, result.lastrowid, result.mutable_cells)
+
+
+def _names_match(description: Sequence[Any] | None, outputs: tuple[Output, ...]) -> bool:
+    """A last check of an L3 answer: each output column whose name the statement fixes has it."""
+    if any(output.name == "*" for output in outputs):
+        return description is not None  # a * expands to columns the statement does not name
+    if description is None or len(description) != len(outputs):
+        return not outputs and description is None
+    for column, output in zip(description, outputs, strict=True):
+        if output.name is not None and output.name != "*" and str(column[0]).lower() != output.name.lower():
+            return False
+    return True

@@ -1,0 +1,157 @@
+"""ServingCursor: what a cursor hands out, the driver's live rows or a cached result.
+
+The state and primitives the read and write paths share: set the status, serve a result,
+run a statement on the database with the transaction stamp taken before it, and what
+``execute`` returns. The PEP 249 surface over them is ``querycache.cursor.CachedCursor``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from itertools import chain
+from typing import TYPE_CHECKING, Any
+
+from querycache.analysis import Analysis
+from querycache.codec import Result
+from querycache.stats import Fingerprint
+from querycache.status import BypassReason
+
+if TYPE_CHECKING:
+    from querycache.connection import CachedConnection
+    from querycache.session import Session
+
+_set = object.__setattr__  # internal state of the wrappers, without their pass-through __setattr__
+_MUTABLE = frozenset({list, dict, bytearray, set})
+NO_RESULT = Result(None, [], -1)
+
+
+class ServingCursor:
+    """The cursor's own state; every other attribute set on a cursor goes to the driver's."""
+
+    _own = frozenset({"_conn", "_session", "_raw", "_status", "_rows", "_pos", "_live", "_result_served",
+                      "_served", "_returned", "_options", "_fp", "__weakref__"})
+    _raw: Any  # the driver's cursor
+
+    def __init__(self, conn: CachedConnection, session: Session, raw: Any) -> None:
+        _set(self, "_raw", raw)
+        self._conn = conn
+        self._session = session
+        self._status: str | None = None
+        self._rows: list[Any] = []
+        self._pos = 0
+        self._live = True
+        self._served = False
+        self._result_served: Result = NO_RESULT
+        self._options: dict[str, Any] = {}
+        self._returned: Any = None
+        self._fp: Fingerprint | None = None  # the statement's stats record, while it runs
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ServingCursor._own:
+            _set(self, name, value)
+        else:
+            setattr(self._raw, name, value)
+
+    def _start_bypass(self, reason: BypassReason, analysis: Analysis | None = None) -> None:
+        """The statement runs on the database, uncached: set the status and count why."""
+        status = f"bypass:{reason.value}"
+        self._begin_live(status)
+        self._session.context.stats.bypasses.incr(reason.value)
+        self._record(analysis, status)
+
+    def _record(self, analysis: Analysis | None, status: str) -> None:
+        """Count the call in its fingerprint's row (unless stats are off); keep the row at hand."""
+        context = self._session.context
+        fp = None
+        if analysis is not None and context.stats_enabled:
+            fp = context.stats.record_fingerprint(analysis.fingerprint, analysis.normalized, status)
+        _set(self, "_fp", fp)
+
+    def _begin_live(self, status: str) -> None:
+        _set(self, "_status", status)
+        _set(self, "_live", True)
+        _set(self, "_served", False)
+        _set(self, "_rows", [])
+        _set(self, "_pos", 0)
+
+    def _serve(self, result: Result, status: str) -> None:
+        _set(self, "_status", status)
+        _set(self, "_rows", private_copy(result.rows) if result.mutable_cells else result.rows)
+        _set(self, "_pos", 0)
+        _set(self, "_live", False)
+        _set(self, "_served", True)
+        _set(self, "_result_served", result)
+
+    def _send(self, sql: str, params: Any) -> Any:
+        """Send the statement to the driver as the application gave it (its execute options too)."""
+        options = self._options
+        if options:
+            self._returned = self._raw.execute(sql, params, **options)
+        else:
+            self._returned = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
+        return self._returned
+
+    def _execute_tracked(self, sql: str, params: Any) -> Any:
+        """Run the statement on the database, with a transaction stamp taken before it when it may
+        start a snapshot, and the driver's transaction state read after it."""
+        session = self._session
+        adapter, raw_conn = session.adapter, session.raw
+        was_in_tx = adapter.in_transaction(raw_conn)
+        candidate = session.stamp_candidate() if was_in_tx or not adapter.autocommit(raw_conn) else None
+        try:
+            self._send(sql, params)
+        finally:
+            adapter.after_statement(raw_conn)
+            session.adopt_stamp(candidate, was_in_tx)
+        return self._returned
+
+    def _result(self) -> Any:
+        """What ``execute`` returns: the driver's own answer, with its cursor replaced by this one."""
+        if self._served:
+            style = self._session.adapter.execute_returns
+            return self if style == "cursor" else self._result_served.rowcount if style == "rowcount" else None
+        returned = self._returned
+        return self if returned is self._raw else returned
+
+    def _bypass(self, analysis: Analysis, sql: str, params: Any, reason: BypassReason) -> Any:
+        session = self._session
+        self._start_bypass(reason, analysis)
+        in_tx = session.adapter.in_transaction(session.raw)
+        started = time.perf_counter()
+        try:
+            self._execute_tracked(sql, params)
+        finally:
+            elapsed = time.perf_counter() - started
+            session.context.stats.latency["bypass"].observe(elapsed)
+            if self._fp is not None:
+                self._fp.ran(elapsed)
+            session.reconcile(in_tx, ended_by_commit=True)
+        return self._result()
+
+
+def has_mutable_parts(rows: list[Any]) -> bool:
+    """Whether a caller could change a cached result by mutating the rows it was handed."""
+    row_type = type(rows[0])
+    if issubclass(row_type, tuple) or (row_type.__name__ == "Row" and row_type.__module__ == "sqlite3"):
+        return not _MUTABLE.isdisjoint(map(type, chain.from_iterable(rows)))
+    return True
+
+
+def private_copy(rows: list[Any]) -> list[Any]:
+    """A deep copy; memoryview cells (psycopg2's bytea) are copied by value, deepcopy cannot."""
+    memo: dict[int, Any] = {}
+    for row in rows:
+        for value in (row.values() if isinstance(row, dict) else row):
+            if type(value) is memoryview:
+                memo[id(value)] = memoryview(value.tobytes())
+    return copy.deepcopy(rows, memo)
+
+
+def estimate_size(rows: list[Any]) -> int:
+    size = 64
+    for row in rows:
+        size += 56
+        for value in (row.values() if isinstance(row, dict) else row):
+            size += len(value) + 40 if type(value) in (str, bytes) else 24
+    return size

@@ -1,0 +1,93 @@
+"""TransactionTracker: what the wrapper knows about a connection's open transaction.
+
+Every change of that knowledge goes through one of its methods (``begin``, ``began_unseen``,
+``adopt_stamp``, ``wrote``, ``end``...), so that the rules of docs/freshness.md,
+"Transactions" live in one place. It never publishes: the session decides when a write
+becomes visible and asks the publisher.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+# Isolation levels whose first read pins a snapshot: reads inside may hit only entries older
+# than the transaction's stamp.
+RR_LEVELS = ("repeatable read", "serializable-snapshot", "unknown")
+
+
+class TransactionTracker:
+    """The open transaction of one connection: open, seen starting, stamped, dirty, written."""
+
+    __slots__ = ("dirty", "isolation", "next_isolation", "open", "row_checks", "stamp", "tracked", "written")
+
+    def __init__(self) -> None:
+        # SET TRANSACTION outside a transaction: the level of the next one.
+        self.next_isolation: str | None = None
+        self.open = False
+        # False: it began out of the wrapper's sight (no stamp it can trust): no hits, no fills.
+        self.tracked = True
+        self.stamp: int | None = None
+        self.dirty = False
+        self.written: set[str] = set()
+        self.isolation: str | None = None
+        # Row-level writes: (table key, dependency version seen); checked again at phase 2.
+        self.row_checks: list[tuple[str, int]] = []
+
+    def end(self) -> None:
+        """The transaction ended (or never was): forget it."""
+        self.open = False
+        self.tracked = True
+        self.stamp = None
+        self.dirty = False
+        self.written = set()
+        self.isolation = None
+        self.row_checks = []
+
+    def begin(self, stamp: int | None, isolation: str | None = None) -> None:
+        """A transaction began in the wrapper's sight, with ``stamp`` taken before its snapshot."""
+        self.end()
+        self.open = True
+        self.stamp = stamp
+        self.isolation = isolation
+
+    def begin_at_next_isolation(self, stamp: int | None, isolation: str | None = None) -> None:
+        """``begin``, at ``isolation`` or else the level a SET TRANSACTION chose for it."""
+        self.begin(stamp, isolation or self.next_isolation)
+        self.next_isolation = None
+
+    def began_unseen(self) -> None:
+        """A transaction is open that the wrapper did not see start: no hits, no fills in it."""
+        self.open = True
+        self.tracked = False
+
+    def adopt_stamp(self, candidate: int | None) -> None:
+        """A statement that may have started the snapshot ran with ``candidate`` taken before it."""
+        if self.stamp is None and self.tracked:
+            self.stamp = candidate
+
+    def pin_snapshot(self, stamp: int) -> None:
+        """The transaction's first read ran on the database at ``stamp``: its snapshot's stamp."""
+        self.stamp = stamp
+
+    def set_isolation(self, level: str, inside: bool) -> None:
+        """SET TRANSACTION: this transaction's level inside one, the next one's outside."""
+        if inside:
+            self.isolation = level
+        else:
+            self.next_isolation = level
+
+    def wrote(self, keys: Iterable[str]) -> None:
+        """A statement that may write ``keys`` ran inside the transaction: every later read in it
+        bypasses (``tx_dirty``), and ``keys`` are published when it ends."""
+        self.open = True
+        self.dirty = True
+        self.written |= set(keys)
+
+    def wrote_rows(self, keys: Iterable[str], check: tuple[str, int] | None = None) -> None:
+        """A row-level write inside the open transaction touched ``keys`` (its buckets); ``check``:
+        the table whose pinned columns must not have changed by phase 2. Nothing when none is open."""
+        if not self.open:
+            return
+        self.written |= set(keys)
+        if check is not None:
+            self.row_checks.append(check)
