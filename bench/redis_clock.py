@@ -11,8 +11,8 @@ its uncached counterpart measured in the same loop, in random order:
    call: lookup round trip, query, fill of L1 + Redis L2), and the same with ``/* cache ttl=0 */``
    (lookup round trip, no fill). A raw redis-py PING and the bare lookup script are timed in the
    same loop, and the Redis commands of each kind of call are counted (untimed): the design budget
-   is ``delta <= store round trips x round trip + 20 µs`` (docs/architecture.md, "Performance budgets"), checked with both as the
-   round trip.
+   is ``delta <= store round trips x round trip + 20 µs`` (docs/architecture.md, "Performance
+   budgets"), checked with both as the round trip.
 2. **Invalidation throughput.** Commits/s of a transaction updating N tables (N = 1, 4, 16), raw
    psycopg vs wrapped (two-phase bump around COMMIT + waiting for acknowledgements), with no
    other process and with 3 other processes (multiprocessing spawn) holding a QueryCache with a
@@ -767,7 +767,7 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{', '.join(f'{k} {v}' for k, v in sorted(row['statuses'].items()))} |")
         lines += ["", f"Same loop: raw redis-py PING median {fmt(miss['redis_ping_median_us'])} µs; the bare lookup "
                   f"script ({miss['version_keys']} version keys, absent entry) median "
-                  f"{fmt(miss['lookup_script_median_us'])} µs. Budget (docs/architecture.md, "Performance budgets"): delta <= store round trips "
+                  f"{fmt(miss['lookup_script_median_us'])} µs. Budget (docs/architecture.md): delta <= round trips "
                   f"x RT + {MISS_OVERHEAD_MAX_US:g} µs. {miss['rounds']} rounds of each (after {miss['warmup']} "
                   f"warm-up rounds); every call a new parameter. Fills during the run: {miss['fills']}; "
                   f"fail-open: {miss['fail_open']}."]

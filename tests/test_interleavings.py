@@ -1,4 +1,5 @@
-"""The races of the freshness rule (docs/freshness.md), each forced into its worst order with a gate instead of left to chance.
+"""The races of the freshness rule (docs/freshness.md), each forced into its worst order with a gate
+instead of left to chance.
 
 The gate is ``<prefix>_gate(x)``: a PostgreSQL function that waits for an advisory lock the test
 holds (declared IMMUTABLE, a lie told only so that the cache treats the read as cacheable). A read
