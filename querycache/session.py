@@ -54,6 +54,9 @@ class Session:
         # the L1 scope and of the shared scope of reads of tables with policies.
         self.row_security_settings: tuple[str, ...] | None = None
         self.row_security_scope_key = ""
+        # scope.policy_settings, folded once: what opaque policies read, by table.
+        self.declared_policies = {table.lower(): frozenset(s.lower() for s in names)
+                                  for table, names in config.scope.policy_settings.items()}
         self.database_id = ""
         self.version_prefix = ""
         was_in_tx = adapter.in_transaction(raw)
@@ -117,12 +120,12 @@ class Session:
         hinted = analysis.hints.settings
         if not secured and not hinted:
             return self.scope_key, None
-        declared = {t.lower(): names for t, names in self.context.config.scope.policy_settings.items()}
+        declared = self.declared_policies
         needed = set(hinted)
         for found in secured:
             if found.opaque and found.table not in declared and not hinted:
                 return self.scope_key, BypassReason.RLS_OPAQUE
-            needed |= found.settings | {s.lower() for s in declared.get(found.table, ())}
+            needed |= found.settings | declared.get(found.table, frozenset())
         if not self.track_row_security(needed):
             return self.scope_key, BypassReason.UNKNOWN
         return self.row_security_scope_key, None
@@ -130,10 +133,10 @@ class Session:
     def row_security_report(self) -> list[dict[str, Any]]:
         """What ``CachedConnection.row_security_report`` returns: a row per table with row-level security."""
         catalog, _ = self.catalog()
-        declared = {t.lower(): names for t, names in self.context.config.scope.policy_settings.items()}
+        declared = self.declared_policies
         report = []
         for table, found in sorted(catalog.row_security.items()):
-            settings = sorted(found.settings | {s.lower() for s in declared.get(table, ())})
+            settings = sorted(found.settings | declared.get(table, frozenset()))
             report.append({"table": table, "policies": list(found.policies), "settings": settings,
                            "identity": sorted(found.identity | {"current_user"}), "forced": found.forced,
                            "opaque": found.opaque, "declared": table in declared,

@@ -398,16 +398,12 @@ OTHER_VOLATILE = {
 }
 
 
-def _dialect(db: Database) -> str:
-    return {"SqliteDatabase": "sqlite", "MysqlDatabase": "mysql"}.get(type(db).__name__, "postgres")
-
-
 def test_volatile_time_caches_the_clock_frozen_at_fill(db: Database, cache: querycache.QueryCache) -> None:
     import time
 
     table = make_items(db)
     conn = cache.wrap(db.connect())
-    plain = CLOCK_READS[_dialect(db)].format(t=table)
+    plain = CLOCK_READS[db.name].format(t=table)
     assert run(conn, plain)[1] == "bypass:volatile"
     hinted = "/* cache ttl=60 volatile=time */ " + plain
     first, status = run(conn, hinted)
@@ -426,7 +422,7 @@ def test_volatile_time_caches_the_clock_frozen_at_fill(db: Database, cache: quer
 
 def test_volatile_time_never_caches_other_volatility(db: Database, cache: querycache.QueryCache) -> None:
     table = make_items(db)
-    dialect = _dialect(db)
+    dialect = db.name
     if dialect == "postgres":
         db.admin(f"CREATE SEQUENCE {table}_seq")
     conn = cache.wrap(db.connect())
@@ -453,7 +449,7 @@ RESULT_SETTINGS = {
 
 
 def test_result_changing_session_settings_are_in_the_scope(db: Database, cache: querycache.QueryCache) -> None:
-    dialect = _dialect(db)
+    dialect = db.name
     if dialect == "sqlite":
         pytest.skip("sqlite has no session settings")
     table = make_items(db)

@@ -43,17 +43,18 @@ def _pg_admin() -> Any:
         require("PostgreSQL", exc)
 
 
+def _dsn_parts(**overrides: str) -> dict[str, str]:
+    return {**dict(p.split("=", 1) for p in PG_DSN.split()), **overrides}
+
+
 def _url(**overrides: str) -> str:
     """The test database as a postgresql:// URL (what the command line takes)."""
-    parts = dict(p.split("=", 1) for p in PG_DSN.split())
-    parts.update(overrides)
+    parts = _dsn_parts(**overrides)
     return f"postgresql://{parts['user']}@{parts['host']}:{parts.get('port', '5432')}/{parts['dbname']}"
 
 
 def _dsn(**overrides: str) -> str:
-    parts = dict(p.split("=", 1) for p in PG_DSN.split())
-    parts.update(overrides)
-    return " ".join(f"{k}={v}" for k, v in parts.items())
+    return " ".join(f"{k}={v}" for k, v in _dsn_parts(**overrides).items())
 
 
 TIERS = ["l1", "l2-memory", "l2-redis"]

@@ -109,7 +109,7 @@ class _PostgresAdapter(DriverAdapter):
         configured = row[11:11 + len(settings)]
         row_security_scope: tuple[Any, ...] = ()
         if row_security_settings is not None:
-            row_security_scope = (*zip(row_security_settings, row[11 + len(settings):], strict=False),
+            row_security_scope = (*zip(row_security_settings, row[11 + len(settings):11 + len(names)], strict=True),
                                   *row[11 + len(names):])
         user, database, search_path, tz, datestyle, intervalstyle, isolation, recovery, host, port = row[:10]
         try:
@@ -174,8 +174,10 @@ class _PostgresAdapter(DriverAdapter):
             else:
                 others.setdefault(table.lower(), set()).add(str(name).lower())
         for table, entries in policies.items():
+            # The query already leaves out the policy's own table; a relation of the same name in
+            # another schema is another relation (opaque, and a dependency).
             found = row_security(table, forced[table], entries, immutable, functions.get(table, ()),
-                                 others.get(table, set()) - {table})
+                                 others.get(table, ()))
             catalog.row_security[table] = found
             for other in found.reads_tables:
                 # A policy's subquery: a write to the table it reads changes what this one shows.

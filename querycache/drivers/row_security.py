@@ -6,8 +6,8 @@ grants of that identity (``pg_has_role``). A cached answer of such a table may o
 between sessions that agree on every one of them, so the catalog load reads each policy's
 expression and lists what it reads. A policy whose expression the analyzer cannot see into
 (a user function other than a one-line SQL function, a subquery on another table, a setting named
-by an expression) makes the table *opaque*: its reads are not cached unless the configuration or a hint declares the
-settings the policy reads.
+by an expression) makes the table *opaque*: its reads are not cached unless the configuration or
+a hint declares the settings the policy reads.
 """
 
 from __future__ import annotations

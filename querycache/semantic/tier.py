@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from cachetools import LRUCache
 
 from querycache.semantic.canonical import Canonical, Ineligible, canonicalize, permutation
-from querycache.semantic.embedders import NGRAM, load_embedder, resolve_model
+from querycache.semantic.embedders import NGRAM, load_embedder
 from querycache.semantic.index import IndexEntry, SemanticIndex
 from querycache.semantic.worker import EmbeddingWorker
 from querycache.stats import Counters
@@ -45,13 +45,13 @@ class SemanticTier:
         self.config = config
         self.counters = counters
         self.index = SemanticIndex(config.max_entries, config.hnsw_above, counters)
-        self.worker = EmbeddingWorker(lambda: load_embedder(config.model), batch_max=config.batch_max,
+        self.worker = EmbeddingWorker(lambda: load_embedder(config.embedder), batch_max=config.batch_max,
                                       batch_wait_s=config.batch_wait_ms / 1000, queue_max=config.queue_max,
                                       counters=counters)
         self._prepared: LRUCache[Any, Canonical | str] = LRUCache(maxsize=4096)
         self._lock = threading.Lock()
         self.loaded_in = "background"
-        if config.warmup == "block" or resolve_model(config.model) == NGRAM:
+        if config.warmup == "block" or config.embedder == NGRAM:
             # Before the first query: a lookup never finds the model loading (nothing to load for
             # the n-gram embedder; with warmup: block, QueryCache() waits for the model).
             self.worker.load_now()
