@@ -107,6 +107,18 @@ class CaptureConfig:
 
 
 @dataclass(frozen=True)
+class MaintainConfig:
+    """Maintained answers (docs/maintenance.md): a write through the wrapper updates the cached
+    grouped aggregates it touches with delta queries instead of dropping them."""
+
+    enabled: bool = False
+    max_entries_per_write: int = 64
+    """Entries maintained per write statement; the rest are invalidated (counted)."""
+    max_delta_ms: float = 100.0
+    """Time a write statement may spend on delta queries; past it the rest are invalidated."""
+
+
+@dataclass(frozen=True)
 class InvalidationConfig:
     mode: Literal["strict", "bounded"] = "strict"
     lease_ms: int = 500
@@ -116,6 +128,7 @@ class InvalidationConfig:
     """Row-level invalidation (PostgreSQL and MySQL/MariaDB; memory or Redis store): a read pinned to
     column values depends on those values' buckets; a write bumps the buckets of the rows it
     touches. On by default (proven by tests/test_model.py and the multi-process tests); see README."""
+    maintain: MaintainConfig = field(default_factory=MaintainConfig)
 
 
 @dataclass(frozen=True)
@@ -398,5 +411,7 @@ def _check(config: Config) -> None:
     positive("max_result_rows", config.max_result_rows)
     positive("max_result_bytes", config.max_result_bytes)
     positive("invalidation.lease_ms", config.invalidation.lease_ms)
+    positive("invalidation.maintain.max_entries_per_write", config.invalidation.maintain.max_entries_per_write)
+    positive("invalidation.maintain.max_delta_ms", config.invalidation.maintain.max_delta_ms)
     positive("coalesce.max_wait_ms", config.coalesce.max_wait_ms)
     positive("coalesce.lease_ms", config.coalesce.lease_ms)

@@ -15,7 +15,13 @@ import weakref
 from typing import TYPE_CHECKING, Any, Mapping
 
 from querycache.analysis import CATALOG_CHANGES, Analysis, Analyzer
-from querycache.backends.base import Backend, RowLevelRegistry, row_level_registry
+from querycache.backends.base import (
+    Backend,
+    MaintainedAnswers,
+    RowLevelRegistry,
+    maintained_answers,
+    row_level_registry,
+)
 from querycache.coalesce import SingleFlight
 from querycache.config import Config
 from querycache.drivers.base import Catalog
@@ -58,6 +64,11 @@ class CacheContext:
         self.flights = SingleFlight()
         # The store's row-level registry, if it has one (decided once: no probe per query).
         self.row_level: RowLevelRegistry | None = row_level_registry(backend)
+        # Maintained answers (docs/maintenance.md): on when configured and the store can keep them.
+        self.maintain: MaintainedAnswers | None = (
+            maintained_answers(backend) if config.invalidation.maintain.enabled else None)
+        self.primary_keys: dict[tuple[str, str], str | None] = {}
+        self.maintain_refused: dict[str, str] = {}  # read texts found not maintainable, and why
         self.publisher = Publisher(self)
         # Row-level invalidation: (table key, column) pairs this process registered as pinned, with
         # the store's epoch read just before the registration (a restart forgets registrations).

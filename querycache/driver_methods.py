@@ -159,11 +159,14 @@ class TransactionBlock:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
         session = self._session
         if not self._outer:
+            if exc_type is not None:
+                session.tx.rolled_back_to_savepoint()
             return self._block.__exit__(exc_type, exc, tb)
         written = set(session.tx.written)
         try:
             if exc_type is None and written:
-                return session.publisher.around(written, lambda: self._block.__exit__(exc_type, exc, tb))
+                return session.publisher.around(written, lambda: self._block.__exit__(exc_type, exc, tb),
+                                                maintained=list(session.tx.maintained.values()))
             return self._block.__exit__(exc_type, exc, tb)
         finally:
             session.tx_ended()

@@ -18,6 +18,7 @@ from querycache.codec import CorruptEntry, Result, Unencodable, decode, encode
 from querycache.errors import BackendUnavailable
 from querycache.keys import UnsupportedParam, l1_params, l2_key
 from querycache.l1 import L1Entry
+from querycache.maintain.reads import register_maintained, run_state_query
 from querycache.plan import ReadPlan, pinned_plan, plan_read, registered_in
 from querycache.serving import ServingCursor, estimate_size, has_mutable_parts, private_copy
 from querycache.status import COALESCED, HIT_L2, HIT_L3, BypassReason, NotFilledReason
@@ -323,8 +324,12 @@ class ReadPath(ServingCursor):
         next(stats.misses)
         self._record(analysis, STATUS_MISS)
         executed = time.perf_counter()
+        maintained: tuple[Result, bytes] | None = None
         try:
-            self._execute_tracked(read.sql, read.params)
+            if context.maintain is not None and key is not None and not read.in_tx and not lookup.pending:
+                maintained = run_state_query(session, self._execute_tracked, self._raw, read.sql, read.params)
+            if maintained is None:
+                self._execute_tracked(read.sql, read.params)
         except BaseException:
             if leased and key is not None and flight is None:
                 self._release_lease(key, "error")  # a refresh that failed (a leader's: in _read)
@@ -344,7 +349,9 @@ class ReadPath(ServingCursor):
             fill_l1 = fill_l2 = None
         try:
             shared, filled = self._buffer_and_fill(analysis, plan, fill_l1, fill_l2,
-                                                   fill_stamp, lookup.epoch, lookup.pending, l1_token)
+                                                   fill_stamp, lookup.epoch, lookup.pending, l1_token, maintained)
+            if maintained is not None and filled and shared is not None and fill_l2 is not None:
+                register_maintained(session, read.sql, read.params, plan.version_keys, fill_l2)
         except BaseException:
             if leased and key is not None and flight is None:
                 self._release_lease(key, "error")
@@ -452,33 +459,43 @@ class ReadPath(ServingCursor):
 
     # -- fill ---------------------------------------------------------------------------
     def _buffer_and_fill(self, analysis: Analysis, plan: ReadPlan, l1_key: Any, key: str | None,
-                         stamp: int, epoch: str, pending: bool, l1_token: str) -> tuple[Result | None, bool]:
+                         stamp: int, epoch: str, pending: bool, l1_token: str,
+                         maintained: tuple[Result, bytes] | None = None) -> tuple[Result | None, bool]:
         """Fetch the rows into the cursor (bounded), fill L2 and L1. Returns the result when it may
         be handed to coalesced followers (complete, no pending write, not refused by the store as
-        stale), and whether the store's fill ran (it gives back the coalescing lease)."""
+        stale), and whether the store's fill ran (it gives back the coalescing lease).
+        ``maintained``: the rows derived from a state query, and the state stored with them."""
         filled = False
         context = self._session.context
         stats = context.stats
         raw = self._raw
+        if maintained is not None:
+            derived = maintained[0]
+            description, rows = derived.description, derived.rows
+            self._rows, self._pos, self._live = rows, 0, False
+            self._result_served = derived
+            self._served = True
         if pending:
             stats.not_filled.incr(NotFilledReason.PENDING_WRITE.value)
             return None, filled
         if (l1_key is None and key is None) or plan.ttl_s <= 0:
             return None, filled  # nothing will be stored: leave the rows to stream from the driver
-        description = raw.description
-        if description is None:
-            stats.not_filled.incr(NotFilledReason.NO_RESULT_SET.value)
-            return None, filled
         limit = context.config.max_result_rows
-        rows = list(raw.fetchmany(limit + 1)) if limit < 1 << 30 else list(raw.fetchall())
-        self._rows = rows
-        self._pos = 0
-        self._live = False
+        state = None
+        if maintained is None:
+            description = raw.description
+            if description is None:
+                stats.not_filled.incr(NotFilledReason.NO_RESULT_SET.value)
+                return None, filled
+            rows = list(raw.fetchmany(limit + 1)) if limit < 1 << 30 else list(raw.fetchall())
+            self._rows = rows
+            self._pos = 0
+            self._live = False
         if len(rows) > limit:
             stats.not_filled.incr(NotFilledReason.TOO_MANY_ROWS.value)
             return None, filled  # the buffered prefix is served, the tail streams from the database
-        rowcount = raw.rowcount
-        lastrowid = getattr(raw, "lastrowid", None)
+        rowcount = raw.rowcount if maintained is None else maintained[0].rowcount
+        lastrowid = getattr(raw, "lastrowid", None) if maintained is None else None
         self._result_served = Result(description, rows, rowcount, lastrowid)
         self._served = True
         mutable = bool(rows) and has_mutable_parts(rows)
@@ -504,8 +521,11 @@ class ReadPath(ServingCursor):
             if encoded is not None:
                 size = len(encoded)
                 filled = True
+                if maintained is not None:
+                    state = maintained[1]
                 try:
-                    if context.backend.fill(key, encoded, plan.version_keys, stamp, epoch, plan.ttl_s, plan.swr_s):
+                    if context.backend.fill(key, encoded, plan.version_keys, stamp, epoch, plan.ttl_s, plan.swr_s,
+                                            state):
                         next(stats.fills["l2"])
                     else:
                         stats.not_filled.incr(NotFilledReason.STALE_STAMP.value)

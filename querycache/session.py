@@ -21,6 +21,7 @@ from querycache.transaction import RR_LEVELS, TransactionTracker
 
 if TYPE_CHECKING:
     from querycache.context import CacheContext
+    from querycache.maintain.writes import StatementMaintenance
     from querycache.plan import ReadPlan
 
 
@@ -246,7 +247,8 @@ class Session:
         publisher = self.publisher
         try:
             if written and (committing or self.adapter.bump_on_rollback):
-                return publisher.around(set(written), action, self.tx.row_checks)
+                maintained = list(self.tx.maintained.values()) if committing else None
+                return publisher.around(set(written), action, self.tx.row_checks, maintained)
             try:
                 return action()
             except BaseException:
@@ -316,9 +318,10 @@ class Session:
         return self.write_keys(analysis)
 
     def run_write(self, keys: set[str], action: Callable[[], Any], implicit_commit: bool,
-                  is_dml: bool = True) -> Any:
+                  is_dml: bool = True, maintenance: StatementMaintenance | None = None) -> Any:
         """Run a statement that may write ``keys``: published at commit inside a transaction, around
-        the statement when it autocommits."""
+        the statement when it autocommits; ``maintenance``: the entries it updates instead of
+        invalidating them (docs/maintenance.md)."""
         adapter = self.adapter
         raw = self.raw
         tx = self.tx
@@ -326,16 +329,21 @@ class Session:
         if not implicit_commit and (in_tx or adapter.write_opens_transaction(raw, is_dml)):
             if not in_tx:
                 tx.end()
-            tx.wrote(keys)
+            if maintenance is not None:
+                tx.maintained.update((e.key, e) for e in maintenance.entries)
+                tx.maintaining = frozenset(e.key for e in maintenance.entries)
             try:
+                tx.wrote(keys)
                 return action()
             finally:
+                tx.maintaining = frozenset()
                 if not adapter.in_transaction(raw):
                     # It autocommitted after all (or ended the transaction): publish now.
                     self.reconcile(True, ended_by_commit=True)
         try:
             # ``keys`` itself, not a copy: a row-level write adds the buckets it touched while it runs.
-            return self.publisher.around(keys | tx.written if implicit_commit else keys, action)
+            return self.publisher.around(keys | tx.written if implicit_commit else keys, action,
+                                         maintained=maintenance.entries if maintenance is not None else None)
         finally:
             if implicit_commit:
                 adapter.after_transaction_end(raw)

@@ -37,8 +37,10 @@ class Counters:
             with self._lock:
                 return self._counters.setdefault(name, itertools.count())
 
-    def incr(self, name: str) -> None:
-        next(self.counter(name))
+    def incr(self, name: str, n: int = 1) -> None:
+        counter = self.counter(name)
+        for _ in range(n):
+            next(counter)
 
     def snapshot(self) -> dict[str, int]:
         return {name: _value(c) for name, c in list(self._counters.items()) if _value(c)}
@@ -130,6 +132,10 @@ class StatsSnapshot:
     row_level: dict[str, int] = field(default_factory=dict)
     """Row-level invalidation: reads ``pinned`` / ``any``, writes by footprint (``rows``,
     ``table:<why>``), ``escalated:<why>`` (a row-level write that bumped its table after all)."""
+    maintain: dict[str, int] = field(default_factory=dict)
+    """Maintained answers (docs/maintenance.md): ``maintained`` (entries a commit stored updated),
+    ``fills`` (state fills), ``fallback:<reason>`` (entries invalidated instead, and reads not
+    maintainable when first filled)."""
     entries: dict[str, int | None] = field(default_factory=dict)
     bytes: dict[str, int | None] = field(default_factory=dict)
     """Single flight: ``leaders`` (elected), ``reelections`` (after a leader's error),
@@ -154,6 +160,7 @@ class StatsSnapshot:
             "coalesce": dict(self.coalesce),
             "semantic": dict(self.semantic),
             "row_level": dict(self.row_level),
+            "maintain": dict(self.maintain),
             "entries": dict(self.entries),
             "bytes": dict(self.bytes),
         }
@@ -182,6 +189,7 @@ class Stats:
         self.coalesce = Counters()
         self.semantic = Counters()
         self.row_level = Counters()
+        self.maintain = Counters()
         self.latency = {"l1": Histogram(), "l2": Histogram(), "l3": Histogram(), "miss": Histogram(),
                         "bypass": Histogram()}
         self.l1_ticks = itertools.count()  # L1-hit latency is sampled: 1 hit in 64 is timed
@@ -225,6 +233,7 @@ class Stats:
             coalesce=self.coalesce.snapshot(),
             semantic=self.semantic.snapshot(),
             row_level=self.row_level.snapshot(),
+            maintain=self.maintain.snapshot(),
         )
 
 

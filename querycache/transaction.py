@@ -8,7 +8,13 @@ becomes visible and asks the publisher.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+from querycache.analysis import ALL_TABLES
+from querycache.invalidation.keys import table_of
+
+if TYPE_CHECKING:
+    from querycache.maintain.writes import Maintained
 
 # Isolation levels whose first read pins a snapshot: reads inside may hit only entries older
 # than the transaction's stamp.
@@ -18,7 +24,8 @@ RR_LEVELS = ("repeatable read", "serializable-snapshot", "unknown")
 class TransactionTracker:
     """The open transaction of one connection: open, seen starting, stamped, dirty, written."""
 
-    __slots__ = ("dirty", "isolation", "next_isolation", "open", "row_checks", "stamp", "tracked", "written")
+    __slots__ = ("dirty", "isolation", "maintained", "maintaining", "next_isolation", "open", "row_checks", "stamp",
+                 "tracked", "written")
 
     def __init__(self) -> None:
         # SET TRANSACTION outside a transaction: the level of the next one.
@@ -32,6 +39,10 @@ class TransactionTracker:
         self.isolation: str | None = None
         # Row-level writes: (table key, dependency version seen); checked again at phase 2.
         self.row_checks: list[tuple[str, int]] = []
+        # Maintained answers (docs/maintenance.md): the entries this transaction's writes update,
+        # by entry key; ``maintaining``: those the statement now running updates itself.
+        self.maintained: dict[str, Maintained] = {}
+        self.maintaining: frozenset[str] = frozenset()
 
     def end(self) -> None:
         """The transaction ended (or never was): forget it."""
@@ -42,6 +53,8 @@ class TransactionTracker:
         self.written = set()
         self.isolation = None
         self.row_checks = []
+        self.maintained = {}
+        self.maintaining = frozenset()
 
     def begin(self, stamp: int | None, isolation: str | None = None) -> None:
         """A transaction began in the wrapper's sight, with ``stamp`` taken before its snapshot."""
@@ -82,6 +95,21 @@ class TransactionTracker:
         self.open = True
         self.dirty = True
         self.written |= set(keys)
+        self.wrote_past_maintenance(keys)
+
+    def rolled_back_to_savepoint(self) -> None:
+        """Part of the transaction was undone: the maintained states hold deltas that never happen."""
+        for entry in self.maintained.values():
+            entry.fail("savepoint_rollback")
+
+    def wrote_past_maintenance(self, keys: Iterable[str]) -> None:
+        """A write of ``keys`` that does not update the maintained entries it touches: those are
+        invalidated at commit instead (their state would miss this write)."""
+        if self.maintained:
+            touched = {table_of(k) for k in keys}
+            for key, entry in self.maintained.items():
+                if key not in self.maintaining and (ALL_TABLES in touched or not touched.isdisjoint(entry.tables)):
+                    entry.fail("unmaintained_write")
 
     def wrote_rows(self, keys: Iterable[str], check: tuple[str, int] | None = None) -> None:
         """A row-level write inside the open transaction touched ``keys`` (its buckets); ``check``:
@@ -89,5 +117,6 @@ class TransactionTracker:
         if not self.open:
             return
         self.written |= set(keys)
+        self.wrote_past_maintenance(keys)
         if check is not None:
             self.row_checks.append(check)

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from querycache.analysis import Analysis, StatementKind, TxAction
 from querycache.invalidation.row_writes import row_level_write
+from querycache.maintain.writes import prepare
 from querycache.serving import ServingCursor
 from querycache.status import BypassReason
 
@@ -27,6 +28,8 @@ class WritePath(ServingCursor):
         if action is TxAction.BEGIN and in_tx and analysis.implicit_commit:
             candidate = session.current_stamp()
         run: Callable[[], Any] = lambda: self._execute_tracked(sql, params)  # noqa: E731
+        if action is TxAction.SAVEPOINT and analysis.sql.lstrip().upper().startswith(("ROLLBACK", "ABORT")):
+            session.tx.rolled_back_to_savepoint()
         if action is TxAction.COMMIT or (action is TxAction.BEGIN and analysis.implicit_commit and in_tx):
             session.end_transaction(run, committing=True)
         elif action is TxAction.ROLLBACK:
@@ -69,13 +72,20 @@ class WritePath(ServingCursor):
             session.became_temp_scoped()  # reads may now see this connection's own temp table
         if analysis.implicit_commit and in_tx:
             keys |= session.tx.written
-        action: Callable[[], Any] = lambda: self._execute_tracked(sql, params)  # noqa: E731
+        # Maintained answers: the delta queries run around the write, in one transaction with it
+        # (the wrapper's own around an autocommit write: the write then goes straight to the driver).
+        maintenance = prepare(session, analysis, sql, params, keys, in_tx) if session.context.maintain else None
+        own = maintenance is not None and maintenance.own_transaction
+        execute = self._send if own else self._execute_tracked
+        action: Callable[[], Any] = partial(execute, sql, params)
         if session.row_level and analysis.kind is StatementKind.WRITE and not analysis.implicit_commit:
-            rows = row_level_write(session, sql, params, keys, in_tx)
+            rows = row_level_write(session, sql, params, keys, in_tx or own)
             if rows is not None:
                 keys = rows.keys
-                action = partial(rows.run, self._send, self._execute_tracked, self._raw)
-        session.run_write(keys, action, analysis.implicit_commit, analysis.kind is StatementKind.WRITE)
+                action = partial(rows.run, self._send, execute, self._raw)
+        if maintenance is not None:
+            action = partial(maintenance.run, action, self._raw)
+        session.run_write(keys, action, analysis.implicit_commit, analysis.kind is StatementKind.WRITE, maintenance)
         if analysis.kind in (StatementKind.DDL, StatementKind.UNKNOWN, StatementKind.CALL):
             session.catalog_changed()
         return self._result()

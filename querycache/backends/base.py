@@ -103,10 +103,11 @@ class Backend(Protocol):
         (``None``); the caller looks again in every case."""
 
     def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
-             ttl_s: float, swr_s: float = 0.0) -> bool:
+             ttl_s: float, swr_s: float = 0.0, state: bytes | None = None) -> bool:
         """Store ``value`` unless a dependency changed after ``stamp`` or has a pending mark; give
         back this process's lease on the key, if any, and wake its waiters. With ``swr_s``, the
-        entry outlives ``ttl_s`` by that window, served while one caller refreshes it."""
+        entry outlives ``ttl_s`` by that window, served while one caller refreshes it. ``state``:
+        a maintained answer's state, kept with the entry (``MaintainedAnswers``)."""
 
     def begin_write(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
         """Phase 1: tick, set every version to the tick, add a pending mark; returns the tick."""
@@ -137,6 +138,60 @@ class RowLevelRegistry(Protocol):
         """The pinned columns of ``table_key`` and their registry's version."""
 
 
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """A maintained entry as a writer first saw it, fresh: its bytes, its state, the versions."""
+
+    value: bytes
+    state: bytes
+    versions: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class MaintainCheck:
+    """Phase 1 of a write that maintains an entry: its dependencies must still be at ``versions``
+    (no other write since the writer's baseline) and carry no pending mark."""
+
+    versions: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class MaintainUpdate:
+    """Phase 2: store ``value`` and ``state`` under ``key`` at the phase's tick, if the stored state
+    is still ``old_state`` and no other write touched a dependency since ``baseline`` (a
+    dependency this write marked in phase 1 must be at ``tick1``)."""
+
+    key: str
+    old_state: bytes
+    value: bytes
+    state: bytes
+    baseline: Mapping[str, int]
+
+
+@runtime_checkable
+class MaintainedAnswers(Protocol):
+    """A store that keeps maintained answers (docs/maintenance.md): a registry per table of the
+    entries a write may maintain, the entries' states, and checked two-phase writes."""
+
+    def register_maintained(self, table_keys: Sequence[str], key: str, spec: bytes) -> None: ...
+
+    def maintained(self, table_key: str) -> dict[str, bytes]:
+        """The entries registered under ``table_key``: entry key -> spec."""
+
+    def forget_maintained(self, table_key: str, key: str) -> None: ...
+
+    def maintained_state(self, key: str, version_keys: Sequence[str]) -> Baseline | None:
+        """The entry and its state when it is fresh now (else None)."""
+
+    def begin_write_checked(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int,
+                            checks: Sequence[MaintainCheck]) -> tuple[int, list[bool]]:
+        """``begin_write``, and whether each check held just before it (atomically)."""
+
+    def end_write_maintained(self, version_keys: Sequence[str], token: str, tick1: int,
+                             updates: Sequence[MaintainUpdate]) -> tuple[int, list[bool]]:
+        """``end_write``, and each update stored (True) or not, atomically with it."""
+
+
 @runtime_checkable
 class StrictAcks(Protocol):
     """Strict invalidation: a write waits until every process holding an L1 lease applied it."""
@@ -164,6 +219,10 @@ class HealthReport(Protocol):
 
 def row_level_registry(backend: Backend) -> RowLevelRegistry | None:
     return backend if isinstance(backend, RowLevelRegistry) else None
+
+
+def maintained_answers(backend: Backend) -> MaintainedAnswers | None:
+    return backend if isinstance(backend, MaintainedAnswers) else None
 
 
 def strict_acks(backend: Backend) -> StrictAcks | None:

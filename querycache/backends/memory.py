@@ -16,9 +16,9 @@ import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-from querycache.backends.base import MISS, Lookup, _Miss
+from querycache.backends.base import MISS, Baseline, Lookup, MaintainCheck, MaintainUpdate, _Miss
 from querycache.invalidation.keys import is_bucket
 
 if TYPE_CHECKING:
@@ -45,8 +45,10 @@ class _Entry:
     stamp: int
     expires_at: float
     soft_expires_at: float = 0.0  # stale-while-revalidate: past it, one caller refreshes
+    state: bytes | None = None  # a maintained answer's state (docs/maintenance.md)
 
 _MAX_VERSIONS = 1_000_000  # table keys are few; row-level bucket keys are one per value read
+_MAX_MAINTAINED = 1000  # registered maintained entries per table: past it, new ones are not maintained
 
 
 class ProcessClock:
@@ -85,6 +87,7 @@ class MemoryBackend:
         self._dependency_versions = self._clock.dependency_versions
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._refreshing: dict[str, float] = {}
+        self._maintained: dict[str, dict[str, bytes]] = {}
         self._bytes = 0
         self._lock = self._clock.lock
         self._forked = False
@@ -195,8 +198,8 @@ class MemoryBackend:
         return not self._has_pending(entry.version_keys, time.monotonic())
 
     def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
-             ttl_s: float, swr_s: float = 0.0) -> bool:
-        size = len(value) + len(key) + 64 * (len(version_keys) + 1)
+             ttl_s: float, swr_s: float = 0.0, state: bytes | None = None) -> bool:
+        size = len(value) + len(key) + 64 * (len(version_keys) + 1) + len(state or b"")
         now = time.monotonic()
         with self._lock:
             self._refreshing.pop(key, None)
@@ -212,38 +215,113 @@ class MemoryBackend:
             if key in self._entries:
                 self._drop(key)
             self._entries[key] = _Entry(value, tuple(version_keys), stamp, now + ttl_s + swr_s,
-                                        now + ttl_s if swr_s > 0 else 0.0)
+                                        now + ttl_s if swr_s > 0 else 0.0, state)
             self._bytes += size
-            while self._bytes > self.max_bytes and self._entries:
-                oldest = next(iter(self._entries))
-                self._drop(oldest)
-                self.evictions += 1
+            self._evict()
             return True
+
+    def _evict(self) -> None:
+        while self._bytes > self.max_bytes and self._entries:
+            oldest = next(iter(self._entries))
+            self._drop(oldest)
+            self.evictions += 1
+
+    @staticmethod
+    def _size(key: str, entry: _Entry) -> int:
+        return len(entry.value) + len(key) + 64 * (len(entry.version_keys) + 1) + len(entry.state or b"")
 
     def _drop(self, key: str) -> None:
         entry = self._entries.pop(key)
-        self._bytes -= len(entry.value) + len(key) + 64 * (len(entry.version_keys) + 1)
+        self._bytes -= self._size(key, entry)
 
     def begin_write(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
-        expiry = time.monotonic() + mark_ttl_ms / 1000
         with self._lock:
-            tick = self._tick()
-            for k in version_keys:
-                self.versions[k] = tick
-                self._pending.setdefault(k, {})[token] = expiry
-            return tick
+            return self._begin(version_keys, token, mark_ttl_ms)
+
+    def _begin(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
+        expiry = time.monotonic() + mark_ttl_ms / 1000
+        tick = self._tick()
+        for k in version_keys:
+            self.versions[k] = tick
+            self._pending.setdefault(k, {})[token] = expiry
+        return tick
 
     def end_write(self, version_keys: Sequence[str], token: str) -> int:
         with self._lock:
-            tick = self._tick()
-            for k in version_keys:
-                self.versions[k] = tick
-                marks = self._pending.get(k)
-                if marks is not None:
-                    marks.pop(token, None)
-                    if not marks:
-                        del self._pending[k]
-            return tick
+            return self._end(version_keys, token)
+
+    def _end(self, version_keys: Sequence[str], token: str) -> int:
+        tick = self._tick()
+        for k in version_keys:
+            self.versions[k] = tick
+            marks = self._pending.get(k)
+            if marks is not None:
+                marks.pop(token, None)
+                if not marks:
+                    del self._pending[k]
+        return tick
+
+    # -- maintained answers (docs/maintenance.md) ------------------------------------------------
+    def register_maintained(self, table_keys: Sequence[str], key: str, spec: bytes) -> None:
+        with self._lock:
+            for table_key in table_keys:
+                found = self._maintained.setdefault(table_key, {})
+                if key in found or len(found) < _MAX_MAINTAINED:
+                    found[key] = spec
+
+    def maintained(self, table_key: str) -> dict[str, bytes]:
+        with self._lock:
+            return dict(self._maintained.get(table_key, ()))
+
+    def forget_maintained(self, table_key: str, key: str) -> None:
+        with self._lock:
+            self._maintained.get(table_key, {}).pop(key, None)
+
+    def maintained_state(self, key: str, version_keys: Sequence[str]) -> Baseline | None:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(key)
+            if (entry is None or entry.state is None or entry.expires_at <= now
+                    or tuple(version_keys) != entry.version_keys or not self._fresh(entry, None)):
+                return None
+            return Baseline(entry.value, entry.state, {k: self.versions[k] for k in version_keys})
+
+    def _unchanged(self, versions: Mapping[str, int], token: str, tick1: int, now: float) -> bool:
+        """No other writer touched these dependencies since the baseline ``versions``."""
+        for k, seen in versions.items():
+            marks = self._pending.get(k) or {}
+            live = [t for t, expiry in marks.items() if expiry > now]
+            if any(t != token for t in live):
+                return False
+            if self.versions.get(k) != (tick1 if token in live else seen):
+                return False
+        return True
+
+    def begin_write_checked(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int,
+                            checks: Sequence[MaintainCheck]) -> tuple[int, list[bool]]:
+        now = time.monotonic()
+        with self._lock:
+            ok = [self._unchanged(c.versions, token, -1, now) for c in checks]
+            return self._begin(version_keys, token, mark_ttl_ms), ok
+
+    def end_write_maintained(self, version_keys: Sequence[str], token: str, tick1: int,
+                             updates: Sequence[MaintainUpdate]) -> tuple[int, list[bool]]:
+        now = time.monotonic()
+        with self._lock:
+            ok = []
+            for update in updates:
+                entry = self._entries.get(update.key)
+                ok.append(entry is not None and entry.state == update.old_state and entry.expires_at > now
+                          and self._unchanged(update.baseline, token, tick1, now))
+            tick = self._end(version_keys, token)
+            for update, stored in zip(updates, ok, strict=True):
+                if stored:
+                    entry = self._entries[update.key]
+                    self._bytes -= self._size(update.key, entry)
+                    entry.value, entry.state, entry.stamp = update.value, update.state, tick
+                    self._bytes += self._size(update.key, entry)
+            self._evict()
+            return tick, ok
 
     # -- row-level invalidation: which columns readers are pinned by, per table ----------------
     def register_dependency(self, table_key: str, column: str) -> str:

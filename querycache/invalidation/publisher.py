@@ -8,14 +8,17 @@ confirms (docs/freshness.md, "Two-phase writes").
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from querycache.backends.base import strict_acks
+from querycache.backends.base import MaintainCheck, strict_acks
+from querycache.codec import Unencodable
 from querycache.errors import BackendUnavailable
 from querycache.invalidation.keys import table_of
+from querycache.maintain.state import Unmaintainable
 
 if TYPE_CHECKING:
     from querycache.context import CacheContext
+    from querycache.maintain.writes import Maintained
 
 _PENDING_MARK_MS = 30000
 
@@ -56,21 +59,83 @@ class Publisher:
         self.count(keys)
 
     def around(self, keys: set[str], action: Callable[[], Any],
-               row_checks: list[tuple[str, int]] | None = None) -> Any:
+               row_checks: list[tuple[str, int]] | None = None,
+               maintained: Sequence[Maintained] | None = None) -> Any:
         """Phase 1 before ``action`` makes writes visible, phase 2 after, whatever its outcome.
         ``keys`` may grow during ``action`` (a row-level write found it touched other rows);
         phase 2 bumps what it holds then, plus every table whose dependency columns changed since
-        its footprint was computed (``row_checks``)."""
+        its footprint was computed (``row_checks``). ``maintained``: entries whose updated answers
+        phase 2 stores if ``action`` succeeded and no other write touched them (docs/maintenance.md)."""
         if not keys:
             return action()
-        token = self.begin(keys)
+        store = self._context.maintain
+        entries = [e for e in maintained or () if e.failed is None] if store is not None else []
+        if not entries:
+            self._count_fallbacks(maintained)
+            token = self.begin(keys)
+            try:
+                return action()
+            finally:
+                if row_checks:
+                    keys |= self.changed_dependencies(row_checks)
+                self.end(keys, token)
+                self.count(keys)
+        assert store is not None and maintained is not None
+        token = uuid.uuid4().hex
+        tick1 = 0
         try:
-            return action()
+            tick1, held = store.begin_write_checked(sorted(keys), token, _PENDING_MARK_MS,
+                                                    [MaintainCheck(e.baseline.versions) for e in entries])
+            for entry, ok in zip(entries, held, strict=True):
+                if not ok:
+                    entry.fail("concurrent_write")
+        except BackendUnavailable:
+            self._context.store_failed()
+            for entry in entries:
+                entry.fail("store")
+        succeeded = False
+        try:
+            result = action()
+            succeeded = True
+            return result
         finally:
             if row_checks:
                 keys |= self.changed_dependencies(row_checks)
-            self.end(keys, token)
+            self._end_maintained(keys, token, tick1, maintained if succeeded else [])
             self.count(keys)
+
+    def _end_maintained(self, keys: set[str], token: str, tick1: int, maintained: Sequence[Maintained]) -> None:
+        """Phase 2 with the updated entries that are still good to store."""
+        store = self._context.maintain
+        assert store is not None
+        stats = self._context.stats.maintain
+        updates, entries = [], []
+        for entry in maintained:
+            if entry.failed is None:
+                try:
+                    updates.append(entry.update())
+                    entries.append(entry)
+                except (Unmaintainable, Unencodable) as exc:
+                    entry.fail(getattr(exc, "reason", "unencodable"))
+        try:
+            _, stored = store.end_write_maintained(sorted(keys), token, tick1, updates)
+        except BackendUnavailable:
+            self._context.store_failed()
+            stored = [False] * len(updates)
+        for entry, ok in zip(entries, stored, strict=True):
+            if ok:
+                stats.incr("maintained")
+            else:
+                entry.fail("concurrent_write")
+        self._count_fallbacks(maintained)
+        if self._acks is not None:
+            self._acks.wait_for_acks()
+
+    def _count_fallbacks(self, maintained: Sequence[Maintained] | None) -> None:
+        stats = self._context.stats.maintain
+        for entry in maintained or ():
+            if entry.failed is not None:
+                stats.incr(f"fallback:{entry.failed}")
 
     def changed_dependencies(self, row_checks: list[tuple[str, int]]) -> set[str]:
         """Tables a reader started to pin by a new column since a write computed its footprint:

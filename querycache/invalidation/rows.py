@@ -334,7 +334,7 @@ class WritePlan:
 
     kind: str  # "insert" | "update" | "delete"
     table: str  # folded name
-    target_sql: str  # the target as written (with its alias), for the pre-read
+    target_sql: str  # the target as written (with its alias), for the pre-read; an INSERT's table
     where_sql: str | None  # the WHERE with parameters as %(qcpN)s and % doubled, for the pre-read
     assigned: dict[str, Source | None]  # UPDATE: column -> its new constant, None if not constant
     insert_columns: tuple[str, ...] = ()
@@ -370,7 +370,8 @@ def write_plan(sql: str, dialect: str, paramstyle: str) -> WritePlan | None:
             if not isinstance(row, exp.Tuple) or len(row.expressions) != len(columns):
                 return None
             rows.append(tuple(source_of(v) for v in row.expressions))
-        return WritePlan("insert", fold_identifier(schema.this.name), "", None, {}, columns, tuple(rows))
+        return WritePlan("insert", fold_identifier(schema.this.name), schema.this.sql(dialect=dialect), None, {},
+                         columns, tuple(rows))
     if isinstance(tree, (exp.Update, exp.Delete)):
         allowed = {"this", "expressions", "where", "returning", "limit", "order"}
         target = tree.this

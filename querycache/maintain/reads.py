@@ -1,0 +1,96 @@
+"""Maintained answers, the read side: which reads fill with a state query, and their registry
+(docs/maintenance.md, "Filling")."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from querycache.codec import Result
+from querycache.maintain.shape import Refused, Shape, bind, shape_of
+from querycache.maintain.state import Unmaintainable, check_fill, derive, from_state_rows
+from querycache.maintain.writes import spec_of
+
+if TYPE_CHECKING:
+    from querycache.session import Session
+
+_MAX_REFUSED = 4096
+
+
+def maintainable_shape(session: Session, sql: str, params: Any) -> Shape | None:
+    """The shape of a read that fills with a state query (None: it fills as any other read)."""
+    context = session.context
+    refused = context.maintain_refused
+    if sql in refused or (params is not None and not isinstance(params, (list, tuple))):
+        return None
+    analyzer = session.analyzer
+    catalog, _ = session.catalog()
+    try:
+        return shape_of(sql, analyzer.dialect, analyzer.paramstyle, frozenset(catalog.read_deps))
+    except Refused as exc:
+        context.stats.maintain.incr(f"refused:{exc.reason}")
+        not_maintainable(session, sql, exc.reason)
+        return None
+
+
+def not_maintainable(session: Session, sql: str, reason: str) -> None:
+    """Remember that ``sql`` is not maintainable (bounded): its next misses run it as written."""
+    refused = session.context.maintain_refused
+    if len(refused) >= _MAX_REFUSED:
+        refused.clear()
+    refused[sql] = reason
+
+
+def derive_fill(shape: Shape, rows: Sequence[Sequence[Any]], params: Any) -> tuple[list[Any], bytes] | str:
+    """The statement's rows and the encoded state from the state query's rows, or why not."""
+    if rows and type(rows[0]) is not tuple:
+        return "row_type"
+    try:
+        state = from_state_rows(shape, rows)
+        check_fill(state, shape, rows)
+        return derive(state, shape, params), state.encode()
+    except Unmaintainable as exc:
+        return exc.reason
+
+
+def register_maintained(session: Session, sql: str, params: Any, version_keys: tuple[str, ...], key: str) -> None:
+    """Tell writers of the read's tables (in any process) that ``key`` holds a maintained answer."""
+    context = session.context
+    store = context.maintain
+    shape = maintainable_shape(session, sql, params)
+    if store is None or shape is None:
+        return
+    try:
+        store.register_maintained([session.version_key(t) for t in sorted(shape.tables)], key,
+                                  spec_of(sql, params, version_keys))
+        context.stats.maintain.incr("fills")
+    except Exception:  # noqa: BLE001 - fail open: the entry is invalidated by writes as any other
+        context.store_failed()
+
+
+def run_state_query(session: Session, execute: Callable[[str, Any], Any], raw_cursor: Any, sql: str,
+                    params: Any) -> tuple[Result, bytes] | None:
+    """A maintainable read's state query in place of its statement (run by ``execute`` on
+    ``raw_cursor``): the rows the statement returns and the state they come from; None: run the
+    statement itself. Called outside the application's transactions only."""
+    shape = maintainable_shape(session, sql, params)
+    if shape is None:
+        return None
+    stats = session.context.stats.maintain
+    try:
+        execute(shape.state_sql, bind(params))
+        rows = list(raw_cursor.fetchall())
+    except Exception:  # noqa: BLE001 - the statement itself runs instead
+        if session.adapter.in_transaction(session.raw):
+            session.raw.rollback()  # the transaction the state query opened (never the application's)
+        stats.incr("refused:state_query")
+        not_maintainable(session, sql, "state_query")
+        return None
+    found = derive_fill(shape, rows, params)
+    if isinstance(found, str):
+        stats.incr(f"refused:{found}")
+        not_maintainable(session, sql, found)
+        return None
+    description = raw_cursor.description
+    columns = tuple(description[:shape.width]) if description is not None else None
+    rowcount = len(found[0]) if raw_cursor.rowcount == len(rows) else raw_cursor.rowcount
+    return Result(columns, found[0], rowcount), found[1]

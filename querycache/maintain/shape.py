@@ -1,0 +1,428 @@
+"""Which reads a write can maintain, and the SQL that maintains them (docs/maintenance.md).
+
+A maintainable read is one ``SELECT`` over base tables (and non-recursive CTEs that only filter
+and project base tables) joined by inner joins, grouped or globally aggregated, whose select list
+holds only group keys, ``COUNT(*)``, ``COUNT(x)``, ``SUM(x)``, totals of those over every group
+(``SUM(SUM(x)) OVER ()``) and uncorrelated scalar subqueries that are themselves one ``COUNT`` or
+``SUM`` over such a join. ``ORDER BY`` (on output columns) and ``LIMIT``/``OFFSET`` are applied by
+the cache to the whole grouped state. Anything else is refused with a reason, and its entries are
+invalidated by writes as they always were.
+
+For such a read the cache runs a *state query* instead of the statement: the statement's own
+columns first, then hidden ones (every group key, every aggregate with the count of its non-NULL
+inputs, ``COUNT(*)`` per group, every scalar subquery with its count), without ORDER BY and
+LIMIT; the rows the application gets are derived from it (``state.py``). A write's *delta
+queries* are the grouped part and each scalar part restricted to the rows the write touches
+(``alias.pk IN (...)``), run before and after the write in its transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlglot import exp
+
+from querycache.analysis import fold_identifier
+from querycache.invalidation.rows import Source, parse_named, source_of
+
+MARKER = "qc_restrict_marker"
+_PLACEHOLDER = re.compile(r"%\((qc[pm]\d+)\)s|:(qc[pm]\d+)\b")
+
+
+class Refused(Exception):
+    """The read is not maintainable; ``reason`` is the short name counted in stats and explain."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One aggregate of the grouped part: ``func`` is "sum" or "count"; ``star`` for COUNT(*)."""
+
+    func: str
+    star: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Where an output column comes from: ("key", i), ("slot", j), ("total", j) (the sum of slot
+    j over every group), ("scalar", k)."""
+
+    kind: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderKey:
+    column: int
+    desc: bool
+    nulls_first: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """A maintainable read. SQL texts use ``%(qcpN)s`` for the statement's parameters and
+    ``%(qcmN)s`` for a restriction's keys; ``deltas[table]`` is the grouped part's delta query
+    for a write to ``table`` (None: the part does not read it), ``scalar_deltas[k][table]`` the
+    same for scalar part k; ``MARKER`` stands where the restriction goes."""
+
+    state_sql: str
+    width: int
+    keys: int
+    grouped: bool
+    slots: tuple[Slot, ...]
+    scalars: tuple[Slot, ...]
+    outputs: tuple[Output, ...]
+    order: tuple[OrderKey, ...]
+    limit: Source | None
+    offset: Source | None
+    tables: frozenset[str]
+    deltas: dict[str, str]
+    scalar_deltas: tuple[dict[str, str], ...]
+    restrict_aliases: dict[tuple[int, str], tuple[str, ...]]
+    """(part: -1 grouped, k scalar; table) -> the aliases of that table's occurrences."""
+
+    @property
+    def hidden_width(self) -> int:
+        return self.keys + 2 * len(self.slots) + 1 + 2 * len(self.scalars)
+
+    def delta_sql(self, part: int, table: str, pk: str, n: int, dialect: str) -> str | None:
+        """The delta query of ``part`` for ``n`` keys of ``table`` (None: that part does not read it)."""
+        template = (self.deltas if part < 0 else self.scalar_deltas[part]).get(table)
+        if template is None:
+            return None
+        return restrict(template, self.restrict_aliases[(part, table)], pk, n, dialect)
+
+
+@functools.lru_cache(maxsize=256)
+def restrict(template: str, aliases: tuple[str, ...], pk: str, n: int, dialect: str) -> str:
+    marks = ", ".join(f"%(qcm{i})s" for i in range(n)) if n else "NULL"
+    column = exp.to_identifier(pk).sql(dialect=dialect)
+    condition = " OR ".join(f"{exp.to_identifier(a).sql(dialect=dialect)}.{column} IN ({marks})" for a in aliases)
+    return template.replace(MARKER, f"({condition})")
+
+
+_SHAPES: dict[tuple[str, str, str], Shape | Refused] = {}
+
+
+def shape_of(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> Shape:
+    """The shape of a read (memoized per text); raises ``Refused``. ``views``: relation names that
+    are not base tables (a restriction on them would not name the rows a write touched)."""
+    key = (sql, dialect, paramstyle)
+    found = _SHAPES.get(key)
+    if found is None:
+        try:
+            found = _analyze(sql, dialect, paramstyle, views)
+        except Refused as refused:
+            found = refused
+        except Exception:  # noqa: BLE001 - a form this module does not know: not maintained
+            found = Refused("unparsed")
+        if len(_SHAPES) > 4096:
+            _SHAPES.clear()
+        _SHAPES[key] = found
+    if isinstance(found, Refused):
+        raise found
+    return found
+
+
+# -- analysis ----------------------------------------------------------------------------------
+def _analyze(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> Shape:
+    if dialect not in ("postgres", "mysql", "mariadb"):
+        raise Refused("dialect")
+    tree = parse_named(sql, dialect, paramstyle)
+    if not isinstance(tree, exp.Select):
+        raise Refused("not_select")
+    if any(p.name and not p.name.startswith("qcp") for p in tree.find_all(exp.Placeholder)):
+        raise Refused("named_parameters")
+    ctes = _ctes(tree, views)
+    _check_top(tree)
+    group_exprs = [g for g in (tree.args["group"].expressions if tree.args.get("group") else [])]
+    if tree.args.get("group") and any(tree.args["group"].args.get(k) for k in ("rollup", "cube", "grouping_sets")):
+        raise Refused("grouping_sets")
+    group_sql = [g.sql(dialect=dialect) for g in group_exprs]
+    slots: list[Slot] = []
+    slot_exprs: list[exp.Expression] = []
+    scalars: list[Slot] = []
+    scalar_nodes: list[exp.Select] = []
+    outputs: list[Output] = []
+    names: list[str | None] = []
+    for item in tree.expressions:
+        node = item.this if isinstance(item, exp.Alias) else item
+        names.append(item.alias_or_name if isinstance(item, (exp.Alias, exp.Column)) else None)
+        text = node.sql(dialect=dialect)
+        if text in group_sql:
+            outputs.append(Output("key", group_sql.index(text)))
+        elif _aggregate(node) is not None:
+            outputs.append(Output("slot", _slot(node, slots, slot_exprs, dialect)))
+        elif isinstance(node, exp.Window):
+            if any(node.args.get(k) for k in ("partition_by", "order", "spec")) or not isinstance(node.this, exp.Sum):
+                raise Refused("window")
+            inner = node.this.this
+            if _aggregate(inner) is None:
+                raise Refused("window")
+            outputs.append(Output("total", _slot(inner, slots, slot_exprs, dialect)))
+        elif isinstance(node, exp.Subquery):
+            scalar_nodes.append(_scalar(node, ctes, views))
+            agg = scalar_nodes[-1].expressions[0]
+            agg = agg.this if isinstance(agg, exp.Alias) else agg
+            scalars.append(Slot("sum" if isinstance(agg, exp.Sum) else "count", isinstance(agg.this, exp.Star)))
+            outputs.append(Output("scalar", len(scalars) - 1))
+        else:
+            raise Refused("select_item")
+    if not group_exprs and not slots and not scalars:
+        raise Refused("not_aggregate")
+    if not group_exprs and any(o.kind == "total" for o in outputs):
+        raise Refused("window")
+    order = _order(tree, names, outputs, dialect)
+    limit = _bound(tree.args.get("limit"))
+    offset = _bound(tree.args.get("offset"))
+    if any(tree.args.get(k) is not None and v is None for k, v in (("limit", limit), ("offset", offset))):
+        raise Refused("limit")
+    # The grouped part's aggregates: the slots, the count of non-NULL inputs of each, COUNT(*).
+    hidden: list[exp.Expression] = [g.copy() for g in group_exprs]
+    for slot, expr in zip(slots, slot_exprs, strict=True):
+        hidden.append(expr.copy())
+        hidden.append(exp.Count(this=exp.Star()) if slot.star else exp.Count(this=expr.this.copy()))
+    hidden.append(exp.Count(this=exp.Star()))
+    # The state query: the statement's columns, the hidden ones, each scalar with its count.
+    state = tree.copy()
+    for clause in ("order", "limit", "offset"):
+        state.set(clause, None)
+    extra: list[exp.Expression] = [h.copy() for h in hidden]
+    for node in scalar_nodes:
+        extra.append(exp.Subquery(this=node.copy()))
+        extra.append(exp.Subquery(this=_counted(node)))
+    state.set("expressions", [*state.expressions,
+                              *(exp.alias_(e, f"qc_h{i}") for i, e in enumerate(extra))])
+    state_sql = _render(state, dialect)
+    # The grouped part's delta query, per table it reads: hidden columns only, restricted.
+    deltas: dict[str, str] = {}
+    aliases: dict[tuple[int, str], tuple[str, ...]] = {}
+    grouped = tree.copy()
+    for clause in ("order", "limit", "offset"):
+        grouped.set(clause, None)
+    grouped.set("expressions", [exp.alias_(h.copy(), f"qc_h{i}") for i, h in enumerate(hidden)])
+    tables: set[str] = set()
+    for table, found in _occurrences(grouped, ctes).items():
+        tables.add(table)
+        deltas[table], aliases[(-1, table)] = _restricted(grouped, found, dialect)
+    scalar_deltas: list[dict[str, str]] = []
+    for index, node in enumerate(scalar_nodes):
+        part = exp.Select(expressions=[node.expressions[0].copy(), _counted(node).expressions[0]])
+        part.set("from_", node.args["from_"].copy())
+        part.set("joins", [j.copy() for j in node.args.get("joins") or []] or None)
+        if node.args.get("where") is not None:
+            part.set("where", node.args["where"].copy())
+        if tree.args.get("with_") is not None:
+            part.set("with_", tree.args["with_"].copy())
+        mine: dict[str, str] = {}
+        for table, found in _occurrences(part, ctes).items():
+            tables.add(table)
+            mine[table], aliases[(index, table)] = _restricted(part, found, dialect)
+        scalar_deltas.append(mine)
+    return Shape(state_sql, len(tree.expressions), len(group_exprs), bool(group_exprs), tuple(slots),
+                 tuple(scalars), tuple(outputs), order, limit, offset, frozenset(tables), deltas,
+                 tuple(scalar_deltas), aliases)
+
+
+def _ctes(tree: exp.Select, views: frozenset[str]) -> dict[str, exp.Select]:
+    """The statement's CTEs by name; each must filter and project base tables only."""
+    with_ = tree.args.get("with_")
+    out: dict[str, exp.Select] = {}
+    if with_ is None:
+        return out
+    if with_.args.get("recursive"):
+        raise Refused("recursive_cte")
+    for cte in with_.expressions:
+        body = cte.this
+        if not isinstance(body, exp.Select):
+            raise Refused("cte")
+        if any(body.args.get(k) for k in ("group", "having", "distinct", "limit", "offset", "qualify", "with_")):
+            raise Refused("cte")
+        if any(body.find_all(exp.AggFunc, exp.Window, exp.Subquery, exp.Exists)):
+            raise Refused("cte")
+        _check_sources(body, set(out), views)
+        out[cte.alias.lower()] = body
+    for name in out:
+        _check_sources(out[name], set(out), views)
+    _check_sources(tree, set(out), views)
+    return out
+
+
+def _check_sources(select: exp.Select, ctes: set[str], views: frozenset[str]) -> None:
+    from_ = select.args.get("from_")
+    if from_ is None:
+        raise Refused("no_from")
+    sources = [from_.this, *(j.this for j in select.args.get("joins") or [])]
+    for join in select.args.get("joins") or []:
+        side = (join.args.get("side") or "").upper()
+        kind = (join.args.get("kind") or "").upper()
+        if side or kind not in ("", "INNER", "CROSS") or join.args.get("using") or join.args.get("method"):
+            raise Refused("outer_join")
+    for source in sources:
+        if not isinstance(source, exp.Table) or not source.name or isinstance(source.this, exp.Func):
+            raise Refused("derived_table")
+        if not source.args.get("db") and source.name.lower() in ctes:
+            continue
+        if fold_identifier(source.name) in views:
+            raise Refused("view")
+
+
+def _check_top(tree: exp.Select) -> None:
+    if any(tree.args.get(k) for k in ("having", "distinct", "qualify", "windows", "into", "locks", "sample")):
+        raise Refused("clause")
+    outside = [tree.args.get("where"), *(j.args.get("on") for j in tree.args.get("joins") or [])]
+    for node in outside:
+        if node is not None and any(node.find_all(exp.Subquery, exp.Exists, exp.Select)):
+            raise Refused("subquery")
+    if tree.args.get("group") is not None and any(tree.args["group"].find_all(exp.Subquery, exp.AggFunc)):
+        raise Refused("group_by")
+
+
+def _aggregate(node: exp.Expression) -> exp.Expression | None:
+    """``node`` when it is COUNT(*), COUNT(x) or SUM(x) over an expression without aggregates."""
+    if not isinstance(node, (exp.Count, exp.Sum)):
+        return None
+    arg = node.this
+    if isinstance(arg, exp.Distinct) or arg is None:
+        return None
+    if isinstance(node, exp.Sum) and isinstance(arg, exp.Star):
+        return None
+    if not isinstance(arg, exp.Star) and any(arg.find_all(exp.AggFunc, exp.Window, exp.Subquery, exp.Select)):
+        return None
+    return node
+
+
+def _slot(node: exp.Expression, slots: list[Slot], exprs: list[exp.Expression], dialect: str) -> int:
+    text = node.sql(dialect=dialect)
+    for i, seen in enumerate(exprs):
+        if seen.sql(dialect=dialect) == text:
+            return i
+    slots.append(Slot("sum" if isinstance(node, exp.Sum) else "count", isinstance(node.this, exp.Star)))
+    exprs.append(node)
+    return len(slots) - 1
+
+
+def _scalar(node: exp.Subquery, ctes: dict[str, exp.Select], views: frozenset[str]) -> exp.Select:
+    """An uncorrelated scalar subquery of one COUNT/SUM over base tables or CTEs."""
+    select = node.this
+    if not isinstance(select, exp.Select) or len(select.expressions) != 1:
+        raise Refused("scalar_subquery")
+    if any(select.args.get(k) for k in ("group", "having", "distinct", "order", "limit", "offset", "with_")):
+        raise Refused("scalar_subquery")
+    agg = select.expressions[0]
+    agg = agg.this if isinstance(agg, exp.Alias) else agg
+    if _aggregate(agg) is None:
+        raise Refused("scalar_subquery")
+    where = select.args.get("where")
+    if where is not None and any(where.find_all(exp.Subquery, exp.Select, exp.Exists)):
+        raise Refused("scalar_subquery")
+    _check_sources(select, set(ctes), views)
+    local = {(s.alias_or_name).lower() for s in [select.args["from_"].this,
+                                                   *(j.this for j in select.args.get("joins") or [])]}
+    for column in select.find_all(exp.Column):
+        if not column.table or column.table.lower() not in local:
+            raise Refused("correlated")  # a column that may name the outer query's rows
+    return select
+
+
+def _counted(node: exp.Select) -> exp.Select:
+    """A scalar subquery with its aggregate replaced by the count of its non-NULL inputs."""
+    out = node.copy()
+    agg = out.expressions[0]
+    agg = agg.this if isinstance(agg, exp.Alias) else agg
+    arg = agg.this.copy()
+    out.set("expressions", [exp.Count(this=arg)])
+    return out
+
+
+def _order(tree: exp.Select, names: list[str | None], outputs: list[Output], dialect: str) -> tuple[OrderKey, ...]:
+    order = tree.args.get("order")
+    if order is None:
+        return ()
+    texts = [(i.this if isinstance(i, exp.Alias) else i).sql(dialect=dialect) for i in tree.expressions]
+    out = []
+    for ordered in order.expressions:
+        node = ordered.this
+        column: int | None = None
+        if isinstance(node, exp.Literal) and not node.is_string and str(node.this).isdigit():
+            column = int(str(node.this)) - 1
+        elif isinstance(node, exp.Column) and not node.table and node.name in names:
+            column = names.index(node.name)
+        elif node.sql(dialect=dialect) in texts:
+            column = texts.index(node.sql(dialect=dialect))
+        if column is None or not 0 <= column < len(outputs):
+            raise Refused("order_by")
+        out.append(OrderKey(column, bool(ordered.args.get("desc")), bool(ordered.args.get("nulls_first"))))
+    return tuple(out)
+
+
+def _bound(node: exp.Expression | None) -> Source | None:
+    if node is None:
+        return None
+    value = node.args.get("expression") or node.this
+    source = source_of(value) if isinstance(value, exp.Expression) else None
+    if source is None or (source[0] == "lit" and not isinstance(source[1], int)):
+        return None
+    return source
+
+
+def _occurrences(part: exp.Select, ctes: dict[str, exp.Select]) -> dict[str, list[tuple[exp.Select, exp.Table]]]:
+    """Per base table of ``part`` (its CTEs seen into): the SELECT holding each occurrence."""
+    found: dict[str, list[tuple[exp.Select, exp.Table]]] = {}
+    with_ = part.args.get("with_")
+    bodies = {c.alias.lower(): c.this for c in with_.expressions} if with_ is not None else {}
+    used: dict[str, int] = {}
+
+    def visit(select: exp.Select) -> None:
+        for source in [select.args["from_"].this, *(j.this for j in select.args.get("joins") or [])]:
+            assert isinstance(source, exp.Table)
+            name = source.name.lower()
+            if not source.args.get("db") and name in bodies:
+                used[name] = used.get(name, 0) + 1
+                if used[name] == 1:
+                    visit(bodies[name])
+                continue
+            found.setdefault(fold_identifier(source.name), []).append((select, source))
+
+    visit(part)
+    for name, count in used.items():
+        if count > 1 and any(bodies[name] is s for occ in found.values() for s, _ in occ):
+            raise Refused("cte_twice")  # a restriction inside it would restrict both uses
+    return found
+
+
+def _restricted(part: exp.Select, occurrences: list[tuple[exp.Select, exp.Table]], dialect: str
+                ) -> tuple[str, tuple[str, ...]]:
+    """``part`` rendered with ``MARKER`` in the WHERE of the SELECT holding the occurrences."""
+    holders = {id(s) for s, _ in occurrences}
+    if len(holders) != 1:
+        raise Refused("self_join")
+    holder = occurrences[0][0]
+    aliases = tuple(t.alias_or_name for _, t in occurrences)
+    original = holder.args.get("where")
+    holder.where(exp.column(MARKER), append=True, copy=False)
+    try:
+        return _render(part, dialect), aliases
+    finally:
+        holder.set("where", original)
+
+
+def _render(node: exp.Expression, dialect: str) -> str:
+    text = node.sql(dialect=dialect)
+    if "%" in _PLACEHOLDER.sub("", text):
+        raise Refused("percent")
+    return _PLACEHOLDER.sub(lambda m: f"%({m.group(1) or m.group(2)})s", text)
+
+
+def bind(params: Any, keys: list[Any] | None = None) -> dict[str, Any]:
+    """The parameters of a state or delta query: the statement's, then the restriction's keys."""
+    bound = {f"qcp{i}": v for i, v in enumerate(params or ())}
+    for i, key in enumerate(keys or ()):
+        bound[f"qcm{i}"] = key
+    return bound

@@ -1,0 +1,265 @@
+"""The state of a maintained answer: its groups' aggregates, and the rows derived from them.
+
+Per group (its key: the GROUP BY values) the state keeps, for each aggregate, its value and
+the count of its non-NULL inputs, plus the group's ``COUNT(*)``; per scalar subquery its value
+and count. A write's delta is ``after - before`` of the same columns over the rows it touched;
+a group whose ``COUNT(*)`` falls to 0 is gone, a SUM whose count falls to 0 is NULL. The rows
+the application reads are derived from the state: projected, ordered and sliced here
+(docs/maintenance.md, "Deriving the rows").
+
+Everything this module cannot do exactly raises ``Unmaintainable`` (floats, mixed numeric
+scales, text ordered by a collation, ...): the entry is then invalidated as it always was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from querycache.codec import CorruptEntry, Result, decode, encode
+from querycache.invalidation.rows import resolve
+from querycache.maintain.shape import Shape
+
+_EXACT = decimal.Context(prec=400, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow])
+_ORDERABLE = (int, decimal.Decimal, dt.date, dt.datetime, dt.time, dt.timedelta, bool)
+
+
+class Unmaintainable(Exception):
+    """This entry cannot be maintained exactly; ``reason`` is counted in stats."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class State:
+    """``groups``: key -> [value, count] per slot, then COUNT(*); ``scalars``: [value, count] per
+    scalar part; ``totals``: per output column of kind "total", the type the database gave it
+    ("int" or "decimal")."""
+
+    groups: dict[tuple[Any, ...], list[Any]]
+    scalars: list[list[Any]]
+    totals: dict[int, str]
+
+    def encode(self) -> bytes:
+        header = (len(self.scalars), *(v for pair in self.scalars for v in pair),
+                  *(x for item in sorted(self.totals.items()) for x in item))
+        rows = [header, *((*key, *values) for key, values in self.groups.items())]
+        return encode(Result(None, rows, len(self.groups)))
+
+    @staticmethod
+    def decode(data: bytes, shape: Shape) -> State:
+        try:
+            rows = decode(data).rows
+            header = rows[0]
+            n = header[0]
+            scalars = [[header[1 + 2 * k], header[2 + 2 * k]] for k in range(n)]
+            rest = header[1 + 2 * n:]
+            totals = {int(rest[i]): str(rest[i + 1]) for i in range(0, len(rest), 2)}
+            groups = {tuple(r[:shape.keys]): list(r[shape.keys:]) for r in rows[1:]}
+        except (CorruptEntry, IndexError, TypeError, ValueError) as exc:
+            raise Unmaintainable("corrupt_state") from exc
+        return State(groups, scalars, totals)
+
+
+def _type_tag(value: Any) -> str:
+    if isinstance(value, bool):
+        raise Unmaintainable("type")
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, decimal.Decimal):
+        return "decimal"
+    raise Unmaintainable("type")
+
+
+def from_state_rows(shape: Shape, rows: Sequence[Sequence[Any]]) -> State:
+    """The state read by the state query (its rows: the statement's columns, then the hidden ones)."""
+    width, keys, n_slots = shape.width, shape.keys, len(shape.slots)
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for row in rows:
+        hidden = row[width:]
+        key = tuple(hidden[:keys])
+        for value in key:
+            _check_key(value)
+        if key in groups:
+            raise Unmaintainable("duplicate_group")  # groups the database tells apart and Python does not
+        groups[key] = list(hidden[keys:keys + 2 * n_slots + 1])
+    scalars: list[list[Any]] = []
+    totals: dict[int, str] = {}
+    if rows:
+        hidden = rows[0][width:]
+        base = keys + 2 * n_slots + 1
+        scalars = [[hidden[base + 2 * k], hidden[base + 2 * k + 1]] for k in range(len(shape.scalars))]
+        for column, output in enumerate(shape.outputs):
+            if output.kind == "total":
+                value = rows[0][column]
+                if value is None:
+                    raise Unmaintainable("null_total")  # its type is unknown
+                totals[column] = _type_tag(value)
+    elif shape.scalars or any(o.kind == "total" for o in shape.outputs):
+        raise Unmaintainable("empty")  # the scalar parts' values were not seen
+    state = State(groups, scalars, totals)
+    for values in groups.values():
+        for value in values:
+            _check_number(value)
+    for pair in scalars:
+        for value in pair:
+            _check_number(value)
+    return state
+
+
+def _check_key(value: Any) -> None:
+    if isinstance(value, float):
+        raise Unmaintainable("float")
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
+        # Equal under the database's collation may be unequal here (and the reverse).
+        raise Unmaintainable("text_key")
+
+
+def _check_number(value: Any) -> None:
+    if (value is not None and not isinstance(value, (int, decimal.Decimal))) or isinstance(value, bool):
+        raise Unmaintainable("float" if isinstance(value, float) else "type")
+
+
+def _combine(old: Any, after: Any, before: Any) -> Any:
+    """``old + after - before`` exactly (None: no contribution)."""
+    values = [v for v in (old, after, before) if v is not None]
+    if not values:
+        return None
+    for value in values:
+        _check_number(value)
+    decimals = [v for v in values if isinstance(v, decimal.Decimal)]
+    if decimals and len({v.as_tuple().exponent for v in decimals}) > 1:
+        raise Unmaintainable("numeric_scale")  # the database's scale of the result is not known here
+    if decimals:
+        zero = decimal.Decimal(0).scaleb(decimals[0].as_tuple().exponent)  # type: ignore[arg-type]
+        total = _EXACT.add(_EXACT.add(old if old is not None else zero, after if after is not None else zero),
+                           _EXACT.minus(before) if before is not None else zero)
+        return total
+    return (old or 0) + (after or 0) - (before or 0)
+
+
+def apply_groups(state: State, shape: Shape, before: Iterable[Sequence[Any]], after: Iterable[Sequence[Any]]) -> None:
+    """Add ``after - before`` (rows of the grouped part's delta query) to ``state``."""
+    keys = shape.keys
+    width = 2 * len(shape.slots) + 1
+    deltas: dict[tuple[Any, ...], list[list[Any]]] = {}
+    for sign, rows in ((1, after), (0, before)):
+        for row in rows:
+            key = tuple(row[:keys])
+            for value in key:
+                _check_key(value)
+            pair = deltas.setdefault(key, [[None] * width, [None] * width])
+            pair[sign] = list(row[keys:keys + width])
+    for key, (was, now) in deltas.items():
+        old = state.groups.get(key)
+        if old is None:
+            if not shape.grouped:
+                raise Unmaintainable("corrupt_state")
+            old = [None] * width
+        new = [_combine(o, a, b) for o, a, b in zip(old, now, was, strict=True)]
+        for j, slot in enumerate(shape.slots):
+            count = new[2 * j + 1] or 0
+            if count < 0:
+                raise Unmaintainable("negative_count")
+            if slot.func == "sum" and count == 0:
+                new[2 * j] = None
+            elif slot.func == "count":
+                new[2 * j] = new[2 * j] or 0
+        groups = new[-1] or 0
+        if groups < 0:
+            raise Unmaintainable("negative_count")
+        new[-1] = groups
+        if groups == 0 and shape.grouped:
+            state.groups.pop(key, None)
+        else:
+            state.groups[key] = new
+
+
+def apply_scalar(state: State, shape: Shape, k: int, before: Sequence[Any] | None, after: Sequence[Any] | None) -> None:
+    """Add ``after - before`` (one row each: value, count) to scalar part ``k``."""
+    old = state.scalars[k]
+    value = _combine(old[0], after[0] if after else None, before[0] if before else None)
+    count = _combine(old[1], after[1] if after else None, before[1] if before else None) or 0
+    if count < 0:
+        raise Unmaintainable("negative_count")
+    if shape.scalars[k].func == "sum" and count == 0:
+        value = None
+    elif shape.scalars[k].func == "count":
+        value = count
+    state.scalars[k] = [value, count]
+
+
+def derive(state: State, shape: Shape, params: Any) -> list[tuple[Any, ...]]:
+    """The rows the statement returns for ``state``: projected, ordered, offset and limited."""
+    totals: dict[int, Any] = {}
+    for output in shape.outputs:
+        if output.kind == "total" and output.index not in totals:
+            j = output.index
+            found = [v[2 * j] for v in state.groups.values() if v[2 * j] is not None]
+            totals[j] = sum(found) if found else None
+    rows = []
+    for key, values in state.groups.items():
+        row = []
+        for column, output in enumerate(shape.outputs):
+            if output.kind == "key":
+                row.append(key[output.index])
+            elif output.kind == "slot":
+                row.append(values[2 * output.index])
+            elif output.kind == "total":
+                total = totals[output.index]
+                if total is not None and state.totals.get(column) == "decimal":
+                    total = decimal.Decimal(total)
+                elif total is not None and not isinstance(total, int):
+                    raise Unmaintainable("type")
+                row.append(total)
+            else:
+                row.append(state.scalars[output.index][0])
+        rows.append(tuple(row))
+    for order in reversed(shape.order):
+        c = order.column
+        nulls = [r for r in rows if r[c] is None]
+        present = [r for r in rows if r[c] is not None]
+        for r in present:
+            if not isinstance(r[c], _ORDERABLE):
+                raise Unmaintainable("text_order" if isinstance(r[c], str) else "order_type")
+        try:
+            present.sort(key=lambda r: r[c], reverse=order.desc)
+        except TypeError as exc:
+            raise Unmaintainable("order_type") from exc
+        rows = nulls + present if order.nulls_first else present + nulls
+    offset = _count(shape.offset, params) or 0
+    limit = _count(shape.limit, params)
+    if offset or limit is not None:
+        rows = rows[offset:] if limit is None else rows[offset:offset + limit]
+    return rows
+
+
+def _count(source: Any, params: Any) -> int | None:
+    if source is None:
+        return None
+    try:
+        value = resolve(source, params)
+    except (LookupError, TypeError) as exc:
+        raise Unmaintainable("limit") from exc
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise Unmaintainable("limit")
+    return value
+
+
+def check_fill(state: State, shape: Shape, rows: Sequence[Sequence[Any]]) -> None:
+    """The state's projection must give back the database's own columns for every group."""
+    derived = derive(State(state.groups, state.scalars, state.totals), _unordered(shape), ())
+    if sorted(map(repr, derived)) != sorted(repr(tuple(r[:shape.width])) for r in rows):
+        raise Unmaintainable("fill_mismatch")
+
+
+def _unordered(shape: Shape) -> Shape:
+    from dataclasses import replace
+
+    return replace(shape, order=(), limit=None, offset=None)

@@ -1,0 +1,341 @@
+"""Maintained answers, the write side: a write statement's delta queries (docs/maintenance.md).
+
+For a single-table INSERT/UPDATE/DELETE through the wrapper, every registered maintainable entry
+that reads the table (up to ``max_entries_per_write``) is read fresh from the store with the
+versions it was fresh at (its baseline), before anything else. Then, in the writer's transaction
+(one the wrapper opens around an autocommit write): the primary keys of the rows the write will
+touch (locked), each entry's delta queries restricted to them, the write, the keys it created,
+the delta queries again. ``after - before`` is added to the entry's state. At commit the
+publisher stores the updated entries atomically with the write's phase 2, if no other write
+touched their dependencies since the baseline; anything else falls back to invalidation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from querycache.analysis import Analysis, StatementKind
+from querycache.backends.base import Baseline, MaintainCheck, MaintainUpdate
+from querycache.codec import CorruptEntry, Result, decode, encode
+from querycache.invalidation.keys import table_of
+from querycache.invalidation.row_writes import fetch, quietly
+from querycache.invalidation.rows import WritePlan, resolve, write_plan
+from querycache.maintain.shape import Refused, Shape, bind, shape_of
+from querycache.maintain.state import State, Unmaintainable, apply_groups, apply_scalar, derive
+
+if TYPE_CHECKING:
+    from querycache.session import Session
+
+_SAVEPOINT = "querycache_maintain"
+_MAX_KEYS = 1000  # rows one write may touch and still be maintained
+_RR_LEVELS = ("repeatable read", "serializable", "serializable-snapshot", "unknown")
+
+
+@dataclass(eq=False)
+class Maintained:
+    """One entry a transaction's writes update: its state so far and the baseline it started from."""
+
+    key: str
+    shape: Shape
+    params: tuple[Any, ...]
+    version_keys: tuple[str, ...]
+    baseline: Baseline
+    state: State
+    tables: frozenset[str] = field(init=False)
+    failed: str | None = None
+
+    def __post_init__(self) -> None:
+        self.tables = frozenset(table_of(k) for k in self.version_keys)
+
+    def fail(self, reason: str) -> None:
+        if self.failed is None:
+            self.failed = reason
+
+    def update(self) -> MaintainUpdate:
+        """What phase 2 stores: the entry's rows derived from the state, and the state."""
+        try:
+            old = decode(self.baseline.value)
+        except CorruptEntry as exc:
+            raise Unmaintainable("corrupt_entry") from exc
+        rows = derive(self.state, self.shape, self.params)
+        rowcount = len(rows) if old.rowcount == len(old.rows) else old.rowcount
+        value = encode(Result(old.description, rows, rowcount, old.lastrowid))
+        return MaintainUpdate(self.key, self.baseline.state, value, self.state.encode(), self.baseline.versions)
+
+
+def spec_of(sql: str, params: Any, version_keys: tuple[str, ...]) -> bytes:
+    """What a writer in any process needs to maintain an entry: its statement, parameters, keys."""
+    return encode(Result(None, [(sql,), tuple(version_keys), tuple(params or ())], 0))
+
+
+def _from_spec(spec: bytes) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
+    rows = decode(spec).rows
+    return str(rows[0][0]), tuple(rows[1]), tuple(rows[2])
+
+
+def primary_key(session: Session, table: str) -> str | None:
+    """The single-column primary key of ``table`` (None: none, several columns, or unknown),
+    read once per database and table from information_schema."""
+    known = session.context.primary_keys
+    key = (session.database_id, table)
+    if key in known:
+        return known[key]
+    sql = ("SELECT tc.table_schema, kcu.column_name FROM information_schema.table_constraints tc "
+           "JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = tc.constraint_name "
+           "AND kcu.table_schema = tc.table_schema AND kcu.table_name = tc.table_name "
+           "WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_name = %s")
+    found: str | None = None
+    try:
+        if session.adapter.in_transaction(session.raw):
+            cursor = session.raw.cursor()
+            try:
+                from querycache.invalidation.row_writes import under_savepoint
+
+                rows = under_savepoint(cursor, "querycache_catalog", sql, (table,))
+            finally:
+                cursor.close()
+        else:
+            rows = session.adapter.internal_query(session.raw, sql, (table,))
+        schemas = {str(r[0]) for r in rows}
+        if len(rows) == 1 and len(schemas) == 1:
+            found = str(rows[0][1]).lower()
+    except Exception:  # noqa: BLE001 - unknown: not maintained
+        return None
+    known[key] = found
+    return found
+
+
+class StatementMaintenance:
+    """The delta work of one write statement on the entries it maintains."""
+
+    def __init__(self, session: Session, plan: WritePlan, pk: str, entries: list[Maintained], sql: str,
+                 params: Any, own_transaction: bool) -> None:
+        self.session = session
+        self.plan = plan
+        self.pk = pk
+        self.entries = entries
+        self.sql = sql
+        self.params = params
+        self.own_transaction = own_transaction
+        self.stats = session.context.stats.maintain
+        self.deadline = 0.0
+
+    def run(self, write: Callable[[], Any], raw_cursor: Any) -> Any:
+        """Run ``write`` with the delta queries around it, in one transaction."""
+        session = self.session
+        config = session.context.config.invalidation.maintain
+        self.deadline = time.perf_counter() + config.max_delta_ms / 1000
+        cursor = session.raw.cursor()
+        own = self.own_transaction
+        try:
+            if own:
+                cursor.execute("BEGIN")
+            old_keys = self._keys_before(cursor)
+            befores = self._deltas(cursor, old_keys) if old_keys else {}
+            result = write()
+            new_keys = self._keys_after(cursor, raw_cursor, old_keys)
+            if new_keys is not None:
+                afters = self._deltas(cursor, sorted(set(old_keys or []) | set(new_keys), key=repr))
+                self._apply(befores, afters)
+            else:
+                self._fail_all("keys")
+            if own:
+                cursor.execute("COMMIT")
+        except BaseException:
+            self._fail_all("write_failed")
+            if own:
+                quietly(cursor, "ROLLBACK")  # the write's own error is the one to raise
+            raise
+        finally:
+            cursor.close()
+        return result
+
+    def _fail_all(self, reason: str) -> None:
+        for entry in self.entries:
+            entry.fail(reason)
+
+    def _under_savepoint(self, cursor: Any, work: Callable[[], Any]) -> Any:
+        """``work`` under a savepoint: a failure leaves the transaction as it was (None returned)."""
+        cursor.execute(f"SAVEPOINT {_SAVEPOINT}")
+        try:
+            out = work()
+        except Exception:  # noqa: BLE001 - a failed delta query must not fail the write
+            if quietly(cursor, f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}"):
+                quietly(cursor, f"RELEASE SAVEPOINT {_SAVEPOINT}")
+            return None
+        cursor.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        return out
+
+    def _keys_before(self, cursor: Any) -> list[Any] | None:
+        """The primary keys of the rows an UPDATE/DELETE will touch, locked; [] for an INSERT."""
+        plan = self.plan
+        if plan.kind == "insert":
+            return []
+        if plan.where_sql is None:
+            self._fail_all("no_where")
+            return None
+        select = f"SELECT {self.pk} FROM {plan.target_sql} WHERE {plan.where_sql} FOR UPDATE"
+        rows = self._under_savepoint(cursor, lambda: fetch(cursor, select, bind(self.params)))
+        if rows is None or len(rows) > _MAX_KEYS:
+            self._fail_all("keys" if rows is None else "too_many_rows")
+            return None
+        return [r[0] for r in rows]
+
+    def _keys_after(self, cursor: Any, raw_cursor: Any, old_keys: list[Any] | None) -> list[Any] | None:
+        """The keys the write created (an INSERT's), checked against its row count."""
+        plan = self.plan
+        if old_keys is None:
+            return None
+        rowcount = raw_cursor.rowcount
+        if plan.kind != "insert":
+            return old_keys if rowcount == len(old_keys) else None
+        if self.pk in plan.insert_columns:
+            index = plan.insert_columns.index(self.pk)
+            keys = []
+            for row in plan.insert_rows:
+                source = row[index]
+                if source is None:
+                    return None
+                keys.append(resolve(source, self.params))
+            return keys if rowcount == len(keys) else None
+        if rowcount != 1 or len(plan.insert_rows) != 1:
+            return None
+        if self.session.adapter.dialect == "postgres":
+            sql = "SELECT currval(pg_get_serial_sequence(%(t)s, %(c)s))"
+            rows = self._under_savepoint(cursor, lambda: fetch(cursor, sql, {"t": plan.target_sql, "c": self.pk}))
+            return [rows[0][0]] if rows else None
+        last = getattr(raw_cursor, "lastrowid", None)
+        return [last] if isinstance(last, int) and last > 0 else None
+
+    def _deltas(self, cursor: Any, keys: list[Any]) -> dict[tuple[int, int], list[Any]] | None:
+        """Each live entry's delta query results for ``keys``: (entry, part) -> rows."""
+        dialect = self.session.adapter.dialect
+        table = self.plan.table
+        out: dict[tuple[int, int], list[Any]] = {}
+
+        def work() -> dict[tuple[int, int], list[Any]]:
+            for i, entry in enumerate(self.entries):
+                if entry.failed is not None:
+                    continue
+                if time.perf_counter() > self.deadline:
+                    entry.fail("budget")
+                    continue
+                for part in range(-1, len(entry.shape.scalars)):
+                    sql = entry.shape.delta_sql(part, table, self.pk, len(keys), dialect)
+                    if sql is not None:
+                        out[(i, part)] = fetch(cursor, sql, bind(entry.params, keys))
+            return out
+
+        found = self._under_savepoint(cursor, work)
+        if found is None:
+            self._fail_all("delta_error")
+        return found  # type: ignore[no-any-return]
+
+    def _apply(self, befores: dict[tuple[int, int], list[Any]] | None,
+               afters: dict[tuple[int, int], list[Any]] | None) -> None:
+        if befores is None or afters is None:
+            self._fail_all("delta_error")
+            return
+        for i, entry in enumerate(self.entries):
+            if entry.failed is not None:
+                continue
+            try:
+                for part in range(-1, len(entry.shape.scalars)):
+                    if (i, part) not in afters:
+                        continue  # the part does not read the table
+                    before, after = befores.get((i, part), []), afters[(i, part)]
+                    if part < 0:
+                        apply_groups(entry.state, entry.shape, before, after)
+                    else:
+                        apply_scalar(entry.state, entry.shape, part, before[0] if before else None,
+                                     after[0] if after else None)
+            except Unmaintainable as exc:
+                entry.fail(exc.reason)
+
+
+def prepare(session: Session, analysis: Analysis, sql: str, params: Any, keys: set[str],
+            in_tx: bool) -> StatementMaintenance | None:
+    """The maintenance of a write statement, its entries' baselines read; None: nothing to
+    maintain (its entries are invalidated as always)."""
+    context = session.context
+    store = context.maintain
+    if store is None or analysis.kind is not StatementKind.WRITE or analysis.implicit_commit:
+        return None
+    analyzer = session.analyzer
+    plan = write_plan(sql, analyzer.dialect, analyzer.paramstyle)
+    if plan is None or (params is not None and not isinstance(params, (list, tuple))):
+        return None
+    table_key = session.version_key(plan.table)
+    if keys != {table_key}:
+        return None  # views, triggers, cascades: other tables change too
+    stats = context.stats.maintain
+    try:
+        registered = store.maintained(table_key)
+    except Exception:  # noqa: BLE001 - fail open: invalidation as always
+        context.store_failed()
+        return None
+    tx = session.tx
+    if not registered:
+        return None
+    pk = primary_key(session, plan.table)
+    if pk is None or (plan.kind == "update" and pk in plan.assigned):
+        stats.incr("fallback:primary_key", len(registered))
+        return None
+    if in_tx and session.isolation() in _RR_LEVELS:
+        # The transaction's snapshot may be older than the baseline: a delta would miss a commit.
+        stats.incr("fallback:snapshot", len(registered))
+        return None
+    limit = context.config.invalidation.maintain.max_entries_per_write
+    written = {table_of(k) for k in tx.written}
+    entries: list[Maintained] = []
+    for key, spec in registered.items():
+        entry = tx.maintained.get(key)
+        if entry is None:
+            if len(entries) >= limit:
+                stats.incr("fallback:max_entries")
+                continue
+            entry = _baseline(session, table_key, key, spec, written)
+            if entry is None:
+                continue
+        if entry.failed is None:
+            entries.append(entry)
+    if not entries:
+        return None
+    own = not in_tx and session.adapter.autocommit(session.raw)
+    return StatementMaintenance(session, plan, pk, entries, sql, params, own)
+
+
+def _baseline(session: Session, table_key: str, key: str, spec: bytes, written: set[str]) -> Maintained | None:
+    context = session.context
+    store = context.maintain
+    assert store is not None
+    stats = context.stats.maintain
+    try:
+        sql, version_keys, params = _from_spec(spec)
+        catalog, _ = session.catalog()
+        shape = shape_of(sql, session.analyzer.dialect, session.analyzer.paramstyle, frozenset(catalog.read_deps))
+    except (CorruptEntry, Refused, IndexError, TypeError):
+        store.forget_maintained(table_key, key)
+        return None
+    if not written.isdisjoint(table_of(k) for k in version_keys):
+        stats.incr("fallback:earlier_write")  # this transaction already changed what it reads
+        return None
+    try:
+        baseline = store.maintained_state(key, version_keys)
+    except Exception:  # noqa: BLE001 - fail open
+        context.store_failed()
+        return None
+    if baseline is None:
+        store.forget_maintained(table_key, key)  # gone, stale or refilled without state
+        return None
+    try:
+        state = State.decode(baseline.state, shape)
+    except Unmaintainable:
+        return None
+    return Maintained(key, shape, params, version_keys, baseline, state)
+
+
+def checks_of(entries: list[Maintained]) -> list[MaintainCheck]:
+    return [MaintainCheck(e.baseline.versions) for e in entries]
