@@ -31,19 +31,23 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import redis
-from querycache.backends.base import MISS, Lookup, _Miss
+from querycache.backends.base import MISS, Baseline, Lookup, MaintainCheck, MaintainUpdate, _Miss
 from querycache.backends.redis.scripts import (
     _ACKED,
     _BEGIN,
+    _BEGIN_CHECKED,
     _END,
+    _END_MAINTAINED,
     _EXTEND,
     _FILL,
     _LOOKUP,
+    _MAINTAINED_STATE,
     _NO_LEASE,
     _REGISTER,
+    _REGISTER_MAINTAINED,
     _RELEASE,
     _RENEW,
     _STAMP,
@@ -68,6 +72,10 @@ except ImportError:  # pragma: no cover - hiredis is optional; redis-py packs th
 log = logging.getLogger("querycache")
 
 _live: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
+
+
+_STATE = "\x00m"  # what a maintained answer's state is signed under, after the entry key
+_MAX_MAINTAINED = 1000  # registered maintained entries per table
 
 
 def _mark_forked() -> None:
@@ -106,7 +114,8 @@ class RedisBackend(Subscription):
         self._scripts = {name: self._client.register_script(body) for name, body in (
             ("lookup", lookup), ("fill", _FILL), ("begin", _BEGIN), ("end", _END), ("stamp", _STAMP),
             ("renew", _RENEW), ("acked", _ACKED), ("release", _RELEASE), ("extend", _EXTEND),
-            ("register", _REGISTER))}
+            ("register", _REGISTER), ("mstate", _MAINTAINED_STATE), ("begin_checked", _BEGIN_CHECKED),
+            ("end_maintained", _END_MAINTAINED), ("mregister", _REGISTER_MAINTAINED))}
         db = self._client.connection_pool.connection_kwargs.get("db", 0)
         self.channel = f"{CHANNEL}:{db}"
         self.fills_channel = f"{FILLS}:{db}"
@@ -256,7 +265,7 @@ class RedisBackend(Subscription):
                       int(refresh) if result is not MISS else 0)
 
     def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
-             ttl_s: float, swr_s: float = 0.0) -> bool:
+             ttl_s: float, swr_s: float = 0.0, state: bytes | None = None) -> bool:
         ttl_ms = int(ttl_s * 1000)
         if ttl_ms <= 0:
             self.release_lease(key, "unshared")
@@ -265,7 +274,8 @@ class RedisBackend(Subscription):
         token = self._held.pop(key, ("", 0))[0]
         return bool(self._run("fill", [CLOCK, key, *vkeys, *pkeys],
                               [self._new_epoch(), len(version_keys), self._sign(key, value), stamp, epoch, ttl_ms,
-                               token, self.fills_channel, int(swr_s * 1000)]))
+                               token, self.fills_channel, int(swr_s * 1000),
+                               self._sign(key + _STATE, state) if state is not None else ""]))
 
     def release_lease(self, key: str, reason: str) -> None:
         token = self._held.pop(key, ("", 0))[0]
@@ -306,6 +316,10 @@ class RedisBackend(Subscription):
                 self._undelivered.update(version_keys)
             raise
         seq = int(seq)
+        self._ended(version_keys, seq, msg, epoch, born_ms, now_ms)
+        return seq
+
+    def _ended(self, version_keys: Sequence[str], seq: int, msg: Any, epoch: Any, born_ms: Any, now_ms: Any) -> None:
         epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
         # An incarnation younger than a lease (FLUSHALL, restart) has an empty lease registry,
         # yet leases granted under the old one may still run: wait until they have run out.
@@ -314,7 +328,70 @@ class RedisBackend(Subscription):
         self._advance((k, seq) for k in version_keys)
         self._local.msg = int(msg)
         self._local.msg_epoch = epoch
-        return seq
+
+    # -- maintained answers (docs/maintenance.md) ------------------------------------------------
+    def _registry(self, table_key: str) -> str:
+        return _hashed(f"{self.namespace}:mr:", table_key)
+
+    def register_maintained(self, table_keys: Sequence[str], key: str, spec: bytes) -> None:
+        self._run("mregister", [self._registry(k) for k in table_keys], [key, spec, _MAX_MAINTAINED])
+
+    def maintained(self, table_key: str) -> dict[str, bytes]:
+        found = self._call(lambda: self._client.hgetall(self._registry(table_key))) or {}
+        return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in found.items()}
+
+    def forget_maintained(self, table_key: str, key: str) -> None:
+        self._call(lambda: self._client.hdel(self._registry(table_key), key))
+
+    def maintained_state(self, key: str, version_keys: Sequence[str]) -> Baseline | None:
+        vkeys, pkeys = self._keys(version_keys)
+        found = self._run("mstate", [CLOCK, key, *vkeys, *pkeys], [self._new_epoch(), len(version_keys)])
+        if not found or not found[0]:
+            return None
+        value, state = self._verify(key, found[0]), self._verify(key + _STATE, found[1])
+        if value is MISS or state is MISS:
+            return None
+        assert isinstance(value, bytes) and isinstance(state, bytes)
+        versions = {k: int(v) for k, v in zip(version_keys, found[2], strict=True)}
+        return Baseline(value, state, versions)
+
+    def _check_keys(self, baselines: Sequence[Mapping[str, int]]) -> tuple[list[str], list[int], list[int]]:
+        """The keys and arguments of the checks' dependencies: counts, keys, versions."""
+        names = [k for b in baselines for k in b]
+        vkeys, pkeys = self._keys(names)
+        return [*vkeys, *pkeys], [len(b) for b in baselines], [b[k] for b in baselines for k in b]
+
+    def begin_write_checked(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int,
+                            checks: Sequence[MaintainCheck]) -> tuple[int, list[bool]]:
+        vkeys, pkeys = self._keys(version_keys)
+        extra, counts, seen = self._check_keys([c.versions for c in checks])
+        seq, ok = self._run("begin_checked", [CLOCK, *vkeys, *pkeys, *extra],
+                            [self._new_epoch(), len(version_keys), token, mark_ttl_ms, "\x1e".join(version_keys),
+                             self.channel, len(checks), *counts, *seen], force=True)
+        seq = int(seq)
+        self._advance((k, seq) for k in version_keys)
+        return seq, [bool(int(x)) for x in ok]
+
+    def end_write_maintained(self, version_keys: Sequence[str], token: str, tick1: int,
+                             updates: Sequence[MaintainUpdate]) -> tuple[int, list[bool]]:
+        vkeys, pkeys = self._keys(version_keys)
+        extra, counts, seen = self._check_keys([u.baseline for u in updates])
+        payload: list[Any] = []
+        for u in updates:
+            payload += [hashlib.sha1(self._sign(u.key + _STATE, u.old_state)).hexdigest(),
+                        self._sign(u.key, u.value), self._sign(u.key + _STATE, u.state)]
+        try:
+            seq, msg, epoch, born_ms, now_ms, ok = self._run(
+                "end_maintained", [CLOCK, *vkeys, *pkeys, *(u.key for u in updates), *extra],
+                [self._new_epoch(), len(version_keys), token, "\x1e".join(version_keys), self.channel, tick1,
+                 len(updates), *counts, *payload, *seen], force=True)
+        except BackendUnavailable:
+            with self._lock:
+                self._undelivered.update(version_keys)
+            raise
+        seq = int(seq)
+        self._ended(version_keys, seq, msg, epoch, born_ms, now_ms)
+        return seq, [bool(int(x)) for x in ok]
 
     def wait_for_acks(self) -> None:
         """Strict mode: block until every live lease holder applied this thread's last bump.

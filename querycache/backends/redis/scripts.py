@@ -139,7 +139,8 @@ end
 """
 
 # KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, value, stamp, epoch, ttl ms,
-# lease token ('' if none), fills channel, stale-while-revalidate window ms (0: none).
+# lease token ('' if none), fills channel, stale-while-revalidate window ms (0: none), a maintained
+# answer's state ('' if none).
 _FILL = _PRELUDE + _RELEASE_FN + """
 local function store()
   if epoch ~= ARGV[5] then return 0 end
@@ -159,6 +160,7 @@ local function store()
     redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3])
     redis.call('PEXPIRE', KEYS[2], ARGV[6])
   end
+  if ARGV[10] and ARGV[10] ~= '' then redis.call('HSET', KEYS[2], 'm', ARGV[10]) end
   return 1
 end
 local stored = store()
@@ -210,6 +212,120 @@ end
 local msg = announce(ARGV[5], sv, ARGV[4])
 local born = tonumber(redis.call('HGET', KEYS[1], 'born') or '0')
 return {sv, msg, epoch, string.format('%d', born), string.format('%d', now_ms)}
+"""
+
+# -- maintained answers (docs/maintenance.md) ---------------------------------------------------
+# Whether no other writer touched a dependency since a baseline: no live pending mark but this
+# writer's (``token``), and the version at the baseline's (at ``tick1`` where this writer marked it).
+_UNCHANGED_FN = """
+local function live_marks(pk)
+  now()
+  redis.call('ZREMRANGEBYSCORE', pk, '-inf', now_ms)
+  return redis.call('ZRANGE', pk, 0, -1)
+end
+local function unchanged(vk, pk, seen, token, tick1)
+  local ours = false
+  for _, t in ipairs(live_marks(pk)) do
+    if t ~= token then return false end
+    ours = true
+  end
+  local v = redis.call('GET', vk)
+  if not v then return false end
+  if ours then return tonumber(v) == tonumber(tick1) end
+  return tonumber(v) == tonumber(seen)
+end
+"""
+
+# KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n. The entry, its state and
+# the versions when the entry is fresh now; {false} otherwise.
+_MAINTAINED_STATE = _PRELUDE + """
+local e = redis.call('HMGET', KEYS[2], 'e', 's', 'v', 'm')
+if e[1] ~= epoch or not e[3] or not e[4] then return {false} end
+local stamp = tonumber(e[2])
+local vkeys = {}
+for i = 1, n do vkeys[i] = KEYS[2 + i] end
+local versions = n > 0 and redis.call('MGET', unpack(vkeys)) or {}
+for i = 1, n do
+  if not versions[i] or tonumber(versions[i]) > stamp then return {false} end
+  if pending_on(KEYS[2 + n + i]) then return {false} end
+end
+return {e[3], e[4], versions}
+"""
+
+# KEYS: clock, n version keys, n pending keys, then t version keys and t pending keys of the checks.
+# ARGV: new epoch, n, token, mark ttl ms, logical names, channel, m (checks), m counts (their keys,
+# in order, among the t), t versions. Phase 1 and whether each check held just before it.
+_BEGIN_CHECKED = _PRELUDE + _UNCHANGED_FN + """
+local m = tonumber(ARGV[7])
+local t = #KEYS - 1 - 2 * n
+t = t / 2
+local ok = {}
+local j = 0
+for c = 1, m do
+  local held = 1
+  for _ = 1, tonumber(ARGV[7 + c]) do
+    j = j + 1
+    if not unchanged(KEYS[1 + 2 * n + j], KEYS[1 + 2 * n + t + j], ARGV[7 + m + j], ARGV[3], -1) then held = 0 end
+  end
+  ok[c] = held
+end
+local s = tick()
+local sv = string.format('%d', s)
+local ttl = tonumber(ARGV[4])
+for i = 1, n do
+  redis.call('SET', KEYS[1 + i], sv)
+  redis.call('ZADD', KEYS[1 + n + i], now_ms + ttl, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1 + n + i], ttl * 2)
+end
+announce(ARGV[6], sv, ARGV[5])
+return {sv, ok}
+"""
+
+# KEYS: clock, n version keys, n pending keys, m entry keys, then t version keys and t pending keys
+# of the updates' baselines. ARGV: new epoch, n, token, logical names, channel, tick1, m, m counts,
+# then per update: sha1 of the stored state it read, new value, new state; then t baseline versions.
+# Phase 2, and each update stored at its tick when the entry still holds that state and no other
+# writer touched a dependency since the baseline.
+_END_MAINTAINED = _PRELUDE + _UNCHANGED_FN + """
+local m = tonumber(ARGV[7])
+local t = (#KEYS - 1 - 2 * n - m) / 2
+local base = 1 + 2 * n + m
+local ok = {}
+local j = 0
+for u = 1, m do
+  local ek = KEYS[1 + 2 * n + u]
+  local e = redis.call('HMGET', ek, 'e', 'm')
+  local held = (e[1] == epoch and e[2] and redis.sha1hex(e[2]) == ARGV[7 + m + 3 * u - 2]) and 1 or 0
+  for _ = 1, tonumber(ARGV[7 + u]) do
+    j = j + 1
+    if not unchanged(KEYS[base + j], KEYS[base + t + j], ARGV[7 + 4 * m + j], ARGV[3], ARGV[6]) then held = 0 end
+  end
+  ok[u] = held
+end
+local s = tick()
+local sv = string.format('%d', s)
+for i = 1, n do
+  redis.call('SET', KEYS[1 + i], sv)
+  redis.call('ZREM', KEYS[1 + n + i], ARGV[3])
+end
+for u = 1, m do
+  if ok[u] == 1 then
+    redis.call('HSET', KEYS[1 + 2 * n + u], 's', sv, 'v', ARGV[7 + m + 3 * u - 1], 'm', ARGV[7 + m + 3 * u])
+  end
+end
+local msg = announce(ARGV[5], sv, ARGV[4])
+local born = tonumber(redis.call('HGET', KEYS[1], 'born') or '0')
+return {sv, msg, epoch, string.format('%d', born), string.format('%d', now_ms), ok}
+"""
+
+# KEYS: the registries of the entry's tables. ARGV: entry key, spec, the bound per table.
+_REGISTER_MAINTAINED = """
+for i = 1, #KEYS do
+  if redis.call('HEXISTS', KEYS[i], ARGV[1]) == 1 or redis.call('HLEN', KEYS[i]) < tonumber(ARGV[3]) then
+    redis.call('HSET', KEYS[i], ARGV[1], ARGV[2])
+  end
+end
+return 1
 """
 
 # KEYS: clock. ARGV: new epoch, 0.
