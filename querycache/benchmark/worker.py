@@ -37,10 +37,11 @@ CONTENDERS: dict[str, str] = {
     "qc-redis-nocoalesce": "querycache L1 + L2 Redis, request coalescing off",
     "qc-redis-l3": "querycache L1 + L2 Redis + L3 (n-gram embedder, every read)",
     "qc-redis-rows": "querycache L1 + L2 Redis, row-level invalidation",
+    "qc-redis-maintain": "querycache L1 + L2 Redis, row-level invalidation + maintained answers",
     "aside-ttl": "hand-written Redis cache-aside, TTL, no invalidation",
     "dogpile": "dogpile.cache Redis, distributed_lock, TTL",
 }
-QC = {"qc-l1", "qc-mem", "qc-redis", "qc-redis-nocoalesce", "qc-redis-l3", "qc-redis-rows"}
+QC = {"qc-l1", "qc-mem", "qc-redis", "qc-redis-nocoalesce", "qc-redis-l3", "qc-redis-rows", "qc-redis-maintain"}
 SEMANTIC = {"qc-redis-l3"}  # needs the semantic extra (numpy, faiss)
 PER_PROCESS = {"qc-l1", "qc-mem"}  # their stores live in each process: not coherent across processes
 READ_KINDS = ("customer", "order", "range", "revenue", "top")
@@ -273,6 +274,7 @@ def qc_config(contender: str, redis_url: str, namespace: str) -> dict[str, Any]:
         "qc-redis-nocoalesce": table | redis | {"coalesce": {"enabled": False}},
         "qc-redis-l3": table | redis | {"l3": {"enabled": True, "model": "ngram", "all_reads": True}},
         "qc-redis-rows": redis | {"invalidation": {"row_level": True}},
+        "qc-redis-maintain": redis | {"invalidation": {"row_level": True, "maintain": {"enabled": True}}},
     }
     return configs[contender]
 
