@@ -214,17 +214,20 @@ class MemoryBackend:
                     return False
             if key in self._entries:
                 self._drop(key)
-            self._entries[key] = _Entry(value, tuple(version_keys), stamp, now + ttl_s + swr_s,
-                                        now + ttl_s if swr_s > 0 else 0.0, state)
-            self._bytes += size
-            self._evict()
+            self._store(key, _Entry(value, tuple(version_keys), stamp, now + ttl_s + swr_s,
+                                    now + ttl_s if swr_s > 0 else 0.0, state))
             return True
 
-    def _evict(self) -> None:
-        while self._bytes > self.max_bytes and self._entries:
+    def _store(self, key: str, entry: _Entry) -> None:
+        """Add ``entry`` (it fits: checked by the caller) and evict the oldest ones to make room; the
+        byte count never shows more than the bound, even to a reader without the lock."""
+        size = self._size(key, entry)
+        self._entries[key] = entry
+        while self._bytes + size > self.max_bytes:
             oldest = next(iter(self._entries))
             self._drop(oldest)
             self.evictions += 1
+        self._bytes += size
 
     @staticmethod
     def _size(key: str, entry: _Entry) -> int:
@@ -317,10 +320,10 @@ class MemoryBackend:
             for update, stored in zip(updates, ok, strict=True):
                 if stored:
                     entry = self._entries[update.key]
-                    self._bytes -= self._size(update.key, entry)
+                    self._drop(update.key)
                     entry.value, entry.state, entry.stamp = update.value, update.state, tick
-                    self._bytes += self._size(update.key, entry)
-            self._evict()
+                    if self._size(update.key, entry) <= self.max_bytes:
+                        self._store(update.key, entry)
             return tick, ok
 
     # -- row-level invalidation: which columns readers are pinned by, per table ----------------

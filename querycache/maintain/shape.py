@@ -67,9 +67,10 @@ class OrderKey:
 @dataclass(frozen=True, slots=True)
 class Shape:
     """A maintainable read. SQL texts use ``%(qcpN)s`` for the statement's parameters and
-    ``%(qcmN)s`` for a restriction's keys; ``deltas[table]`` is the grouped part's delta query
-    for a write to ``table`` (None: the part does not read it), ``scalar_deltas[k][table]`` the
-    same for scalar part k; ``MARKER`` stands where the restriction goes."""
+    ``%(qcmN)s`` for a restriction's keys; ``deltas[relation]`` is the grouped part's delta query
+    for a write to ``relation`` (``schema.table``, folded; absent: the part does not read it),
+    ``scalar_deltas[k][relation]`` the same for scalar part k; ``MARKER`` stands where the
+    restriction goes."""
 
     state_sql: str
     width: int
@@ -82,6 +83,7 @@ class Shape:
     limit: Source | None
     offset: Source | None
     tables: frozenset[str]
+    """The base tables read, by name (what version keys and registries are named after)."""
     deltas: dict[str, str]
     scalar_deltas: tuple[dict[str, str], ...]
     restrict_aliases: dict[tuple[int, str], tuple[str, ...]]
@@ -209,7 +211,7 @@ def _analyze(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> 
     grouped.set("expressions", [exp.alias_(h.copy(), f"qc_h{i}") for i, h in enumerate(hidden)])
     tables: set[str] = set()
     for table, found in _occurrences(grouped, ctes).items():
-        tables.add(table)
+        tables.add(table.rsplit(".", 1)[-1])
         deltas[table], aliases[(-1, table)] = _restricted(grouped, found, dialect)
     scalar_deltas: list[dict[str, str]] = []
     for index, node in enumerate(scalar_nodes):
@@ -222,7 +224,7 @@ def _analyze(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> 
             part.set("with_", tree.args["with_"].copy())
         mine: dict[str, str] = {}
         for table, found in _occurrences(part, ctes).items():
-            tables.add(table)
+            tables.add(table.rsplit(".", 1)[-1])
             mine[table], aliases[(index, table)] = _restricted(part, found, dialect)
         scalar_deltas.append(mine)
     return Shape(state_sql, len(tree.expressions), len(group_exprs), bool(group_exprs), tuple(slots),
@@ -388,13 +390,22 @@ def _occurrences(part: exp.Select, ctes: dict[str, exp.Select]) -> dict[str, lis
                 if used[name] == 1:
                     visit(bodies[name])
                 continue
-            found.setdefault(fold_identifier(source.name), []).append((select, source))
+            found.setdefault(qualified(source), []).append((select, source))
 
     visit(part)
     for name, count in used.items():
         if count > 1 and any(bodies[name] is s for occ in found.values() for s, _ in occ):
             raise Refused("cte_twice")  # a restriction inside it would restrict both uses
     return found
+
+
+def qualified(table: exp.Table) -> str:
+    """A base table's name with its schema, folded: the relation a write must name to maintain it.
+    Unqualified names are refused (the writer's search path may resolve them elsewhere)."""
+    if not table.args.get("db"):
+        raise Refused("unqualified")
+    parts = [table.args.get("catalog"), table.args["db"], table.this]
+    return ".".join(fold_identifier(p.name) for p in parts if p is not None)
 
 
 def _restricted(part: exp.Select, occurrences: list[tuple[exp.Select, exp.Table]], dialect: str

@@ -16,13 +16,17 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
 from querycache.analysis import Analysis, StatementKind
 from querycache.backends.base import Baseline, MaintainCheck, MaintainUpdate
 from querycache.codec import CorruptEntry, Result, decode, encode
 from querycache.invalidation.keys import table_of
 from querycache.invalidation.row_writes import fetch, quietly
 from querycache.invalidation.rows import WritePlan, resolve, write_plan
-from querycache.maintain.shape import Refused, Shape, bind, shape_of
+from querycache.maintain.shape import Refused, Shape, bind, qualified, shape_of
 from querycache.maintain.state import State, Unmaintainable, apply_groups, apply_scalar, derive
 
 if TYPE_CHECKING:
@@ -75,17 +79,31 @@ def _from_spec(spec: bytes) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
     return str(rows[0][0]), tuple(rows[1]), tuple(rows[2])
 
 
-def primary_key(session: Session, table: str) -> str | None:
-    """The single-column primary key of ``table`` (None: none, several columns, or unknown),
-    read once per database and table from information_schema."""
+def relation_of(plan: WritePlan, dialect: str) -> str | None:
+    """The write's target as ``schema.table`` (folded); None when it names no schema."""
+    try:
+        tree = sqlglot.parse_one(plan.target_sql, read=dialect, into=exp.Table)
+        return qualified(tree) if isinstance(tree, exp.Table) else None
+    except (SqlglotError, Refused, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def primary_key(session: Session, relation: str) -> str | None:
+    """The single-column primary key of ``relation`` (``schema.table``; None: none, several
+    columns, or unknown), read once per database and relation from the catalog."""
     known = session.context.primary_keys
-    key = (session.database_id, table)
+    key = (session.database_id, relation)
     if key in known:
         return known[key]
-    sql = ("SELECT tc.table_schema, kcu.column_name FROM information_schema.table_constraints tc "
-           "JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = tc.constraint_name "
-           "AND kcu.table_schema = tc.table_schema AND kcu.table_name = tc.table_name "
-           "WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_name = %s")
+    schema, _, table = relation.rpartition(".")
+    if session.adapter.dialect == "postgres":
+        sql = ("SELECT n.nspname, a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+               "JOIN pg_namespace n ON n.oid = c.relnamespace "
+               "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+               "WHERE i.indisprimary AND n.nspname = %s AND c.relname = %s")
+    else:
+        sql = ("SELECT table_schema, column_name FROM information_schema.key_column_usage "
+               "WHERE constraint_name = 'PRIMARY' AND table_schema = %s AND table_name = %s")
     found: str | None = None
     try:
         if session.adapter.in_transaction(session.raw):
@@ -93,13 +111,12 @@ def primary_key(session: Session, table: str) -> str | None:
             try:
                 from querycache.invalidation.row_writes import under_savepoint
 
-                rows = under_savepoint(cursor, "querycache_catalog", sql, (table,))
+                rows = under_savepoint(cursor, "querycache_catalog", sql, (schema, table))
             finally:
                 cursor.close()
         else:
-            rows = session.adapter.internal_query(session.raw, sql, (table,))
-        schemas = {str(r[0]) for r in rows}
-        if len(rows) == 1 and len(schemas) == 1:
+            rows = session.adapter.internal_query(session.raw, sql, (schema, table))
+        if len(rows) == 1:
             found = str(rows[0][1]).lower()
     except Exception:  # noqa: BLE001 - unknown: not maintained
         return None
@@ -110,10 +127,11 @@ def primary_key(session: Session, table: str) -> str | None:
 class StatementMaintenance:
     """The delta work of one write statement on the entries it maintains."""
 
-    def __init__(self, session: Session, plan: WritePlan, pk: str, entries: list[Maintained], sql: str,
-                 params: Any, own_transaction: bool) -> None:
+    def __init__(self, session: Session, plan: WritePlan, relation: str, pk: str, entries: list[Maintained],
+                 sql: str, params: Any, own_transaction: bool) -> None:
         self.session = session
         self.plan = plan
+        self.relation = relation
         self.pk = pk
         self.entries = entries
         self.sql = sql
@@ -212,7 +230,7 @@ class StatementMaintenance:
     def _deltas(self, cursor: Any, keys: list[Any]) -> dict[tuple[int, int], list[Any]] | None:
         """Each live entry's delta query results for ``keys``: (entry, part) -> rows."""
         dialect = self.session.adapter.dialect
-        table = self.plan.table
+        table = self.relation
         out: dict[tuple[int, int], list[Any]] = {}
 
         def work() -> dict[tuple[int, int], list[Any]]:
@@ -279,8 +297,9 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: Any, keys: s
     tx = session.tx
     if not registered:
         return None
-    pk = primary_key(session, plan.table)
-    if pk is None or (plan.kind == "update" and pk in plan.assigned):
+    relation = relation_of(plan, analyzer.dialect)
+    pk = primary_key(session, relation) if relation is not None else None
+    if relation is None or pk is None or (plan.kind == "update" and pk in plan.assigned):
         stats.incr("fallback:primary_key", len(registered))
         return None
     if in_tx and session.isolation() in _RR_LEVELS:
@@ -304,7 +323,7 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: Any, keys: s
     if not entries:
         return None
     own = not in_tx and session.adapter.autocommit(session.raw)
-    return StatementMaintenance(session, plan, pk, entries, sql, params, own)
+    return StatementMaintenance(session, plan, relation, pk, entries, sql, params, own)
 
 
 def _baseline(session: Session, table_key: str, key: str, spec: bytes, written: set[str]) -> Maintained | None:
