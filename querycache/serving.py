@@ -104,6 +104,7 @@ class ServingCursor:
         finally:
             adapter.after_statement(raw_conn)
             session.adopt_stamp(candidate, was_in_tx)
+            session.tx.ran = True
         return self._returned
 
     def _result(self) -> Any:

@@ -24,8 +24,8 @@ RR_LEVELS = ("repeatable read", "serializable-snapshot", "unknown")
 class TransactionTracker:
     """The open transaction of one connection: open, seen starting, stamped, dirty, written."""
 
-    __slots__ = ("dirty", "isolation", "maintained", "maintaining", "next_isolation", "open", "row_checks", "stamp",
-                 "tracked", "written")
+    __slots__ = ("dirty", "isolation", "maintained", "maintaining", "next_isolation", "open", "ran", "row_checks",
+                 "stamp", "tracked", "written")
 
     def __init__(self) -> None:
         # SET TRANSACTION outside a transaction: the level of the next one.
@@ -43,6 +43,8 @@ class TransactionTracker:
         # by entry key; ``maintaining``: those the statement now running updates itself.
         self.maintained: dict[str, Maintained] = {}
         self.maintaining: frozenset[str] = frozenset()
+        # A statement ran on the database inside the transaction: its snapshot may exist by now.
+        self.ran = False
 
     def end(self) -> None:
         """The transaction ended (or never was): forget it."""
@@ -55,6 +57,7 @@ class TransactionTracker:
         self.row_checks = []
         self.maintained = {}
         self.maintaining = frozenset()
+        self.ran = False
 
     def begin(self, stamp: int | None, isolation: str | None = None) -> None:
         """A transaction began in the wrapper's sight, with ``stamp`` taken before its snapshot."""

@@ -27,6 +27,7 @@ from sqlglot import exp
 
 from querycache.analysis import fold_identifier
 from querycache.invalidation.rows import Source, parse_named, source_of
+from querycache.sqlparts import flatten
 
 MARKER = "qc_restrict_marker"
 _PLACEHOLDER = re.compile(r"%\((qc[pm]\d+)\)s|:(qc[pm]\d+)\b")
@@ -87,7 +88,11 @@ class Shape:
     deltas: dict[str, str]
     scalar_deltas: tuple[dict[str, str], ...]
     restrict_aliases: dict[tuple[int, str], tuple[str, ...]]
-    """(part: -1 grouped, k scalar; table) -> the aliases of that table's occurrences."""
+    """(part: -1 grouped, k scalar; relation) -> the aliases of that relation's occurrences."""
+    filters: dict[tuple[int, str], str]
+    """(part, relation) -> the conjuncts of the restricted SELECT's WHERE on that relation's one
+    occurrence alone, its columns qualified by ``qc_t``: a write's rows that fail it in an image
+    cannot change the part in that image (absent: no such conjunct, every write may)."""
 
     @property
     def hidden_width(self) -> int:
@@ -205,6 +210,7 @@ def _analyze(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> 
     # The grouped part's delta query, per table it reads: hidden columns only, restricted.
     deltas: dict[str, str] = {}
     aliases: dict[tuple[int, str], tuple[str, ...]] = {}
+    filters: dict[tuple[int, str], str] = {}
     grouped = tree.copy()
     for clause in ("order", "limit", "offset"):
         grouped.set(clause, None)
@@ -213,6 +219,7 @@ def _analyze(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> 
     for table, found in _occurrences(grouped, ctes).items():
         tables.add(table.rsplit(".", 1)[-1])
         deltas[table], aliases[(-1, table)] = _restricted(grouped, found, dialect)
+        _filter(found, dialect, filters, (-1, table))
     scalar_deltas: list[dict[str, str]] = []
     for index, node in enumerate(scalar_nodes):
         part = exp.Select(expressions=[node.expressions[0].copy(), _counted(node).expressions[0]])
@@ -226,10 +233,11 @@ def _analyze(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> 
         for table, found in _occurrences(part, ctes).items():
             tables.add(table.rsplit(".", 1)[-1])
             mine[table], aliases[(index, table)] = _restricted(part, found, dialect)
+            _filter(found, dialect, filters, (index, table))
         scalar_deltas.append(mine)
     return Shape(state_sql, len(tree.expressions), len(group_exprs), bool(group_exprs), tuple(slots),
                  tuple(scalars), tuple(outputs), order, limit, offset, frozenset(tables), deltas,
-                 tuple(scalar_deltas), aliases)
+                 tuple(scalar_deltas), aliases, filters)
 
 
 def _ctes(tree: exp.Select, views: frozenset[str]) -> dict[str, exp.Select]:
@@ -422,6 +430,40 @@ def _restricted(part: exp.Select, occurrences: list[tuple[exp.Select, exp.Table]
         return _render(part, dialect), aliases
     finally:
         holder.set("where", original)
+
+
+def _filter(occurrences: list[tuple[exp.Select, exp.Table]], dialect: str,
+            out: dict[tuple[int, str], str], key: tuple[int, str]) -> None:
+    """The conjuncts of the holder's WHERE that read only the one occurrence (see Shape.filters)."""
+    if len(occurrences) != 1:
+        return
+    holder, table = occurrences[0]
+    where = holder.args.get("where")
+    if where is None:
+        return
+    alias = table.alias_or_name.lower()
+    single = not holder.args.get("joins")
+    kept = []
+    for conjunct in flatten(where.this, exp.And):
+        columns = list(conjunct.find_all(exp.Column))
+        if not columns or any(isinstance(c.this, exp.Star) for c in columns):
+            continue
+        if not all((c.table.lower() == alias) if c.table else single for c in columns):
+            continue
+        copy = conjunct.copy()
+        for column in copy.find_all(exp.Column):
+            column.set("table", exp.to_identifier("qc_t"))
+            column.set("db", None)
+            column.set("catalog", None)
+        kept.append(copy)
+    if kept:
+        node = kept[0]
+        for conjunct in kept[1:]:
+            node = exp.And(this=node, expression=conjunct)
+        try:
+            out[key] = _render(node, dialect)
+        except Refused:
+            pass
 
 
 def _render(node: exp.Expression, dialect: str) -> str:

@@ -12,6 +12,7 @@ touched their dependencies since the baseline; anything else falls back to inval
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -147,6 +148,7 @@ class StatementMaintenance:
         self.deadline = time.perf_counter() + config.max_delta_ms / 1000
         cursor = session.raw.cursor()
         own = self.own_transaction
+        session.tx.ran = True  # the delta queries below start the transaction's snapshot
         try:
             if own:
                 cursor.execute("BEGIN")
@@ -228,12 +230,13 @@ class StatementMaintenance:
         return [last] if isinstance(last, int) and last > 0 else None
 
     def _deltas(self, cursor: Any, keys: list[Any]) -> dict[tuple[int, int], list[Any]] | None:
-        """Each live entry's delta query results for ``keys``: (entry, part) -> rows."""
-        dialect = self.session.adapter.dialect
-        table = self.relation
-        out: dict[tuple[int, int], list[Any]] = {}
-
+        """Each live entry's delta query results for ``keys`` in the current image: (entry, part)
+        -> rows. Parts whose filter no touched row passes are empty without a query; the others
+        run as one UNION ALL per delta query text (docs/maintenance.md, "What it costs")."""
         def work() -> dict[tuple[int, int], list[Any]]:
+            relevant = self._relevant(cursor, keys)
+            out: dict[tuple[int, int], list[Any]] = {}
+            groups: dict[str, list[tuple[int, int]]] = {}
             for i, entry in enumerate(self.entries):
                 if entry.failed is not None:
                     continue
@@ -241,15 +244,51 @@ class StatementMaintenance:
                     entry.fail("budget")
                     continue
                 for part in range(-1, len(entry.shape.scalars)):
-                    sql = entry.shape.delta_sql(part, table, self.pk, len(keys), dialect)
-                    if sql is not None:
-                        out[(i, part)] = fetch(cursor, sql, bind(entry.params, keys))
+                    sql = entry.shape.delta_sql(part, self.relation, self.pk, len(keys), dialect)
+                    if sql is None:
+                        continue
+                    if relevant.get((i, part)) is False:
+                        out[(i, part)] = []  # no touched row passes the part's own filter
+                    else:
+                        groups.setdefault(sql, []).append((i, part))
+            for sql, members in groups.items():
+                arms = [f"SELECT {n} AS qc_e, qc_x{n}.* FROM ({_renamed(sql, i)}) qc_x{n}"
+                        for n, (i, _) in enumerate(members)]
+                bound = bind((), keys)
+                for i, _ in members:
+                    bound.update(_renamed_params(self.entries[i].params, i))
+                for i, part in members:
+                    out[(i, part)] = []
+                for row in fetch(cursor, " UNION ALL ".join(arms), bound):
+                    out[members[row[0]]].append(row[1:])
             return out
 
+        dialect = self.session.adapter.dialect
         found = self._under_savepoint(cursor, work)
         if found is None:
             self._fail_all("delta_error")
         return found  # type: ignore[no-any-return]
+
+    def _relevant(self, cursor: Any, keys: list[Any]) -> dict[tuple[int, int], bool]:
+        """Whether any touched row passes each part's filter (Shape.filters), in one query."""
+        filters = [(i, part, f) for i, entry in enumerate(self.entries) if entry.failed is None
+                   for part in range(-1, len(entry.shape.scalars))
+                   if (f := entry.shape.filters.get((part, self.relation))) is not None]
+        if not filters or not keys:
+            return {}
+        dialect = self.session.adapter.dialect
+        schema, _, name = self.relation.rpartition(".")
+        table = exp.Table(this=exp.to_identifier(name), db=exp.to_identifier(schema) if schema else None)
+        columns = ", ".join(f"({_renamed(f, i)}) AS qc_f{j}" for j, (i, _, f) in enumerate(filters))
+        sql = (f"SELECT {columns} FROM {table.sql(dialect=dialect)} AS qc_t "
+               f"WHERE qc_t.{exp.to_identifier(self.pk).sql(dialect=dialect)} IN "
+               f"({', '.join(f'%(qcm{k})s' for k in range(len(keys)))})")
+        bound = bind((), keys)
+        for i in {i for i, _, _ in filters}:
+            bound.update(_renamed_params(self.entries[i].params, i))
+        rows = fetch(cursor, sql, bound)
+        return {(i, part): any(row[j] not in (None, False, 0) for row in rows)
+                for j, (i, part, _) in enumerate(filters)}
 
     def _apply(self, befores: dict[tuple[int, int], list[Any]] | None,
                afters: dict[tuple[int, int], list[Any]] | None) -> None:
@@ -271,6 +310,18 @@ class StatementMaintenance:
                                      after[0] if after else None)
             except Unmaintainable as exc:
                 entry.fail(exc.reason)
+
+
+_STATEMENT_PARAM = re.compile(r"%\(qcp(\d+)\)s")
+
+
+def _renamed(sql: str, entry: int) -> str:
+    """``sql`` with the statement's parameters renamed for entry ``entry`` of a batch."""
+    return _STATEMENT_PARAM.sub(lambda m: f"%(qce{entry}_{m.group(1)})s", sql)
+
+
+def _renamed_params(params: tuple[Any, ...], entry: int) -> dict[str, Any]:
+    return {f"qce{entry}_{n}": v for n, v in enumerate(params)}
 
 
 def prepare(session: Session, analysis: Analysis, sql: str, params: Any, keys: set[str],
@@ -302,16 +353,18 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: Any, keys: s
     if relation is None or pk is None or (plan.kind == "update" and pk in plan.assigned):
         stats.incr("fallback:primary_key", len(registered))
         return None
-    if in_tx and session.isolation() in _RR_LEVELS:
-        # The transaction's snapshot may be older than the baseline: a delta would miss a commit.
-        stats.incr("fallback:snapshot", len(registered))
-        return None
+    # A REPEATABLE READ transaction that already ran a statement may hold a snapshot older than a
+    # baseline taken now: a delta would miss a commit. Entries baselined before it are fine.
+    late = in_tx and tx.ran and session.isolation() in _RR_LEVELS
     limit = context.config.invalidation.maintain.max_entries_per_write
     written = {table_of(k) for k in tx.written}
     entries: list[Maintained] = []
     for key, spec in registered.items():
         entry = tx.maintained.get(key)
         if entry is None:
+            if late:
+                stats.incr("fallback:snapshot")
+                continue
             if len(entries) >= limit:
                 stats.incr("fallback:max_entries")
                 continue
