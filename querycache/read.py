@@ -18,7 +18,7 @@ from querycache.codec import CorruptEntry, Result, Unencodable, decode, encode
 from querycache.errors import BackendUnavailable
 from querycache.keys import UnsupportedParam, l1_params, l2_key
 from querycache.l1 import L1Entry
-from querycache.maintain.reads import register_maintained, run_state_query
+from querycache.maintain.reads import maintainability, register_maintained, run_state_query
 from querycache.plan import ReadPlan, pinned_plan, plan_read, registered_in
 from querycache.serving import ServingCursor, estimate_size, has_mutable_parts, private_copy
 from querycache.status import COALESCED, HIT_L2, HIT_L3, BypassReason, NotFilledReason
@@ -594,6 +594,8 @@ def explain(session: Session, sql: str, params: Any = None) -> dict[str, Any]:
             out["version_keys"] = list(plan.version_keys)
             out["ttl_s"] = plan.ttl_s
             out["swr_s"] = plan.swr_s
+        if context.maintain is not None:
+            out["maintained"] = maintainability(session, sql, params)
         if reason is not None or plan is None:
             out["why"] = f"bypass:{(reason or BypassReason.UNKNOWN).value}"
             return out

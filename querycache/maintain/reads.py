@@ -32,6 +32,23 @@ def maintainable_shape(session: Session, sql: str, params: Any) -> Shape | None:
         return None
 
 
+def maintainability(session: Session, sql: str, params: Any) -> dict[str, Any]:
+    """For ``explain``: whether writes update this read's cached answer, or why not."""
+    found = session.context.maintain_refused.get(sql)
+    if found is not None:
+        return {"maintainable": False, "reason": found}
+    if params is not None and not isinstance(params, (list, tuple)):
+        return {"maintainable": False, "reason": "named_parameters"}
+    analyzer = session.analyzer
+    catalog, _ = session.catalog()
+    try:
+        shape = shape_of(sql, analyzer.dialect, analyzer.paramstyle, frozenset(catalog.read_deps))
+    except Refused as exc:
+        return {"maintainable": False, "reason": exc.reason}
+    return {"maintainable": True, "relations": sorted(shape.deltas.keys() | {
+        r for deltas in shape.scalar_deltas for r in deltas})}
+
+
 def not_maintainable(session: Session, sql: str, reason: str) -> None:
     """Remember that ``sql`` is not maintainable (bounded): its next misses run it as written."""
     refused = session.context.maintain_refused

@@ -147,6 +147,7 @@ def _analyze(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> 
     if any(p.name and not p.name.startswith("qcp") for p in tree.find_all(exp.Placeholder)):
         raise Refused("named_parameters")
     ctes = _ctes(tree, views)
+    _check_sources(tree, set(ctes), views)
     _check_top(tree)
     group_exprs = [g for g in (tree.args["group"].expressions if tree.args.get("group") else [])]
     if tree.args.get("group") and any(tree.args["group"].args.get(k) for k in ("rollup", "cube", "grouping_sets")):
@@ -260,7 +261,6 @@ def _ctes(tree: exp.Select, views: frozenset[str]) -> dict[str, exp.Select]:
         out[cte.alias.lower()] = body
     for name in out:
         _check_sources(out[name], set(out), views)
-    _check_sources(tree, set(out), views)
     return out
 
 
