@@ -140,11 +140,11 @@ class RowLevelRegistry(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Baseline:
-    """A maintained entry as a writer first saw it, fresh: its bytes, its state, the versions."""
+    """A maintained entry as a writer first saw it, fresh: the versions of its dependencies and
+    the digest of its stored state (the content is read only when a write changes it)."""
 
-    value: bytes
-    state: bytes
     versions: Mapping[str, int]
+    digest: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,15 +157,23 @@ class MaintainCheck:
 
 @dataclass(frozen=True, slots=True)
 class MaintainUpdate:
-    """Phase 2: store ``value`` and ``state`` under ``key`` at the phase's tick, if the stored state
-    is still ``old_state`` and no other write touched a dependency since ``baseline`` (a
-    dependency this write marked in phase 1 must be at ``tick1``)."""
+    """Phase 2: store ``value`` and ``state`` under ``key`` at the phase's tick (both None: only
+    the tick, the answer being unchanged), if the stored state's digest is still ``digest`` and no
+    other write touched a dependency since ``baseline`` (a dependency this write marked in phase
+    1 must be at ``tick1``)."""
 
     key: str
-    old_state: bytes
-    value: bytes
-    state: bytes
+    digest: str
+    value: bytes | None
+    state: bytes | None
     baseline: Mapping[str, int]
+
+
+def state_digest(stored: bytes) -> str:
+    """The digest phase 2 compares: SHA-1 of the state's bytes as stored (Redis ``sha1hex``)."""
+    import hashlib
+
+    return hashlib.sha1(stored).hexdigest()  # identity, not security: the bytes are signed apart
 
 
 @runtime_checkable
@@ -180,8 +188,12 @@ class MaintainedAnswers(Protocol):
 
     def forget_maintained(self, table_key: str, key: str) -> None: ...
 
-    def maintained_state(self, key: str, version_keys: Sequence[str]) -> Baseline | None:
-        """The entry and its state when it is fresh now (else None)."""
+    def maintained_baselines(self, entries: Sequence[tuple[str, Sequence[str]]]) -> list[Baseline | None]:
+        """For each (entry key, its version keys): its baseline when it is fresh now (else None),
+        all in one call."""
+
+    def maintained_content(self, key: str) -> tuple[bytes, bytes, str] | None:
+        """The entry's value, its state and the state's digest (None: gone)."""
 
     def begin_write_checked(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int,
                             checks: Sequence[MaintainCheck]) -> tuple[int, list[bool]]:

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from querycache.backends.base import MISS, Baseline, Lookup, MaintainCheck, MaintainUpdate, _Miss
+from querycache.backends.base import MISS, Baseline, Lookup, MaintainCheck, MaintainUpdate, _Miss, state_digest
 from querycache.invalidation.keys import is_bucket
 
 if TYPE_CHECKING:
@@ -280,14 +280,25 @@ class MemoryBackend:
         with self._lock:
             self._maintained.get(table_key, {}).pop(key, None)
 
-    def maintained_state(self, key: str, version_keys: Sequence[str]) -> Baseline | None:
+    def maintained_baselines(self, entries: Sequence[tuple[str, Sequence[str]]]) -> list[Baseline | None]:
         now = time.monotonic()
+        out: list[Baseline | None] = []
+        with self._lock:
+            for key, version_keys in entries:
+                entry = self._entries.get(key)
+                if (entry is None or entry.state is None or entry.expires_at <= now
+                        or tuple(version_keys) != entry.version_keys or not self._fresh(entry, None)):
+                    out.append(None)
+                else:
+                    out.append(Baseline({k: self.versions[k] for k in version_keys}, state_digest(entry.state)))
+        return out
+
+    def maintained_content(self, key: str) -> tuple[bytes, bytes, str] | None:
         with self._lock:
             entry = self._entries.get(key)
-            if (entry is None or entry.state is None or entry.expires_at <= now
-                    or tuple(version_keys) != entry.version_keys or not self._fresh(entry, None)):
+            if entry is None or entry.state is None:
                 return None
-            return Baseline(entry.value, entry.state, {k: self.versions[k] for k in version_keys})
+            return entry.value, entry.state, state_digest(entry.state)
 
     def _unchanged(self, versions: Mapping[str, int], token: str, tick1: int, now: float) -> bool:
         """No other writer touched these dependencies since the baseline ``versions``."""
@@ -314,16 +325,19 @@ class MemoryBackend:
             ok = []
             for update in updates:
                 entry = self._entries.get(update.key)
-                ok.append(entry is not None and entry.state == update.old_state and entry.expires_at > now
+                ok.append(entry is not None and entry.state is not None and entry.expires_at > now
+                          and state_digest(entry.state) == update.digest
                           and self._unchanged(update.baseline, token, tick1, now))
             tick = self._end(version_keys, token)
             for update, stored in zip(updates, ok, strict=True):
                 if stored:
                     entry = self._entries[update.key]
-                    self._drop(update.key)
-                    entry.value, entry.state, entry.stamp = update.value, update.state, tick
-                    if self._size(update.key, entry) <= self.max_bytes:
-                        self._store(update.key, entry)
+                    entry.stamp = tick
+                    if update.value is not None and update.state is not None:
+                        self._drop(update.key)
+                        entry.value, entry.state = update.value, update.state
+                        if self._size(update.key, entry) <= self.max_bytes:
+                            self._store(update.key, entry)
             return tick, ok
 
     # -- row-level invalidation: which columns readers are pinned by, per table ----------------

@@ -254,8 +254,9 @@ def _count(source: Any, params: Any) -> int | None:
 
 def check_fill(state: State, shape: Shape, rows: Sequence[Sequence[Any]]) -> None:
     """The state's projection must give back the database's own columns for every group."""
+    # Unordered, the derivation keeps the state's order: the state query's own.
     derived = derive(State(state.groups, state.scalars, state.totals), _unordered(shape), ())
-    if sorted(map(repr, derived)) != sorted(repr(tuple(r[:shape.width])) for r in rows):
+    if len(derived) != len(rows) or any(repr(d) != repr(tuple(r[:shape.width])) for d, r in zip(derived, rows)):
         raise Unmaintainable("fill_mismatch")
 
 

@@ -22,7 +22,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from querycache.analysis import Analysis, StatementKind
-from querycache.backends.base import Baseline, MaintainCheck, MaintainUpdate
+from querycache.backends.base import Baseline, MaintainCheck, MaintainedAnswers, MaintainUpdate
 from querycache.codec import CorruptEntry, Result, decode, encode
 from querycache.invalidation.keys import table_of
 from querycache.invalidation.row_writes import fetch, quietly
@@ -40,16 +40,18 @@ _RR_LEVELS = ("repeatable read", "serializable", "serializable-snapshot", "unkno
 
 @dataclass(eq=False)
 class Maintained:
-    """One entry a transaction's writes update: its state so far and the baseline it started from."""
+    """One entry a transaction's writes update: the baseline it started from, and (once a write
+    changed it) its content and state so far."""
 
     key: str
     shape: Shape
     params: tuple[Any, ...]
     version_keys: tuple[str, ...]
     baseline: Baseline
-    state: State
     tables: frozenset[str] = field(init=False)
     failed: str | None = None
+    value: bytes | None = None
+    state: State | None = None
 
     def __post_init__(self) -> None:
         self.tables = frozenset(table_of(k) for k in self.version_keys)
@@ -58,16 +60,29 @@ class Maintained:
         if self.failed is None:
             self.failed = reason
 
+    def load(self, store: MaintainedAnswers) -> State:
+        """The entry's state, read once (the digest must still be the baseline's)."""
+        if self.state is None:
+            found = store.maintained_content(self.key)
+            if found is None or found[2] != self.baseline.digest:
+                raise Unmaintainable("concurrent_write")
+            self.value = found[0]
+            self.state = State.decode(found[1], self.shape)
+        return self.state
+
     def update(self) -> MaintainUpdate:
-        """What phase 2 stores: the entry's rows derived from the state, and the state."""
+        """What phase 2 stores: the rows derived from the state and the state; only a new stamp
+        when no write of the transaction changed the answer."""
+        if self.state is None or self.value is None:
+            return MaintainUpdate(self.key, self.baseline.digest, None, None, self.baseline.versions)
         try:
-            old = decode(self.baseline.value)
+            old = decode(self.value)
         except CorruptEntry as exc:
             raise Unmaintainable("corrupt_entry") from exc
         rows = derive(self.state, self.shape, self.params)
         rowcount = len(rows) if old.rowcount == len(old.rows) else old.rowcount
         value = encode(Result(old.description, rows, rowcount, old.lastrowid))
-        return MaintainUpdate(self.key, self.baseline.state, value, self.state.encode(), self.baseline.versions)
+        return MaintainUpdate(self.key, self.baseline.digest, value, self.state.encode(), self.baseline.versions)
 
 
 def spec_of(sql: str, params: Any, version_keys: tuple[str, ...]) -> bytes:
@@ -139,6 +154,8 @@ class StatementMaintenance:
         self.params = params
         self.own_transaction = own_transaction
         self.stats = session.context.stats.maintain
+        assert session.context.maintain is not None
+        self.store: MaintainedAnswers = session.context.maintain
         self.deadline = 0.0
 
     def run(self, write: Callable[[], Any], raw_cursor: Any) -> Any:
@@ -303,10 +320,13 @@ class StatementMaintenance:
                     if (i, part) not in afters:
                         continue  # the part does not read the table
                     before, after = befores.get((i, part), []), afters[(i, part)]
+                    if not before and not after:
+                        continue  # the write did not touch what the part reads
+                    state = entry.load(self.store)
                     if part < 0:
-                        apply_groups(entry.state, entry.shape, before, after)
+                        apply_groups(state, entry.shape, before, after)
                     else:
-                        apply_scalar(entry.state, entry.shape, part, before[0] if before else None,
+                        apply_scalar(state, entry.shape, part, before[0] if before else None,
                                      after[0] if after else None)
             except Unmaintainable as exc:
                 entry.fail(exc.reason)
@@ -359,54 +379,65 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: Any, keys: s
     limit = context.config.invalidation.maintain.max_entries_per_write
     written = {table_of(k) for k in tx.written}
     entries: list[Maintained] = []
+    fresh: list[tuple[str, Shape, tuple[Any, ...], tuple[str, ...]]] = []
     for key, spec in registered.items():
         entry = tx.maintained.get(key)
-        if entry is None:
-            if late:
-                stats.incr("fallback:snapshot")
-                continue
-            if len(entries) >= limit:
-                stats.incr("fallback:max_entries")
-                continue
-            entry = _baseline(session, table_key, key, spec, written)
-            if entry is None:
-                continue
-        if entry.failed is None:
-            entries.append(entry)
+        if entry is not None:
+            if entry.failed is None:
+                entries.append(entry)
+            continue
+        if late:
+            stats.incr("fallback:snapshot")
+            continue
+        if len(fresh) >= limit:
+            stats.incr("fallback:max_entries")
+            continue
+        found = _candidate(session, table_key, key, spec, written)
+        if found is not None:
+            fresh.append((key, *found))
+    if fresh:
+        try:
+            baselines = store.maintained_baselines([(key, version_keys) for key, _, _, version_keys in fresh])
+        except Exception:  # noqa: BLE001 - fail open: invalidation as always
+            context.store_failed()
+            baselines = [None] * len(fresh)
+        for (key, shape, entry_params, version_keys), baseline in zip(fresh, baselines, strict=True):
+            if baseline is None:
+                store.forget_maintained(table_key, key)  # gone, stale or refilled without state
+            else:
+                entries.append(Maintained(key, shape, entry_params, version_keys, baseline))
     if not entries:
         return None
     own = not in_tx and session.adapter.autocommit(session.raw)
     return StatementMaintenance(session, plan, relation, pk, entries, sql, params, own)
 
 
-def _baseline(session: Session, table_key: str, key: str, spec: bytes, written: set[str]) -> Maintained | None:
+_SPECS: dict[bytes, tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}
+
+
+def _candidate(session: Session, table_key: str, key: str, spec: bytes, written: set[str]
+               ) -> tuple[Shape, tuple[Any, ...], tuple[str, ...]] | None:
+    """A registered entry's shape, parameters and version keys (None: not maintainable here)."""
     context = session.context
     store = context.maintain
     assert store is not None
-    stats = context.stats.maintain
     try:
-        sql, version_keys, params = _from_spec(spec)
+        found = _SPECS.get(spec)
+        if found is None:
+            found = _from_spec(spec)
+            if len(_SPECS) > 4096:
+                _SPECS.clear()
+            _SPECS[spec] = found
+        sql, version_keys, params = found
         catalog, _ = session.catalog()
         shape = shape_of(sql, session.analyzer.dialect, session.analyzer.paramstyle, frozenset(catalog.read_deps))
     except (CorruptEntry, Refused, IndexError, TypeError):
         store.forget_maintained(table_key, key)
         return None
     if not written.isdisjoint(table_of(k) for k in version_keys):
-        stats.incr("fallback:earlier_write")  # this transaction already changed what it reads
+        context.stats.maintain.incr("fallback:earlier_write")  # this transaction already changed what it reads
         return None
-    try:
-        baseline = store.maintained_state(key, version_keys)
-    except Exception:  # noqa: BLE001 - fail open
-        context.store_failed()
-        return None
-    if baseline is None:
-        store.forget_maintained(table_key, key)  # gone, stale or refilled without state
-        return None
-    try:
-        state = State.decode(baseline.state, shape)
-    except Unmaintainable:
-        return None
-    return Maintained(key, shape, params, version_keys, baseline, state)
+    return shape, params, version_keys
 
 
 def checks_of(entries: list[Maintained]) -> list[MaintainCheck]:

@@ -34,7 +34,7 @@ import weakref
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import redis
-from querycache.backends.base import MISS, Baseline, Lookup, MaintainCheck, MaintainUpdate, _Miss
+from querycache.backends.base import MISS, Baseline, Lookup, MaintainCheck, MaintainUpdate, _Miss, state_digest
 from querycache.backends.redis.scripts import (
     _ACKED,
     _BEGIN,
@@ -44,7 +44,7 @@ from querycache.backends.redis.scripts import (
     _EXTEND,
     _FILL,
     _LOOKUP,
-    _MAINTAINED_STATE,
+    _MAINTAINED_BASELINES,
     _NO_LEASE,
     _REGISTER,
     _REGISTER_MAINTAINED,
@@ -114,8 +114,8 @@ class RedisBackend(Subscription):
         self._scripts = {name: self._client.register_script(body) for name, body in (
             ("lookup", lookup), ("fill", _FILL), ("begin", _BEGIN), ("end", _END), ("stamp", _STAMP),
             ("renew", _RENEW), ("acked", _ACKED), ("release", _RELEASE), ("extend", _EXTEND),
-            ("register", _REGISTER), ("mstate", _MAINTAINED_STATE), ("begin_checked", _BEGIN_CHECKED),
-            ("end_maintained", _END_MAINTAINED), ("mregister", _REGISTER_MAINTAINED))}
+            ("register", _REGISTER), ("begin_checked", _BEGIN_CHECKED), ("end_maintained", _END_MAINTAINED),
+            ("mbaselines", _MAINTAINED_BASELINES), ("mregister", _REGISTER_MAINTAINED))}
         db = self._client.connection_pool.connection_kwargs.get("db", 0)
         self.channel = f"{CHANNEL}:{db}"
         self.fills_channel = f"{FILLS}:{db}"
@@ -343,17 +343,31 @@ class RedisBackend(Subscription):
     def forget_maintained(self, table_key: str, key: str) -> None:
         self._call(lambda: self._client.hdel(self._registry(table_key), key))
 
-    def maintained_state(self, key: str, version_keys: Sequence[str]) -> Baseline | None:
-        vkeys, pkeys = self._keys(version_keys)
-        found = self._run("mstate", [CLOCK, key, *vkeys, *pkeys], [self._new_epoch(), len(version_keys)])
-        if not found or not found[0]:
+    def maintained_baselines(self, entries: Sequence[tuple[str, Sequence[str]]]) -> list[Baseline | None]:
+        keys: list[str] = []
+        for _, version_keys in entries:
+            vkeys, pkeys = self._keys(version_keys)
+            keys += [*vkeys, *pkeys]
+        found = self._run("mbaselines", [CLOCK, *(k for k, _ in entries), *keys],
+                          [self._new_epoch(), 0, len(entries), *(len(v) for _, v in entries)])
+        out: list[Baseline | None] = []
+        for (_, version_keys), item in zip(entries, found, strict=True):
+            if not item:
+                out.append(None)
+                continue
+            digest = item[1].decode() if isinstance(item[1], bytes) else str(item[1])
+            out.append(Baseline({k: int(v) for k, v in zip(version_keys, item[2], strict=True)}, digest))
+        return out
+
+    def maintained_content(self, key: str) -> tuple[bytes, bytes, str] | None:
+        found = self._call(lambda: self._client.hmget(key, "v", "m")) or (None, None)
+        value, state = found
+        if not value or not state:
             return None
-        value, state = self._verify(key, found[0]), self._verify(key + _STATE, found[1])
-        if value is MISS or state is MISS:
+        plain, plain_state = self._verify(key, value), self._verify(key + _STATE, state)
+        if not isinstance(plain, bytes) or not isinstance(plain_state, bytes):
             return None
-        assert isinstance(value, bytes) and isinstance(state, bytes)
-        versions = {k: int(v) for k, v in zip(version_keys, found[2], strict=True)}
-        return Baseline(value, state, versions)
+        return plain, plain_state, state_digest(state)
 
     def _check_keys(self, baselines: Sequence[Mapping[str, int]]) -> tuple[list[str], list[int], list[int]]:
         """The keys and arguments of the checks' dependencies: counts, keys, versions."""
@@ -378,8 +392,8 @@ class RedisBackend(Subscription):
         extra, counts, seen = self._check_keys([u.baseline for u in updates])
         payload: list[Any] = []
         for u in updates:
-            payload += [hashlib.sha1(self._sign(u.key + _STATE, u.old_state)).hexdigest(),
-                        self._sign(u.key, u.value), self._sign(u.key + _STATE, u.state)]
+            payload += [u.digest, self._sign(u.key, u.value) if u.value is not None else "",
+                        self._sign(u.key + _STATE, u.state) if u.state is not None else ""]
         try:
             seq, msg, epoch, born_ms, now_ms, ok = self._run(
                 "end_maintained", [CLOCK, *vkeys, *pkeys, *(u.key for u in updates), *extra],

@@ -236,20 +236,29 @@ local function unchanged(vk, pk, seen, token, tick1)
 end
 """
 
-# KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n. The entry, its state and
-# the versions when the entry is fresh now; {false} otherwise.
-_MAINTAINED_STATE = _PRELUDE + """
-local e = redis.call('HMGET', KEYS[2], 'e', 's', 'v', 'm')
-if e[1] ~= epoch or not e[3] or not e[4] then return {false} end
-local stamp = tonumber(e[2])
-local vkeys = {}
-for i = 1, n do vkeys[i] = KEYS[2 + i] end
-local versions = n > 0 and redis.call('MGET', unpack(vkeys)) or {}
-for i = 1, n do
-  if not versions[i] or tonumber(versions[i]) > stamp then return {false} end
-  if pending_on(KEYS[2 + n + i]) then return {false} end
+# KEYS: clock, m entry keys, then per entry its c version keys and c pending keys. ARGV: new epoch,
+# 0, m, the m counts c. Per entry: {stamp, sha1 of its stored state, versions} when it is fresh now
+# and has a state, else nil.
+_MAINTAINED_BASELINES = _PRELUDE + """
+local m = tonumber(ARGV[3])
+local out = {}
+local j = 1 + m
+for u = 1, m do
+  local c = tonumber(ARGV[3 + u])
+  local e = redis.call('HMGET', KEYS[1 + u], 'e', 's', 'm')
+  local fresh = e[1] == epoch and e[3] and true or false
+  local versions = {}
+  for i = 1, c do
+    local v = redis.call('GET', KEYS[j + i])
+    versions[i] = v or '0'
+    if not v then fresh = false end
+    if fresh and tonumber(v) > tonumber(e[2]) then fresh = false end
+    if fresh and pending_on(KEYS[j + c + i]) then fresh = false end
+  end
+  j = j + 2 * c
+  if fresh then out[u] = {e[2], redis.sha1hex(e[3]), versions} else out[u] = false end
 end
-return {e[3], e[4], versions}
+return out
 """
 
 # KEYS: clock, n version keys, n pending keys, then t version keys and t pending keys of the checks.
@@ -283,7 +292,8 @@ return {sv, ok}
 
 # KEYS: clock, n version keys, n pending keys, m entry keys, then t version keys and t pending keys
 # of the updates' baselines. ARGV: new epoch, n, token, logical names, channel, tick1, m, m counts,
-# then per update: sha1 of the stored state it read, new value, new state; then t baseline versions.
+# then per update: sha1 of the stored state it read, new value and new state ('' and '': the stamp
+# only); then t baseline versions.
 # Phase 2, and each update stored at its tick when the entry still holds that state and no other
 # writer touched a dependency since the baseline.
 _END_MAINTAINED = _PRELUDE + _UNCHANGED_FN + """
@@ -309,7 +319,9 @@ for i = 1, n do
   redis.call('ZREM', KEYS[1 + n + i], ARGV[3])
 end
 for u = 1, m do
-  if ok[u] == 1 then
+  if ok[u] == 1 and ARGV[7 + m + 3 * u - 1] == '' then
+    redis.call('HSET', KEYS[1 + 2 * n + u], 's', sv)  -- the answer did not change: a new stamp only
+  elseif ok[u] == 1 then
     redis.call('HSET', KEYS[1 + 2 * n + u], 's', sv, 'v', ARGV[7 + m + 3 * u - 1], 'm', ARGV[7 + m + 3 * u])
   end
 end
