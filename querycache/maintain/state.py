@@ -256,7 +256,8 @@ def check_fill(state: State, shape: Shape, rows: Sequence[Sequence[Any]]) -> Non
     """The state's projection must give back the database's own columns for every group."""
     # Unordered, the derivation keeps the state's order: the state query's own.
     derived = derive(State(state.groups, state.scalars, state.totals), _unordered(shape), ())
-    if len(derived) != len(rows) or any(repr(d) != repr(tuple(r[:shape.width])) for d, r in zip(derived, rows, strict=True)):
+    if len(derived) != len(rows) or any(repr(d) != repr(tuple(r[:shape.width]))
+                                        for d, r in zip(derived, rows, strict=True)):
         raise Unmaintainable("fill_mismatch")
 
 
