@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from querycache.codec import Result
 from querycache.maintain.shape import Refused, Shape, bind, shape_of
-from querycache.maintain.state import Unmaintainable, check_fill, derive, from_state_rows
+from querycache.maintain.state import Unmaintainable, check_fill, from_state_rows, order, project
 from querycache.maintain.writes import spec_of
 
 if TYPE_CHECKING:
@@ -63,8 +63,9 @@ def derive_fill(shape: Shape, rows: Sequence[Sequence[Any]], params: Any) -> tup
         return "row_type"
     try:
         state = from_state_rows(shape, rows)
-        check_fill(state, shape, rows)
-        return derive(state, shape, params), state.encode()
+        projected = project(state, shape)
+        check_fill(state, shape, rows, projected)
+        return order(projected, shape, params), state.encode()
     except Unmaintainable as exc:
         return exc.reason
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import heapq
+import operator
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -225,47 +226,62 @@ def apply_scalar(state: State, shape: Shape, k: int, before: Sequence[Any] | Non
 
 def derive(state: State, shape: Shape, params: Any) -> list[tuple[Any, ...]]:
     """The rows the statement returns for ``state``: projected, ordered, offset and limited."""
-    totals: dict[int, Any] = {}
-    for output in shape.outputs:
-        if output.kind == "total" and output.index not in totals:
-            j = output.index
-            found = [v[2 * j] for v in state.groups.values() if v[2 * j] is not None]
-            totals[j] = sum(found) if found else None
-    rows = []
-    for key, values in state.groups.items():
-        row = []
-        for column, output in enumerate(shape.outputs):
-            if output.kind == "key":
-                row.append(key[output.index])
-            elif output.kind == "slot":
-                row.append(values[2 * output.index])
-            elif output.kind == "total":
-                total = totals[output.index]
-                if total is not None and state.totals.get(column) == "decimal":
-                    total = decimal.Decimal(total)
-                elif total is not None and not isinstance(total, int):
-                    raise Unmaintainable("type")
-                row.append(total)
-            else:
-                row.append(state.scalars[output.index][0])
-        rows.append(tuple(row))
+    return order(project(state, shape), shape, params)
+
+
+def project(state: State, shape: Shape) -> list[tuple[Any, ...]]:
+    """The statement's columns of every group, in the state's order."""
+    keys = shape.keys
+    width = 2 * len(shape.slots) + 1
+    consts: list[Any] = []
+    indices: list[int] = []
+    for column, output in enumerate(shape.outputs):
+        if output.kind == "key":
+            indices.append(output.index)
+        elif output.kind == "slot":
+            indices.append(keys + 2 * output.index)
+        else:
+            indices.append(keys + width + len(consts))
+            consts.append(_total(state, output.index, state.totals.get(column)) if output.kind == "total"
+                          else state.scalars[output.index][0])
+    tail = tuple(consts)
+    if len(indices) == 1:
+        only = indices[0]
+        return [((*key, *values, *tail)[only],) for key, values in state.groups.items()]
+    pick = operator.itemgetter(*indices)
+    return [pick((*key, *values, *tail)) for key, values in state.groups.items()]
+
+
+def _total(state: State, slot: int, tag: str | None) -> Any:
+    """SUM(<slot>) OVER (): the slot summed over every group, in the type the database gave it."""
+    found = [v[2 * slot] for v in state.groups.values() if v[2 * slot] is not None]
+    total = sum(found) if found else None
+    if total is not None and tag == "decimal":
+        return decimal.Decimal(total)
+    if total is not None and not isinstance(total, int):
+        raise Unmaintainable("type")
+    return total
+
+
+def order(rows: list[tuple[Any, ...]], shape: Shape, params: Any) -> list[tuple[Any, ...]]:
+    """``rows`` in the statement's ORDER BY, then its OFFSET and LIMIT."""
     offset = _count(shape.offset, params) or 0
     limit = _count(shape.limit, params)
     fast = _top(rows, shape, offset, limit)
     if fast is not None:
         return fast
-    for order in reversed(shape.order):
-        c = order.column
+    for key in reversed(shape.order):
+        c = key.column
         nulls = [r for r in rows if r[c] is None]
         present = [r for r in rows if r[c] is not None]
         for r in present:
             if not isinstance(r[c], _ORDERABLE):
                 raise Unmaintainable("text_order" if isinstance(r[c], str) else "order_type")
         try:
-            present.sort(key=lambda r: r[c], reverse=order.desc)
+            present.sort(key=lambda r: r[c], reverse=key.desc)
         except TypeError as exc:
             raise Unmaintainable("order_type") from exc
-        rows = nulls + present if order.nulls_first else present + nulls
+        rows = nulls + present if key.nulls_first else present + nulls
     if offset or limit is not None:
         rows = rows[offset:] if limit is None else rows[offset:offset + limit]
     return rows
@@ -277,13 +293,19 @@ def _top(rows: list[tuple[Any, ...]], shape: Shape, offset: int, limit: int | No
     if limit is None or not shape.order:
         return None
     columns = [o.column for o in shape.order]
-    for row in rows:
-        for c in columns:
-            if type(row[c]) not in (int, decimal.Decimal):
-                return None
+    for c in columns:
+        if not set(map(type, (r[c] for r in rows))) <= {int, decimal.Decimal}:
+            return None
     signs = [-1 if o.desc else 1 for o in shape.order]
-    pairs = list(zip(columns, signs, strict=True))
-    best = heapq.nsmallest(offset + limit, rows, key=lambda r: tuple(r[c] * s for c, s in pairs))
+    if len(columns) == 1:
+        (c1,), (s1,) = columns, signs
+        best = heapq.nsmallest(offset + limit, rows, key=lambda r: r[c1] * s1)
+    elif len(columns) == 2:
+        (c1, c2), (s1, s2) = columns, signs
+        best = heapq.nsmallest(offset + limit, rows, key=lambda r: (r[c1] * s1, r[c2] * s2))
+    else:
+        pairs = list(zip(columns, signs, strict=True))
+        best = heapq.nsmallest(offset + limit, rows, key=lambda r: tuple(r[c] * s for c, s in pairs))
     return best[offset:]
 
 
@@ -301,17 +323,11 @@ def _count(source: Any, params: Any) -> int | None:
     return value
 
 
-def check_fill(state: State, shape: Shape, rows: Sequence[Sequence[Any]]) -> None:
-    """The state's projection must give back the database's own columns for every group."""
-    # Unordered, the derivation keeps the state's order: the state query's own.
-    sample = rows[:_CHECKED_ROWS]
-    derived = derive(state, _unordered(shape), ())[:_CHECKED_ROWS]
+def check_fill(state: State, shape: Shape, rows: Sequence[Sequence[Any]],
+               projected: list[tuple[Any, ...]] | None = None) -> None:
+    """The state's projection must give back the database's own columns (checked on the first
+    rows and the count: the rest come from the same hidden columns the same way)."""
+    derived = (projected if projected is not None else project(state, shape))[:_CHECKED_ROWS]
     if len(state.groups) != len(rows) or any(repr(d) != repr(tuple(r[:shape.width]))
-                                             for d, r in zip(derived, sample, strict=True)):
+                                             for d, r in zip(derived, rows, strict=False)):
         raise Unmaintainable("fill_mismatch")
-
-
-def _unordered(shape: Shape) -> Shape:
-    from dataclasses import replace
-
-    return replace(shape, order=(), limit=None, offset=None)
