@@ -112,9 +112,9 @@ class MaintainConfig:
     grouped aggregates it touches with delta queries instead of dropping them."""
 
     enabled: bool = False
-    max_entries_per_write: int = 32
+    max_entries_per_write: int = 256
     """Entries maintained per write statement; the rest are invalidated (counted)."""
-    max_delta_ms: float = 50.0
+    max_delta_ms: float = 250.0
     """Time a write statement may spend on delta queries; past it the rest are invalidated."""
 
 

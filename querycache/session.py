@@ -40,6 +40,8 @@ class Session:
             if config.l1.enabled else None
         )
         self.tx = TransactionTracker()
+        if context.maintain is not None:
+            self.tx.release_lease = context.maintain.release_maintainer
         self.publisher = context.publisher
         # A temp table was created: reads may see it, so they get a scope of this connection's own.
         self.temp_scoped = False
@@ -332,6 +334,7 @@ class Session:
             if maintenance is not None:
                 tx.maintained.update((e.key, e) for e in maintenance.entries)
                 tx.maintaining = frozenset(e.key for e in maintenance.entries)
+                tx.leases.update(maintenance.leases)
             try:
                 tx.wrote(keys)
                 return action()
@@ -341,10 +344,13 @@ class Session:
                     # It autocommitted after all (or ended the transaction): publish now.
                     self.reconcile(True, ended_by_commit=True)
         try:
+            if maintenance is not None and maintenance.own_transaction:
+                return action()  # it publishes its own COMMIT (StatementMaintenance.run)
             # ``keys`` itself, not a copy: a row-level write adds the buckets it touched while it runs.
-            return self.publisher.around(keys | tx.written if implicit_commit else keys, action,
-                                         maintained=maintenance.entries if maintenance is not None else None)
+            return self.publisher.around(keys | tx.written if implicit_commit else keys, action)
         finally:
+            if maintenance is not None:
+                tx.leases.update(maintenance.leases)  # given back by the end below
             if implicit_commit:
                 adapter.after_transaction_end(raw)
                 self.tx_ended()

@@ -8,7 +8,7 @@ becomes visible and asks the publisher.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from querycache.analysis import ALL_TABLES
 from querycache.invalidation.keys import table_of
@@ -24,8 +24,8 @@ RR_LEVELS = ("repeatable read", "serializable-snapshot", "unknown")
 class TransactionTracker:
     """The open transaction of one connection: open, seen starting, stamped, dirty, written."""
 
-    __slots__ = ("dirty", "isolation", "maintained", "maintaining", "next_isolation", "open", "ran", "row_checks",
-                 "stamp", "tracked", "written")
+    __slots__ = ("dirty", "isolation", "leases", "maintained", "maintaining", "next_isolation", "open", "ran",
+                 "release_lease", "row_checks", "stamp", "tracked", "written")
 
     def __init__(self) -> None:
         # SET TRANSACTION outside a transaction: the level of the next one.
@@ -45,6 +45,10 @@ class TransactionTracker:
         self.maintaining: frozenset[str] = frozenset()
         # A statement ran on the database inside the transaction: its snapshot may exist by now.
         self.ran = False
+        # Maintainer leases held until the transaction ends (table key -> token), and how to give
+        # one back (set by the session).
+        self.leases: dict[str, str] = {}
+        self.release_lease: Callable[[str, str], None] | None = None
 
     def end(self) -> None:
         """The transaction ended (or never was): forget it."""
@@ -58,6 +62,16 @@ class TransactionTracker:
         self.maintained = {}
         self.maintaining = frozenset()
         self.ran = False
+        self.give_back_leases()
+
+    def give_back_leases(self) -> None:
+        if self.leases and self.release_lease is not None:
+            for table_key, token in self.leases.items():
+                try:
+                    self.release_lease(table_key, token)
+                except Exception:  # noqa: BLE001 - it expires anyway
+                    pass
+        self.leases = {}
 
     def begin(self, stamp: int | None, isolation: str | None = None) -> None:
         """A transaction began in the wrapper's sight, with ``stamp`` taken before its snapshot."""

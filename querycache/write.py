@@ -84,7 +84,8 @@ class WritePath(ServingCursor):
                 keys = rows.keys
                 action = partial(rows.run, self._send, execute, self._raw)
         if maintenance is not None:
-            action = partial(maintenance.run, action, self._raw)
+            publish = partial(session.publisher.around, keys, maintained=maintenance.entries) if own else None
+            action = partial(maintenance.run, action, self._raw, publish)
         session.run_write(keys, action, analysis.implicit_commit, analysis.kind is StatementKind.WRITE, maintenance)
         if analysis.kind in (StatementKind.DDL, StatementKind.UNKNOWN, StatementKind.CALL):
             session.catalog_changed()

@@ -188,9 +188,16 @@ class MaintainedAnswers(Protocol):
 
     def forget_maintained(self, table_key: str, key: str) -> None: ...
 
-    def maintained_baselines(self, entries: Sequence[tuple[str, Sequence[str]]]) -> list[Baseline | None]:
-        """For each (entry key, its version keys): its baseline when it is fresh now (else None),
-        all in one call."""
+    def maintained_baselines(self, entries: Sequence[tuple[str, Sequence[str]]]) -> list[Baseline | bool]:
+        """For each (entry key, its version keys): its baseline when it is fresh now, else False
+        when it is only stale or pending (it may be fresh again) and True when it is gone; all in
+        one call."""
+
+    def lease_maintainer(self, table_key: str, token: str, ttl_ms: int) -> bool:
+        """Take the table's maintainer lease (one writer at a time maintains a table's entries:
+        two at once would each see the other's bump and fall back); False: another holds it."""
+
+    def release_maintainer(self, table_key: str, token: str) -> None: ...
 
     def maintained_content(self, key: str) -> tuple[bytes, bytes, str] | None:
         """The entry's value, its state and the state's digest (None: gone)."""

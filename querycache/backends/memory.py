@@ -64,6 +64,8 @@ class ProcessClock:
         # Row-level invalidation: the columns readers pin, per table key, and a version per table.
         self.dependencies: dict[str, set[str]] = {}
         self.dependency_versions: dict[str, int] = {}
+        # Maintained answers: the maintainer lease of each table (token, until), per process.
+        self.maintainers: dict[str, tuple[str, float]] = {}
 
 
 _PROCESS_CLOCK = ProcessClock()
@@ -280,18 +282,34 @@ class MemoryBackend:
         with self._lock:
             self._maintained.get(table_key, {}).pop(key, None)
 
-    def maintained_baselines(self, entries: Sequence[tuple[str, Sequence[str]]]) -> list[Baseline | None]:
+    def maintained_baselines(self, entries: Sequence[tuple[str, Sequence[str]]]) -> list[Baseline | bool]:
         now = time.monotonic()
-        out: list[Baseline | None] = []
+        out: list[Baseline | bool] = []
         with self._lock:
             for key, version_keys in entries:
                 entry = self._entries.get(key)
-                if (entry is None or entry.state is None or entry.expires_at <= now
-                        or tuple(version_keys) != entry.version_keys or not self._fresh(entry, None)):
-                    out.append(None)
+                if entry is None or entry.state is None or entry.expires_at <= now:
+                    out.append(True)
+                elif tuple(version_keys) != entry.version_keys or not self._fresh(entry, None):
+                    out.append(False)
                 else:
                     out.append(Baseline({k: self.versions[k] for k in version_keys}, state_digest(entry.state)))
         return out
+
+    def lease_maintainer(self, table_key: str, token: str, ttl_ms: int) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            held = self._clock.maintainers.get(table_key)
+            if held is not None and held[0] != token and held[1] > now:
+                return False
+            self._clock.maintainers[table_key] = (token, now + ttl_ms / 1000)
+            return True
+
+    def release_maintainer(self, table_key: str, token: str) -> None:
+        with self._lock:
+            held = self._clock.maintainers.get(table_key)
+            if held is not None and held[0] == token:
+                del self._clock.maintainers[table_key]
 
     def maintained_content(self, key: str) -> tuple[bytes, bytes, str] | None:
         with self._lock:

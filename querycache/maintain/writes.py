@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -144,7 +145,7 @@ class StatementMaintenance:
     """The delta work of one write statement on the entries it maintains."""
 
     def __init__(self, session: Session, plan: WritePlan, relation: str, pk: str, entries: list[Maintained],
-                 sql: str, params: Any, own_transaction: bool) -> None:
+                 sql: str, params: Any, own_transaction: bool, leases: list[tuple[str, str]]) -> None:
         self.session = session
         self.plan = plan
         self.relation = relation
@@ -153,13 +154,17 @@ class StatementMaintenance:
         self.sql = sql
         self.params = params
         self.own_transaction = own_transaction
+        self.leases = leases  # maintainer leases this statement took: (table key, token)
         self.stats = session.context.stats.maintain
         assert session.context.maintain is not None
         self.store: MaintainedAnswers = session.context.maintain
         self.deadline = 0.0
 
-    def run(self, write: Callable[[], Any], raw_cursor: Any) -> Any:
-        """Run ``write`` with the delta queries around it, in one transaction."""
+    def run(self, write: Callable[[], Any], raw_cursor: Any,
+            publish: Callable[[Callable[[], Any]], Any] | None = None) -> Any:
+        """Run ``write`` with the delta queries around it, in one transaction. ``publish``: in the
+        transaction the wrapper opened, how its COMMIT is published (both phases around the COMMIT
+        alone: until then nothing of the write is visible, and the pending window stays short)."""
         session = self.session
         config = session.context.config.invalidation.maintain
         self.deadline = time.perf_counter() + config.max_delta_ms / 1000
@@ -169,16 +174,25 @@ class StatementMaintenance:
         try:
             if own:
                 cursor.execute("BEGIN")
-            old_keys = self._keys_before(cursor)
-            befores = self._deltas(cursor, old_keys) if old_keys else {}
+            try:
+                old_keys = self._keys_before(cursor)
+                befores = self._deltas(cursor, old_keys) if old_keys else {}
+            except Exception:  # noqa: BLE001 - the maintenance's own failure never fails the write
+                self._fail_all("error")
+                old_keys, befores = None, None
             result = write()
-            new_keys = self._keys_after(cursor, raw_cursor, old_keys)
-            if new_keys is not None:
-                afters = self._deltas(cursor, sorted(set(old_keys or []) | set(new_keys), key=repr))
-                self._apply(befores, afters)
-            else:
-                self._fail_all("keys")
-            if own:
+            try:
+                new_keys = self._keys_after(cursor, raw_cursor, old_keys)
+                if new_keys is not None:
+                    afters = self._deltas(cursor, sorted(set(old_keys or []) | set(new_keys), key=repr))
+                    self._apply(befores, afters)
+                else:
+                    self._fail_all("keys")
+            except Exception:  # noqa: BLE001 - as above: the write stands, its entries are invalidated
+                self._fail_all("error")
+            if own and publish is not None:
+                publish(lambda: cursor.execute("COMMIT"))
+            elif own:
                 cursor.execute("COMMIT")
         except BaseException:
             self._fail_all("write_failed")
@@ -330,6 +344,8 @@ class StatementMaintenance:
                                      after[0] if after else None)
             except Unmaintainable as exc:
                 entry.fail(exc.reason)
+            except Exception:  # noqa: BLE001 - an answer this cannot compute is invalidated instead
+                entry.fail("error")
 
 
 _STATEMENT_PARAM = re.compile(r"%\(qcp(\d+)\)s")
@@ -373,6 +389,14 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: Any, keys: s
     if relation is None or pk is None or (plan.kind == "update" and pk in plan.assigned):
         stats.incr("fallback:primary_key", len(registered))
         return None
+    # One maintaining writer per table at a time (two would each see the other's bump and fall
+    # back, invalidating every entry of the table): wait for the lease, boundedly.
+    lease = None
+    if table_key not in tx.leases:
+        lease = _lease(store, table_key)
+        if lease is None:
+            stats.incr("fallback:lease_wait", len(registered))
+            return None
     # A REPEATABLE READ transaction that already ran a statement may hold a snapshot older than a
     # baseline taken now: a delta would miss a commit. Entries baselined before it are fine.
     late = in_tx and tx.ran and session.isolation() in _RR_LEVELS
@@ -400,16 +424,40 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: Any, keys: s
             baselines = store.maintained_baselines([(key, version_keys) for key, _, _, version_keys in fresh])
         except Exception:  # noqa: BLE001 - fail open: invalidation as always
             context.store_failed()
-            baselines = [None] * len(fresh)
+            baselines = [False] * len(fresh)
         for (key, shape, entry_params, version_keys), baseline in zip(fresh, baselines, strict=True):
-            if baseline is None:
-                store.forget_maintained(table_key, key)  # gone, stale or refilled without state
-            else:
+            if isinstance(baseline, Baseline):
                 entries.append(Maintained(key, shape, entry_params, version_keys, baseline))
+            elif baseline:
+                store.forget_maintained(table_key, key)  # gone: evicted, expired or refilled without state
+    leases = [(table_key, lease)] if lease is not None else []
     if not entries:
+        for held in leases:
+            store.release_maintainer(*held)
         return None
     own = not in_tx and session.adapter.autocommit(session.raw)
-    return StatementMaintenance(session, plan, relation, pk, entries, sql, params, own)
+    return StatementMaintenance(session, plan, relation, pk, entries, sql, params, own, leases)
+
+
+_LEASE_MS = 10_000  # a maintainer lease outlives any write it covers; a killed writer frees it then
+_LEASE_WAIT_S = 1.0
+
+
+def _lease(store: MaintainedAnswers, table_key: str) -> str | None:
+    """Take the table's maintainer lease, waiting at most ``_LEASE_WAIT_S``; its token or None."""
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + _LEASE_WAIT_S
+    pause = 0.0005
+    while True:
+        try:
+            if store.lease_maintainer(table_key, token, _LEASE_MS):
+                return token
+        except Exception:  # noqa: BLE001 - fail open: no maintenance
+            return None
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(pause)
+        pause = min(pause * 2, 0.01)
 
 
 _SPECS: dict[bytes, tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}

@@ -49,6 +49,7 @@ from querycache.backends.redis.scripts import (
     _REGISTER,
     _REGISTER_MAINTAINED,
     _RELEASE,
+    _RELEASE_MAINTAINER,
     _RENEW,
     _STAMP,
     CHANNEL,
@@ -115,7 +116,8 @@ class RedisBackend(Subscription):
             ("lookup", lookup), ("fill", _FILL), ("begin", _BEGIN), ("end", _END), ("stamp", _STAMP),
             ("renew", _RENEW), ("acked", _ACKED), ("release", _RELEASE), ("extend", _EXTEND),
             ("register", _REGISTER), ("begin_checked", _BEGIN_CHECKED), ("end_maintained", _END_MAINTAINED),
-            ("mbaselines", _MAINTAINED_BASELINES), ("mregister", _REGISTER_MAINTAINED))}
+            ("mbaselines", _MAINTAINED_BASELINES), ("mregister", _REGISTER_MAINTAINED),
+            ("release_maintainer", _RELEASE_MAINTAINER))}
         db = self._client.connection_pool.connection_kwargs.get("db", 0)
         self.channel = f"{CHANNEL}:{db}"
         self.fills_channel = f"{FILLS}:{db}"
@@ -343,21 +345,28 @@ class RedisBackend(Subscription):
     def forget_maintained(self, table_key: str, key: str) -> None:
         self._call(lambda: self._client.hdel(self._registry(table_key), key))
 
-    def maintained_baselines(self, entries: Sequence[tuple[str, Sequence[str]]]) -> list[Baseline | None]:
+    def maintained_baselines(self, entries: Sequence[tuple[str, Sequence[str]]]) -> list[Baseline | bool]:
         keys: list[str] = []
         for _, version_keys in entries:
             vkeys, pkeys = self._keys(version_keys)
             keys += [*vkeys, *pkeys]
         found = self._run("mbaselines", [CLOCK, *(k for k, _ in entries), *keys],
                           [self._new_epoch(), 0, len(entries), *(len(v) for _, v in entries)])
-        out: list[Baseline | None] = []
+        out: list[Baseline | bool] = []
         for (_, version_keys), item in zip(entries, found, strict=True):
-            if not item:
-                out.append(None)
+            if not isinstance(item, list):
+                out.append(bool(item))  # 1: gone, 0: stale or pending
                 continue
             digest = item[1].decode() if isinstance(item[1], bytes) else str(item[1])
             out.append(Baseline({k: int(v) for k, v in zip(version_keys, item[2], strict=True)}, digest))
         return out
+
+    def lease_maintainer(self, table_key: str, token: str, ttl_ms: int) -> bool:
+        lease = _hashed(f"{self.namespace}:ml:", table_key)
+        return bool(self._call(lambda: self._client.set(lease, token, nx=True, px=ttl_ms)))
+
+    def release_maintainer(self, table_key: str, token: str) -> None:
+        self._run("release_maintainer", [_hashed(f"{self.namespace}:ml:", table_key)], [token])
 
     def maintained_content(self, key: str) -> tuple[bytes, bytes, str] | None:
         found = self._call(lambda: self._client.hmget(key, "v", "m")) or (None, None)

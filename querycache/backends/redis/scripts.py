@@ -238,7 +238,7 @@ end
 
 # KEYS: clock, m entry keys, then per entry its c version keys and c pending keys. ARGV: new epoch,
 # 0, m, the m counts c. Per entry: {stamp, sha1 of its stored state, versions} when it is fresh now
-# and has a state, else nil.
+# and has a state; 0 when it is only stale or pending; 1 when it is gone.
 _MAINTAINED_BASELINES = _PRELUDE + """
 local m = tonumber(ARGV[3])
 local out = {}
@@ -256,7 +256,9 @@ for u = 1, m do
     if fresh and pending_on(KEYS[j + c + i]) then fresh = false end
   end
   j = j + 2 * c
-  if fresh then out[u] = {e[2], redis.sha1hex(e[3]), versions} else out[u] = false end
+  if fresh then out[u] = {e[2], redis.sha1hex(e[3]), versions}
+  elseif e[1] == epoch and e[3] then out[u] = 0
+  else out[u] = 1 end
 end
 return out
 """
@@ -328,6 +330,12 @@ end
 local msg = announce(ARGV[5], sv, ARGV[4])
 local born = tonumber(redis.call('HGET', KEYS[1], 'born') or '0')
 return {sv, msg, epoch, string.format('%d', born), string.format('%d', now_ms), ok}
+"""
+
+# KEYS: a table's maintainer lease. ARGV: token. Compare-and-delete.
+_RELEASE_MAINTAINER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
 """
 
 # KEYS: the registries of the entry's tables. ARGV: entry key, spec, the bound per table.
