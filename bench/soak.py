@@ -190,10 +190,10 @@ def main() -> None:
     admin.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, grp int NOT NULL, v int NOT NULL)")
     admin.execute(f"INSERT INTO {table} SELECT g, g % {GROUPS}, 0 FROM generate_series(1, {args.rows}) g")
     admin.execute(f"CREATE INDEX ON {table} (grp)")
-    from tests.backends.test_redis import RedisServer  # here: the worker processes need none of pytest
+    from querycache.testing.redis_server import RedisServer
 
     redis_dir = tempfile.mkdtemp(prefix="qcsoak")
-    redis = RedisServer(redis_dir)  # the tests' own: a free port, kept across restarts
+    redis = RedisServer(redis_dir)  # the run's own: a free port, kept across restarts
     redis.start()
     ctx = mp.get_context("spawn")
     committed = ctx.Array("q", args.rows + 1)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 from typing import Any
@@ -14,6 +11,7 @@ import pytest
 
 from querycache.backends.base import MISS, backend_class
 from querycache.errors import BackendUnavailable
+from querycache.testing.redis_server import RedisServer
 from tests.backends.conformance import BackendConformance
 from tests.conftest import require
 
@@ -39,40 +37,6 @@ class TestRedisConformance(BackendConformance):
     def make_backend(self):  # type: ignore[no-untyped-def]
         _redis_up(REDIS_URL)
         return make(timeout_ms=2000)
-
-
-class RedisServer:
-    """A redis-server of the test's own, on a free port: tests may kill and restart it."""
-
-    def __init__(self, tmp: str) -> None:
-        if shutil.which("redis-server") is None:
-            require("redis-server binary", FileNotFoundError("redis-server"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.dir = tmp
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-
-        for _ in range(100):
-            try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-                return
-            except Exception:  # noqa: BLE001 - still starting
-                time.sleep(0.05)
-        raise RuntimeError("own redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
 
 
 def test_registered_as_redis() -> None:
