@@ -97,7 +97,7 @@ def reader(kind: str, url: str, namespace: str, table: str, committed: Any, stop
                                f"entry_epoch={entry.epoch[:12] if entry else None} "
                                f"entry_stamp={entry.stamp if entry else None} "
                                f"mirror={[b.versions.get(k) for k in vk]} last_msg={b._last_msg} "
-                               f"gen={b._generation} undelivered={len(b._undelivered)} breaker={b._state}")
+                               f"resyncs={b.resyncs} undelivered={len(b._undelivered)} breaker={b._state}")
                 statuses["STALE " + str(cur.cache_status)] = statuses.get("STALE " + str(cur.cache_status), 0) + 1
         results.put((reads, stale, statuses))
         cache.close()

@@ -233,6 +233,12 @@ class SemanticIndex:
             if not index.live:
                 del self._scopes[entry.scope]
 
+    def serialized_size(self, scope: str) -> int:
+        """The bytes of ``scope``'s FAISS index as ``faiss.serialize_index`` writes it (0 without one)."""
+        with self._lock:
+            index = self._scopes.get(scope)
+            return 0 if index is None else len(faiss.serialize_index(index.index))
+
     def describe(self) -> dict[str, int]:
         with self._lock:
             return {

@@ -72,12 +72,14 @@ def test_flushall_starts_a_new_epoch_and_old_stamps_are_refused(own_redis: Redis
     t = "db\x1forders"
     key = "qc-test:e:" + uuid.uuid4().hex
     old = backend.lookup(key, [t])
+    resyncs = backend.resyncs
     redis.Redis(port=own_redis.port).flushall()
     # A fill carrying a stamp of the old incarnation must never be accepted.
     assert backend.fill(key, b"old", [t], old.stamp, old.epoch, 60) is False
     new = backend.lookup(key, [t])
     assert new.epoch != old.epoch
     assert new.stamp >= old.stamp, "the new counter starts at store time, above every old stamp"
+    assert backend.resyncs > resyncs, "the mirror of the old incarnation was emptied"
     backend.close()
 
 
@@ -96,6 +98,36 @@ def test_restart_without_persistence_resets_safely(own_redis: RedisServer) -> No
     assert after.epoch != before.epoch
     assert after.stamp > written
     assert backend.fill(key, b"x", [t], before.stamp, before.epoch, 60) is False
+    backend.close()
+
+
+def test_the_lease_is_lost_with_the_store(own_redis: RedisServer) -> None:
+    backend = make(own_redis.url, timeout_ms=200)
+    _leased(backend)
+    assert not backend.l1_epoch.startswith("\x00no-lease")
+    own_redis.stop()
+    with pytest.raises(BackendUnavailable):
+        backend.lookup(None, ["db\x1forders"])  # a failure ends the lease at once
+    deadline = time.monotonic() + backend.lease_ms / 1000 + 0.5  # a renewal in flight: within a lease
+    while backend.has_lease:
+        assert time.monotonic() < deadline, "the lease outlived the store"
+        time.sleep(0.01)
+    assert backend.l1_epoch.startswith("\x00no-lease")
+    backend.close()
+
+
+def test_observed_scripts_are_the_ones_sent() -> None:
+    _redis_up(REDIS_URL)
+    backend = make(timeout_ms=2000)
+    t = "db\x1forders"
+    key = "qc-test:e:" + uuid.uuid4().hex
+    sent: list[str] = []
+    backend.observe_scripts(sent.append)
+    found = backend.lookup(key, [t])
+    assert backend.fill(key, b"v", [t], found.stamp, found.epoch, 60)
+    backend.observe_scripts(None)
+    backend.lookup(key, [t])
+    assert sent == ["lookup", "fill"]
     backend.close()
 
 
@@ -153,7 +185,7 @@ def test_undelivered_bump_is_retried_and_blocks_l1(own_redis: RedisServer) -> No
 
 def _leased(backend: Any) -> None:
     deadline = time.monotonic() + 10
-    while backend.l1_epoch.startswith("\x00no-lease"):
+    while not backend.has_lease:
         assert time.monotonic() < deadline, "no L1 lease"
         time.sleep(0.02)
 
@@ -169,7 +201,7 @@ def test_other_database_and_stray_messages_leave_the_mirror_alone(own_redis: Red
     t = "db\x1forders"
     backend.lookup(None, [t])
     _leased(backend)
-    epoch, generation = backend.epoch, backend._generation
+    epoch, generation = backend.epoch, backend.resyncs  # the L1 token is "<epoch>#<resyncs>"
     for _ in range(5):
         token = uuid.uuid4().hex
         neighbour.begin_write([t], token, 1000)
@@ -180,7 +212,7 @@ def test_other_database_and_stray_messages_leave_the_mirror_alone(own_redis: Red
     seq = backend.end_write([t], token)
     backend.wait_for_acks()
     time.sleep(0.3)
-    assert backend.epoch == epoch and backend._generation == generation
+    assert backend.epoch == epoch and backend.resyncs == generation
     assert backend.versions[t] == seq
     assert backend.l1_epoch == f"{epoch}#{generation}"
     backend.close()

@@ -139,6 +139,7 @@ class RedisBackend(Subscription):
         self._undelivered: set[str] = set()
         self._outage_since = 0.0
         self._on_resync: list[Callable[[], Any]] = []
+        self._script_observer: Callable[[str], object] | None = None
         self._stop = threading.Event()
         self._subscriber: threading.Thread | None = None
         self._pid = os.getpid()
@@ -196,6 +197,12 @@ class RedisBackend(Subscription):
     def on_resync(self, callback: Any) -> None:
         """``callback()`` runs when the mirror was emptied (gap, reconnect, new epoch)."""
         self._on_resync.append(callback)
+
+    def observe_scripts(self, callback: Callable[[str], object] | None) -> None:
+        """``callback(name)`` runs on the sending thread before each script this store sends
+        (``lookup``, ``fill``, ``begin``, ``end``...; not the subscriber thread's lease renewals);
+        ``None`` removes it. For instrumentation: bench/redis_clock.py counts round trips with it."""
+        self._script_observer = callback
 
     def _keys(self, version_keys: Sequence[str]) -> tuple[list[str], list[str]]:
         memo_key = tuple(version_keys)
@@ -534,6 +541,9 @@ class RedisBackend(Subscription):
             raise
 
     def _send(self, conn: Any, command: tuple[Any, ...], script: str) -> Any:
+        observer = self._script_observer
+        if observer is not None:
+            observer(script)
         try:
             if _hiredis_pack is not None:
                 conn.send_packed_command([_hiredis_pack(command)], check_health=False)
