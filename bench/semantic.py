@@ -107,7 +107,7 @@ def bench_lookup(sizes: list[int], samples: int) -> list[dict[str, Any]]:
             build_s = time.perf_counter() - started
             grown = rss_bytes() - before
             tier.worker.wait_ready(10)
-            serialized = len(faiss.serialize_index(tier.index._scopes["scope"].index))
+            serialized = tier.index.serialized_size("scope")
             rng = random.Random(size)
             whole, lookups = [], []
             for _ in range(samples):
