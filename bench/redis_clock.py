@@ -65,6 +65,7 @@ import redis.connection  # noqa: E402
 
 import querycache  # noqa: E402
 from querycache.backends.redis import HOLDERS, RedisBackend  # noqa: E402
+from querycache.invalidation.keys import any_rows_key, database_table_key  # noqa: E402
 
 REDIS_URL = os.environ.get("QUERYCACHE_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 PG_DSN = os.environ.get("QUERYCACHE_BENCH_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
@@ -587,7 +588,8 @@ def bench_invalidation(admin: psycopg.Connection[Any], tag: str, commits: int, w
                             checks.append(f"{case}: holder {holder.info[2]} resynced its mirror {resyncs} "
                                           f"time(s){'' if leased else ' and had no lease at the end'}")
                         for table in tables:
-                            key = f"{wrapped.version_namespace}\x1f{table}"
+                            # A row-level write bumps its table's "any row" bucket, not the table key.
+                            key = any_rows_key(database_table_key(wrapped.version_namespace, table))
                             want = backend.versions.get(key)
                             got = holder.request("version", key, expect="version")[1]
                             if want is None or got is None or got < want:
