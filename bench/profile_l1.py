@@ -1,6 +1,6 @@
 """Profile the L1 hit path of ``CachedCursor.execute`` (sqlite, 10 rows).
 
-    /work/main/.venv/bin/python bench/profile_l1.py
+    .venv/bin/python bench/profile_l1.py
 
 1. cProfile over many hits (tottime per function).
 2. The hit path re-enacted step by step with timeit, so each step's cost is visible without

@@ -1,6 +1,6 @@
 """Redis benchmarks for the shared L2 store and its clock, everything side by side in one run.
 
-    /work/main/.venv/bin/python bench/redis_clock.py [--quick] [--seed N]
+    .venv/bin/python bench/redis_clock.py [--quick] [--seed N]
 
 Needs PostgreSQL (database ``test``; ``QUERYCACHE_BENCH_PG``) and Redis (db 14 by default;
 ``QUERYCACHE_BENCH_REDIS``). The machine is small and noisy, so every figure is a comparison with

@@ -1,7 +1,7 @@
 """L3 benchmark: index lookup cost, embedding throughput, end-to-end hit latency, memory.
 
-    /work/main/.venv/bin/python bench/semantic.py            # full (about 10 minutes)
-    /work/main/.venv/bin/python bench/semantic.py --quick    # 1k and 10k entries, fewer samples
+    .venv/bin/python bench/semantic.py            # full (about 10 minutes)
+    .venv/bin/python bench/semantic.py --quick    # 1k and 10k entries, fewer samples
 
 Sections, every comparison measured side by side in this run (the machine is noisy; read ratios):
 

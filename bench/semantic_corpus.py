@@ -1,8 +1,8 @@
 """L3 on the verified corpora (tests/corpus/semantic): hit rate on equivalent pairs, false hits on
 near misses, and what the embedding adds over the canonical form.
 
-    /work/main/.venv/bin/python bench/semantic_corpus.py            # MiniLM and n-gram, + similarity study
-    /work/main/.venv/bin/python bench/semantic_corpus.py --model ngram --no-study
+    .venv/bin/python bench/semantic_corpus.py            # MiniLM and n-gram, + similarity study
+    .venv/bin/python bench/semantic_corpus.py --model ngram --no-study
 
 For each pair (a, b), on PostgreSQL (schema.sql loaded into the test database), with every tier
 flushed before the pair: run ``a`` through a wrapped connection with L3 on for every read (a miss:

@@ -1,7 +1,7 @@
 """Soak: a long mixed workload with Redis restarts in the middle; memory, threads, connections, stale reads.
 
-    /work/main/.venv/bin/python bench/soak.py                  # 10 minutes (issue 9)
-    /work/main/.venv/bin/python bench/soak.py --duration 60    # a short run
+    .venv/bin/python bench/soak.py                  # 10 minutes (issue 9)
+    .venv/bin/python bench/soak.py --duration 60    # a short run
 
 Worker processes (``--processes``, spawned) each run ``--threads`` threads, every thread with its own
 wrapped psycopg connection (autocommit) of the process's one ``QueryCache`` on the Redis store, with
