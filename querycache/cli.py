@@ -445,9 +445,9 @@ def bench(ctx: click.Context, rounds: int, as_json: bool) -> None:
     (see `bench workload --help`)."""
     if ctx.invoked_subcommand is not None:
         return
-    from querycache.quickbench import run_quick_bench
+    from querycache.benchmark.hotpath import measure
 
-    results = run_quick_bench(rounds)
+    results = measure(rounds)
     if as_json:
         _echo_json(results)
         return
