@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import redis
 from querycache.backends.base import MISS, Lookup, _Miss
@@ -68,6 +68,7 @@ except ImportError:  # pragma: no cover - hiredis is optional; redis-py packs th
 log = logging.getLogger("querycache")
 
 _live: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
+T = TypeVar("T")
 
 
 def _mark_forked() -> None:
@@ -138,7 +139,7 @@ class RedisBackend(Subscription):
         self.breaker_cooldown_s = breaker_cooldown_s
         self._undelivered: set[str] = set()
         self._outage_since = 0.0
-        self._on_resync: list[Callable[[], Any]] = []
+        self._on_resync: list[Callable[[], object]] = []
         self._script_observer: Callable[[str], object] | None = None
         self._stop = threading.Event()
         self._subscriber: threading.Thread | None = None
@@ -194,7 +195,7 @@ class RedisBackend(Subscription):
             if mirror.get(k, -1) < v:
                 mirror[k] = v
 
-    def on_resync(self, callback: Any) -> None:
+    def on_resync(self, callback: Callable[[], object]) -> None:
         """``callback()`` runs when the mirror was emptied (gap, reconnect, new epoch)."""
         self._on_resync.append(callback)
 
@@ -557,7 +558,7 @@ class RedisBackend(Subscription):
             conn.send_command(*command)
             return conn.read_response()
 
-    def _call(self, action: Any, force: bool = False) -> Any:
+    def _call(self, action: Callable[[], T], force: bool = False) -> T:
         # Reads stay behind the breaker; write announcements (force) always try, within the
         # timeout: another process may reach the store while this one's breaker is open.
         now = time.monotonic()

@@ -47,7 +47,7 @@ class Subscription:
     _undelivered: set[str]
     _held: dict[str, tuple[str, int]]
     _fill_waiters: dict[str, FillWaiter]
-    _on_resync: list[Callable[[], Any]]
+    _on_resync: list[Callable[[], object]]
     _epoch: str
     _epoch_seq: int
     _generation: int
