@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Hashable, Iterator, Mapping
 
 from querycache.analysis import Analysis, fold
 from querycache.backends.base import Backend, open_backend, shared_stats, size_report
@@ -210,7 +210,7 @@ class QueryCache:
         return CachedConnection(self, session)
 
     @contextlib.contextmanager
-    def scope(self, *, tenant: Any) -> Iterator[None]:
+    def scope(self, *, tenant: Hashable) -> Iterator[None]:
         """Entries read inside this block are keyed by ``tenant`` too (in every tier)."""
         token = self._tenant.set(tenant)
         try:
@@ -257,7 +257,7 @@ class QueryCache:
         for name in names:
             self._stats.invalidations.incr(f"group:{name}")
 
-    def flush(self, tier: str | None = None, *, tenant: Any = _ALL) -> None:
+    def flush(self, tier: str | None = None, *, tenant: Hashable = _ALL) -> None:
         """Drop cached entries of one tier (``"l1"``, ``"l2"``, ``"l3"``) or of all (``None``);
         with ``tenant``, only that tenant's (as given to ``scope(tenant=...)``)."""
         if tier is not None and tier not in _TIERS:
