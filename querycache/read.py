@@ -135,7 +135,7 @@ class _Read:
 class ReadPath(ServingCursor):
     """The cursor's read path below the L1 fast path of ``execute``."""
 
-    def _read(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
+    def _read(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> object:
         session = self._session
         context = session.context
         tx = session.tx
@@ -256,7 +256,7 @@ class ReadPath(ServingCursor):
                 break  # its result could not be stored: run it here, do not queue behind another
         return lookup, l1_token
 
-    def _lookup_and_run(self, read: _Read, flight: Flight | None) -> Any:
+    def _lookup_and_run(self, read: _Read, flight: Flight | None) -> object:
         """L2 (one round trip: entry, versions, marks, stamp), then L3, else run it and fill."""
         session = self._session
         context = session.context
@@ -537,7 +537,7 @@ class ReadPath(ServingCursor):
                           self._fp)
         next(context.stats.fills["l1"])
 
-    def _call_statement(self, analysis: Analysis, sql: str, params: Any) -> Any:
+    def _call_statement(self, analysis: Analysis, sql: str, params: Any) -> object:
         """A read that calls a user function which may write (or set_config): a write to everything."""
         session = self._session
         self._start_bypass(BypassReason.VOLATILE, analysis)

@@ -19,14 +19,14 @@ from querycache.status import BypassReason
 class WritePath(ServingCursor):
     """What ``execute`` does with statements that are not cacheable reads."""
 
-    def _transaction_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
+    def _transaction_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> object:
         session = self._session
         action = analysis.tx_action
         self._start_bypass(BypassReason.SESSION)
         candidate = session.stamp_candidate(analysis.isolation) if action is TxAction.BEGIN else None
         if action is TxAction.BEGIN and in_tx and analysis.implicit_commit:
             candidate = session.current_stamp()
-        run: Callable[[], Any] = lambda: self._execute_tracked(sql, params)  # noqa: E731
+        run: Callable[[], object] = lambda: self._execute_tracked(sql, params)  # noqa: E731
         if action is TxAction.COMMIT or (action is TxAction.BEGIN and analysis.implicit_commit and in_tx):
             session.end_transaction(run, committing=True)
         elif action is TxAction.ROLLBACK:
@@ -40,7 +40,7 @@ class WritePath(ServingCursor):
             session.tx.begin_at_next_isolation(candidate, analysis.isolation)
         return self._result()
 
-    def _session_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
+    def _session_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> object:
         session = self._session
         if analysis.implicit_commit and in_tx:
             # MySQL: LOCK TABLES, SET autocommit=1... commit the open transaction first.
@@ -61,7 +61,7 @@ class WritePath(ServingCursor):
             session.scope_changed()
         return self._result()
 
-    def _write(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
+    def _write(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> object:
         session = self._session
         self._start_bypass(analysis.reason or BypassReason.WRITE, analysis)
         keys = session.write_keys(analysis)
@@ -69,7 +69,7 @@ class WritePath(ServingCursor):
             session.became_temp_scoped()  # reads may now see this connection's own temp table
         if analysis.implicit_commit and in_tx:
             keys |= session.tx.written
-        action: Callable[[], Any] = lambda: self._execute_tracked(sql, params)  # noqa: E731
+        action: Callable[[], object] = lambda: self._execute_tracked(sql, params)  # noqa: E731
         if session.row_level and analysis.kind is StatementKind.WRITE and not analysis.implicit_commit:
             rows = row_level_write(session, sql, params, keys, in_tx)
             if rows is not None:
