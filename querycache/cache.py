@@ -189,7 +189,7 @@ class QueryCache:
     def __enter__(self) -> QueryCache:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

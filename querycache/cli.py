@@ -30,7 +30,7 @@ def _load_config(path: str | None) -> Config:
     return Config.from_yaml(path) if path else Config()
 
 
-def _echo_json(data: Any) -> None:
+def _echo_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 

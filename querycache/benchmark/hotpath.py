@@ -12,7 +12,7 @@ import itertools
 import sqlite3
 import statistics
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from querycache.cache import QueryCache
 
@@ -41,23 +41,23 @@ def measure(rounds: int = 20000, batches: int = 20) -> dict[str, dict[str, float
         cur.fetchall()
     counter = itertools.count(1)
 
-    def raw_call() -> Any:
+    def raw_call() -> object:
         raw_cur.execute(_SQL, (7, 0))
         return raw_cur.fetchall()
 
-    def hit_call() -> Any:
+    def hit_call() -> object:
         hit_cur.execute(_SQL, (7, 0))
         return hit_cur.fetchall()
 
-    def quiet_call() -> Any:
+    def quiet_call() -> object:
         quiet_cur.execute(_SQL, (7, 0))
         return quiet_cur.fetchall()
 
-    def miss_call() -> Any:
+    def miss_call() -> object:
         miss_cur.execute(_SQL, (7, -next(counter)))  # a new key each call: always a cold miss
         return miss_cur.fetchall()
 
-    paths: dict[str, Callable[[], Any]] = {
+    paths: dict[str, Callable[[], object]] = {
         "raw sqlite point query": raw_call, "L1 hit": hit_call, "L1 hit, stats off": quiet_call,
         "miss (memory L2 fill)": miss_call,
     }
