@@ -29,6 +29,13 @@ N_GROUPS = 100
 ROWS_PER_GROUP = N_ROWS // N_GROUPS  # 10
 
 
+def record_path(benchmark: Any, path: str, role: str) -> None:
+    """Say which path this benchmark measures and its side (``"raw"`` or ``"cached"``):
+    ``bench/report.py`` pairs the two sides of a path and prints the ratio of their medians."""
+    benchmark.extra_info["path"] = path
+    benchmark.extra_info["role"] = role
+
+
 def _rows() -> list[tuple[int, int, str, float]]:
     return [(i, i % N_GROUPS, f"item-{i:04d}", round(i * 1.25, 2)) for i in range(N_ROWS)]
 

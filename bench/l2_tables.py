@@ -1,6 +1,6 @@
 """Cost growth of an L2 lookup with the number of tables a query reads (1, 2, 4, 8, 16).
 
-    /work/main/.venv/bin/python bench/l2_tables.py [--quick] [--rounds N]
+    .venv/bin/python bench/l2_tables.py [--quick] [--rounds N]
 
 An entry depends on one version key per table it read, and a lookup checks every one of them (the
 memory store walks them under its lock; the Redis lookup script reads each version and each pending

@@ -1,6 +1,6 @@
 """Redis benchmarks for the shared L2 store and its clock, everything side by side in one run.
 
-    /work/main/.venv/bin/python bench/redis_clock.py [--quick] [--seed N]
+    .venv/bin/python bench/redis_clock.py [--quick] [--seed N]
 
 Needs PostgreSQL (database ``test``; ``QUERYCACHE_BENCH_PG``) and Redis (db 14 by default;
 ``QUERYCACHE_BENCH_REDIS``). The machine is small and noisy, so every figure is a comparison with
@@ -64,7 +64,8 @@ import redis  # noqa: E402
 import redis.connection  # noqa: E402
 
 import querycache  # noqa: E402
-from querycache.backends.redis import _NO_LEASE, HOLDERS, RedisBackend  # noqa: E402
+from querycache.backends.redis import HOLDERS, RedisBackend  # noqa: E402
+from querycache.invalidation.keys import any_rows_key, database_table_key  # noqa: E402
 
 REDIS_URL = os.environ.get("QUERYCACHE_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 PG_DSN = os.environ.get("QUERYCACHE_BENCH_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
@@ -185,12 +186,12 @@ _HANDSHAKE = frozenset({"HELLO", "CLIENT", "SELECT", "AUTH"})
 def count_redis_calls(backend: RedisBackend) -> Iterator[collections.Counter[str]]:
     """Count the Redis commands this thread sends (scripts by name); for a separate, untimed phase.
 
-    Scripts are counted where the backend sends them (``RedisBackend._send``), other commands where
-    redis-py writes them (``AbstractConnection.send_command``). A new connection's handshake is not counted.
+    Scripts are counted where the backend sends them (``RedisBackend.observe_scripts``), other commands
+    where redis-py writes them (``AbstractConnection.send_command``). A new connection's handshake is not
+    counted.
     """
     counts: collections.Counter[str] = collections.Counter()
     original = cast(Callable[..., Any], redis.connection.AbstractConnection.send_command)
-    original_script = backend._send
     me = threading.get_ident()
 
     def counting(self: Any, *args: Any, **options: Any) -> Any:
@@ -200,14 +201,16 @@ def count_redis_calls(backend: RedisBackend) -> Iterator[collections.Counter[str
             counts[command] += 1
         return original(self, *args, **options)
 
-    def counting_script(conn: Any, command: tuple[Any, ...], script: str) -> Any:
+    def counting_script(script: str) -> None:
         if threading.get_ident() == me:
             counts[f"script:{script}"] += 1
-        return original_script(conn, command, script)
 
-    with mock.patch.object(redis.connection.AbstractConnection, "send_command", counting), \
-            mock.patch.object(backend, "_send", counting_script):
-        yield counts
+    backend.observe_scripts(counting_script)
+    try:
+        with mock.patch.object(redis.connection.AbstractConnection, "send_command", counting):
+            yield counts
+    finally:
+        backend.observe_scripts(None)
 
 
 def per_call(counts: collections.Counter[str], calls: int) -> dict[str, float]:
@@ -256,7 +259,7 @@ def holder_main(conn: Connection, url: str, namespace: str, lease_ms: int) -> No
 
         backend.on_resync(count_resync)
         deadline = time.monotonic() + 10
-        while backend.l1_epoch.startswith(_NO_LEASE):
+        while not backend.has_lease:
             if time.monotonic() > deadline:
                 conn.send(("error", "no coherence lease 10 s after start"))
                 return
@@ -270,7 +273,7 @@ def holder_main(conn: Connection, url: str, namespace: str, lease_ms: int) -> No
                 resyncs[0] = 0
                 conn.send(("ok",))
             elif command[0] == "records":
-                conn.send(("records", list(mirror.applied), resyncs[0], not backend.l1_epoch.startswith(_NO_LEASE)))
+                conn.send(("records", list(mirror.applied), resyncs[0], backend.has_lease))
             elif command[0] == "version":
                 conn.send(("version", backend.versions.get(command[1])))
             elif command[0] == "stop":
@@ -542,7 +545,7 @@ def bench_invalidation(admin: psycopg.Connection[Any], tag: str, commits: int, w
                     seen = [h for h in live_holders(client) if h != backend.holder]
                     for holder in holders:
                         holder.request("track", "", expect="ok")  # resets its resync count
-                    generation = backend._generation
+                    writer_resyncs = backend.resyncs
                     for n in TABLE_COUNTS:
                         times: dict[str, list[float]] = {"raw": [], "cached": []}
                         names = list(times)
@@ -575,9 +578,9 @@ def bench_invalidation(admin: psycopg.Connection[Any], tag: str, commits: int, w
                             "redis_calls_per_commit": per_call(counts, 20),
                             "foreign_holders": watch.take(),
                         })
-                    if backend._generation != generation:
+                    if backend.resyncs != writer_resyncs:
                         checks.append(f"{case}: the writer's mirror was resynced "
-                                      f"{backend._generation - generation} time(s) during the run")
+                                      f"{backend.resyncs - writer_resyncs} time(s) during the run")
                     # Every holder must have applied the last bump of every table, without resyncs.
                     for holder in holders:
                         _, _, resyncs, leased = holder.request("records", expect="records")
@@ -585,7 +588,8 @@ def bench_invalidation(admin: psycopg.Connection[Any], tag: str, commits: int, w
                             checks.append(f"{case}: holder {holder.info[2]} resynced its mirror {resyncs} "
                                           f"time(s){'' if leased else ' and had no lease at the end'}")
                         for table in tables:
-                            key = f"{wrapped.version_namespace}\x1f{table}"
+                            # A row-level write bumps its table's "any row" bucket, not the table key.
+                            key = any_rows_key(database_table_key(wrapped.version_namespace, table))
                             want = backend.versions.get(key)
                             got = holder.request("version", key, expect="version")[1]
                             if want is None or got is None or got < want:
@@ -618,7 +622,7 @@ def delivery_pass(backend: RedisBackend, holders: list[Child], subscriber: Child
     for holder in holders:
         holder.request("track", key, expect="ok")
     subscriber.request("clear", expect="ok")
-    generation = backend._generation
+    writer_resyncs = backend.resyncs
     sent_raw: dict[int, int] = {}
     sent_lua: dict[int, int] = {}  # payloads bumps + i: the same subscriber, told apart by value
     sent_qc: list[tuple[int, int, int, int, int]] = []  # (p, t before begin, s, t before end, wait ns)
@@ -660,8 +664,8 @@ def delivery_pass(backend: RedisBackend, holders: list[Child], subscriber: Child
             problems.append(f"{label}: holder {holder.info[2]} resynced its mirror {resyncs} time(s)")
         if not leased:
             problems.append(f"{label}: holder {holder.info[2]} had no lease at the end")
-    if backend._generation != generation:
-        problems.append(f"{label}: the writer's mirror was resynced {backend._generation - generation} time(s)")
+    if backend.resyncs != writer_resyncs:
+        problems.append(f"{label}: the writer's mirror was resynced {backend.resyncs - writer_resyncs} time(s)")
 
     raw_lat = [(raw_received[i] - t0) / 1000 for i, t0 in sent_raw.items() if i in raw_received]
     base = _summary("raw redis-py PUBLISH -> plain redis-py subscriber (other process)", raw_lat, bumps, None)

@@ -1,6 +1,6 @@
 """Run the core benchmarks and report cached vs raw medians side by side.
 
-    /work/main/.venv/bin/python bench/report.py [extra pytest args, e.g. -k sqlite]
+    .venv/bin/python bench/report.py [extra pytest args, e.g. -k sqlite]
 
 Runs ``bench/test_bench_core.py`` under pytest-benchmark with ``--benchmark-json``, then prints, per
 group, each path's raw and querycache medians and their ratio (cached / raw), checks the design

@@ -1,7 +1,7 @@
 """Row-level vs table-level invalidation vs hand-written cache-aside on a read-mostly shop workload.
 
-    /work/main/.venv/bin/python bench/row_level.py            # 4 threads, 20 s per contender
-    /work/main/.venv/bin/python bench/row_level.py --quick    # 8 s per contender, smaller data
+    .venv/bin/python bench/row_level.py            # 4 threads, 20 s per contender
+    .venv/bin/python bench/row_level.py --quick    # 8 s per contender, smaller data
 
 PostgreSQL tables (created, then dropped at the end): ``products`` (50 categories; ``version`` bumped by
 every update) and ``orders`` (product, qty). Operations, Zipfian (s = 1.1) over products and categories,

@@ -1,7 +1,7 @@
 """L3 benchmark: index lookup cost, embedding throughput, end-to-end hit latency, memory.
 
-    /work/main/.venv/bin/python bench/semantic.py            # full (about 10 minutes)
-    /work/main/.venv/bin/python bench/semantic.py --quick    # 1k and 10k entries, fewer samples
+    .venv/bin/python bench/semantic.py            # full (about 10 minutes)
+    .venv/bin/python bench/semantic.py --quick    # 1k and 10k entries, fewer samples
 
 Sections, every comparison measured side by side in this run (the machine is noisy; read ratios):
 
@@ -107,7 +107,7 @@ def bench_lookup(sizes: list[int], samples: int) -> list[dict[str, Any]]:
             build_s = time.perf_counter() - started
             grown = rss_bytes() - before
             tier.worker.wait_ready(10)
-            serialized = len(faiss.serialize_index(tier.index._scopes["scope"].index))
+            serialized = tier.index.serialized_size("scope")
             rng = random.Random(size)
             whole, lookups = [], []
             for _ in range(samples):

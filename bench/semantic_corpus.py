@@ -1,8 +1,8 @@
 """L3 on the verified corpora (tests/corpus/semantic): hit rate on equivalent pairs, false hits on
 near misses, and what the embedding adds over the canonical form.
 
-    /work/main/.venv/bin/python bench/semantic_corpus.py            # MiniLM and n-gram, + similarity study
-    /work/main/.venv/bin/python bench/semantic_corpus.py --model ngram --no-study
+    .venv/bin/python bench/semantic_corpus.py            # MiniLM and n-gram, + similarity study
+    .venv/bin/python bench/semantic_corpus.py --model ngram --no-study
 
 For each pair (a, b), on PostgreSQL (schema.sql loaded into the test database), with every tier
 flushed before the pair: run ``a`` through a wrapped connection with L3 on for every read (a miss:
@@ -37,9 +37,12 @@ import querycache  # noqa: E402
 from querycache.config import Config  # noqa: E402
 from querycache.semantic.canonical import Ineligible, canonicalize  # noqa: E402
 from querycache.semantic.tier import wait_until_indexed  # noqa: E402
-from tests.test_semantic_corpus import CORPUS_DIR, EQUIVALENT, NEAR_MISS, has_top_level_order_by  # noqa: E402
+from querycache.testing.corpus import CorpusPair, has_top_level_order_by, load_pairs  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+CORPUS_DIR = ROOT / "tests" / "corpus" / "semantic"  # the corpora's data, checked by tests/test_semantic_corpus.py
+EQUIVALENT = load_pairs(CORPUS_DIR / "equivalent.yaml")
+NEAR_MISS = load_pairs(CORPUS_DIR / "near_miss.yaml")
 PG_DSN = os.environ.get("QUERYCACHE_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 
 
@@ -62,7 +65,7 @@ def exact_same(sql: str, got: tuple[list[str], list[Any]], expected: tuple[list[
     return sorted(got[1], key=repr) == sorted(expected[1], key=repr)
 
 
-def evaluate(model: str, pairs: list[dict[str, Any]]) -> dict[str, Any]:
+def evaluate(model: str, pairs: list[CorpusPair]) -> dict[str, Any]:
     """Run every pair as the module docstring says; returns counts per status and kind."""
     import psycopg
 

@@ -1,7 +1,7 @@
 """Soak: a long mixed workload with Redis restarts in the middle; memory, threads, connections, stale reads.
 
-    /work/main/.venv/bin/python bench/soak.py                  # 10 minutes (issue 9)
-    /work/main/.venv/bin/python bench/soak.py --duration 60    # a short run
+    .venv/bin/python bench/soak.py                  # 10 minutes (issue 9)
+    .venv/bin/python bench/soak.py --duration 60    # a short run
 
 Worker processes (``--processes``, spawned) each run ``--threads`` threads, every thread with its own
 wrapped psycopg connection (autocommit) of the process's one ``QueryCache`` on the Redis store, with
@@ -190,10 +190,10 @@ def main() -> None:
     admin.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, grp int NOT NULL, v int NOT NULL)")
     admin.execute(f"INSERT INTO {table} SELECT g, g % {GROUPS}, 0 FROM generate_series(1, {args.rows}) g")
     admin.execute(f"CREATE INDEX ON {table} (grp)")
-    from tests.backends.test_redis import RedisServer  # here: the worker processes need none of pytest
+    from querycache.testing.redis_server import RedisServer
 
     redis_dir = tempfile.mkdtemp(prefix="qcsoak")
-    redis = RedisServer(redis_dir)  # the tests' own: a free port, kept across restarts
+    redis = RedisServer(redis_dir)  # the run's own: a free port, kept across restarts
     redis.start()
     ctx = mp.get_context("spawn")
     committed = ctx.Array("q", args.rows + 1)

@@ -1,7 +1,7 @@
 """Stampede benchmark: N callers hit one cold key of a slow PostgreSQL query at the same moment.
 
-    /work/main/.venv/bin/python bench/stampede.py            # full: N = 8, 64, 256 (under 5 minutes)
-    /work/main/.venv/bin/python bench/stampede.py --quick    # N = 8, 64, shorter query (under a minute)
+    .venv/bin/python bench/stampede.py            # full: N = 8, 64, 256 (under 5 minutes)
+    .venv/bin/python bench/stampede.py --quick    # N = 8, 64, shorter query (under a minute)
 
 Scenarios, run side by side (interleaved, one N at a time, in the same run):
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import pytest
 
 import querycache
+from bench.conftest import record_path
 from querycache.analysis import Analyzer
 
 ROWS = 10
@@ -38,11 +39,6 @@ def _counters(cache: querycache.QueryCache) -> dict[str, int]:
         "coalesced": s.coalesced,
         "bypasses": sum(s.bypasses.values()),
     }
-
-
-def _tag(benchmark: Any, path: str, role: str) -> None:
-    benchmark.extra_info["path"] = path
-    benchmark.extra_info["role"] = role
 
 
 def _l1_hit(benchmark: Any, cache: querycache.QueryCache, cur: Any, sql: str, expected: list[Any]) -> None:
@@ -112,13 +108,13 @@ L1_SQLITE = "L1 hit vs raw sqlite3 point query (10 rows)"
 
 @pytest.mark.benchmark(group="l1-vs-sqlite")
 def test_l1_sqlite_raw(benchmark: Any, sqlite_db: sqlite3.Connection, sqlite_sql: dict[str, str]) -> None:
-    _tag(benchmark, L1_SQLITE, "raw")
+    record_path(benchmark, L1_SQLITE, "raw")
     _raw(benchmark, sqlite_db.cursor(), sqlite_sql["point"], lambda: (GRP,))
 
 
 @pytest.mark.benchmark(group="l1-vs-sqlite")
 def test_l1_sqlite_hit(benchmark: Any, sqlite_db: sqlite3.Connection, sqlite_sql: dict[str, str]) -> None:
-    _tag(benchmark, L1_SQLITE, "cached")
+    record_path(benchmark, L1_SQLITE, "cached")
     expected = sqlite_db.execute(sqlite_sql["point"], (GRP,)).fetchall()
     cache = querycache.QueryCache()
     conn = cache.wrap(sqlite_db)
@@ -133,7 +129,7 @@ L1_STATS = "L1 hit with stats on (per-statement row, latency histogram) vs stats
 @pytest.mark.parametrize("stats_on", [False, True], ids=["stats-off", "stats-on"])
 def test_l1_hit_stats(benchmark: Any, stats_on: bool, sqlite_db: sqlite3.Connection,
                       sqlite_sql: dict[str, str]) -> None:
-    _tag(benchmark, L1_STATS, "cached" if stats_on else "raw")
+    record_path(benchmark, L1_STATS, "cached" if stats_on else "raw")
     expected = sqlite_db.execute(sqlite_sql["point"], (GRP,)).fetchall()
     cache = querycache.QueryCache.from_dict({"stats": {"enabled": stats_on}})
     conn = cache.wrap(sqlite_db)
@@ -148,13 +144,13 @@ L1_PG = "L1 hit vs raw psycopg point query (10 rows)"
 
 @pytest.mark.benchmark(group="l1-vs-postgres")
 def test_l1_postgres_raw(benchmark: Any, pg_connect: Callable[[], Any], pg_sql: dict[str, str]) -> None:
-    _tag(benchmark, L1_PG, "raw")
+    record_path(benchmark, L1_PG, "raw")
     _raw(benchmark, pg_connect().cursor(), pg_sql["point"], lambda: (GRP,))
 
 
 @pytest.mark.benchmark(group="l1-vs-postgres")
 def test_l1_postgres_hit(benchmark: Any, pg_connect: Callable[[], Any], pg_sql: dict[str, str]) -> None:
-    _tag(benchmark, L1_PG, "cached")
+    record_path(benchmark, L1_PG, "cached")
     raw = pg_connect()
     expected = raw.execute(pg_sql["point"], (GRP,)).fetchall()
     cache = querycache.QueryCache()
@@ -190,7 +186,7 @@ def test_codec_encode(benchmark: Any, side: str) -> None:
 
     from querycache.codec import encode
 
-    _tag(benchmark, CODEC_ENCODE, "cached" if side == "codec" else "raw")
+    record_path(benchmark, CODEC_ENCODE, "cached" if side == "codec" else "raw")
     result = _typed_result()
     out = benchmark(encode if side == "codec" else pickle.dumps, result)
     assert isinstance(out, bytes) and out
@@ -203,7 +199,7 @@ def test_codec_decode(benchmark: Any, side: str) -> None:
 
     from querycache.codec import decode, encode
 
-    _tag(benchmark, CODEC_DECODE, "cached" if side == "codec" else "raw")
+    record_path(benchmark, CODEC_DECODE, "cached" if side == "codec" else "raw")
     result = _typed_result()
     data = encode(result) if side == "codec" else pickle.dumps(result)
     back = benchmark(decode if side == "codec" else pickle.loads, data)
@@ -217,7 +213,7 @@ ANALYSIS_SQL = "SELECT id, name, price FROM items WHERE grp = ? AND id > {n} ORD
 
 @pytest.mark.benchmark(group="analysis")
 def test_analysis_fresh_parse(benchmark: Any) -> None:
-    _tag(benchmark, ANALYSIS, "raw")
+    record_path(benchmark, ANALYSIS, "raw")
     analyzer = Analyzer("sqlite", "qmark")
     counter = itertools.count(1)
 
@@ -233,7 +229,7 @@ def test_analysis_fresh_parse(benchmark: Any) -> None:
 
 @pytest.mark.benchmark(group="analysis")
 def test_analysis_memo_hit(benchmark: Any) -> None:
-    _tag(benchmark, ANALYSIS, "cached")
+    record_path(benchmark, ANALYSIS, "cached")
     analyzer = Analyzer("sqlite", "qmark")
     sql = ANALYSIS_SQL.format(n=0)
     first = analyzer(sql)
@@ -250,14 +246,14 @@ MISS_PG = "miss overhead: psycopg execute+fetchall (10 rows), unique params"
 
 @pytest.mark.benchmark(group="miss-overhead")
 def test_miss_sqlite_raw(benchmark: Any, sqlite_db: sqlite3.Connection, sqlite_sql: dict[str, str]) -> None:
-    _tag(benchmark, MISS_SQLITE, "raw")
+    record_path(benchmark, MISS_SQLITE, "raw")
     counter = itertools.count(1)
     _raw(benchmark, sqlite_db.cursor(), sqlite_sql["miss"], lambda: (GRP, -next(counter)))
 
 
 @pytest.mark.benchmark(group="miss-overhead")
 def test_miss_sqlite_cached(benchmark: Any, sqlite_db: sqlite3.Connection, sqlite_sql: dict[str, str]) -> None:
-    _tag(benchmark, MISS_SQLITE, "cached")
+    record_path(benchmark, MISS_SQLITE, "cached")
     cache = querycache.QueryCache()
     conn = cache.wrap(sqlite_db)
     _cold_miss(benchmark, cache, conn.cursor(), sqlite_sql["miss"])
@@ -265,14 +261,14 @@ def test_miss_sqlite_cached(benchmark: Any, sqlite_db: sqlite3.Connection, sqlit
 
 @pytest.mark.benchmark(group="miss-overhead")
 def test_miss_postgres_raw(benchmark: Any, pg_connect: Callable[[], Any], pg_sql: dict[str, str]) -> None:
-    _tag(benchmark, MISS_PG, "raw")
+    record_path(benchmark, MISS_PG, "raw")
     counter = itertools.count(1)
     _raw(benchmark, pg_connect().cursor(), pg_sql["miss"], lambda: (GRP, -next(counter)))
 
 
 @pytest.mark.benchmark(group="miss-overhead")
 def test_miss_postgres_cached(benchmark: Any, pg_connect: Callable[[], Any], pg_sql: dict[str, str]) -> None:
-    _tag(benchmark, MISS_PG, "cached")
+    record_path(benchmark, MISS_PG, "cached")
     cache = querycache.QueryCache()
     conn = cache.wrap(pg_connect())
     assert conn.autocommit is True
@@ -289,14 +285,14 @@ NOFILL_PG = "miss overhead without the fill (ttl=0 hint): psycopg"
 
 @pytest.mark.benchmark(group="miss-overhead")
 def test_nofill_sqlite_raw(benchmark: Any, sqlite_db: sqlite3.Connection, sqlite_sql: dict[str, str]) -> None:
-    _tag(benchmark, NOFILL_SQLITE, "raw")
+    record_path(benchmark, NOFILL_SQLITE, "raw")
     counter = itertools.count(1)
     _raw(benchmark, sqlite_db.cursor(), "/* cache ttl=0 */ " + sqlite_sql["miss"], lambda: (GRP, -next(counter)))
 
 
 @pytest.mark.benchmark(group="miss-overhead")
 def test_nofill_sqlite_cached(benchmark: Any, sqlite_db: sqlite3.Connection, sqlite_sql: dict[str, str]) -> None:
-    _tag(benchmark, NOFILL_SQLITE, "cached")
+    record_path(benchmark, NOFILL_SQLITE, "cached")
     cache = querycache.QueryCache()
     conn = cache.wrap(sqlite_db)
     _cold_miss(benchmark, cache, conn.cursor(), "/* cache ttl=0 */ " + sqlite_sql["miss"])
@@ -305,14 +301,14 @@ def test_nofill_sqlite_cached(benchmark: Any, sqlite_db: sqlite3.Connection, sql
 
 @pytest.mark.benchmark(group="miss-overhead")
 def test_nofill_postgres_raw(benchmark: Any, pg_connect: Callable[[], Any], pg_sql: dict[str, str]) -> None:
-    _tag(benchmark, NOFILL_PG, "raw")
+    record_path(benchmark, NOFILL_PG, "raw")
     counter = itertools.count(1)
     _raw(benchmark, pg_connect().cursor(), "/* cache ttl=0 */ " + pg_sql["miss"], lambda: (GRP, -next(counter)))
 
 
 @pytest.mark.benchmark(group="miss-overhead")
 def test_nofill_postgres_cached(benchmark: Any, pg_connect: Callable[[], Any], pg_sql: dict[str, str]) -> None:
-    _tag(benchmark, NOFILL_PG, "cached")
+    record_path(benchmark, NOFILL_PG, "cached")
     cache = querycache.QueryCache()
     conn = cache.wrap(pg_connect())
     _cold_miss(benchmark, cache, conn.cursor(), "/* cache ttl=0 */ " + pg_sql["miss"])

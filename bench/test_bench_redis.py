@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 import querycache
-from bench.conftest import SQLITE_POINT
-from bench.test_bench_core import GRP, _tag
+from bench.conftest import SQLITE_POINT, record_path
+from bench.test_bench_core import GRP
 
 REDIS_URL = os.environ.get("QUERYCACHE_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 PATH = "L2 hit on Redis vs raw redis-py GET of the same bytes (10 rows)"
@@ -46,7 +46,7 @@ def l2_cache(sqlite_db: sqlite3.Connection) -> Any:
 
 @pytest.mark.benchmark(group="l2-vs-redis-get")
 def test_l2_hit_redis(benchmark: Any, l2_cache: Any) -> None:
-    _tag(benchmark, PATH, "cached")
+    record_path(benchmark, PATH, "cached")
     cache, conn = l2_cache
     cur = conn.cursor()
 
@@ -66,7 +66,7 @@ def test_l2_hit_redis(benchmark: Any, l2_cache: Any) -> None:
 
 @pytest.mark.benchmark(group="l2-vs-redis-get")
 def test_raw_redis_get(benchmark: Any, l2_cache: Any) -> None:
-    _tag(benchmark, PATH, "raw")
+    record_path(benchmark, PATH, "raw")
     cache, conn = l2_cache
     cur = conn.cursor()
     cur.execute(SQLITE_POINT, (GRP,))

@@ -9,11 +9,10 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Sized
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Hashable, Iterator, Mapping
 
 from querycache.analysis import Analysis, fold
-from querycache.backends.base import Backend, open_backend, shared_stats
+from querycache.backends.base import Backend, open_backend, shared_stats, size_report
 from querycache.config import Config
 from querycache.context import CacheContext
 from querycache.drivers.registry import detect
@@ -190,7 +189,7 @@ class QueryCache:
     def __enter__(self) -> QueryCache:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -211,7 +210,7 @@ class QueryCache:
         return CachedConnection(self, session)
 
     @contextlib.contextmanager
-    def scope(self, *, tenant: Any) -> Iterator[None]:
+    def scope(self, *, tenant: Hashable) -> Iterator[None]:
         """Entries read inside this block are keyed by ``tenant`` too (in every tier)."""
         token = self._tenant.set(tenant)
         try:
@@ -225,12 +224,12 @@ class QueryCache:
         l1s = [session.l1 for session in list(self._context.sessions) if session.l1 is not None]
         snapshot.entries = {"l1": sum(len(l1) for l1 in l1s), "l2": None, "l3": None}
         snapshot.bytes = {"l1": sum(int(l1.currsize) for l1 in l1s), "l2": None, "l3": None}
-        if isinstance(self.backend, Sized):
-            snapshot.entries["l2"] = len(self.backend)
-            snapshot.bytes["l2"] = getattr(self.backend, "size_bytes", None)
-        evicted = getattr(self.backend, "evictions", None)
-        if isinstance(evicted, int) and evicted:
-            snapshot.evictions["l2"] = evicted
+        l2 = size_report(self.backend)  # a store in this process's memory; Redis counts its own
+        if l2 is not None:
+            snapshot.entries["l2"] = len(l2)
+            snapshot.bytes["l2"] = l2.size_bytes
+            if l2.evictions:
+                snapshot.evictions["l2"] = l2.evictions
         if self.l3 is not None:
             described = self.l3.describe()
             snapshot.entries["l3"] = described["entries"]
@@ -258,7 +257,7 @@ class QueryCache:
         for name in names:
             self._stats.invalidations.incr(f"group:{name}")
 
-    def flush(self, tier: str | None = None, *, tenant: Any = _ALL) -> None:
+    def flush(self, tier: str | None = None, *, tenant: Hashable = _ALL) -> None:
         """Drop cached entries of one tier (``"l1"``, ``"l2"``, ``"l3"``) or of all (``None``);
         with ``tenant``, only that tenant's (as given to ``scope(tenant=...)``)."""
         if tier is not None and tier not in _TIERS:

@@ -30,7 +30,7 @@ def _load_config(path: str | None) -> Config:
     return Config.from_yaml(path) if path else Config()
 
 
-def _echo_json(data: Any) -> None:
+def _echo_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
@@ -445,9 +445,9 @@ def bench(ctx: click.Context, rounds: int, as_json: bool) -> None:
     (see `bench workload --help`)."""
     if ctx.invoked_subcommand is not None:
         return
-    from querycache.quickbench import run_quick_bench
+    from querycache.benchmark.hotpath import measure
 
-    results = run_quick_bench(rounds)
+    results = measure(rounds)
     if as_json:
         _echo_json(results)
         return

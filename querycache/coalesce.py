@@ -13,7 +13,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from querycache.l1 import L1Entry
 
 
 class Outcome(Enum):
@@ -32,7 +35,7 @@ class Flight:
 
     done: threading.Event
     outcome: Outcome | None = None
-    entry: Any = None  # an L1Entry when SHARED
+    entry: L1Entry | None = None  # set when SHARED
     followers: int = 0
 
     def wait(self, timeout_s: float) -> Outcome | None:
@@ -57,7 +60,7 @@ class SingleFlight:
             flight = self._flights[key] = Flight(threading.Event())
             return flight, True
 
-    def finish(self, key: str, flight: Flight, outcome: Outcome, entry: Any = None) -> None:
+    def finish(self, key: str, flight: Flight, outcome: Outcome, entry: L1Entry | None = None) -> None:
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]

@@ -19,6 +19,8 @@ from querycache.session import Session
 from querycache.status import BypassReason
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from querycache.cache import QueryCache
 
 __all__ = ["CachedConnection", "CachedCursor"]
@@ -166,7 +168,8 @@ class CachedConnection:
         self._raw.__enter__()
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Any:
         # sqlite3 and psycopg commit on a clean exit and roll back otherwise; PyMySQL closes.
         return self._session.end_transaction(lambda: self._raw.__exit__(exc_type, exc, tb),
                                              committing=exc_type is None)

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Hashable, Mapping
 
 from querycache.analysis import CATALOG_CHANGES, Analysis, Analyzer
 from querycache.backends.base import (
@@ -57,7 +57,7 @@ class CacheContext:
         self.stats_enabled = config.stats.enabled
         # Process-wide table versions that L1 hits are checked against (docs/freshness.md).
         self.mirror_versions: Mapping[str, int] = backend.mirror_versions
-        self.tenant: contextvars.ContextVar[Any] = contextvars.ContextVar(
+        self.tenant: contextvars.ContextVar[Hashable] = contextvars.ContextVar(
             f"querycache_tenant_{id(self)}", default=None
         )
         self.l3: SemanticTier | None = None

@@ -127,20 +127,20 @@ class CachedCursor(ReadPath, WritePath):
         return self
 
     @DriverMethod
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
         self._rows = []
         self._raw.close()
 
-    def setinputsizes(self, sizes: Any) -> None:
+    def setinputsizes(self, sizes: object) -> None:
         method = getattr(self._raw, "setinputsizes", None)
         if method is not None:
             method(sizes)
 
     @DriverMethod
-    def setoutputsize(self, size: Any, column: Any = None) -> None:
+    def setoutputsize(self, size: object, column: object = None) -> None:
         method = self._raw.setoutputsize
         method(size) if column is None else method(size, column)
 
@@ -196,8 +196,8 @@ class CachedCursor(ReadPath, WritePath):
                     return self._result()
         return self._execute_slow(sql, params, in_tx)
 
-    def _execute_uncached(self, sql: Any, params: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-                          reason: BypassReason) -> Any:
+    def _execute_uncached(self, sql: Any, params: Any, args: tuple[object, ...], kwargs: dict[str, object],
+                          reason: BypassReason) -> object:
         """Statements the wrapper cannot analyze (non-text SQL objects...): a write to everything."""
         session = self._session
         self._start_bypass(reason)
@@ -207,7 +207,7 @@ class CachedCursor(ReadPath, WritePath):
         )
         return self._result()
 
-    def _execute_slow(self, sql: str, params: Any, in_tx: bool) -> Any:
+    def _execute_slow(self, sql: str, params: Any, in_tx: bool) -> object:
         session = self._session
         analysis = session.analyzer(sql)
         if analysis.hints.warnings:
@@ -238,7 +238,7 @@ class CachedCursor(ReadPath, WritePath):
             # A read run many times has no single result to cache; it still ran on the database.
             keys = session.write_keys(analysis) if analysis.kind is not StatementKind.READ else set()
 
-        def action() -> Any:
+        def action() -> object:
             try:
                 return self._raw.executemany(sql, seq_of_params, *args, **kwargs)
             finally:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from querycache.analysis import StatementKind
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from querycache.session import Session
 
 # Calls after which the wrapper reads the transaction (and maybe the scope) from the driver again.
@@ -132,7 +134,7 @@ class BlobWriter:
         self._blob.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> Any:
+    def __exit__(self, *exc: object) -> Any:
         return self._blob.__exit__(*exc)
 
     def __getattr__(self, name: str) -> Any:
@@ -156,7 +158,8 @@ class TransactionBlock:
             session.tx.begin(candidate)
         return result
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Any:
         session = self._session
         if not self._outer:
             if exc_type is not None:
@@ -192,7 +195,7 @@ class CopyBlock:
             self._token = session.publisher.begin(self._keys)
         return self._block.__enter__()
 
-    def __exit__(self, *exc: Any) -> Any:
+    def __exit__(self, *exc: object) -> Any:
         session = self._session
         try:
             return self._block.__exit__(*exc)

@@ -6,10 +6,11 @@ import datetime as dt
 import decimal
 import hashlib
 import uuid
-from typing import Any
+from typing import Any, Hashable
 
 # Types whose equality is exact identity of meaning: (value, type) pairs key them safely.
 _SIMPLE = frozenset({int, str, bool, type(None), bytes})
+_NO_PARAMS: type = type(None)  # the parameter key of a statement sent without parameters
 _EXACT = frozenset({int, str, bool, type(None), bytes, float, decimal.Decimal, dt.date, dt.datetime, dt.time,
                     dt.timedelta, uuid.UUID, memoryview, bytearray})
 
@@ -18,7 +19,7 @@ class UnsupportedParam(TypeError):
     """A parameter whose value the cache cannot key exactly; the statement is not cached."""
 
 
-def _canonical(value: Any) -> Any:
+def _canonical(value: Any) -> Hashable:
     kind = type(value)
     if kind in _SIMPLE:
         return (kind.__name__, value)  # inside containers too: [1] and [True] differ
@@ -43,10 +44,10 @@ def _canonical(value: Any) -> Any:
     raise UnsupportedParam(f"parameters of type {kind.__module__}.{kind.__qualname__} are not cached")
 
 
-def l1_params(params: Any) -> Any:
+def l1_params(params: Any) -> Hashable:
     """A hashable key for ``params`` in which ``1``, ``1.0``, ``True`` and ``'1'`` all differ."""
     if params is None:
-        return None.__class__
+        return _NO_PARAMS
     kind = type(params)
     if kind is tuple or kind is list:
         types = tuple(map(type, params))
@@ -66,7 +67,7 @@ def _typed_repr(params: Any) -> str:
     return repr([(type(v).__name__, _canonical(v)) for v in params])
 
 
-def l2_key(namespace: str, scope_key: str, tenant: Any, shape: str, normalized: str, params: Any,
+def l2_key(namespace: str, scope_key: str, tenant: Hashable, shape: str, normalized: str, params: Any,
            dependencies: tuple[str, ...] = ()) -> str:
     """Fixed-length key: no SQL text or parameter value reaches the store's key space.
 
@@ -80,7 +81,7 @@ def l2_key(namespace: str, scope_key: str, tenant: Any, shape: str, normalized: 
     return f"{namespace}:e:{tenant_tag(tenant)}:{digest.hexdigest()}"
 
 
-def tenant_tag(tenant: Any) -> str:
+def tenant_tag(tenant: Hashable) -> str:
     """The tenant's segment of an entry key (12 hex digits), so one tenant's entries can be dropped."""
     if tenant is None:
         return "0" * 12

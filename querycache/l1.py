@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable, Hashable
 
 from cachetools import LRUCache
 
 from querycache.codec import Result
+
+if TYPE_CHECKING:
+    from querycache.stats import Fingerprint
+
+L1Key = tuple[Hashable, ...]
+"""(scope id, tenant, cursor shape token, SQL text, parameter key): see ``CachedCursor.execute``."""
 
 
 @dataclass(slots=True)
@@ -18,10 +24,10 @@ class L1Entry:
     epoch: str
     expires_at: float
     size: int
-    fp: Any = None  # the statement's stats row (a stats.Fingerprint), counted on each hit
+    fp: Fingerprint | None = None  # the statement's stats row, counted on each hit (None: stats off)
 
 
-class L1Cache(LRUCache[Any, L1Entry]):
+class L1Cache(LRUCache[L1Key, L1Entry]):
     """``cachetools.LRUCache`` whose ``maxsize`` counts bytes, with a second bound on entries."""
 
     def __init__(self, max_entries: int, max_bytes: int, on_evict: Callable[[], None] | None = None) -> None:
@@ -29,14 +35,14 @@ class L1Cache(LRUCache[Any, L1Entry]):
         self.max_entries = max_entries
         self._on_evict = on_evict
 
-    def __setitem__(self, key: Any, value: L1Entry) -> None:
+    def __setitem__(self, key: L1Key, value: L1Entry) -> None:
         if value.size > self.maxsize:
             return  # larger than the whole tier: not cached rather than flushing everything
         super().__setitem__(key, value)
         while len(self) > self.max_entries:
             self.popitem()
 
-    def popitem(self) -> tuple[Any, L1Entry]:
+    def popitem(self) -> tuple[L1Key, L1Entry]:
         item = super().popitem()
         if self._on_evict is not None:
             self._on_evict()

@@ -17,7 +17,7 @@ from querycache.coalesce import Flight, Outcome
 from querycache.codec import CorruptEntry, Result, Unencodable, decode, encode
 from querycache.errors import BackendUnavailable
 from querycache.keys import UnsupportedParam, l1_params, l2_key
-from querycache.l1 import L1Entry
+from querycache.l1 import L1Entry, L1Key
 from querycache.maintain.reads import maintainability, register_maintained, run_state_query
 from querycache.plan import ReadPlan, pinned_plan, plan_read, registered_in
 from querycache.serving import ServingCursor, estimate_size, has_mutable_parts, private_copy
@@ -118,7 +118,7 @@ class _Read:
     __slots__ = ("analysis", "deadline", "in_tx", "l1_key", "opens_tx", "params", "pin", "plan", "sql",
                  "store_key", "tx_stamp", "use_l1")
 
-    def __init__(self, analysis: Analysis, sql: str, params: Any, in_tx: bool, plan: ReadPlan) -> None:
+    def __init__(self, analysis: Analysis, sql: str, params: Any, in_tx: bool, plan: ReadPlan, l1_key: L1Key) -> None:
         self.analysis = analysis
         self.sql = sql
         self.params = params
@@ -127,7 +127,7 @@ class _Read:
         self.pin = False  # the first read of a REPEATABLE READ transaction: runs on the database
         self.tx_stamp: int | None = None
         self.opens_tx = False
-        self.l1_key: Any = None
+        self.l1_key = l1_key
         self.use_l1 = False
         self.store_key: str | None = None
         self.deadline = 0.0
@@ -136,7 +136,7 @@ class _Read:
 class ReadPath(ServingCursor):
     """The cursor's read path below the L1 fast path of ``execute``."""
 
-    def _read(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
+    def _read(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> object:
         session = self._session
         context = session.context
         tx = session.tx
@@ -156,12 +156,12 @@ class ReadPath(ServingCursor):
         pkey = l1_params(params)
         if plan.row_pins is not None:
             plan = pinned_plan(session, plan, params)
-        read = _Read(analysis, sql, params, in_tx, plan)
+        l1_key = (session.scope_id, context.tenant.get(), session.adapter.shape_token(self._raw), sql, pkey)
+        read = _Read(analysis, sql, params, in_tx, plan, l1_key)
         read.opens_tx = opens_tx
         # The first read of a REPEATABLE READ transaction runs on the database: it pins the snapshot.
         read.pin = ((in_tx and tx.stamp is None) or read.opens_tx) and isolation in RR_LEVELS
         read.tx_stamp = tx.stamp if in_tx and isolation in RR_LEVELS else None
-        read.l1_key = (session.scope_id, context.tenant.get(), session.adapter.shape_token(self._raw), sql, pkey)
         read.use_l1 = session.l1 is not None and analysis.hints.tier != "l2"
         if context.l2_enabled and analysis.hints.tier != "l1":
             read.store_key = store_key(session, self._raw, analysis, params, plan)
@@ -204,10 +204,11 @@ class ReadPath(ServingCursor):
                 return False, flight
             outcome = flight.wait(max(0.0, deadline - time.monotonic()))
             if outcome is Outcome.SHARED:
-                if l1_fresh(session, flight.entry, in_tx):
+                entry = flight.entry  # always set with SHARED
+                if entry is not None and l1_fresh(session, entry, in_tx):
                     if not in_tx and session.reads_open_tx:
                         session.open_tx_for_hit()
-                    self._serve(flight.entry.result, COALESCED)
+                    self._serve(entry.result, COALESCED)
                     next(stats.coalesced)
                     self._record(analysis, COALESCED)
                     return True, None
@@ -256,7 +257,7 @@ class ReadPath(ServingCursor):
                 break  # its result could not be stored: run it here, do not queue behind another
         return lookup, l1_token
 
-    def _lookup_and_run(self, read: _Read, flight: Flight | None) -> Any:
+    def _lookup_and_run(self, read: _Read, flight: Flight | None) -> object:
         """L2 (one round trip: entry, versions, marks, stamp), then L3, else run it and fill."""
         session = self._session
         context = session.context
@@ -458,7 +459,7 @@ class ReadPath(ServingCursor):
         return True
 
     # -- fill ---------------------------------------------------------------------------
-    def _buffer_and_fill(self, analysis: Analysis, plan: ReadPlan, l1_key: Any, key: str | None,
+    def _buffer_and_fill(self, analysis: Analysis, plan: ReadPlan, l1_key: L1Key | None, key: str | None,
                          stamp: int, epoch: str, pending: bool, l1_token: str,
                          maintained: tuple[Result, bytes] | None = None) -> tuple[Result | None, bool]:
         """Fetch the rows into the cursor (bounded), fill L2 and L1. Returns the result when it may
@@ -541,7 +542,7 @@ class ReadPath(ServingCursor):
             self._fill_l1(l1_key, result, plan, stamp, l1_token, size)
         return (result if shareable else None), filled
 
-    def _fill_l1(self, key: Any, result: Result, plan: ReadPlan, stamp: int, epoch: str, size: int) -> None:
+    def _fill_l1(self, key: L1Key, result: Result, plan: ReadPlan, stamp: int, epoch: str, size: int) -> None:
         session = self._session
         context = session.context
         l1 = session.l1
@@ -556,7 +557,7 @@ class ReadPath(ServingCursor):
                           self._fp)
         next(context.stats.fills["l1"])
 
-    def _call_statement(self, analysis: Analysis, sql: str, params: Any) -> Any:
+    def _call_statement(self, analysis: Analysis, sql: str, params: Any) -> object:
         """A read that calls a user function which may write (or set_config): a write to everything."""
         session = self._session
         self._start_bypass(BypassReason.VOLATILE, analysis)

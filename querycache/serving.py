@@ -43,11 +43,11 @@ class ServingCursor:
         self._live = True
         self._served = False
         self._result_served: Result = NO_RESULT
-        self._options: dict[str, Any] = {}
-        self._returned: Any = None
+        self._options: dict[str, object] = {}  # execute()'s keyword options, sent on as they came
+        self._returned: object = None  # what the driver's execute returned
         self._fp: Fingerprint | None = None  # the statement's stats record, while it runs
 
-    def __setattr__(self, name: str, value: Any) -> None:
+    def __setattr__(self, name: str, value: object) -> None:
         if name in ServingCursor._own:
             _set(self, name, value)
         else:
@@ -83,7 +83,7 @@ class ServingCursor:
         _set(self, "_served", True)
         _set(self, "_result_served", result)
 
-    def _send(self, sql: str, params: Any) -> Any:
+    def _send(self, sql: str, params: Any) -> object:
         """Send the statement to the driver as the application gave it (its execute options too)."""
         options = self._options
         if options:
@@ -92,7 +92,7 @@ class ServingCursor:
             self._returned = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
         return self._returned
 
-    def _execute_tracked(self, sql: str, params: Any) -> Any:
+    def _execute_tracked(self, sql: str, params: Any) -> object:
         """Run the statement on the database, with a transaction stamp taken before it when it may
         start a snapshot, and the driver's transaction state read after it."""
         session = self._session
@@ -107,7 +107,7 @@ class ServingCursor:
             session.tx.ran = True
         return self._returned
 
-    def _result(self) -> Any:
+    def _result(self) -> object:
         """What ``execute`` returns: the driver's own answer, with its cursor replaced by this one."""
         if self._served:
             style = self._session.adapter.execute_returns
@@ -115,7 +115,7 @@ class ServingCursor:
         returned = self._returned
         return self if returned is self._raw else returned
 
-    def _bypass(self, analysis: Analysis, sql: str, params: Any, reason: BypassReason) -> Any:
+    def _bypass(self, analysis: Analysis, sql: str, params: Any, reason: BypassReason) -> object:
         session = self._session
         self._start_bypass(reason, analysis)
         in_tx = session.adapter.in_transaction(session.raw)
@@ -141,7 +141,7 @@ def has_mutable_parts(rows: list[Any]) -> bool:
 
 def private_copy(rows: list[Any]) -> list[Any]:
     """A deep copy; memoryview cells (psycopg2's bytea) are copied by value, deepcopy cannot."""
-    memo: dict[int, Any] = {}
+    memo: dict[int, object] = {}
     for row in rows:
         for value in (row.values() if isinstance(row, dict) else row):
             if type(value) is memoryview:

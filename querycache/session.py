@@ -9,7 +9,7 @@ from the driver after every call, never inferred from method names (docs/freshne
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 from querycache.analysis import ALL_TABLES, CATALOG_CHANGES, Analysis, StatementKind
 from querycache.drivers.base import Catalog, DriverAdapter, ServerState
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from querycache.context import CacheContext
     from querycache.maintain.writes import StatementMaintenance
     from querycache.plan import ReadPlan
+
+T = TypeVar("T")
 
 
 class Session:
@@ -167,7 +169,7 @@ class Session:
         return (tx.isolation or tx.next_isolation or self.adapter.driver_isolation(self.raw)
                 or self.state.isolation)
 
-    def internal(self, action: Callable[[], Any]) -> Any:
+    def internal(self, action: Callable[[], T]) -> T:
         """Run the wrapper's own queries: inside a transaction they may start its snapshot."""
         was_in_tx = self.adapter.in_transaction(self.raw)
         candidate = self.stamp_candidate() if was_in_tx else None
@@ -237,9 +239,9 @@ class Session:
             self.scope_stale_at_tx_end = True
         self.refresh_scope()
 
-    def end_transaction(self, raw_action: Callable[[], Any], committing: bool) -> Any:
+    def end_transaction(self, raw_action: Callable[[], T], committing: bool) -> T:
         """Run what ends the transaction (COMMIT, ROLLBACK, a context exit), publishing what it wrote."""
-        def action() -> Any:
+        def action() -> T:
             try:
                 return raw_action()
             finally:
@@ -319,8 +321,8 @@ class Session:
             return everything
         return self.write_keys(analysis)
 
-    def run_write(self, keys: set[str], action: Callable[[], Any], implicit_commit: bool,
-                  is_dml: bool = True, maintenance: StatementMaintenance | None = None) -> Any:
+    def run_write(self, keys: set[str], action: Callable[[], T], implicit_commit: bool,
+                  is_dml: bool = True, maintenance: StatementMaintenance | None = None) -> T:
         """Run a statement that may write ``keys``: published at commit inside a transaction, around
         the statement when it autocommits; ``maintenance``: the entries it updates instead of
         invalidating them (docs/maintenance.md)."""

@@ -20,14 +20,14 @@ from querycache.status import BypassReason
 class WritePath(ServingCursor):
     """What ``execute`` does with statements that are not cacheable reads."""
 
-    def _transaction_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
+    def _transaction_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> object:
         session = self._session
         action = analysis.tx_action
         self._start_bypass(BypassReason.SESSION)
         candidate = session.stamp_candidate(analysis.isolation) if action is TxAction.BEGIN else None
         if action is TxAction.BEGIN and in_tx and analysis.implicit_commit:
             candidate = session.current_stamp()
-        run: Callable[[], Any] = lambda: self._execute_tracked(sql, params)  # noqa: E731
+        run: Callable[[], object] = lambda: self._execute_tracked(sql, params)  # noqa: E731
         if action is TxAction.SAVEPOINT and analysis.sql.lstrip().upper().startswith(("ROLLBACK", "ABORT")):
             session.tx.rolled_back_to_savepoint()
         if action is TxAction.COMMIT or (action is TxAction.BEGIN and analysis.implicit_commit and in_tx):
@@ -43,7 +43,7 @@ class WritePath(ServingCursor):
             session.tx.begin_at_next_isolation(candidate, analysis.isolation)
         return self._result()
 
-    def _session_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
+    def _session_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> object:
         session = self._session
         if analysis.implicit_commit and in_tx:
             # MySQL: LOCK TABLES, SET autocommit=1... commit the open transaction first.
@@ -64,7 +64,7 @@ class WritePath(ServingCursor):
             session.scope_changed()
         return self._result()
 
-    def _write(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> Any:
+    def _write(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> object:
         session = self._session
         self._start_bypass(analysis.reason or BypassReason.WRITE, analysis)
         keys = session.write_keys(analysis)
@@ -77,7 +77,7 @@ class WritePath(ServingCursor):
         maintenance = prepare(session, analysis, sql, params, keys, in_tx) if session.context.maintain else None
         own = maintenance is not None and maintenance.own_transaction
         execute = self._send if own else self._execute_tracked
-        action: Callable[[], Any] = partial(execute, sql, params)
+        action: Callable[[], object] = partial(execute, sql, params)
         if session.row_level and analysis.kind is StatementKind.WRITE and not analysis.implicit_commit:
             rows = row_level_write(session, sql, params, keys, in_tx or own)
             if rows is not None:

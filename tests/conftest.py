@@ -13,11 +13,12 @@ import collections
 import os
 import sqlite3
 import uuid
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 import pytest
 
 import querycache
+from querycache.testing.redis_server import RedisServer
 
 PG_DSN = os.environ.get("QUERYCACHE_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 MYSQL = dict(host=os.environ.get("QUERYCACHE_TEST_MYSQL_HOST", "127.0.0.1"), port=3306, user="root",
@@ -31,10 +32,19 @@ def _count(sql: Any) -> None:
     EXECUTED[str(sql)] += 1
 
 
-def require(service: str, error: BaseException) -> None:
+def require(service: str, error: BaseException) -> NoReturn:
     if IN_CI:
         pytest.fail(f"{service} is required under CI=true but unreachable: {error}")
     pytest.skip(f"{service} unreachable: {error}")
+
+
+def own_redis_server(directory: str | os.PathLike[str], password: str | None = None) -> RedisServer:
+    """A redis-server of the test's own (querycache/testing/redis_server.py), not started yet;
+    without the redis-server binary the test is skipped (failed under CI=true)."""
+    try:
+        return RedisServer(str(directory), password)
+    except FileNotFoundError as exc:
+        require("redis-server binary", exc)
 
 
 _COUNTING: dict[str, type] = {}
@@ -256,12 +266,10 @@ def sqlite_db(tmp_path: Any) -> Database:
 
 
 @pytest.fixture
-def own_redis(tmp_path: Any) -> Iterator[Any]:
-    """A redis-server of the test's own on a free port (tests/backends/test_redis.py: RedisServer):
-    tests may kill, restart, fill or flush it; the shared one is never touched."""
-    from tests.backends.test_redis import RedisServer
-
-    server = RedisServer(str(tmp_path))
+def own_redis(tmp_path: Any) -> Iterator[RedisServer]:
+    """A redis-server of the test's own on a free port (``own_redis_server``): tests may kill,
+    restart, fill or flush it; the shared one is never touched."""
+    server = own_redis_server(tmp_path)
     server.start()
     yield server
     server.stop()

@@ -274,6 +274,16 @@ def test_wsgi_mount_and_stats_off() -> None:
         cache.close()
 
 
+# -- bench (querycache/benchmark/hotpath.py) ----------------------------------------------------------
+def test_bench_times_the_hot_paths_against_the_raw_query() -> None:
+    result = _cli("bench", "--rounds", "400", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == {"raw sqlite point query", "L1 hit", "L1 hit, stats off", "miss (memory L2 fill)"}
+    assert data["raw sqlite point query"]["ratio_to_raw"] == 1.0
+    assert all(row["median_us"] > 0 for row in data.values())
+
+
 # -- bench workload -----------------------------------------------------------------------------------
 
 def _services_up() -> None:

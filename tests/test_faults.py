@@ -29,7 +29,7 @@ from typing import Any, Iterator
 import pytest
 
 import querycache
-from tests.backends.test_redis import RedisServer
+from querycache.testing.redis_server import RedisServer
 from tests.conftest import PG_DSN, Database
 from tests.faultproxy import FaultProxy
 

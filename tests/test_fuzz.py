@@ -29,7 +29,7 @@ import querycache
 from querycache.analysis import Analysis, Analyzer, StatementKind
 from querycache.errors import HintError
 from querycache.hints import ACCEPTED_OPTIONS, scan
-from tests.backends.test_redis import RedisServer
+from querycache.testing.redis_server import RedisServer
 from tests.conftest import PG_DSN, require
 
 EXAMPLES = int(os.environ.get("QUERYCACHE_FUZZ_EXAMPLES", "150"))

@@ -26,8 +26,9 @@ from typing import Any
 import pytest
 
 import querycache
-from tests.backends.test_redis import RedisServer, _leased
-from tests.conftest import PG_DSN, Database
+from querycache.testing.redis_server import RedisServer
+from tests.backends.test_redis import _leased
+from tests.conftest import PG_DSN, Database, own_redis_server
 
 GATE_KEY = 424242
 
@@ -134,7 +135,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Callable[[]
     """Caches on one store: the process's memory store, or a Redis of the test's own."""
     server = None
     if request.param == "redis":
-        server = RedisServer(str(tmp_path))
+        server = own_redis_server(tmp_path)
         server.start()
     made: list[querycache.QueryCache] = []
 

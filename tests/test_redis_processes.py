@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.backends.test_redis import REDIS_URL, RedisServer, _redis_up
-from tests.conftest import MYSQL, PG_DSN, Database
+from tests.backends.test_redis import REDIS_URL, _redis_up
+from tests.conftest import MYSQL, PG_DSN, Database, own_redis_server
 
 DURATION_S = 2.5
 
@@ -97,7 +97,7 @@ def reader(kind: str, url: str, namespace: str, table: str, committed: Any, stop
                                f"entry_epoch={entry.epoch[:12] if entry else None} "
                                f"entry_stamp={entry.stamp if entry else None} "
                                f"mirror={[b.versions.get(k) for k in vk]} last_msg={b._last_msg} "
-                               f"gen={b._generation} undelivered={len(b._undelivered)} breaker={b._state}")
+                               f"resyncs={b.resyncs} undelivered={len(b._undelivered)} breaker={b._state}")
                 statuses["STALE " + str(cur.cache_status)] = statuses.get("STALE " + str(cur.cache_status), 0) + 1
         results.put((reads, stale, statuses))
         cache.close()
@@ -195,7 +195,7 @@ def test_no_stale_reads_across_processes_with_row_level_invalidation(kind: str, 
 
 
 def test_redis_killed_mid_workload(pg: Database, tmp_path: Any) -> None:
-    server = RedisServer(str(tmp_path))
+    server = own_redis_server(tmp_path)
     server.start()
 
     def outage() -> None:
@@ -216,7 +216,7 @@ def test_redis_killed_mid_workload(pg: Database, tmp_path: Any) -> None:
 def test_flushall_mid_workload(pg: Database, tmp_path: Any) -> None:
     import redis
 
-    server = RedisServer(str(tmp_path))
+    server = own_redis_server(tmp_path)
     server.start()
 
     def flush() -> None:

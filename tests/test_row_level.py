@@ -350,14 +350,13 @@ def test_registrations_lost_with_a_redis_restart_are_made_again(tmp_path: Any) -
     thousands of stale reads after each restart)."""
     import psycopg
 
-    from tests.backends.test_redis import RedisServer
-    from tests.conftest import PG_DSN
+    from tests.conftest import PG_DSN, own_redis_server
 
     db = make_database("postgres", tmp_path)
     table = db.t("counters")
     db.tables.append(table)
     db.admin(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, v INTEGER)", f"INSERT INTO {table} VALUES (1, 0)")
-    server = RedisServer(str(tmp_path))
+    server = own_redis_server(tmp_path)
     server.start()
     config = {"l2": {"backend": "redis", "url": server.url, "timeout_ms": 2000}}
     reader_cache = querycache.QueryCache.from_dict(config)

@@ -28,8 +28,8 @@ import pytest
 import yaml
 
 import querycache
-from tests.backends.test_redis import RedisServer
-from tests.conftest import PG_DSN, require
+from querycache.testing.redis_server import RedisServer
+from tests.conftest import PG_DSN, own_redis_server, require
 
 SECRET_PARAM = "SECRETVALUE123"
 
@@ -404,27 +404,9 @@ PASSWORD = "PWD" + uuid.uuid4().hex[:10]
 HMAC_SECRET = "HMAC" + uuid.uuid4().hex[:10]
 
 
-class _PasswordRedis(RedisServer):
-    def start(self) -> None:
-        import time
-
-        import redis
-
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--requirepass", PASSWORD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                redis.Redis(port=self.port, password=PASSWORD, socket_connect_timeout=0.2).ping()
-                return
-            except Exception:  # noqa: BLE001 - still starting
-                time.sleep(0.05)
-        raise RuntimeError("own redis-server did not start")
-
-
 @pytest.fixture
-def password_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[_PasswordRedis]:
-    server = _PasswordRedis(str(tmp_path))
+def password_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
+    server = own_redis_server(tmp_path, password=PASSWORD)
     server.start()
     monkeypatch.setenv("QC_PASS", PASSWORD)
     monkeypatch.setenv("QC_SECRET", HMAC_SECRET)
@@ -442,18 +424,18 @@ def _no_secret(text: str, where: str) -> None:
     assert HMAC_SECRET not in text, f"the HMAC secret appears in {where}"
 
 
-def test_config_takes_secrets_from_the_environment(password_redis: _PasswordRedis) -> None:
+def test_config_takes_secrets_from_the_environment(password_redis: RedisServer) -> None:
     config = querycache.Config.from_dict(_secret_config(password_redis.port))
     assert config.l2.hmac_secret == HMAC_SECRET and PASSWORD in (config.l2.url or "")
 
 
-def test_secrets_not_in_repr_of_config(password_redis: _PasswordRedis) -> None:
+def test_secrets_not_in_repr_of_config(password_redis: RedisServer) -> None:
     config = querycache.Config.from_dict(_secret_config(password_redis.port))
     for text in (repr(config), str(config), repr(config.l2)):
         _no_secret(text, "repr(config)")
 
 
-def _workload_with_outage(server: _PasswordRedis, tmp_path: Path) -> querycache.QueryCache:
+def _workload_with_outage(server: RedisServer, tmp_path: Path) -> querycache.QueryCache:
     import sqlite3
 
     cache = querycache.QueryCache.from_dict(_secret_config(server.port))
@@ -480,7 +462,7 @@ def _workload_with_outage(server: _PasswordRedis, tmp_path: Path) -> querycache.
     return cache
 
 
-def test_secrets_not_in_stats(password_redis: _PasswordRedis, tmp_path: Path) -> None:
+def test_secrets_not_in_stats(password_redis: RedisServer, tmp_path: Path) -> None:
     cache = _workload_with_outage(password_redis, tmp_path)
     try:
         _no_secret(json.dumps(cache.stats().to_dict(), default=str), "cache.stats().to_dict()")
@@ -489,7 +471,7 @@ def test_secrets_not_in_stats(password_redis: _PasswordRedis, tmp_path: Path) ->
         cache.close()
 
 
-def test_secrets_not_in_logs(password_redis: _PasswordRedis, tmp_path: Path,
+def test_secrets_not_in_logs(password_redis: RedisServer, tmp_path: Path,
                              caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     cache = _workload_with_outage(password_redis, tmp_path)
@@ -504,7 +486,7 @@ def _cli(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, env=env)
 
 
-def test_secrets_not_in_cli_output(password_redis: _PasswordRedis, tmp_path: Path) -> None:
+def test_secrets_not_in_cli_output(password_redis: RedisServer, tmp_path: Path) -> None:
     path = tmp_path / "qc.yaml"
     path.write_text(yaml.safe_dump(_secret_config(password_redis.port)), encoding="utf-8")
     for command in (("doctor", "--json"), ("stats", "--json"), ("explain", "--json", "SELECT 1")):
@@ -514,7 +496,7 @@ def test_secrets_not_in_cli_output(password_redis: _PasswordRedis, tmp_path: Pat
         _no_secret(result.stdout + result.stderr, " ".join(command))
 
 
-def test_secrets_not_in_doctor_output_while_redis_is_down(password_redis: _PasswordRedis, tmp_path: Path) -> None:
+def test_secrets_not_in_doctor_output_while_redis_is_down(password_redis: RedisServer, tmp_path: Path) -> None:
     path = tmp_path / "qc.yaml"
     path.write_text(yaml.safe_dump(_secret_config(password_redis.port)), encoding="utf-8")
     password_redis.stop()

@@ -313,6 +313,8 @@ def test_index_switches_to_hnsw_keeps_buckets_and_evicts_lru() -> None:
     assert len(index) == 120 and counters.snapshot()["evictions"] == 10
     described = index.describe()
     assert described["hnsw_scopes"] == 1 and described["buckets"] == 10
+    assert index.serialized_size("scope") > 120 * embedder.dim * 4  # the vectors, and the graph
+    assert index.serialized_size("another scope") == 0
     probe = embedder.encode([entries[77].canonical.form])[0]
     found = index.search("scope", "bucket7", probe, 3)
     assert found[0][1] is entries[77] and found[0][0] > 0.999

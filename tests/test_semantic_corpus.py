@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from querycache.testing.corpus import CorpusPair, has_top_level_order_by, load_pairs
 from tests.conftest import PG_DSN, require
 
 pytestmark = pytest.mark.postgres
@@ -35,33 +35,14 @@ MIN_NEAR_MISS = 500
 Result = tuple[list[str], list[tuple[Any, ...]]]
 
 
-def _load(name: str) -> list[dict[str, Any]]:
-    path = CORPUS_DIR / name
-    if not path.exists():  # reported by test_corpus_shape, not as a collection error
-        return []
-    with path.open(encoding="utf-8") as f:
-        return list(yaml.safe_load(f) or [])
-
-
-EQUIVALENT = _load("equivalent.yaml")
-NEAR_MISS = _load("near_miss.yaml")
+EQUIVALENT = load_pairs(CORPUS_DIR / "equivalent.yaml")
+NEAR_MISS = load_pairs(CORPUS_DIR / "near_miss.yaml")
 
 
 # --------------------------------------------------------------------------------------------------
-# The comparison rule (also used by generate.py --verify)
+# The comparison rule (also used by generate.py --verify); whether row order counts is
+# querycache/testing/corpus.py's has_top_level_order_by
 # --------------------------------------------------------------------------------------------------
-
-
-def has_top_level_order_by(sql: str) -> bool:
-    """True if ``sql`` ends with an ORDER BY of its own, not one inside parentheses (a subquery,
-    a CTE body, a window's OVER clause) or a string literal."""
-    text = re.sub(r"'(?:[^']|'')*'", "''", sql)
-    while True:
-        stripped = re.sub(r"\([^()]*\)", "", text)
-        if stripped == text:
-            break
-        text = stripped
-    return re.search(r"\border\s+by\b", text, re.IGNORECASE) is not None
 
 
 Row = tuple[Any, ...]
@@ -124,12 +105,12 @@ def run(conn: Any, sql: str) -> Result:
     return [d.name for d in cur.description], [tuple(r) for r in cur.fetchall()]
 
 
-def _ids(entries: list[dict[str, Any]]) -> list[str]:
+def _ids(entries: list[CorpusPair]) -> list[str]:
     return [str(e.get("id")) for e in entries]
 
 
 @pytest.mark.parametrize("pair", EQUIVALENT, ids=_ids(EQUIVALENT))
-def test_equivalent_pair(semantic_pg: Any, pair: dict[str, Any]) -> None:
+def test_equivalent_pair(semantic_pg: Any, pair: CorpusPair) -> None:
     result_a = run(semantic_pg, pair["a"])
     result_b = run(semantic_pg, pair["b"])
     assert len(set(result_a[0])) == len(result_a[0]), f"duplicate output column names: {result_a[0]}"
@@ -139,7 +120,7 @@ def test_equivalent_pair(semantic_pg: Any, pair: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("pair", NEAR_MISS, ids=_ids(NEAR_MISS))
-def test_near_miss_pair(semantic_pg: Any, pair: dict[str, Any]) -> None:
+def test_near_miss_pair(semantic_pg: Any, pair: CorpusPair) -> None:
     result_a = run(semantic_pg, pair["a"])
     result_b = run(semantic_pg, pair["b"])
     assert results_differ(pair["a"], result_a, result_b), "the two queries return the same result"
@@ -148,7 +129,7 @@ def test_near_miss_pair(semantic_pg: Any, pair: dict[str, Any]) -> None:
 @pytest.mark.parametrize(("entries", "kinds", "minimum"),
                          [(EQUIVALENT, EQUIVALENT_KINDS, MIN_EQUIVALENT), (NEAR_MISS, NEAR_MISS_KINDS, MIN_NEAR_MISS)],
                          ids=["equivalent", "near_miss"])
-def test_corpus_shape(entries: list[dict[str, Any]], kinds: set[str], minimum: int) -> None:
+def test_corpus_shape(entries: list[CorpusPair], kinds: set[str], minimum: int) -> None:
     assert len(entries) >= minimum, f"{len(entries)} pairs, expected at least {minimum}"
     for entry in entries:
         assert set(entry) == {"id", "kind", "a", "b"}, entry.get("id")

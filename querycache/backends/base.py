@@ -70,7 +70,7 @@ class Backend(Protocol):
     What only some stores can do is an optional capability of its own below
     (``RowLevelRegistry``, ``StrictAcks``, ``SharedStats``, ``HealthReport``): ask for it with
     the matching function (``row_level_registry(backend)``...), which returns the store typed as
-    that capability or None."""
+    that capability or None (``SizeReport``: ``size_report(backend)``)."""
 
     name: str
 
@@ -236,6 +236,21 @@ class HealthReport(Protocol):
     def health_report(self) -> list[tuple[str, str, str]]: ...
 
 
+@runtime_checkable
+class SizeReport(Protocol):
+    """A store in this process's memory, which can say what it holds (``cache.stats()``)."""
+
+    evictions: int
+    """Entries dropped to stay within the size bound, since the store was created."""
+
+    def __len__(self) -> int:
+        """How many entries it holds."""
+
+    @property
+    def size_bytes(self) -> int:
+        """The bytes of the entries it holds."""
+
+
 def row_level_registry(backend: Backend) -> RowLevelRegistry | None:
     return backend if isinstance(backend, RowLevelRegistry) else None
 
@@ -254,6 +269,10 @@ def shared_stats(backend: Backend) -> SharedStats | None:
 
 def health_report(backend: Backend) -> HealthReport | None:
     return backend if isinstance(backend, HealthReport) else None
+
+
+def size_report(backend: Backend) -> SizeReport | None:
+    return backend if isinstance(backend, SizeReport) else None
 
 
 _REGISTRY = {

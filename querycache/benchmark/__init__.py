@@ -1,4 +1,13 @@
-"""Workload benchmark: a generated shop schema on PostgreSQL (default), MariaDB or sqlite
+"""The benchmarks that ship with the package, behind ``querycache bench`` (the developers' benchmarks,
+pytest-benchmark and scripts, are ``bench/`` in the repository; docs/benchmarks.md):
+
+- ``hotpath.py``: ``querycache bench``, the L1 hit and a miss against a raw sqlite point query;
+- the workload benchmark, ``querycache bench workload`` (``python -m bench`` from a checkout):
+  ``runner.py`` orchestrates, ``schema.py`` generates the data and the SQL, ``engines.py`` speaks to
+  the databases, ``worker.py`` runs one contender, ``report.py`` writes the table and the figures,
+  ``progress.py`` shows the data's generation.
+
+The workload: a generated shop schema on PostgreSQL (default), MariaDB or sqlite
 (``--database``), a Zipfian read/write mix, the contenders (uncached, querycache L1 / L1+L2 memory /
 L1+L2 Redis and variants, a hand-written Redis cache-aside with TTL, dogpile.cache on Redis), one after
 another with the same seeds, each for ``--duration`` seconds or ``--ops`` operations, and a checker
@@ -8,9 +17,9 @@ that counts stale reads.
     querycache bench workload --sweep      # 1.02M rows, 20 s per contender, + threads sweep
     python -m bench --quick                # the same, from a checkout
 
-Part of the package so that the command runs wherever querycache is installed; nothing here is
+Part of the package so that both commands run wherever querycache is installed; nothing here is
 imported by ``import querycache`` (psycopg, redis and dogpile.cache load in the runner's processes).
-It needs the ``redis`` extra, the ``postgres`` or ``mysql`` one for those databases, and dogpile.cache
+The workload needs the ``redis`` extra, the ``postgres`` or ``mysql`` one for those databases, and dogpile.cache
 for that contender; the caching contenders use Redis on every database.
 
 Writes ``bench/results/workload.json`` and ``bench/results/workload.md`` (``--out``; relative to the

@@ -8,7 +8,7 @@ confirms (docs/freshness.md, "Two-phase writes").
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence, TypeVar
 
 from querycache.backends.base import MaintainCheck, strict_acks
 from querycache.codec import Unencodable
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from querycache.maintain.writes import Maintained
 
 _PENDING_MARK_MS = 30000
+T = TypeVar("T")
 
 
 class Publisher:
@@ -58,9 +59,9 @@ class Publisher:
         self.bump(keys)
         self.count(keys)
 
-    def around(self, keys: set[str], action: Callable[[], Any],
+    def around(self, keys: set[str], action: Callable[[], T],
                row_checks: list[tuple[str, int]] | None = None,
-               maintained: Sequence[Maintained] | None = None) -> Any:
+               maintained: Sequence[Maintained] | None = None) -> T:
         """Phase 1 before ``action`` makes writes visible, phase 2 after, whatever its outcome.
         ``keys`` may grow during ``action`` (a row-level write found it touched other rows);
         phase 2 bumps what it holds then, plus every table whose dependency columns changed since

@@ -15,7 +15,7 @@ import itertools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -29,6 +29,17 @@ if TYPE_CHECKING:
 faiss: Any = importlib.import_module("faiss")
 _REBUILD_TOMBSTONES = 0.25
 _EXACT_BUCKET = 512
+
+
+class IndexDescription(TypedDict):
+    """``SemanticIndex.describe()``: what the index holds now."""
+
+    entries: int
+    scopes: int
+    hnsw_scopes: int
+    buckets: int
+    bytes: int
+    rebuilds: int
 
 
 @dataclass(slots=True)
@@ -233,7 +244,13 @@ class SemanticIndex:
             if not index.live:
                 del self._scopes[entry.scope]
 
-    def describe(self) -> dict[str, int]:
+    def serialized_size(self, scope: str) -> int:
+        """The bytes of ``scope``'s FAISS index as ``faiss.serialize_index`` writes it (0 without one)."""
+        with self._lock:
+            index = self._scopes.get(scope)
+            return 0 if index is None else len(faiss.serialize_index(index.index))
+
+    def describe(self) -> IndexDescription:
         with self._lock:
             return {
                 "entries": len(self._entries),

@@ -17,7 +17,7 @@ from cachetools import LRUCache
 
 from querycache.semantic.canonical import Canonical, Ineligible, canonicalize, permutation
 from querycache.semantic.embedders import NGRAM, load_embedder
-from querycache.semantic.index import IndexEntry, SemanticIndex
+from querycache.semantic.index import IndexDescription, IndexEntry, SemanticIndex
 from querycache.semantic.worker import EmbeddingWorker
 from querycache.stats import Counters
 
@@ -26,6 +26,19 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from querycache.config import L3Config
+
+
+class TierDescription(IndexDescription):
+    """``SemanticTier.describe()``: the index, and the embedder with its worker."""
+
+    model: str | None
+    model_loaded: bool
+    model_error: str | None
+    model_load_seconds: float | None
+    model_loaded_in: str
+    inline: bool
+    batches: int
+    embedded: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,17 +187,20 @@ class SemanticTier:
     def flush(self, store_key_prefix: str | None = None) -> int:
         return self.index.clear(store_key_prefix)
 
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.index.describe())
-        out["model"] = getattr(self.worker.embedder, "name", None)
-        out["model_loaded"] = self.worker.ready
-        out["model_error"] = str(self.worker.load_error) if self.worker.load_error else None
-        out["model_load_seconds"] = self.worker.load_seconds
-        out["model_loaded_in"] = self.loaded_in
-        out["inline"] = self.worker.inline
-        out["batches"] = self.worker.batches
-        out["embedded"] = self.worker.embedded
-        return out
+    def describe(self) -> TierDescription:
+        worker = self.worker
+        embedder = worker.embedder
+        return {
+            **self.index.describe(),
+            "model": embedder.name if embedder is not None else None,
+            "model_loaded": worker.ready,
+            "model_error": str(worker.load_error) if worker.load_error else None,
+            "model_load_seconds": worker.load_seconds,
+            "model_loaded_in": self.loaded_in,
+            "inline": worker.inline,
+            "batches": worker.batches,
+            "embedded": worker.embedded,
+        }
 
 
 def wait_until_indexed(tier: SemanticTier, count: int, timeout: float = 30.0) -> bool:

@@ -203,3 +203,23 @@ def test_thread_safety_smoke() -> None:
         for deps in ([tables[0]], [tables[1]]):
             assert backend.lookup(key, deps).value is MISS
     assert backend.lookup(None, tables).pending is False
+
+
+def test_cache_stats_show_its_entries_bytes_and_evictions() -> None:
+    import sqlite3
+
+    import querycache
+
+    cache = querycache.QueryCache.from_dict({"l2": {"max_bytes": 3000}})
+    conn = cache.wrap(sqlite3.connect(":memory:", isolation_level=None))
+    conn.execute("CREATE TABLE t (a INTEGER, b TEXT)")
+    conn.execute("INSERT INTO t VALUES (1, ?)", ("x" * 400,))
+    for i in range(12):
+        conn.execute("SELECT b FROM t WHERE a = ? OR ? = 0", (1, i)).fetchall()
+    backend = cache.backend
+    assert isinstance(backend, MemoryBackend) and backend.evictions > 0
+    stats = cache.stats()
+    assert stats.entries["l2"] == len(backend) > 0
+    assert stats.bytes["l2"] == backend.size_bytes > 0
+    assert stats.evictions["l2"] == backend.evictions
+    cache.close()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 from typing import Any
@@ -14,6 +11,7 @@ import pytest
 
 from querycache.backends.base import MISS, backend_class
 from querycache.errors import BackendUnavailable
+from querycache.testing.redis_server import RedisServer
 from tests.backends.conformance import BackendConformance
 from tests.conftest import require
 
@@ -39,40 +37,6 @@ class TestRedisConformance(BackendConformance):
     def make_backend(self):  # type: ignore[no-untyped-def]
         _redis_up(REDIS_URL)
         return make(timeout_ms=2000)
-
-
-class RedisServer:
-    """A redis-server of the test's own, on a free port: tests may kill and restart it."""
-
-    def __init__(self, tmp: str) -> None:
-        if shutil.which("redis-server") is None:
-            require("redis-server binary", FileNotFoundError("redis-server"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.dir = tmp
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-
-        for _ in range(100):
-            try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-                return
-            except Exception:  # noqa: BLE001 - still starting
-                time.sleep(0.05)
-        raise RuntimeError("own redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
 
 
 def test_registered_as_redis() -> None:
@@ -108,12 +72,14 @@ def test_flushall_starts_a_new_epoch_and_old_stamps_are_refused(own_redis: Redis
     t = "db\x1forders"
     key = "qc-test:e:" + uuid.uuid4().hex
     old = backend.lookup(key, [t])
+    resyncs = backend.resyncs
     redis.Redis(port=own_redis.port).flushall()
     # A fill carrying a stamp of the old incarnation must never be accepted.
     assert backend.fill(key, b"old", [t], old.stamp, old.epoch, 60) is False
     new = backend.lookup(key, [t])
     assert new.epoch != old.epoch
     assert new.stamp >= old.stamp, "the new counter starts at store time, above every old stamp"
+    assert backend.resyncs > resyncs, "the mirror of the old incarnation was emptied"
     backend.close()
 
 
@@ -132,6 +98,36 @@ def test_restart_without_persistence_resets_safely(own_redis: RedisServer) -> No
     assert after.epoch != before.epoch
     assert after.stamp > written
     assert backend.fill(key, b"x", [t], before.stamp, before.epoch, 60) is False
+    backend.close()
+
+
+def test_the_lease_is_lost_with_the_store(own_redis: RedisServer) -> None:
+    backend = make(own_redis.url, timeout_ms=200)
+    _leased(backend)
+    assert not backend.l1_epoch.startswith("\x00no-lease")
+    own_redis.stop()
+    with pytest.raises(BackendUnavailable):
+        backend.lookup(None, ["db\x1forders"])  # a failure ends the lease at once
+    deadline = time.monotonic() + backend.lease_ms / 1000 + 0.5  # a renewal in flight: within a lease
+    while backend.has_lease:
+        assert time.monotonic() < deadline, "the lease outlived the store"
+        time.sleep(0.01)
+    assert backend.l1_epoch.startswith("\x00no-lease")
+    backend.close()
+
+
+def test_observed_scripts_are_the_ones_sent() -> None:
+    _redis_up(REDIS_URL)
+    backend = make(timeout_ms=2000)
+    t = "db\x1forders"
+    key = "qc-test:e:" + uuid.uuid4().hex
+    sent: list[str] = []
+    backend.observe_scripts(sent.append)
+    found = backend.lookup(key, [t])
+    assert backend.fill(key, b"v", [t], found.stamp, found.epoch, 60)
+    backend.observe_scripts(None)
+    backend.lookup(key, [t])
+    assert sent == ["lookup", "fill"]
     backend.close()
 
 
@@ -189,7 +185,7 @@ def test_undelivered_bump_is_retried_and_blocks_l1(own_redis: RedisServer) -> No
 
 def _leased(backend: Any) -> None:
     deadline = time.monotonic() + 10
-    while backend.l1_epoch.startswith("\x00no-lease"):
+    while not backend.has_lease:
         assert time.monotonic() < deadline, "no L1 lease"
         time.sleep(0.02)
 
@@ -205,7 +201,7 @@ def test_other_database_and_stray_messages_leave_the_mirror_alone(own_redis: Red
     t = "db\x1forders"
     backend.lookup(None, [t])
     _leased(backend)
-    epoch, generation = backend.epoch, backend._generation
+    epoch, generation = backend.epoch, backend.resyncs  # the L1 token is "<epoch>#<resyncs>"
     for _ in range(5):
         token = uuid.uuid4().hex
         neighbour.begin_write([t], token, 1000)
@@ -216,7 +212,7 @@ def test_other_database_and_stray_messages_leave_the_mirror_alone(own_redis: Red
     seq = backend.end_write([t], token)
     backend.wait_for_acks()
     time.sleep(0.3)
-    assert backend.epoch == epoch and backend._generation == generation
+    assert backend.epoch == epoch and backend.resyncs == generation
     assert backend.versions[t] == seq
     assert backend.l1_epoch == f"{epoch}#{generation}"
     backend.close()

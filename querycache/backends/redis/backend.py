@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import redis
 from querycache.backends.base import MISS, Baseline, Lookup, MaintainCheck, MaintainUpdate, _Miss, state_digest
@@ -73,6 +73,7 @@ except ImportError:  # pragma: no cover - hiredis is optional; redis-py packs th
 log = logging.getLogger("querycache")
 
 _live: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
+T = TypeVar("T")
 
 
 _STATE = "\x00m"  # what a maintained answer's state is signed under, after the entry key
@@ -149,7 +150,8 @@ class RedisBackend(Subscription):
         self.breaker_cooldown_s = breaker_cooldown_s
         self._undelivered: set[str] = set()
         self._outage_since = 0.0
-        self._on_resync: list[Callable[[], Any]] = []
+        self._on_resync: list[Callable[[], object]] = []
+        self._script_observer: Callable[[str], object] | None = None
         self._stop = threading.Event()
         self._subscriber: threading.Thread | None = None
         self._pid = os.getpid()
@@ -204,9 +206,15 @@ class RedisBackend(Subscription):
             if mirror.get(k, -1) < v:
                 mirror[k] = v
 
-    def on_resync(self, callback: Any) -> None:
+    def on_resync(self, callback: Callable[[], object]) -> None:
         """``callback()`` runs when the mirror was emptied (gap, reconnect, new epoch)."""
         self._on_resync.append(callback)
+
+    def observe_scripts(self, callback: Callable[[str], object] | None) -> None:
+        """``callback(name)`` runs on the sending thread before each script this store sends
+        (``lookup``, ``fill``, ``begin``, ``end``...; not the subscriber thread's lease renewals);
+        ``None`` removes it. For instrumentation: bench/redis_clock.py counts round trips with it."""
+        self._script_observer = callback
 
     def _keys(self, version_keys: Sequence[str]) -> tuple[list[str], list[str]]:
         memo_key = tuple(version_keys)
@@ -340,7 +348,7 @@ class RedisBackend(Subscription):
 
     def maintained(self, table_key: str) -> dict[str, bytes]:
         found = self._call(lambda: self._client.hgetall(self._registry(table_key))) or {}
-        return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in found.items()}
+        return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in found.items() if isinstance(v, bytes)}
 
     def forget_maintained(self, table_key: str, key: str) -> None:
         self._call(lambda: self._client.hdel(self._registry(table_key), key))
@@ -371,7 +379,7 @@ class RedisBackend(Subscription):
     def maintained_content(self, key: str) -> tuple[bytes, bytes, str] | None:
         found = self._call(lambda: self._client.hmget(key, "v", "m")) or (None, None)
         value, state = found
-        if not value or not state:
+        if not isinstance(value, bytes) or not isinstance(state, bytes) or not value or not state:
             return None
         plain, plain_state = self._verify(key, value), self._verify(key + _STATE, state)
         if not isinstance(plain, bytes) or not isinstance(plain_state, bytes):
@@ -634,6 +642,9 @@ class RedisBackend(Subscription):
             raise
 
     def _send(self, conn: Any, command: tuple[Any, ...], script: str) -> Any:
+        observer = self._script_observer
+        if observer is not None:
+            observer(script)
         try:
             if _hiredis_pack is not None:
                 conn.send_packed_command([_hiredis_pack(command)], check_health=False)
@@ -647,7 +658,7 @@ class RedisBackend(Subscription):
             conn.send_command(*command)
             return conn.read_response()
 
-    def _call(self, action: Any, force: bool = False) -> Any:
+    def _call(self, action: Callable[[], T], force: bool = False) -> T:
         # Reads stay behind the breaker; write announcements (force) always try, within the
         # timeout: another process may reach the store while this one's breaker is open.
         now = time.monotonic()

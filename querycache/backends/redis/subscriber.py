@@ -47,7 +47,7 @@ class Subscription:
     _undelivered: set[str]
     _held: dict[str, tuple[str, int]]
     _fill_waiters: dict[str, FillWaiter]
-    _on_resync: list[Callable[[], Any]]
+    _on_resync: list[Callable[[], object]]
     _epoch: str
     _epoch_seq: int
     _generation: int
@@ -55,6 +55,18 @@ class Subscription:
     _lease_until: float
     _last_msg: int
     _ack_prefix: str
+
+    @property
+    def resyncs(self) -> int:
+        """How many times this process's mirror was emptied (a gap, a reconnect, a new epoch);
+        every L1 entry filled before one is stale."""
+        return self._generation
+
+    @property
+    def has_lease(self) -> bool:
+        """Whether L1 may answer now: this process holds an unexpired coherence lease and every
+        write it made was announced (``l1_epoch`` is the store's epoch only then)."""
+        return time.monotonic() < self._lease_until and not self._undelivered
 
     def _deliver_pending(self) -> None:
         raise NotImplementedError  # the backend's: it publishes the writes an outage kept back

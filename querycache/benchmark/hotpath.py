@@ -1,4 +1,5 @@
-"""``querycache bench``: a dependency-free, side-by-side timing of the hot paths on sqlite.
+"""``querycache bench``: a dependency-free, side-by-side timing of the hot paths on sqlite (a raw
+point query, an L1 hit with stats on and off, a miss filling the memory L2).
 
 Each path is timed in interleaved batches (raw, hit, miss, raw, hit, miss...), so a
 noisy neighbour slows all of them alike; the report is the median per call and its
@@ -11,7 +12,7 @@ import itertools
 import sqlite3
 import statistics
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from querycache.cache import QueryCache
 
@@ -26,7 +27,8 @@ def _database() -> sqlite3.Connection:
     return conn
 
 
-def run_quick_bench(rounds: int = 20000, batches: int = 20) -> dict[str, dict[str, float]]:
+def measure(rounds: int = 20000, batches: int = 20) -> dict[str, dict[str, float]]:
+    """Per path: the median µs per call and its ratio to the raw query's (``querycache bench --json``)."""
     raw = _database()
     raw_cur = raw.cursor()
     cache = QueryCache()
@@ -39,23 +41,23 @@ def run_quick_bench(rounds: int = 20000, batches: int = 20) -> dict[str, dict[st
         cur.fetchall()
     counter = itertools.count(1)
 
-    def raw_call() -> Any:
+    def raw_call() -> object:
         raw_cur.execute(_SQL, (7, 0))
         return raw_cur.fetchall()
 
-    def hit_call() -> Any:
+    def hit_call() -> object:
         hit_cur.execute(_SQL, (7, 0))
         return hit_cur.fetchall()
 
-    def quiet_call() -> Any:
+    def quiet_call() -> object:
         quiet_cur.execute(_SQL, (7, 0))
         return quiet_cur.fetchall()
 
-    def miss_call() -> Any:
+    def miss_call() -> object:
         miss_cur.execute(_SQL, (7, -next(counter)))  # a new key each call: always a cold miss
         return miss_cur.fetchall()
 
-    paths: dict[str, Callable[[], Any]] = {
+    paths: dict[str, Callable[[], object]] = {
         "raw sqlite point query": raw_call, "L1 hit": hit_call, "L1 hit, stats off": quiet_call,
         "miss (memory L2 fill)": miss_call,
     }
