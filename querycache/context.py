@@ -67,7 +67,7 @@ class CacheContext:
         # Maintained answers (docs/maintenance.md): on when configured and the store can keep them.
         self.maintain: MaintainedAnswers | None = (
             maintained_answers(backend) if config.invalidation.maintain.enabled else None)
-        self.primary_keys: dict[tuple[str, str], str | None] = {}
+        self.primary_keys: dict[tuple[str, str], tuple[str, bool] | None] = {}
         self.maintain_refused: dict[str, str] = {}  # read texts found not maintainable, and why
         self.publisher = Publisher(self)
         # Row-level invalidation: (table key, column) pairs this process registered as pinned, with

@@ -168,8 +168,9 @@ class TransactionBlock:
         written = set(session.tx.written)
         try:
             if exc_type is None and written:
+                maintained = None if session.adapter.in_error(session.raw) else list(session.tx.maintained.values())
                 return session.publisher.around(written, lambda: self._block.__exit__(exc_type, exc, tb),
-                                                maintained=list(session.tx.maintained.values()))
+                                                maintained=maintained)
             return self._block.__exit__(exc_type, exc, tb)
         finally:
             session.tx_ended()

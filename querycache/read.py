@@ -352,7 +352,7 @@ class ReadPath(ServingCursor):
             shared, filled = self._buffer_and_fill(analysis, plan, fill_l1, fill_l2,
                                                    fill_stamp, lookup.epoch, lookup.pending, l1_token, maintained)
             if maintained is not None and filled and shared is not None and fill_l2 is not None:
-                register_maintained(session, read.sql, read.params, plan.version_keys, fill_l2)
+                register_maintained(session, read.sql, read.params, plan.version_keys, fill_l2, plan.scope_key)
         except BaseException:
             if leased and key is not None and flight is None:
                 self._release_lease(key, "error")

@@ -101,6 +101,11 @@ class ServingCursor:
         candidate = session.stamp_candidate() if was_in_tx or not adapter.autocommit(raw_conn) else None
         try:
             self._send(sql, params)
+        except BaseException:
+            # The transaction may be aborted (PostgreSQL) or rolled back (a MySQL deadlock):
+            # the answers its writes maintained so far are invalidated at its end instead.
+            session.tx.rolled_back_to_savepoint("statement_failed")
+            raise
         finally:
             adapter.after_statement(raw_conn)
             session.adopt_stamp(candidate, was_in_tx)

@@ -251,7 +251,9 @@ class Session:
         publisher = self.publisher
         try:
             if written and (committing or self.adapter.bump_on_rollback):
-                maintained = list(self.tx.maintained.values()) if committing else None
+                # An aborted PostgreSQL transaction's COMMIT is a ROLLBACK: nothing it maintained happened.
+                maintained = (list(self.tx.maintained.values())
+                              if committing and not self.adapter.in_error(self.raw) else None)
                 return publisher.around(set(written), action, self.tx.row_checks, maintained)
             try:
                 return action()

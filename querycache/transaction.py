@@ -114,10 +114,11 @@ class TransactionTracker:
         self.written |= set(keys)
         self.wrote_past_maintenance(keys)
 
-    def rolled_back_to_savepoint(self) -> None:
-        """Part of the transaction was undone: the maintained states hold deltas that never happen."""
+    def rolled_back_to_savepoint(self, reason: str = "savepoint_rollback") -> None:
+        """Part of the transaction was (or may have been) undone: the maintained states hold deltas
+        that may never happen; they are invalidated at its end instead."""
         for entry in self.maintained.values():
-            entry.fail("savepoint_rollback")
+            entry.fail(reason)
 
     def wrote_past_maintenance(self, keys: Iterable[str]) -> None:
         """A write of ``keys`` that does not update the maintained entries it touches: those are

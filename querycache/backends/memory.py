@@ -347,15 +347,19 @@ class MemoryBackend:
                           and state_digest(entry.state) == update.digest
                           and self._unchanged(update.baseline, token, tick1, now))
             tick = self._end(version_keys, token)
-            for update, stored in zip(updates, ok, strict=True):
-                if stored:
-                    entry = self._entries[update.key]
-                    entry.stamp = tick
-                    if update.value is not None and update.state is not None:
-                        self._drop(update.key)
-                        entry.value, entry.state = update.value, update.state
-                        if self._size(update.key, entry) <= self.max_bytes:
-                            self._store(update.key, entry)
+            for n, (update, stored) in enumerate(zip(updates, ok, strict=True)):
+                entry = self._entries.get(update.key) if stored else None
+                if entry is None:
+                    ok[n] = False  # evicted by an earlier update of this write
+                    continue
+                entry.stamp = tick
+                if update.value is not None and update.state is not None:
+                    self._drop(update.key)
+                    entry.value, entry.state = update.value, update.state
+                    if self._size(update.key, entry) <= self.max_bytes:
+                        self._store(update.key, entry)
+                    else:
+                        ok[n] = False  # too large now: gone, invalidated as any other
             return tick, ok
 
     # -- row-level invalidation: which columns readers are pinned by, per table ----------------

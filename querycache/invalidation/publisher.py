@@ -118,6 +118,8 @@ class Publisher:
                     entries.append(entry)
                 except (Unmaintainable, Unencodable) as exc:
                     entry.fail(getattr(exc, "reason", "unencodable"))
+                except Exception:  # noqa: BLE001 - phase 2 must run whatever an answer's derivation does
+                    entry.fail("error")
         try:
             _, stored = store.end_write_maintained(sorted(keys), token, tick1, updates)
         except BackendUnavailable:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from querycache.codec import Result
 from querycache.maintain.shape import Refused, Shape, bind, shape_of
 from querycache.maintain.state import Unmaintainable, check_fill, from_state_rows, order, project
-from querycache.maintain.writes import spec_of
+from querycache.maintain.writes import scope_of, spec_of
 
 if TYPE_CHECKING:
     from querycache.session import Session
@@ -25,7 +25,10 @@ def maintainable_shape(session: Session, sql: str, params: Any) -> Shape | None:
     analyzer = session.analyzer
     catalog, _ = session.catalog()
     try:
-        return shape_of(sql, analyzer.dialect, analyzer.paramstyle, frozenset(catalog.read_deps))
+        shape = shape_of(sql, analyzer.dialect, analyzer.paramstyle, frozenset(catalog.read_deps))
+        if catalog.row_security_of(set(shape.tables)):
+            raise Refused("row_security")  # a writer's delta would see its own rows, not the reader's
+        return shape
     except Refused as exc:
         context.stats.maintain.incr(f"refused:{exc.reason}")
         not_maintainable(session, sql, exc.reason)
@@ -68,9 +71,12 @@ def derive_fill(shape: Shape, rows: Sequence[Sequence[Any]], params: Any) -> tup
         return order(projected, shape, params), state.encode()
     except Unmaintainable as exc:
         return exc.reason
+    except Exception:  # noqa: BLE001 - unhashable keys, NaN, unencodable values: not maintained
+        return "error"
 
 
-def register_maintained(session: Session, sql: str, params: Any, version_keys: tuple[str, ...], key: str) -> None:
+def register_maintained(session: Session, sql: str, params: Any, version_keys: tuple[str, ...], key: str,
+                        scope_key: str) -> None:
     """Tell writers of the read's tables (in any process) that ``key`` holds a maintained answer."""
     context = session.context
     store = context.maintain
@@ -79,7 +85,7 @@ def register_maintained(session: Session, sql: str, params: Any, version_keys: t
         return
     try:
         store.register_maintained([session.version_key(t) for t in sorted(shape.tables)], key,
-                                  spec_of(sql, params, version_keys))
+                                  spec_of(sql, params, version_keys, scope_of(session, scope_key)))
         context.stats.maintain.incr("fills")
     except Exception:  # noqa: BLE001 - fail open: the entry is invalidated by writes as any other
         context.store_failed()

@@ -401,9 +401,8 @@ def _occurrences(part: exp.Select, ctes: dict[str, exp.Select]) -> dict[str, lis
             found.setdefault(qualified(source), []).append((select, source))
 
     visit(part)
-    for name, count in used.items():
-        if count > 1 and any(bodies[name] is s for occ in found.values() for s, _ in occ):
-            raise Refused("cte_twice")  # a restriction inside it would restrict both uses
+    if any(count > 1 for count in used.values()):
+        raise Refused("cte_twice")  # a restriction inside it (or a CTE it reads) restricts every use
     return found
 
 
@@ -412,6 +411,8 @@ def qualified(table: exp.Table) -> str:
     Unqualified names are refused (the writer's search path may resolve them elsewhere)."""
     if not table.args.get("db"):
         raise Refused("unqualified")
+    if table.args.get("catalog"):
+        raise Refused("catalog_qualified")  # db.schema.table on one side, schema.table on the other
     parts = [table.args.get("catalog"), table.args["db"], table.this]
     return ".".join(fold_identifier(p.name) for p in parts if p is not None)
 

@@ -16,6 +16,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
 import sqlglot
@@ -86,14 +87,21 @@ class Maintained:
         return MaintainUpdate(self.key, self.baseline.digest, value, self.state.encode(), self.baseline.versions)
 
 
-def spec_of(sql: str, params: Any, version_keys: tuple[str, ...]) -> bytes:
-    """What a writer in any process needs to maintain an entry: its statement, parameters, keys."""
-    return encode(Result(None, [(sql,), tuple(version_keys), tuple(params or ())], 0))
+def spec_of(sql: str, params: Any, version_keys: tuple[str, ...], scope: str) -> bytes:
+    """What a writer in any process needs to maintain an entry: its statement, parameters, keys,
+    and the scope it was read in (a writer in another scope must not maintain it: its delta
+    queries would see other rows or other values)."""
+    return encode(Result(None, [(sql, scope), tuple(version_keys), tuple(params or ())], 0))
 
 
-def _from_spec(spec: bytes) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
+def _from_spec(spec: bytes) -> tuple[str, str, tuple[str, ...], tuple[Any, ...]]:
     rows = decode(spec).rows
-    return str(rows[0][0]), tuple(rows[1]), tuple(rows[2])
+    return str(rows[0][0]), str(rows[0][1]), tuple(rows[1]), tuple(rows[2])
+
+
+def scope_of(session: Session, scope_key: str) -> str:
+    """A read's scope as the registry records it: its scope key and the tenant."""
+    return f"{scope_key}\x1e{session.context.tenant.get()!r}"
 
 
 def relation_of(plan: WritePlan, dialect: str) -> str | None:
@@ -105,23 +113,29 @@ def relation_of(plan: WritePlan, dialect: str) -> str | None:
         return None
 
 
-def primary_key(session: Session, relation: str) -> str | None:
-    """The single-column primary key of ``relation`` (``schema.table``; None: none, several
-    columns, or unknown), read once per database and relation from the catalog."""
+def primary_key(session: Session, relation: str) -> tuple[str, bool] | None:
+    """The single-column primary key of ``relation`` (``schema.table``) and whether the database
+    generates it (an identity or a default of its own sequence; MySQL: AUTO_INCREMENT); None:
+    no primary key, several columns, or unknown. Read once per database and relation."""
     known = session.context.primary_keys
     key = (session.database_id, relation)
     if key in known:
         return known[key]
     schema, _, table = relation.rpartition(".")
     if session.adapter.dialect == "postgres":
-        sql = ("SELECT n.nspname, a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+        sql = ("SELECT a.attname, a.attidentity <> '' OR (pg_get_serial_sequence(quote_ident(n.nspname) || '.' "
+               "|| quote_ident(c.relname), a.attname) IS NOT NULL AND coalesce(pg_get_expr(d.adbin, d.adrelid), '') "
+               "LIKE 'nextval(%%') FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
                "JOIN pg_namespace n ON n.oid = c.relnamespace "
                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+               "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
                "WHERE i.indisprimary AND n.nspname = %s AND c.relname = %s")
     else:
-        sql = ("SELECT table_schema, column_name FROM information_schema.key_column_usage "
-               "WHERE constraint_name = 'PRIMARY' AND table_schema = %s AND table_name = %s")
-    found: str | None = None
+        sql = ("SELECT k.column_name, c.extra LIKE '%%auto_increment%%' FROM information_schema.key_column_usage k "
+               "JOIN information_schema.columns c ON c.table_schema = k.table_schema "
+               "AND c.table_name = k.table_name AND c.column_name = k.column_name "
+               "WHERE k.constraint_name = 'PRIMARY' AND k.table_schema = %s AND k.table_name = %s")
+    found: tuple[str, bool] | None = None
     try:
         if session.adapter.in_transaction(session.raw):
             cursor = session.raw.cursor()
@@ -134,7 +148,7 @@ def primary_key(session: Session, relation: str) -> str | None:
         else:
             rows = session.adapter.internal_query(session.raw, sql, (schema, table))
         if len(rows) == 1:
-            found = str(rows[0][1]).lower()
+            found = (str(rows[0][0]).lower(), bool(rows[0][1]))
     except Exception:  # noqa: BLE001 - unknown: not maintained
         return None
     known[key] = found
@@ -144,12 +158,13 @@ def primary_key(session: Session, relation: str) -> str | None:
 class StatementMaintenance:
     """The delta work of one write statement on the entries it maintains."""
 
-    def __init__(self, session: Session, plan: WritePlan, relation: str, pk: str, entries: list[Maintained],
-                 sql: str, params: Any, own_transaction: bool, leases: list[tuple[str, str]]) -> None:
+    def __init__(self, session: Session, plan: WritePlan, relation: str, pk: tuple[str, bool],
+                 entries: list[Maintained], sql: str, params: Any, own_transaction: bool,
+                 leases: list[tuple[str, str]]) -> None:
         self.session = session
         self.plan = plan
         self.relation = relation
-        self.pk = pk
+        self.pk, self.generated = pk
         self.entries = entries
         self.sql = sql
         self.params = params
@@ -212,9 +227,12 @@ class StatementMaintenance:
         cursor.execute(f"SAVEPOINT {_SAVEPOINT}")
         try:
             out = work()
-        except Exception:  # noqa: BLE001 - a failed delta query must not fail the write
-            if quietly(cursor, f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}"):
-                quietly(cursor, f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        except Exception:
+            if not quietly(cursor, f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}"):
+                # The server ended the transaction itself (a MySQL deadlock rolls it all back):
+                # its error is the application's to see, not this module's to hide.
+                raise
+            quietly(cursor, f"RELEASE SAVEPOINT {_SAVEPOINT}")
             return None
         cursor.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         return out
@@ -242,6 +260,7 @@ class StatementMaintenance:
         rowcount = raw_cursor.rowcount
         if plan.kind != "insert":
             return old_keys if rowcount == len(old_keys) else None
+        mysql = self.session.adapter.dialect != "postgres"
         if self.pk in plan.insert_columns:
             index = plan.insert_columns.index(self.pk)
             keys = []
@@ -249,14 +268,17 @@ class StatementMaintenance:
                 source = row[index]
                 if source is None:
                     return None
-                keys.append(resolve(source, self.params))
+                key = resolve(source, self.params)
+                if key is None or (mysql and key in (0, "0")):
+                    return None  # NULL (or MySQL's 0) asks for a generated key: not this value
+                keys.append(key)
             return keys if rowcount == len(keys) else None
-        if rowcount != 1 or len(plan.insert_rows) != 1:
+        if rowcount != 1 or len(plan.insert_rows) != 1 or not self.generated:
             return None
-        if self.session.adapter.dialect == "postgres":
+        if not mysql:
             sql = "SELECT currval(pg_get_serial_sequence(%(t)s, %(c)s))"
             rows = self._under_savepoint(cursor, lambda: fetch(cursor, sql, {"t": plan.target_sql, "c": self.pk}))
-            return [rows[0][0]] if rows else None
+            return [rows[0][0]] if rows and rows[0][0] is not None else None
         last = getattr(raw_cursor, "lastrowid", None)
         return [last] if isinstance(last, int) and last > 0 else None
 
@@ -267,7 +289,7 @@ class StatementMaintenance:
         def work() -> dict[tuple[int, int], list[Any]]:
             relevant = self._relevant(cursor, keys)
             out: dict[tuple[int, int], list[Any]] = {}
-            groups: dict[str, list[tuple[int, int]]] = {}
+            groups: dict[tuple[str, tuple[str, ...]], list[tuple[int, int]]] = {}
             for i, entry in enumerate(self.entries):
                 if entry.failed is not None:
                     continue
@@ -281,8 +303,11 @@ class StatementMaintenance:
                     if relevant.get((i, part)) is False:
                         out[(i, part)] = []  # no touched row passes the part's own filter
                     else:
-                        groups.setdefault(sql, []).append((i, part))
-            for sql, members in groups.items():
+                        # One batch per text and parameter types: a UNION ALL unifies its arms'
+                        # column types (an int and a numeric parameter would make every arm numeric).
+                        kinds = tuple(type(p).__name__ for p in entry.params)
+                        groups.setdefault((sql, kinds), []).append((i, part))
+            for (sql, _), members in groups.items():
                 arms = [f"SELECT {n} AS qc_e, qc_x{n}.* FROM ({_renamed(sql, i)}) qc_x{n}"
                         for n, (i, _) in enumerate(members)]
                 bound = bind((), keys)
@@ -386,8 +411,14 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: Any, keys: s
         return None
     relation = relation_of(plan, analyzer.dialect)
     pk = primary_key(session, relation) if relation is not None else None
-    if relation is None or pk is None or (plan.kind == "update" and pk in plan.assigned):
+    if relation is None or pk is None or (plan.kind == "update" and pk[0] in plan.assigned):
         stats.incr("fallback:primary_key", len(registered))
+        return None
+    level = session.isolation()
+    if level not in ("read committed", *_RR_LEVELS) or level in ("serializable", "unknown"):
+        # READ UNCOMMITTED would put other transactions' rows into the answer; SERIALIZABLE reads
+        # would widen what the transaction read (and its serialization failures).
+        stats.incr("fallback:isolation", len(registered))
         return None
     # One maintaining writer per table at a time (two would each see the other's bump and fall
     # back, invalidating every entry of the table): wait for the lease, boundedly.
@@ -429,14 +460,22 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: Any, keys: s
             if isinstance(baseline, Baseline):
                 entries.append(Maintained(key, shape, entry_params, version_keys, baseline))
             elif baseline:
-                store.forget_maintained(table_key, key)  # gone: evicted, expired or refilled without state
+                _quietly(context, partial(store.forget_maintained, table_key, key))  # gone
     leases = [(table_key, lease)] if lease is not None else []
     if not entries:
         for held in leases:
-            store.release_maintainer(*held)
+            _quietly(context, partial(store.release_maintainer, *held))
         return None
     own = not in_tx and session.adapter.autocommit(session.raw)
     return StatementMaintenance(session, plan, relation, pk, entries, sql, params, own, leases)
+
+
+def _quietly(context: Any, call: Callable[[], object]) -> None:
+    """A store call whose failure must not fail the write (counted as a store failure)."""
+    try:
+        call()
+    except Exception:  # noqa: BLE001 - fail open
+        context.store_failed()
 
 
 _LEASE_MS = 10_000  # a maintainer lease outlives any write it covers; a killed writer frees it then
@@ -460,7 +499,7 @@ def _lease(store: MaintainedAnswers, table_key: str) -> str | None:
         pause = min(pause * 2, 0.01)
 
 
-_SPECS: dict[bytes, tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}
+_SPECS: dict[bytes, tuple[str, str, tuple[str, ...], tuple[Any, ...]]] = {}
 
 
 def _candidate(session: Session, table_key: str, key: str, spec: bytes, written: set[str]
@@ -476,11 +515,14 @@ def _candidate(session: Session, table_key: str, key: str, spec: bytes, written:
             if len(_SPECS) > 4096:
                 _SPECS.clear()
             _SPECS[spec] = found
-        sql, version_keys, params = found
+        sql, scope, version_keys, params = found
+        if scope != scope_of(session, session.scope_key):
+            context.stats.maintain.incr("fallback:scope")  # read in another scope than this writer's
+            return None
         catalog, _ = session.catalog()
         shape = shape_of(sql, session.analyzer.dialect, session.analyzer.paramstyle, frozenset(catalog.read_deps))
     except (CorruptEntry, Refused, IndexError, TypeError):
-        store.forget_maintained(table_key, key)
+        _quietly(context, lambda: store.forget_maintained(table_key, key))
         return None
     if not written.isdisjoint(table_of(k) for k in version_keys):
         context.stats.maintain.incr("fallback:earlier_write")  # this transaction already changed what it reads
