@@ -126,6 +126,14 @@ class BackendConformance:
         # a hit is repeatable
         assert backend.lookup(key, [t]).value == value
 
+    def test_fill_takes_the_state_argument(self, backend: Backend, ns: str) -> None:
+        """The read path passes ``state`` to every store (None unless it keeps maintained answers)."""
+        t = self.table(ns, "orders")
+        key = self.entry(ns)
+        found = backend.lookup(key, [t])  # creates the version
+        assert backend.fill(key, b"v", [t], found.stamp, found.epoch, TTL, 0.0, None) is True
+        assert backend.lookup(key, [t]).value == b"v"
+
     def test_entries_are_independent(self, backend: Backend, ns: str) -> None:
         t = self.table(ns, "orders")
         a, b = self.entry(ns, "a"), self.entry(ns, "b")
