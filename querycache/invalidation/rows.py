@@ -29,7 +29,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from querycache.analysis import fold_identifier
+from querycache.analysis import VOLATILE_FUNCTIONS, fold_identifier
 from querycache.hints import scan
 from querycache.invalidation.keys import bucket_key
 from querycache.sqlparts import flatten, split_outside_quotes
@@ -378,6 +378,8 @@ def write_plan(sql: str, dialect: str, paramstyle: str) -> WritePlan | None:
         if present - allowed or not isinstance(target, exp.Table) or target.args.get("joins"):
             return None  # UPDATE ... FROM, DELETE ... USING, multi-table forms
         where = tree.args.get("where")
+        if where is not None and _volatile(where, dialect):
+            return None  # evaluated again by the write, it may pick other rows than the pre-read did
         where_sql = _render(where.this, dialect) if where is not None else None
         if where is not None and where_sql is None:
             return None
@@ -389,6 +391,21 @@ def write_plan(sql: str, dialect: str, paramstyle: str) -> WritePlan | None:
         return WritePlan("update" if isinstance(tree, exp.Update) else "delete", fold_identifier(target.name),
                          target.sql(dialect=dialect), where_sql, assigned)
     return None
+
+
+# PostgreSQL's clock of the transaction: the pre-read and the write always share one.
+_TRANSACTION_CLOCK = frozenset({"now", "current_timestamp", "current_date", "current_time", "localtime",
+                                "localtimestamp", "transaction_timestamp"})
+
+
+def _volatile(node: exp.Expression, dialect: str) -> bool:
+    """Whether ``node`` calls a function whose value may differ between two statements."""
+    stable = _TRANSACTION_CLOCK if dialect == "postgres" else frozenset()
+    for func in node.find_all(exp.Func):
+        name = str(func.name).lower() if isinstance(func, exp.Anonymous) else func.sql_name().lower()
+        if name in VOLATILE_FUNCTIONS and name not in stable:
+            return True
+    return False
 
 
 def _render(node: exp.Expression, dialect: str) -> str | None:
