@@ -139,6 +139,9 @@ class Analysis:
     implicit_commit: bool = False
     creates_temp: bool = False
     sets_autocommit: bool | None = None
+    rolls_back_to_savepoint: bool = False
+    """ROLLBACK TO [SAVEPOINT] (tx_action SAVEPOINT): part of the transaction is undone. Known from
+    the statement, not its text (a leading comment hides the first word from a text check)."""
     names_from_text: bool = False
     """MySQL and SQLite name an unaliased expression's column by its text as written (``count(*)``
     vs ``COUNT(*)``): such a statement's L2 key must use the text, not the normalized form."""
@@ -451,7 +454,8 @@ class Analyzer:
         if word in ("ROLLBACK", "ABORT"):
             to_savepoint = " TO " in f" {text.upper()} "
             return self._result(sql, scanned, StatementKind.TRANSACTION, reason=BypassReason.SESSION,
-                                tx_action=TxAction.SAVEPOINT if to_savepoint else TxAction.ROLLBACK)
+                                tx_action=TxAction.SAVEPOINT if to_savepoint else TxAction.ROLLBACK,
+                                rolls_back_to_savepoint=to_savepoint)
         rewritten = None
         if word == "REPLACE" and (mysql or self.dialect == "sqlite"):
             rewritten = ("INSERT" if mysql else "INSERT OR REPLACE") + text.lstrip()[len("REPLACE"):]
@@ -501,9 +505,10 @@ class Analyzer:
             return self._result(sql, scanned, StatementKind.TRANSACTION, reason=BypassReason.SESSION,
                                 tx_action=TxAction.COMMIT)
         if isinstance(tree, exp.Rollback):
-            action = TxAction.SAVEPOINT if tree.args.get("savepoint") else TxAction.ROLLBACK
+            to_savepoint = bool(tree.args.get("savepoint"))
+            action = TxAction.SAVEPOINT if to_savepoint else TxAction.ROLLBACK
             return self._result(sql, scanned, StatementKind.TRANSACTION, reason=BypassReason.SESSION,
-                                tx_action=action)
+                                tx_action=action, rolls_back_to_savepoint=to_savepoint)
         if isinstance(tree, (exp.Set, exp.Use, exp.Pragma)):
             text = scanned.parse_text
             autocommit = _autocommit_value(text) if isinstance(tree, exp.Set) else None

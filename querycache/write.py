@@ -28,7 +28,7 @@ class WritePath(ServingCursor):
         if action is TxAction.BEGIN and in_tx and analysis.implicit_commit:
             candidate = session.current_stamp()
         run: Callable[[], object] = lambda: self._execute_tracked(sql, params)  # noqa: E731
-        if action is TxAction.SAVEPOINT and analysis.sql.lstrip().upper().startswith(("ROLLBACK", "ABORT")):
+        if action is TxAction.SAVEPOINT and analysis.rolls_back_to_savepoint:
             session.tx.rolled_back_to_savepoint()
         if action is TxAction.COMMIT or (action is TxAction.BEGIN and analysis.implicit_commit and in_tx):
             session.end_transaction(run, committing=True)

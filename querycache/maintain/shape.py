@@ -161,6 +161,10 @@ def _analyze(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> 
     names: list[str | None] = []
     for item in tree.expressions:
         node = item.this if isinstance(item, exp.Alias) else item
+        if dialect != "postgres" and not isinstance(item, (exp.Alias, exp.Column)):
+            # MySQL/MariaDB name such a column by its text as written; the state query is rendered
+            # again (SUM(val) for sum(val)) and would give the application other names.
+            raise Refused("unaliased")
         names.append(item.alias_or_name if isinstance(item, (exp.Alias, exp.Column)) else None)
         text = node.sql(dialect=dialect)
         if text in group_sql:
