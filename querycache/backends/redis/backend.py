@@ -315,10 +315,17 @@ class RedisBackend(Subscription):
 
     def end_write(self, version_keys: Sequence[str], token: str) -> int:
         vkeys, pkeys = self._keys(version_keys)
+        seq, _ = self._phase2("end", [CLOCK, *vkeys, *pkeys],
+                              [self._new_epoch(), len(version_keys), token, "\x1e".join(version_keys), self.channel],
+                              version_keys)
+        return seq
+
+    def _phase2(self, script: str, keys: list[str], args: list[Any], version_keys: Sequence[str]
+                ) -> tuple[int, list[Any]]:
+        """Run a phase-2 script (its reply: tick, message number, epoch, birth, now, then the
+        script's own values, returned) and learn from it what every phase 2 teaches."""
         try:
-            seq, msg, epoch, born_ms, now_ms = self._run("end", [CLOCK, *vkeys, *pkeys],
-                                        [self._new_epoch(), len(version_keys), token,
-                                         "\x1e".join(version_keys), self.channel], force=True)
+            seq, msg, epoch, born_ms, now_ms, *rest = self._run(script, keys, args, force=True)
         except BackendUnavailable:
             # The write is in the database but not announced: keep it, retry, and stop serving
             # this process's L1 until it is delivered (other processes are bounded by TTL).
@@ -326,10 +333,6 @@ class RedisBackend(Subscription):
                 self._undelivered.update(version_keys)
             raise
         seq = int(seq)
-        self._ended(version_keys, seq, msg, epoch, born_ms, now_ms)
-        return seq
-
-    def _ended(self, version_keys: Sequence[str], seq: int, msg: Any, epoch: Any, born_ms: Any, now_ms: Any) -> None:
         epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
         # An incarnation younger than a lease (FLUSHALL, restart) has an empty lease registry,
         # yet leases granted under the old one may still run: wait until they have run out.
@@ -338,6 +341,7 @@ class RedisBackend(Subscription):
         self._advance((k, seq) for k in version_keys)
         self._local.msg = int(msg)
         self._local.msg_epoch = epoch
+        return seq, rest
 
     # -- maintained answers (docs/maintenance.md) ------------------------------------------------
     def _registry(self, table_key: str) -> str:
@@ -411,17 +415,10 @@ class RedisBackend(Subscription):
         for u in updates:
             payload += [u.digest, self._sign(u.key, u.value) if u.value is not None else "",
                         self._sign(u.key + _STATE, u.state) if u.state is not None else ""]
-        try:
-            seq, msg, epoch, born_ms, now_ms, ok = self._run(
-                "end_maintained", [CLOCK, *vkeys, *pkeys, *(u.key for u in updates), *extra],
-                [self._new_epoch(), len(version_keys), token, "\x1e".join(version_keys), self.channel, tick1,
-                 len(updates), *counts, *payload, *seen], force=True)
-        except BackendUnavailable:
-            with self._lock:
-                self._undelivered.update(version_keys)
-            raise
-        seq = int(seq)
-        self._ended(version_keys, seq, msg, epoch, born_ms, now_ms)
+        seq, (ok,) = self._phase2(
+            "end_maintained", [CLOCK, *vkeys, *pkeys, *(u.key for u in updates), *extra],
+            [self._new_epoch(), len(version_keys), token, "\x1e".join(version_keys), self.channel, tick1,
+             len(updates), *counts, *payload, *seen], version_keys)
         return seq, [bool(int(x)) for x in ok]
 
     def wait_for_acks(self) -> None:

@@ -188,30 +188,42 @@ return 1
 # logical names joined by \30, channel.
 # Phase 1 publishes too: a writer killed between its commit and phase 2 must still make other
 # processes' L1 copies stale (the pending mark only stops L2 hits and fills).
-_BEGIN = _PRELUDE + """
-local s = tick()
-local sv = string.format('%d', s)
-local ttl = tonumber(ARGV[4])
-for i = 1, n do
-  redis.call('SET', KEYS[1 + i], sv)
-  redis.call('ZADD', KEYS[1 + n + i], now_ms + ttl, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1 + n + i], ttl * 2)
+_PHASES_FN = """
+-- Phase 1: tick, every version (KEYS 2..1+n) to the tick, this writer's pending mark, announced.
+local function phase1(token, ttl, names, channel)
+  local sv = string.format('%d', tick())
+  for i = 1, n do
+    redis.call('SET', KEYS[1 + i], sv)
+    redis.call('ZADD', KEYS[1 + n + i], now_ms + ttl, token)
+    redis.call('PEXPIRE', KEYS[1 + n + i], ttl * 2)
+  end
+  announce(channel, sv, names)
+  return sv
 end
-announce(ARGV[6], sv, ARGV[5])
-return sv
+-- Phase 2: tick, every version to the tick, this writer's mark removed.
+local function phase2(token)
+  local sv = string.format('%d', tick())
+  for i = 1, n do
+    redis.call('SET', KEYS[1 + i], sv)
+    redis.call('ZREM', KEYS[1 + n + i], token)
+  end
+  return sv
+end
+-- Phase 2 announced: the reply's {tick, message number, epoch, incarnation's birth, now} (ms).
+local function announced(sv, names, channel)
+  local msg = announce(channel, sv, names)
+  local born = tonumber(redis.call('HGET', KEYS[1], 'born') or '0')
+  return {sv, msg, epoch, string.format('%d', born), string.format('%d', now_ms)}
+end
+"""
+
+_BEGIN = _PRELUDE + _PHASES_FN + """
+return phase1(ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6])
 """
 
 # KEYS: clock, n version keys, n pending keys. ARGV: new epoch, n, token, logical names joined by \\30.
-_END = _PRELUDE + """
-local s = tick()
-local sv = string.format('%d', s)
-for i = 1, n do
-  redis.call('SET', KEYS[1 + i], sv)
-  redis.call('ZREM', KEYS[1 + n + i], ARGV[3])
-end
-local msg = announce(ARGV[5], sv, ARGV[4])
-local born = tonumber(redis.call('HGET', KEYS[1], 'born') or '0')
-return {sv, msg, epoch, string.format('%d', born), string.format('%d', now_ms)}
+_END = _PRELUDE + _PHASES_FN + """
+return announced(phase2(ARGV[3]), ARGV[4], ARGV[5])
 """
 
 # -- maintained answers (docs/maintenance.md) ---------------------------------------------------
@@ -266,7 +278,7 @@ return out
 # KEYS: clock, n version keys, n pending keys, then t version keys and t pending keys of the checks.
 # ARGV: new epoch, n, token, mark ttl ms, logical names, channel, m (checks), m counts (their keys,
 # in order, among the t), t versions. Phase 1 and whether each check held just before it.
-_BEGIN_CHECKED = _PRELUDE + _UNCHANGED_FN + """
+_BEGIN_CHECKED = _PRELUDE + _PHASES_FN + _UNCHANGED_FN + """
 local m = tonumber(ARGV[7])
 local t = #KEYS - 1 - 2 * n
 t = t / 2
@@ -280,16 +292,7 @@ for c = 1, m do
   end
   ok[c] = held
 end
-local s = tick()
-local sv = string.format('%d', s)
-local ttl = tonumber(ARGV[4])
-for i = 1, n do
-  redis.call('SET', KEYS[1 + i], sv)
-  redis.call('ZADD', KEYS[1 + n + i], now_ms + ttl, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1 + n + i], ttl * 2)
-end
-announce(ARGV[6], sv, ARGV[5])
-return {sv, ok}
+return {phase1(ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]), ok}
 """
 
 # KEYS: clock, n version keys, n pending keys, m entry keys, then t version keys and t pending keys
@@ -298,7 +301,7 @@ return {sv, ok}
 # only); then t baseline versions.
 # Phase 2, and each update stored at its tick when the entry still holds that state and no other
 # writer touched a dependency since the baseline.
-_END_MAINTAINED = _PRELUDE + _UNCHANGED_FN + """
+_END_MAINTAINED = _PRELUDE + _PHASES_FN + _UNCHANGED_FN + """
 local m = tonumber(ARGV[7])
 local t = (#KEYS - 1 - 2 * n - m) / 2
 local base = 1 + 2 * n + m
@@ -314,12 +317,7 @@ for u = 1, m do
   end
   ok[u] = held
 end
-local s = tick()
-local sv = string.format('%d', s)
-for i = 1, n do
-  redis.call('SET', KEYS[1 + i], sv)
-  redis.call('ZREM', KEYS[1 + n + i], ARGV[3])
-end
+local sv = phase2(ARGV[3])
 for u = 1, m do
   if ok[u] == 1 and ARGV[7 + m + 3 * u - 1] == '' then
     redis.call('HSET', KEYS[1 + 2 * n + u], 's', sv)  -- the answer did not change: a new stamp only
@@ -327,9 +325,9 @@ for u = 1, m do
     redis.call('HSET', KEYS[1 + 2 * n + u], 's', sv, 'v', ARGV[7 + m + 3 * u - 1], 'm', ARGV[7 + m + 3 * u])
   end
 end
-local msg = announce(ARGV[5], sv, ARGV[4])
-local born = tonumber(redis.call('HGET', KEYS[1], 'born') or '0')
-return {sv, msg, epoch, string.format('%d', born), string.format('%d', now_ms), ok}
+local reply = announced(sv, ARGV[4], ARGV[5])
+reply[6] = ok
+return reply
 """
 
 # KEYS: a table's maintainer lease. ARGV: token. Compare-and-delete.
