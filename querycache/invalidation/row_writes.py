@@ -222,22 +222,26 @@ def generated_columns(session: Session, table: str) -> frozenset[str]:
         sql = ("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
                "AND table_name = %s AND (extra LIKE %s OR generation_expression <> '')")
         params = (table, "%GENERATED%")
-    adapter, raw = session.adapter, session.raw
     try:
-        if adapter.in_transaction(raw):
-            # Inside the application's transaction: a savepoint, so that a failure cannot abort it.
-            cursor = raw.cursor()
-            try:
-                rows = under_savepoint(cursor, _CATALOG_SAVEPOINT, sql, params)
-            finally:
-                cursor.close()
-        else:  # a transaction this opens (non-autocommit drivers) is rolled back: state unchanged
-            rows = adapter.internal_query(raw, sql, params)
-        found = frozenset(str(row[0]).lower() for row in rows)
+        found = frozenset(str(row[0]).lower() for row in catalog_query(session, sql, params))
     except Exception:  # noqa: BLE001 - unknown: "*", no column may be trusted
         return frozenset({"*"})
     known[key] = found
     return found
+
+
+def catalog_query(session: Session, sql: str, params: Any) -> list[Any]:
+    """The rows of a catalog query the wrapper sends for itself, the connection's state unchanged:
+    inside the application's transaction under a savepoint (a failure cannot abort it), outside
+    it through ``internal_query`` (a transaction it opens is rolled back)."""
+    adapter, raw = session.adapter, session.raw
+    if adapter.in_transaction(raw):
+        cursor = raw.cursor()
+        try:
+            return under_savepoint(cursor, _CATALOG_SAVEPOINT, sql, params)
+        finally:
+            cursor.close()
+    return list(adapter.internal_query(raw, sql, params))
 
 
 def fetch(cursor: Any, sql: str, params: Any) -> list[Any]:

@@ -27,7 +27,7 @@ from querycache.analysis import Analysis, StatementKind
 from querycache.backends.base import Baseline, MaintainCheck, MaintainedAnswers, MaintainUpdate
 from querycache.codec import CorruptEntry, Result, decode, encode
 from querycache.invalidation.keys import table_of
-from querycache.invalidation.row_writes import fetch, quietly
+from querycache.invalidation.row_writes import catalog_query, fetch, quietly
 from querycache.invalidation.rows import WritePlan, resolve, write_plan
 from querycache.maintain.shape import Refused, Shape, bind, qualified, shape_of
 from querycache.maintain.state import State, Unmaintainable, apply_groups, apply_scalar, derive
@@ -137,16 +137,7 @@ def primary_key(session: Session, relation: str) -> tuple[str, bool] | None:
                "WHERE k.constraint_name = 'PRIMARY' AND k.table_schema = %s AND k.table_name = %s")
     found: tuple[str, bool] | None = None
     try:
-        if session.adapter.in_transaction(session.raw):
-            cursor = session.raw.cursor()
-            try:
-                from querycache.invalidation.row_writes import under_savepoint
-
-                rows = under_savepoint(cursor, "querycache_catalog", sql, (schema, table))
-            finally:
-                cursor.close()
-        else:
-            rows = session.adapter.internal_query(session.raw, sql, (schema, table))
+        rows = catalog_query(session, sql, (schema, table))
         if len(rows) == 1:
             found = (str(rows[0][0]).lower(), bool(rows[0][1]))
     except Exception:  # noqa: BLE001 - unknown: not maintained
