@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Hashable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator, Mapping
 
 from querycache.analysis import Analysis, fold
 from querycache.backends.base import Backend, open_backend, shared_stats, size_report
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from querycache.connection import CachedConnection
     from querycache.invalidation.capture import CaptureListener
     from querycache.semantic.tier import SemanticTier
+    from querycache.session import Session
 
 log = logging.getLogger("querycache")
 
@@ -196,8 +197,18 @@ class QueryCache:
         return f"<QueryCache l2={self.config.l2.backend} namespace={self.namespace!r}>"
 
     # -- the public API ---------------------------------------------------------------------
-    def wrap(self, conn: Any, *, database_id: str | None = None) -> CachedConnection:
-        """A connection that behaves like ``conn``, with this cache in front of its reads."""
+    def wrap(self, conn: Any, *, database_id: str | None = None,
+             refresh_connect: Callable[[], Any] | None = None) -> CachedConnection:
+        """A connection that behaves like ``conn``, with this cache in front of its reads.
+
+        ``refresh_connect``: opens a new driver connection to the same database, as the same user.
+        With it, answers that must be recomputed (bounded staleness, refresh-ahead, stale-while-
+        revalidate) are recomputed in the background on connections it opened (``refresh.workers``
+        threads), and the reader is answered at once; without it the reader recomputes them."""
+        return self._open(conn, database_id, refresh_connect)[0]
+
+    def _open(self, conn: Any, database_id: str | None, refresh_connect: Callable[[], Any] | None
+              ) -> tuple[CachedConnection, Session]:
         from querycache.connection import CachedConnection
         from querycache.session import Session
 
@@ -205,9 +216,17 @@ class QueryCache:
             raise QueryCacheError("this QueryCache is closed; create a new one to wrap connections")
         if isinstance(conn, CachedConnection) or type(conn).__name__ == "CachedConnection":
             raise QueryCacheError("this connection is already wrapped; wrap the driver's connection once")
+        if refresh_connect is not None and not callable(refresh_connect):
+            raise QueryCacheError(f"refresh_connect must be a callable returning a new driver connection, "
+                                  f"got {type(refresh_connect).__name__}")
         session = Session(self._context, conn, detect(conn), database_id)
+        if refresh_connect is not None:
+            def open_refresh_connection() -> tuple[CachedConnection, Session]:
+                # The same database_id as the reader's: the refresh must fill the reader's keys.
+                return self._open(refresh_connect(), database_id, None)
+            session.refresh_opener = open_refresh_connection
         self._context.opened(session)
-        return CachedConnection(self, session)
+        return CachedConnection(self, session), session
 
     @contextlib.contextmanager
     def scope(self, *, tenant: Hashable) -> Iterator[None]:
@@ -283,6 +302,7 @@ class QueryCache:
             return
         self._closed = True
         self._stats_publisher_stop.set()
+        self._context.close_refreshes()
         if self.capture is not None:
             self.capture.stop()
         self.flush("l1")

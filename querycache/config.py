@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from querycache.errors import ConfigError
-from querycache.hints import SETTING_NAME
+from querycache.hints import MAX_STALE_CAP_S, SETTING_NAME
 
 _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -93,6 +93,25 @@ class TTLConfig:
     """Stale-while-revalidate: after an entry's TTL, it may still be served for this many seconds
     while one caller refreshes it (never after a write invalidated it). 0: off."""
     swr_tables: Mapping[str, int] = field(default_factory=dict)
+    max_stale_s: Mapping[str, int] = field(default_factory=dict)
+    """Bounded staleness per table (docs/freshness.md, "Bounded staleness"): after a write made a
+    read of these tables stale, its answer may still be served for this many seconds while one
+    refresh runs; a read of several tables takes the smallest, and none if one table has none."""
+
+
+@dataclass(frozen=True)
+class RefreshConfig:
+    """Recomputing answers: refresh-ahead of the TTL, and the refreshes of bounded-staleness and
+    stale-while-revalidate answers (docs/freshness.md, "Refreshes")."""
+
+    early_beta: float = 1.0
+    """Refresh-ahead (XFetch): a hit recomputes its entry early with a probability that grows as the
+    TTL nears, faster for entries that cost more; larger is earlier, 0 turns it off."""
+    workers: int = 2
+    """Background refresh threads per cache (used by connections wrapped with ``refresh_connect``)."""
+    queue: int = 64
+    """Refreshes waiting for a worker at most; past it a refresh is shed (counted) and the answer
+    is served as it is."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +195,7 @@ class Config:
     hints: HintsConfig = field(default_factory=HintsConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     scope: ScopeConfig = field(default_factory=ScopeConfig)
+    refresh: RefreshConfig = field(default_factory=RefreshConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Config:
@@ -397,6 +417,14 @@ def _check(config: Config) -> None:
     positive("ttl.max_s", config.ttl.max_s)
     positive("stats.publish_interval_s", config.stats.publish_interval_s)
     non_negative("ttl.swr_s", config.ttl.swr_s)
+    for table, seconds in config.ttl.max_stale_s.items():
+        non_negative(f"ttl.max_stale_s.{table}", seconds)
+        if seconds > MAX_STALE_CAP_S:
+            raise ConfigError(f"ttl.max_stale_s.{table}: {seconds} exceeds the {MAX_STALE_CAP_S} s the bump "
+                              f"history is kept; accepted: 0..{MAX_STALE_CAP_S}")
+    non_negative("refresh.early_beta", config.refresh.early_beta)
+    positive("refresh.workers", config.refresh.workers)
+    non_negative("refresh.queue", config.refresh.queue)
     for table, seconds in config.ttl.swr_tables.items():
         non_negative(f"ttl.swr_tables.{table}", seconds)
     if config.ttl.default_s > config.ttl.max_s:

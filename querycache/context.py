@@ -26,6 +26,7 @@ from querycache.coalesce import SingleFlight
 from querycache.config import Config
 from querycache.drivers.base import Catalog
 from querycache.invalidation.publisher import Publisher
+from querycache.refresh import RefreshPool
 from querycache.stats import Stats
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class CacheContext:
         self.row_dependencies: dict[tuple[str, str], str] = {}
         self.generated_columns: dict[tuple[str, str], frozenset[str]] = {}
         self.sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        self._refresh_pool: RefreshPool | None = None
         self.databases: set[str] = set()
         self.lock = threading.RLock()
         self._analyzers: dict[tuple[str, str], Analyzer] = {}
@@ -173,6 +175,28 @@ class CacheContext:
         if ttl_s <= 0:
             return 0.0
         return max(0.0, min(swr, float(ttl_config.max_s) - ttl_s))
+
+    def max_stale_for(self, analysis: Analysis, tables: set[str], ttl_s: float) -> float:
+        """Bounded staleness (docs/freshness.md): the hint's, else the smallest of the tables' own
+        ``ttl.max_stale_s`` (a table without one: 0, strict); 0 for what is not cached."""
+        if ttl_s <= 0:
+            return 0.0
+        return _smallest(0, self.config.ttl.max_stale_s, tables, analysis.hints.max_stale)
+
+    def refresh_pool(self) -> RefreshPool:
+        """The background refresh threads of this cache (started on first use)."""
+        with self.lock:
+            if self._refresh_pool is None:
+                refresh = self.config.refresh
+                self._refresh_pool = RefreshPool(refresh.workers, refresh.queue, self.stats.staleness)
+            return self._refresh_pool
+
+    def close_refreshes(self) -> None:
+        """Stop the refresh pool, letting it finish what it was given."""
+        with self.lock:
+            pool, self._refresh_pool = self._refresh_pool, None
+        if pool is not None:
+            pool.close()
 
     # -- failures and connections ---------------------------------------------------------------
     def store_failed(self) -> None:

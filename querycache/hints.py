@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 
 from querycache.errors import HintError
 
-ACCEPTED_OPTIONS = ("ttl", "skip", "nocache", "tables", "tier", "semantic", "swr", "group", "key", "settings",
-                    "volatile")
+ACCEPTED_OPTIONS = ("ttl", "skip", "nocache", "tables", "tier", "semantic", "swr", "max_stale", "group", "key",
+                    "settings", "volatile")
+MAX_STALE_CAP_S = 3600
+"""The largest `max_stale` (hint and `ttl.max_stale_s`): the stores keep a version's bump history this long."""
 # What ``volatile=`` accepts: the statement clock (now(), CURRENT_DATE...), frozen at fill.
 VOLATILE_KINDS = ("time",)
 _TIERS = ("l1", "l2")
@@ -37,6 +39,8 @@ class Hints:
     semantic: bool = False
     semantic_threshold: float | None = None
     swr: int | None = None
+    # Bounded staleness (docs/freshness.md): seconds an invalidated answer may still be served.
+    max_stale: int | None = None
     groups: tuple[str, ...] = ()
     # Settings the answer depends on beyond what the catalog shows (row-level security policies the
     # analyzer cannot see into): part of the read's scope.
@@ -54,6 +58,7 @@ class Hints:
             "semantic": self.semantic,
             "semantic_threshold": self.semantic_threshold,
             "swr": self.swr,
+            "max_stale": self.max_stale,
             "groups": list(self.groups),
             "settings": list(self.settings),
             "volatile": self.volatile,
@@ -91,6 +96,7 @@ class _HintBuilder:
     semantic: bool = False
     semantic_threshold: float | None = None
     swr: int | None = None
+    max_stale: int | None = None
     groups: list[str] = field(default_factory=list)
     settings: list[str] = field(default_factory=list)
     volatile: str | None = None
@@ -121,14 +127,18 @@ class _HintBuilder:
                         self.problem(comment, f"semantic={value!r} is not a number in (0, 1]")
                     else:
                         self.semantic_threshold = threshold
-            elif name in ("ttl", "swr") and has_value:
+            elif name in ("ttl", "swr", "max_stale") and has_value:
                 seconds = _parse_int(value)
                 if seconds is None or seconds < 0:
                     self.problem(comment, f"{name}={value!r} is not a whole number of seconds >= 0")
                 elif name == "ttl":
                     self.ttl = seconds
-                else:
+                elif name == "swr":
                     self.swr = seconds
+                elif seconds > MAX_STALE_CAP_S:
+                    self.problem(comment, f"max_stale={value!r} exceeds {MAX_STALE_CAP_S} seconds")
+                else:
+                    self.max_stale = seconds
             elif name == "tables" and has_value:
                 names = [n for n in value.split(",") if n]
                 bad = [n for n in names if not _NAME.match(n)]
@@ -170,6 +180,7 @@ class _HintBuilder:
             semantic=self.semantic,
             semantic_threshold=self.semantic_threshold,
             swr=self.swr,
+            max_stale=self.max_stale,
             groups=tuple(dict.fromkeys(self.groups)),
             settings=tuple(sorted(set(self.settings))),
             volatile=self.volatile,

@@ -22,13 +22,13 @@ _MAX_PLANS = 4096
 class ReadPlan:
     """A cacheable read resolved against the catalog: its version keys, or why it is not cached."""
 
-    __slots__ = ("bypass", "calls_user_function", "pinned", "row_pins", "scope_key", "swr_s", "ttl_s",
-                 "version_keys")
+    __slots__ = ("bypass", "calls_user_function", "max_stale_s", "pinned", "row_pins", "scope_key", "swr_s",
+                 "ttl_s", "version_keys")
 
     def __init__(self, version_keys: tuple[str, ...], bypass: BypassReason | None, ttl_s: float,
                  calls_user_function: bool = False, swr_s: float = 0.0,
                  row_pins: dict[str, dict[str, tuple[Source, ...]]] | None = None,
-                 pinned: tuple[tuple[str, str], ...] = (), scope_key: str = "") -> None:
+                 pinned: tuple[tuple[str, str], ...] = (), scope_key: str = "", max_stale_s: float = 0.0) -> None:
         self.version_keys = version_keys
         # The scope of its shared entries: the connection's, plus what row-level security reads
         # when it reads a table with policies (docs/isolation.md).
@@ -40,6 +40,8 @@ class ReadPlan:
         self.bypass = bypass
         self.ttl_s = ttl_s
         self.swr_s = swr_s
+        # Bounded staleness: how long after a write its answer may still be served (0: strict).
+        self.max_stale_s = max_stale_s
         # It calls a user function that may write or change the session: run it as a call.
         self.calls_user_function = calls_user_function
 
@@ -90,7 +92,8 @@ def plan_read(session: Session, analysis: Analysis) -> ReadPlan:
     calls = bool(analysis.functions & catalog.user_volatile_functions)
     ttl_s = context.ttl_for(analysis, tables)
     plan = ReadPlan(tuple(keys), BypassReason.VOLATILE if calls else bypass, ttl_s, calls,
-                    context.swr_for(analysis, tables, ttl_s), row_pins or None, scope_key=scope_key)
+                    context.swr_for(analysis, tables, ttl_s), row_pins or None, scope_key=scope_key,
+                    max_stale_s=context.max_stale_for(analysis, tables, ttl_s))
     if len(session.plans) > _MAX_PLANS:
         session.plans.clear()
     if bypass is not BypassReason.UNKNOWN_RELATION:  # those are looked up again next time
@@ -160,7 +163,7 @@ def pinned_plan(session: Session, plan: ReadPlan, params: Any) -> ReadPlan:
             keys += sorted(set(buckets))
             stats.incr("reads:pinned")
     return ReadPlan(tuple(keys), plan.bypass, plan.ttl_s, plan.calls_user_function, plan.swr_s,
-                    pinned=tuple(pinned), scope_key=plan.scope_key)
+                    pinned=tuple(pinned), scope_key=plan.scope_key, max_stale_s=plan.max_stale_s)
 
 
 def registered_in(session: Session, plan: ReadPlan, epoch: str) -> bool:

@@ -8,6 +8,8 @@ that ``explain`` cannot report a tier ``execute`` would not use (docs/architectu
 
 from __future__ import annotations
 
+import math
+import random
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -26,6 +28,7 @@ from querycache.status import MISS as STATUS_MISS
 from querycache.transaction import RR_LEVELS
 
 if TYPE_CHECKING:
+    from querycache.connection import CachedConnection
     from querycache.semantic.canonical import Canonical, Output
     from querycache.semantic.tier import SemanticTier
     from querycache.session import Session
@@ -112,11 +115,37 @@ def l3_scope(session: Session, plan: ReadPlan, shape: str) -> str:
     return "\x1f".join((context.namespace, plan.scope_key, repr(context.tenant.get()), shape))
 
 
+_REFRESHES = {1: "swr", 3: "ahead", 4: "stale"}
+"""``Lookup.refresh`` values that give this caller the refresh, and what the stats call them."""
+
+
+def _own_params(params: Any) -> Any:
+    """``params`` as they are now: a refresh runs later, and the caller may reuse its list."""
+    if isinstance(params, list):
+        return list(params)
+    if isinstance(params, dict):
+        return dict(params)
+    return params
+
+
+def run_refresh(conn: CachedConnection, session: Session, sql: str, params: Any, key: str) -> str:
+    """A background refresh on a connection of the refresh pool's own: run the read on the
+    database and fill its entry under ``key`` (the fill gives back the lease the reader took).
+    Returns "filled", or why not. The connection is left outside any transaction."""
+    path = ReadPath(conn, session, session.raw.cursor())
+    try:
+        return path.refresh_entry(sql, params, key)
+    finally:
+        path.close_raw()
+        if session.adapter.in_transaction(session.raw):
+            conn.rollback()
+
+
 class _Read:
     """One execution of a cacheable read: what every step from the lookup to the fill needs."""
 
-    __slots__ = ("analysis", "deadline", "in_tx", "l1_key", "opens_tx", "params", "pin", "plan", "sql",
-                 "store_key", "tx_stamp", "use_l1")
+    __slots__ = ("analysis", "deadline", "in_tx", "l1_key", "opens_tx", "params", "pin", "plan", "refresh",
+                 "sql", "store_key", "tx_stamp", "use_l1")
 
     def __init__(self, analysis: Analysis, sql: str, params: Any, in_tx: bool, plan: ReadPlan, l1_key: L1Key) -> None:
         self.analysis = analysis
@@ -131,6 +160,7 @@ class _Read:
         self.use_l1 = False
         self.store_key: str | None = None
         self.deadline = 0.0
+        self.refresh = False  # a background refresh: run and fill, serve nobody (docs/freshness.md)
 
 
 class ReadPath(ServingCursor):
@@ -191,6 +221,66 @@ class ReadPath(ServingCursor):
         if not flight.done.is_set():
             context.flights.finish(key, flight, Outcome.UNSHARED)  # its lease: given back by then
         return result
+
+    def refresh_entry(self, sql: str, params: Any, key: str) -> str:
+        """Recompute the entry ``key`` of ``sql`` on this connection (``run_refresh``): when this
+        connection would read it under the same key (same scope and tenant), run and fill."""
+        session = self._session
+        context = session.context
+        stats = context.stats
+        analysis = session.analyzer(sql)
+        in_tx = session.adapter.in_transaction(session.raw)
+        reason, plan = bypass_reason(session, analysis, self._raw, params, in_tx)
+        why = None
+        if in_tx:
+            why = "in_transaction"
+        elif analysis.changes_scope or plan is None or plan.calls_user_function or reason is not None:
+            why = f"bypass:{(reason or BypassReason.UNKNOWN).value}"
+        else:
+            if plan.row_pins is not None:
+                plan = pinned_plan(session, plan, params)
+            if store_key(session, self._raw, analysis, params, plan) != key:
+                why = "other_scope"  # this connection's session differs from the reader's
+        if why is not None or plan is None:
+            stats.staleness.incr(f"refresh_skipped:{why}")
+            self._release_lease(key, "unshared")
+            return why or "skipped"
+        read = _Read(analysis, sql, params, False, plan, (session.scope_id, context.tenant.get(), "", sql, ()))
+        read.pin = read.refresh = True
+        read.store_key = key
+        self._lookup_and_run(read, None)
+        return "filled" if self._served else "not_filled"
+
+    def close_raw(self) -> None:
+        self._raw.close()
+
+    def _refresh_elsewhere(self, read: _Read, kind: str) -> bool:
+        """Hand the refresh this caller took to the background pool (True: the caller serves the
+        entry now), when this connection was wrapped with ``refresh_connect``. A refresh the full
+        queue sheds gives its lease back: the entry is served as it is (True too)."""
+        session = self._session
+        refresher = session.refresher()
+        if refresher is None:
+            return False
+        key = read.store_key
+        assert key is not None
+        stats = session.context.stats
+        sql, params = read.sql, _own_params(read.params)
+        tenant = session.context.tenant.get()
+
+        def refresh(conn: CachedConnection, own: Session) -> None:
+            token = own.context.tenant.set(tenant)  # the reader's tenant: part of the key
+            try:
+                run_refresh(conn, own, sql, params, key)
+            finally:
+                own.context.tenant.reset(token)
+
+        if refresher.submit(key, refresh):
+            stats.staleness.incr(f"refreshes:{kind}:background")
+        else:
+            stats.staleness.incr("shed")
+            self._release_lease(key, "unshared")
+        return True
 
     def _follow(self, key: str, in_tx: bool, analysis: Analysis, deadline: float) -> tuple[bool, Flight | None]:
         """Join the key's flight: lead it (the flight is returned), or wait for its leader and serve
@@ -266,8 +356,16 @@ class ReadPath(ServingCursor):
         l1_token = context.backend.l1_epoch  # before the lookup: see Backend.l1_epoch
         lease_ms = context.config.coalesce.lease_ms if flight is not None else 0
         status = HIT_L2
+        max_stale_ms, early = 0, 0.0
+        if not read.pin:
+            if read.tx_stamp is None:
+                max_stale_ms = int(plan.max_stale_s * 1000)
+            beta = context.config.refresh.early_beta
+            if beta > 0:
+                early = beta * -math.log(1.0 - random.random())  # XFetch: how early this caller recomputes
         try:
-            lookup = context.backend.lookup(None if read.pin else key, plan.version_keys, read.tx_stamp, lease_ms)
+            lookup = context.backend.lookup(None if read.pin else key, plan.version_keys, read.tx_stamp, lease_ms,
+                                            max_stale_ms=max_stale_ms, early=early)
             if flight is not None and lookup.value is MISS and not lookup.leader and not lookup.pending:
                 context.stats.coalesce.incr("cross_process_waits")
                 lookup, l1_token = self._wait_for_other_process(read, lookup)
@@ -279,21 +377,27 @@ class ReadPath(ServingCursor):
                 self._release_lease(key, "unshared")  # the lookup may have taken it before failing
             return result
         stats = context.stats
-        leased = flight is not None
+        leased = flight is not None or read.refresh
         if isinstance(lookup.value, bytes) and not read.pin:
             try:
                 result = decode(lookup.value)
             except CorruptEntry:
                 result = None
                 stats.not_filled.incr("corrupt_entry")
-            if result is not None and flight is not None and key is not None:
+            stale = lookup.stale_ms >= 0
+            if result is not None and flight is not None and key is not None and not stale:
                 # Still fresh by the clock (also when past its TTL inside a stale-while-revalidate
-                # window): the followers get it.
+                # window, or picked for refresh-ahead): the followers get it.
                 context.flights.finish(key, flight, Outcome.SHARED, L1Entry(
                     result, plan.version_keys, lookup.entry_stamp, l1_token, time.monotonic() + plan.ttl_s, 0))
                 flight = None
-            if result is not None and lookup.refresh == 1:
-                stats.coalesce.incr("swr_refreshes")  # past its TTL: this caller refreshes it
+            took = result is not None and lookup.refresh in _REFRESHES and not self._refresh_elsewhere(
+                read, _REFRESHES[lookup.refresh])
+            if took:
+                # No background refresh for this connection: this caller recomputes it.
+                stats.staleness.incr(f"refreshes:{_REFRESHES[lookup.refresh]}:foreground")
+                if lookup.refresh == 1:
+                    stats.coalesce.incr("swr_refreshes")  # past its TTL: this caller refreshes it
                 leased = True
             elif result is not None:
                 if read.opens_tx:
@@ -305,9 +409,12 @@ class ReadPath(ServingCursor):
                 else:
                     next(stats.hits["l2"])
                 stats.latency["l2"].observe(time.perf_counter() - started)
-                if lookup.refresh:
+                if stale:
+                    stats.staleness.incr("served_stale")
+                    stats.stale_age.observe(lookup.stale_ms / 1000)
+                elif lookup.refresh in (1, 2):
                     stats.coalesce.incr("swr_served")  # another caller refreshes it
-                elif read.use_l1:
+                if read.use_l1 and not stale and lookup.refresh not in (1, 2):
                     self._fill_l1(read.l1_key, result, plan, lookup.entry_stamp or lookup.stamp, l1_token,
                                   len(lookup.value))
                 return self._result()
@@ -322,8 +429,9 @@ class ReadPath(ServingCursor):
         stamp = lookup.stamp
         # Miss: run on the database, deliver, then fill.
         self._begin_live(STATUS_MISS)
-        next(stats.misses)
-        self._record(analysis, STATUS_MISS)
+        if not read.refresh:
+            next(stats.misses)
+            self._record(analysis, STATUS_MISS)
         executed = time.perf_counter()
         maintained: tuple[Result, bytes] | None = None
         try:
@@ -337,6 +445,7 @@ class ReadPath(ServingCursor):
             raise
         finally:
             now = time.perf_counter()
+            cost_ms = (now - executed) * 1000
             stats.latency["miss"].observe(now - started)
             if self._fp is not None:
                 self._fp.ran(now - executed)  # the database's share only
@@ -350,7 +459,8 @@ class ReadPath(ServingCursor):
             fill_l1 = fill_l2 = None
         try:
             shared, filled = self._buffer_and_fill(analysis, plan, fill_l1, fill_l2,
-                                                   fill_stamp, lookup.epoch, lookup.pending, l1_token, maintained)
+                                                   fill_stamp, lookup.epoch, lookup.pending, l1_token, maintained,
+                                                   cost_ms)
             if maintained is not None and filled and shared is not None and fill_l2 is not None:
                 register_maintained(session, read.sql, read.params, plan.version_keys, fill_l2, plan.scope_key)
         except BaseException:
@@ -461,7 +571,8 @@ class ReadPath(ServingCursor):
     # -- fill ---------------------------------------------------------------------------
     def _buffer_and_fill(self, analysis: Analysis, plan: ReadPlan, l1_key: L1Key | None, key: str | None,
                          stamp: int, epoch: str, pending: bool, l1_token: str,
-                         maintained: tuple[Result, bytes] | None = None) -> tuple[Result | None, bool]:
+                         maintained: tuple[Result, bytes] | None = None, cost_ms: float = 0.0
+                         ) -> tuple[Result | None, bool]:
         """Fetch the rows into the cursor (bounded), fill L2 and L1. Returns the result when it may
         be handed to coalesced followers (complete, no pending write, not refused by the store as
         stale), and whether the store's fill ran (it gives back the coalescing lease).
@@ -526,7 +637,7 @@ class ReadPath(ServingCursor):
                     state = maintained[1]
                 try:
                     if context.backend.fill(key, encoded, plan.version_keys, stamp, epoch, plan.ttl_s, plan.swr_s,
-                                            state):
+                                            state, plan.max_stale_s > 0, cost_ms):
                         next(stats.fills["l2"])
                     else:
                         stats.not_filled.incr(NotFilledReason.STALE_STAMP.value)

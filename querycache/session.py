@@ -16,6 +16,7 @@ from querycache.drivers.base import Catalog, DriverAdapter, ServerState
 from querycache.errors import BackendUnavailable
 from querycache.invalidation import keys as version_keys
 from querycache.l1 import L1Cache
+from querycache.refresh import Opened, Refresher
 from querycache.status import BypassReason
 from querycache.transaction import RR_LEVELS, TransactionTracker
 
@@ -42,6 +43,9 @@ class Session:
             if config.l1.enabled else None
         )
         self.tx = TransactionTracker()
+        # wrap(..., refresh_connect=): opens a connection of the refresh pool's own (docs/freshness.md).
+        self.refresh_opener: Callable[[], Opened] | None = None
+        self._refresher: Refresher | None = None
         if context.maintain is not None:
             self.tx.release_lease = context.maintain.release_maintainer
         self.publisher = context.publisher
@@ -80,6 +84,14 @@ class Session:
 
     def version_key(self, table: str) -> str:
         return version_keys.table_key(self.version_prefix, table)
+
+    def refresher(self) -> Refresher | None:
+        """The background refreshes of this connection's reads; None without ``refresh_connect``."""
+        if self.refresh_opener is None:
+            return None
+        if self._refresher is None:
+            self._refresher = Refresher(self.context.refresh_pool(), self.refresh_opener)
+        return self._refresher
 
     def in_transaction(self) -> bool:
         return self.adapter.in_transaction(self.raw)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LATENCY_BUCKETS = (0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+STALE_AGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+"""How old bounded-staleness answers were (seconds since the first write after their stamp)."""
 _TOP_FINGERPRINTS = 20
 _MAX_FINGERPRINTS = 2000
 
@@ -55,18 +57,19 @@ class Histogram:
     ``itertools.count`` (exact under threads); the sum is a plain float add, which a thread switch
     in the middle may rarely lose (the sum is then a hair low; counts stay exact)."""
 
-    def __init__(self) -> None:
-        self._buckets = [itertools.count() for _ in range(len(LATENCY_BUCKETS) + 1)]
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self._buckets = [itertools.count() for _ in range(len(bounds) + 1)]
         self.total = 0.0
 
     def observe(self, seconds: float) -> None:
-        next(self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)])
+        next(self._buckets[bisect.bisect_left(self.bounds, seconds)])
         self.total += seconds
 
     def to_dict(self) -> dict[str, Any]:
         counts = [_value(b) for b in self._buckets]
         cumulative, running = {}, 0
-        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
+        for bound, n in zip((*self.bounds, float("inf")), counts, strict=True):
             running += n
             cumulative["+Inf" if bound == float("inf") else repr(bound)] = running
         return {"count": running, "sum": self.total, "buckets": cumulative}
@@ -136,6 +139,12 @@ class StatsSnapshot:
     """Maintained answers (docs/maintenance.md): ``maintained`` (entries a commit stored updated),
     ``fills`` (state fills), ``fallback:<reason>`` (entries invalidated instead, and reads not
     maintainable when first filled)."""
+    staleness: dict[str, Any] = field(default_factory=dict)
+    """Bounded staleness and refreshes (docs/freshness.md): ``served_stale`` (answers served after
+    a write, within their ``max_stale``), ``age_seconds`` (a histogram of how long after the first
+    write since their stamp those were), ``refreshes`` per why (``stale``, ``ahead``, ``swr``) and
+    how (``background``, ``foreground``), ``shed`` (a full refresh queue), ``refresh_errors``,
+    ``refresh_skipped:<why>`` (a background refresh that found it was not needed or not possible)."""
     entries: dict[str, int | None] = field(default_factory=dict)
     bytes: dict[str, int | None] = field(default_factory=dict)
     """Single flight: ``leaders`` (elected), ``reelections`` (after a leader's error),
@@ -161,6 +170,7 @@ class StatsSnapshot:
             "semantic": dict(self.semantic),
             "row_level": dict(self.row_level),
             "maintain": dict(self.maintain),
+            "staleness": dict(self.staleness),
             "entries": dict(self.entries),
             "bytes": dict(self.bytes),
         }
@@ -190,6 +200,8 @@ class Stats:
         self.semantic = Counters()
         self.row_level = Counters()
         self.maintain = Counters()
+        self.staleness = Counters()
+        self.stale_age = Histogram(STALE_AGE_BUCKETS)
         self.latency = {"l1": Histogram(), "l2": Histogram(), "l3": Histogram(), "miss": Histogram(),
                         "bypass": Histogram()}
         self.l1_ticks = itertools.count()  # L1-hit latency is sampled: 1 hit in 64 is timed
@@ -234,6 +246,7 @@ class Stats:
             semantic=self.semantic.snapshot(),
             row_level=self.row_level.snapshot(),
             maintain=self.maintain.snapshot(),
+            staleness={"served_stale": 0, **self.staleness.snapshot(), "age_seconds": self.stale_age.to_dict()},
         )
 
 

@@ -22,7 +22,8 @@ DOCUMENTED_DEFAULTS: dict[str, Any] = {
            "top_k": 8,
            # added by issue 22: a model that must load, loaded in QueryCache() or in the background
            "warmup": "background"},
-    "ttl": {"default_s": 300, "max_s": 3600, "tables": {}, "swr_s": 0, "swr_tables": {}},
+    "ttl": {"default_s": 300, "max_s": 3600, "tables": {}, "swr_s": 0, "swr_tables": {},
+            "max_stale_s": {}},  # added by issue 19 (bounded staleness): per table, none by default
     "max_result_rows": 10000,
     "max_result_bytes": 8388608,
     "invalidation": {"mode": "strict", "lease_ms": 500, "dependencies": {},
@@ -33,6 +34,8 @@ DOCUMENTED_DEFAULTS: dict[str, Any] = {
     "coalesce": {"enabled": True, "max_wait_ms": 5000, "lease_ms": 30000},
     "hints": {"strict": False},
     "stats": {"enabled": True, "publish_interval_s": 10.0},
+    # added by issue 19: refresh-ahead (XFetch beta) and the background refresh pool's bounds
+    "refresh": {"early_beta": 1.0, "workers": 2, "queue": 64},
 }
 
 

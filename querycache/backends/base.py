@@ -59,9 +59,14 @@ class Lookup:
     entry_stamp: int = 0
     """The served entry's own stamp (when ``value`` is an entry)."""
     refresh: int = 0
-    """Stale-while-revalidate, for an entry past its TTL but inside its window (still fresh by
-    the clock): 1 = this caller took the refresh (run the query, fill); 2 = another one refreshes
-    (serve the entry)."""
+    """Whether a served entry is being recomputed: 1 = past its TTL inside its stale-while-
+    revalidate window (still fresh by the clock), this caller took the refresh (run the query,
+    fill); 2 = another caller refreshes it, or none may now (serve the entry); 3 = refresh-ahead:
+    before its TTL, this caller was picked to recompute it; 4 = a bounded-staleness answer (see
+    ``stale_ms``) whose refresh this caller took."""
+    stale_ms: int = -1
+    """A bounded-staleness answer (``lookup(max_stale_ms=...)``): how long ago (ms, by the store's
+    clock) the first write after the entry's stamp began; -1: the entry is fresh."""
 
 
 class Backend(Protocol):
@@ -87,12 +92,18 @@ class Backend(Protocol):
         """This process's copy of table versions, read by L1 hits without I/O."""
 
     def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None,
-               lease_ms: int = 0, peek: bool = False) -> Lookup:
+               lease_ms: int = 0, peek: bool = False, max_stale_ms: int = 0, early: float = 0.0) -> Lookup:
         """Create missing versions at the current seq, then read entry, versions, marks and stamp.
 
         ``lease_ms`` > 0 on a miss without pending marks: take the key's coalescing lease for this
         call (``SET NX PX``) unless another caller holds it (``Lookup.leader``). ``peek``: claim
-        nothing (no lease, no stale-while-revalidate refresh), as ``explain`` does."""
+        nothing (no lease, no refresh), as ``explain`` does.
+
+        ``max_stale_ms`` > 0 (never with ``tx_stamp``): an entry that writes made stale is still
+        returned while the first bump of a dependency after its stamp is younger than that, by the
+        store's clock (``Lookup.stale_ms``); it is recorded by every phase 1 and 2. ``early`` > 0:
+        refresh-ahead, the entry is given to this caller to recompute (``refresh`` 3) when now plus
+        its recorded cost times ``early`` reaches its TTL (XFetch: ``early`` = beta * -ln(U))."""
 
     def release_lease(self, key: str, reason: str) -> None:
         """Give the lease back (compare-and-delete) and wake the processes waiting for the key:
@@ -103,11 +114,15 @@ class Backend(Protocol):
         (``None``); the caller looks again in every case."""
 
     def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
-             ttl_s: float, swr_s: float = 0.0, state: bytes | None = None) -> bool:
+             ttl_s: float, swr_s: float = 0.0, state: bytes | None = None, bounded: bool = False,
+             cost_ms: float = 0.0) -> bool:
         """Store ``value`` unless a dependency changed after ``stamp`` or has a pending mark; give
         back this process's lease on the key, if any, and wake its waiters. With ``swr_s``, the
         entry outlives ``ttl_s`` by that window, served while one caller refreshes it. ``state``:
-        a maintained answer's state, kept with the entry (``MaintainedAnswers``)."""
+        a maintained answer's state, kept with the entry (``MaintainedAnswers``). ``bounded``: a
+        bounded-staleness answer, stored even if a dependency changed after ``stamp`` (its readers
+        judge its age by the bump history) but never over an entry of a later stamp. ``cost_ms``:
+        what the query cost, kept for refresh-ahead."""
 
     def begin_write(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
         """Phase 1: tick, set every version to the tick, add a pending mark; returns the tick."""

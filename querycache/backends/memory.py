@@ -7,6 +7,7 @@ and no longer see each other's writes, so it warns once when used after a fork.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import threading
@@ -46,9 +47,11 @@ class _Entry:
     expires_at: float
     soft_expires_at: float = 0.0  # stale-while-revalidate: past it, one caller refreshes
     state: bytes | None = None  # a maintained answer's state (docs/maintenance.md)
+    cost_s: float = 0.0  # what the query cost: refresh-ahead recomputes it that much early, or more
 
 _MAX_VERSIONS = 1_000_000  # table keys are few; row-level bucket keys are one per value read
 _MAX_MAINTAINED = 1000  # registered maintained entries per table: past it, new ones are not maintained
+_HISTORY = 32  # bumps kept per version key for bounded-staleness reads (up to twice as many)
 
 
 class ProcessClock:
@@ -66,6 +69,44 @@ class ProcessClock:
         self.dependency_versions: dict[str, int] = {}
         # Maintained answers: the maintainer lease of each table (token, until), per process.
         self.maintainers: dict[str, tuple[str, float]] = {}
+        # Bounded staleness: per version key, its recent bumps (ticks, and when: monotonic), and
+        # the newest tick trimmed from them (a stamp below it cannot be answered).
+        self.history: dict[str, tuple[list[int], list[float]]] = {}
+        self.history_floor: dict[str, int] = {}
+
+    def remember(self, key: str, tick: int, now: float) -> None:
+        """Record a bump of ``key`` (docs/freshness.md, "Bounded staleness")."""
+        found = self.history.get(key)
+        if found is None:
+            found = self.history[key] = ([], [])
+        ticks, times = found
+        ticks.append(tick)
+        times.append(now)
+        if len(ticks) > 2 * _HISTORY:
+            self.history_floor[key] = ticks[-_HISTORY - 1]
+            del ticks[:-_HISTORY]
+            del times[:-_HISTORY]
+
+    def first_bump_after(self, version_keys: Sequence[str], stamp: int) -> float | None:
+        """When the first bump of any of ``version_keys`` after ``stamp`` happened (monotonic), or
+        None when that cannot be told (no such bump, a version or its history forgotten)."""
+        first: float | None = None
+        for k in version_keys:
+            version = self.versions.get(k)
+            if version is None:
+                return None
+            if version <= stamp:
+                continue
+            found = self.history.get(k)
+            if found is None or self.history_floor.get(k, -1) > stamp:
+                return None
+            ticks, times = found
+            i = bisect.bisect_right(ticks, stamp)
+            if i == len(ticks):
+                return None
+            if first is None or times[i] < first:
+                first = times[i]
+        return first
 
 
 _PROCESS_CLOCK = ProcessClock()
@@ -140,7 +181,7 @@ class MemoryBackend:
         return False
 
     def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None,
-               lease_ms: int = 0, peek: bool = False) -> Lookup:
+               lease_ms: int = 0, peek: bool = False, max_stale_ms: int = 0, early: float = 0.0) -> Lookup:
         # One process: the in-process single flight is the whole of coalescing, the lease is ours.
         if self._forked:
             self._check_fork()
@@ -157,6 +198,7 @@ class MemoryBackend:
             pending = self._has_pending(version_keys, now)
             value: bytes | _Miss = MISS
             entry_stamp = refresh = 0
+            stale_ms = -1
             entry = self._entries.get(key) if key is not None else None
             if entry is not None:
                 if entry.expires_at <= now:
@@ -166,22 +208,38 @@ class MemoryBackend:
                     entry_stamp = entry.stamp
                     self._entries.move_to_end(key)  # type: ignore[arg-type]
                     if entry.soft_expires_at and entry.soft_expires_at <= now:
-                        refreshing = self._refreshing.get(key)  # type: ignore[arg-type]
-                        if not peek and (refreshing is None or refreshing <= now):
-                            self._refreshing[key] = now + (lease_ms or 30000) / 1000  # type: ignore[index]
-                            refresh = 1
-                        else:
-                            refresh = 2
+                        refresh = 1 if self._claim_refresh(key, now, lease_ms, peek) else 2  # type: ignore[arg-type]
+                    elif early > 0 and entry.cost_s and now + entry.cost_s * early >= (
+                            entry.soft_expires_at or entry.expires_at):
+                        refresh = 3 if self._claim_refresh(key, now, lease_ms, peek) else 0  # type: ignore[arg-type]
+                elif max_stale_ms > 0 and not created and tx_stamp is None:
+                    first = self._clock.first_bump_after(entry.version_keys, entry.stamp)
+                    if first is not None and (now - first) * 1000 < max_stale_ms:
+                        value = entry.value
+                        entry_stamp = entry.stamp
+                        stale_ms = int((now - first) * 1000)
+                        claimed = not pending and self._claim_refresh(key, now, lease_ms, peek)  # type: ignore[arg-type]
+                        refresh = 4 if claimed else 2
             return Lookup(value, self._clock.seq, self._epoch, pending, {k: versions[k] for k in version_keys},
-                          True, entry_stamp, refresh)
+                          True, entry_stamp, refresh, stale_ms)
+
+    def _claim_refresh(self, key: str, now: float, lease_ms: int, peek: bool) -> bool:
+        """Whether this caller recomputes ``key`` (no other one does): its refresh lease."""
+        refreshing = self._refreshing.get(key)
+        if peek or (refreshing is not None and refreshing > now):
+            return False
+        self._refreshing[key] = now + (lease_ms or 30000) / 1000
+        return True
 
     def _forget_bucket_versions(self) -> None:
         """Bound the version map (row-level buckets are one key per value read): drop the bucket
         versions. Safe: an entry whose version is missing is not fresh, and a version is created
         again at the current counter, never lower than a bump it replaces."""
         versions = self.versions
+        history = self._clock.history
         for k in [k for k in versions if is_bucket(k)]:
             del versions[k]
+            history.pop(k, None)
 
     def release_lease(self, key: str, reason: str) -> None:
         with self._lock:
@@ -200,7 +258,8 @@ class MemoryBackend:
         return not self._has_pending(entry.version_keys, time.monotonic())
 
     def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
-             ttl_s: float, swr_s: float = 0.0, state: bytes | None = None) -> bool:
+             ttl_s: float, swr_s: float = 0.0, state: bytes | None = None, bounded: bool = False,
+             cost_ms: float = 0.0) -> bool:
         size = len(value) + len(key) + 64 * (len(version_keys) + 1) + len(state or b"")
         now = time.monotonic()
         with self._lock:
@@ -212,12 +271,17 @@ class MemoryBackend:
                 return False
             for k in version_keys:
                 version = self.versions.get(k)
-                if version is None or version > stamp:
+                # A bounded-staleness answer is stored even when a write landed since its stamp: the
+                # bump history tells its readers how long ago (docs/freshness.md, "Bounded staleness").
+                if version is None or (version > stamp and not bounded):
                     return False
-            if key in self._entries:
+            held = self._entries.get(key)
+            if held is not None:
+                if bounded and held.stamp > stamp:
+                    return False  # never replace a newer answer
                 self._drop(key)
             self._store(key, _Entry(value, tuple(version_keys), stamp, now + ttl_s + swr_s,
-                                    now + ttl_s if swr_s > 0 else 0.0, state))
+                                    now + ttl_s if swr_s > 0 else 0.0, state, cost_ms / 1000))
             return True
 
     def _store(self, key: str, entry: _Entry) -> None:
@@ -246,8 +310,10 @@ class MemoryBackend:
     def _begin(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
         expiry = time.monotonic() + mark_ttl_ms / 1000
         tick = self._tick()
+        now = time.monotonic()
         for k in version_keys:
             self.versions[k] = tick
+            self._clock.remember(k, tick, now)
             self._pending.setdefault(k, {})[token] = expiry
         return tick
 
@@ -257,8 +323,10 @@ class MemoryBackend:
 
     def _end(self, version_keys: Sequence[str], token: str) -> int:
         tick = self._tick()
+        now = time.monotonic()
         for k in version_keys:
             self.versions[k] = tick
+            self._clock.remember(k, tick, now)
             marks = self._pending.get(k)
             if marks is not None:
                 marks.pop(token, None)

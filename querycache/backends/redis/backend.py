@@ -234,7 +234,7 @@ class RedisBackend(Subscription):
         return key if key.startswith(self.namespace + ":") else f"{self.namespace}:{key}"
 
     def lookup(self, key: str | None, version_keys: Sequence[str], tx_stamp: int | None = None,
-               lease_ms: int = 0, peek: bool = False) -> Lookup:
+               lease_ms: int = 0, peek: bool = False, max_stale_ms: int = 0, early: float = 0.0) -> Lookup:
         if self._forked:
             self._forked = False
             self._after_fork()
@@ -249,10 +249,11 @@ class RedisBackend(Subscription):
         generation = self._generation
         lease = bool(lease_ms and key) and not peek
         token = f"{self.holder}:{next(self._lease_counter)}"
-        value, seq, epoch, pending, versions, leader, entry_stamp, refresh = self._run(
+        value, seq, epoch, pending, versions, leader, entry_stamp, refresh, stale_ms = self._run(
             "lookup", [CLOCK, entry, *vkeys, *pkeys],
             [self._new_epoch(), len(version_keys), "1" if key else "0", "" if tx_stamp is None else tx_stamp,
-             token, lease_ms or 30000, "1" if lease else "0", "0" if peek else "1"],
+             token, lease_ms or 30000, "1" if lease else "0", "0" if peek else "1", max_stale_ms,
+             repr(early) if early > 0 else "0"],
         )
         epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
         if not self._see_epoch(epoch, int(seq)):
@@ -267,15 +268,16 @@ class RedisBackend(Subscription):
         result: bytes | _Miss = MISS
         if value:
             result = self._verify(entry, value)
-            if refresh == 1:
+            if refresh in (1, 3, 4):
                 self._held[entry] = (token, lease_ms or 30000)  # this caller refreshes it
         elif lease and leader and not pending:
             self._held[entry] = (token, lease_ms)  # extended by the subscriber while this leader runs
         return Lookup(result, int(seq), epoch, bool(pending), found, bool(leader), int(entry_stamp),
-                      int(refresh) if result is not MISS else 0)
+                      int(refresh) if result is not MISS else 0, int(stale_ms) if result is not MISS else -1)
 
     def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
-             ttl_s: float, swr_s: float = 0.0, state: bytes | None = None) -> bool:
+             ttl_s: float, swr_s: float = 0.0, state: bytes | None = None, bounded: bool = False,
+             cost_ms: float = 0.0) -> bool:
         ttl_ms = int(ttl_s * 1000)
         if ttl_ms <= 0:
             self.release_lease(key, "unshared")
@@ -285,7 +287,8 @@ class RedisBackend(Subscription):
         return bool(self._run("fill", [CLOCK, key, *vkeys, *pkeys],
                               [self._new_epoch(), len(version_keys), self._sign(key, value), stamp, epoch, ttl_ms,
                                token, self.fills_channel, int(swr_s * 1000),
-                               self._sign(key + _STATE, state) if state is not None else ""]))
+                               self._sign(key + _STATE, state) if state is not None else "",
+                               "1" if bounded else "0", int(cost_ms)]))
 
     def release_lease(self, key: str, reason: str) -> None:
         token = self._held.pop(key, ("", 0))[0]

@@ -7,6 +7,8 @@ every namespace: two caches over one database must invalidate each other.
 
 from __future__ import annotations
 
+from querycache.hints import MAX_STALE_CAP_S
+
 CLOCK = "qc:clock"
 CHANNEL = "qc:bumps"
 """Prefix of the bump channel; the database number follows: Redis channels are server-wide, and
@@ -16,6 +18,10 @@ FILLS = "qc:fills"
 """Prefix of the channel (database number follows) on which a lease holder's fill or release
 wakes the processes waiting for the same key."""
 _NO_LEASE = "\x00no-lease"
+HISTORY_TICKS = 32
+"""Bumps kept per version key for bounded-staleness reads (up to twice as many before a trim)."""
+HISTORY_S = MAX_STALE_CAP_S
+"""How long a version's bump history outlives its last bump; ``max_stale`` is capped by it."""
 
 _PRELUDE = """
 -- The store's time is read only when needed (a new incarnation, a tick, a pending mark):
@@ -63,7 +69,10 @@ end
 
 # KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, has entry, tx stamp or '',
 # lease token (this call's), lease ms, '1' to take the coalescing lease on a miss, '1' to claim the
-# refresh of an entry past its TTL (stale-while-revalidate).
+# refresh of an entry past its TTL (stale-while-revalidate), the bounded-staleness limit in ms
+# ('0': strict), the refresh-ahead factor (beta * -ln(U), '0': off).
+# Reply's refresh: 1 this caller refreshes (past its TTL), 2 another one does, 3 this caller
+# refreshes ahead of the TTL, 4 this caller refreshes an answer served within its staleness bound.
 # The hot path: one MGET for the versions and one EXISTS for all pending marks; the marks are
 # only read one by one (to drop expired tokens) when one exists.
 _LOOKUP = _PRELUDE + """
@@ -95,22 +104,51 @@ local function take_lease()
   -- The token is this call's own: a second caller of the same process does not get it either.
   return redis.call('SET', lk, ARGV[5], 'NX', 'PX', ARGV[6])
 end
-if ARGV[3] == '1' and not created and pending == 0 then
-  local e = redis.call('HMGET', KEYS[2], 'e', 's', 'v', 'x')
+local stale_ms = -1
+if ARGV[3] == '1' and not created then
+  local e = redis.call('HMGET', KEYS[2], 'e', 's', 'v', 'x', 'd')
   if e[1] == epoch and e[3] then
     local limit = tonumber(e[2])
     if ARGV[4] ~= '' then limit = math.min(limit, tonumber(ARGV[4])) end
-    local fresh = true
+    local fresh = pending == 0
     for i = 1, n do
-      if tonumber(versions[i]) > limit then fresh = false break end
+      if not fresh then break end
+      if tonumber(versions[i]) > limit then fresh = false end
     end
     if fresh then
       value = e[3]
       entry_stamp = e[2]
-      -- Stale-while-revalidate: past its TTL (still fresh by the clock), one caller refreshes.
       if e[4] then
         now()
-        if now_ms >= tonumber(e[4]) then refresh = (ARGV[8] == '1' and take_lease()) and 1 or 2 end
+        if now_ms >= tonumber(e[4]) then
+          -- Stale-while-revalidate: past its TTL (still fresh by the clock), one caller refreshes.
+          refresh = (ARGV[8] == '1' and take_lease()) and 1 or 2
+        elseif ARGV[10] ~= '0' and e[5] and now_ms + tonumber(e[5]) * tonumber(ARGV[10]) >= tonumber(e[4]) then
+          -- Refresh-ahead (probabilistic early expiration): one caller recomputes it before its TTL.
+          refresh = (ARGV[8] == '1' and take_lease()) and 3 or 0
+        end
+      end
+    elseif ARGV[9] ~= '0' and ARGV[4] == '' then
+      -- Bounded staleness: served while the first bump after its stamp is younger than the bound.
+      local first = nil
+      for i = 1, n do
+        if tonumber(versions[i]) > limit then
+          local h = redis.call('ZRANGEBYSCORE', 'qc:h:' .. string.sub(KEYS[2 + i], 6), '(' .. e[2], '+inf',
+                               'LIMIT', 0, 1)
+          if not h[1] or h[1] == 'f' then first = false break end
+          local t = tonumber(string.match(h[1], ':(%d+)$'))
+          if first == nil or t < first then first = t end
+        end
+      end
+      if first then
+        now()
+        if now_ms - first < tonumber(ARGV[9]) then
+          value = e[3]
+          entry_stamp = e[2]
+          stale_ms = now_ms - first
+          -- One caller refreshes it; none while a write is pending (its fill would be refused).
+          refresh = (pending == 0 and ARGV[8] == '1' and take_lease()) and 4 or 2
+        end
       end
     end
   end
@@ -124,7 +162,7 @@ if not value and pending == 0 and ARGV[7] == '1' then
     redis.call('SET', KEYS[2] .. ':w', '1', 'PX', ARGV[6])
   end
 end
-return {value, string.format('%d', seq), epoch, pending, versions, leader, entry_stamp, refresh}
+return {value, string.format('%d', seq), epoch, pending, versions, leader, entry_stamp, refresh, stale_ms}
 """
 
 # Give back this process's coalescing lease on an entry key and wake its waiters (fills channel).
@@ -140,26 +178,30 @@ end
 
 # KEYS: clock, entry, n version keys, n pending keys. ARGV: new epoch, n, value, stamp, epoch, ttl ms,
 # lease token ('' if none), fills channel, stale-while-revalidate window ms (0: none), a maintained
-# answer's state ('' if none).
+# answer's state ('' if none), '1' for a bounded-staleness answer, the query's cost in ms.
 _FILL = _PRELUDE + _RELEASE_FN + """
 local function store()
   if epoch ~= ARGV[5] then return 0 end
   local stamp = tonumber(ARGV[4])
+  local bounded = ARGV[11] == '1'
   for i = 1, n do
     local v = redis.call('GET', KEYS[2 + i])
-    if not v or tonumber(v) > stamp then return 0 end
+    -- A bounded-staleness answer is stored even when a write landed since its stamp: the
+    -- history tells its readers how long ago (docs/freshness.md, "Bounded staleness").
+    if not v or (tonumber(v) > stamp and not bounded) then return 0 end
     if pending_on(KEYS[2 + n + i]) then return 0 end
   end
-  redis.call('DEL', KEYS[2])
-  if ARGV[9] ~= '0' then
-    -- With a stale-while-revalidate window: the TTL ends at 'x', the entry lives the window longer.
-    now()
-    redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3], 'x', now_ms + tonumber(ARGV[6]))
-    redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]) + tonumber(ARGV[9]))
-  else
-    redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3])
-    redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  if bounded then
+    local held = redis.call('HGET', KEYS[2], 's')
+    if held and tonumber(held) > stamp then return 0 end  -- never replace a newer answer
   end
+  redis.call('DEL', KEYS[2])
+  -- The TTL ends at 'x'; with a stale-while-revalidate window the entry lives that much longer.
+  -- 'd': what the query cost (ms), for refresh-ahead.
+  now()
+  redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3], 'x', now_ms + tonumber(ARGV[6]),
+             'd', ARGV[12])
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]) + tonumber(ARGV[9]))
   if ARGV[10] and ARGV[10] ~= '' then redis.call('HSET', KEYS[2], 'm', ARGV[10]) end
   return 1
 end
@@ -189,11 +231,28 @@ return 1
 # Phase 1 publishes too: a writer killed between its commit and phase 2 must still make other
 # processes' L1 copies stale (the pending mark only stops L2 hits and fills).
 _PHASES_FN = """
+local HISTORY, HISTORY_MS = """ + f"{HISTORY_TICKS}, {HISTORY_S * 1000}" + """
+-- Every bump is also kept in the version's history (``qc:h:<hash>``): tick -> the store's time,
+-- so that a bounded-staleness read can tell how long ago its entry was first invalidated
+-- (docs/freshness.md, "Bounded staleness"). At most HISTORY ticks are kept; the trimmed ones leave
+-- the 'f' member at the newest trimmed tick: a stamp below it cannot be answered (refused).
+local function remember(vk, sv)
+  local hk = 'qc:h:' .. string.sub(vk, 6)
+  redis.call('ZADD', hk, sv, sv .. ':' .. now_ms)
+  redis.call('PEXPIRE', hk, HISTORY_MS)
+  local size = redis.call('ZCARD', hk)
+  if size > 2 * HISTORY then
+    local cut = redis.call('ZRANGE', hk, size - HISTORY - 1, size - HISTORY - 1, 'WITHSCORES')
+    redis.call('ZREMRANGEBYRANK', hk, 0, size - HISTORY - 1)
+    redis.call('ZADD', hk, cut[2], 'f')
+  end
+end
 -- Phase 1: tick, every version (KEYS 2..1+n) to the tick, this writer's pending mark, announced.
 local function phase1(token, ttl, names, channel)
   local sv = string.format('%d', tick())
   for i = 1, n do
     redis.call('SET', KEYS[1 + i], sv)
+    remember(KEYS[1 + i], sv)
     redis.call('ZADD', KEYS[1 + n + i], now_ms + ttl, token)
     redis.call('PEXPIRE', KEYS[1 + n + i], ttl * 2)
   end
@@ -205,6 +264,7 @@ local function phase2(token)
   local sv = string.format('%d', tick())
   for i = 1, n do
     redis.call('SET', KEYS[1 + i], sv)
+    remember(KEYS[1 + i], sv)
     redis.call('ZREM', KEYS[1 + n + i], token)
   end
   return sv
