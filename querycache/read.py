@@ -275,7 +275,12 @@ class ReadPath(ServingCursor):
             finally:
                 own.context.tenant.reset(token)
 
-        if refresher.submit(key, refresh):
+        def failed() -> None:
+            # The refresh could not run (no connection, or it failed before its fill): its lease
+            # goes back, so that the next reader takes the refresh instead of waiting for it.
+            self._release_lease(key, "error")
+
+        if refresher.submit(key, refresh, failed):
             stats.staleness.incr(f"refreshes:{kind}:background")
         else:
             stats.staleness.incr("shed")
@@ -416,7 +421,7 @@ class ReadPath(ServingCursor):
                     stats.coalesce.incr("swr_served")  # another caller refreshes it
                 if read.use_l1 and not stale and lookup.refresh not in (1, 2):
                     self._fill_l1(read.l1_key, result, plan, lookup.entry_stamp or lookup.stamp, l1_token,
-                                  len(lookup.value))
+                                  len(lookup.value), self._l1_lifetime(plan, lookup.ttl_left_ms, lookup.cost_ms))
                 return self._result()
         l3 = context.l3
         semantic = None
@@ -548,7 +553,8 @@ class ReadPath(ServingCursor):
         stats.latency["l3"].observe(time.perf_counter() - started)
         entry_stamp = found.entry_stamp or found.stamp
         if read.use_l1:
-            self._fill_l1(read.l1_key, result, plan, entry_stamp, l1_token, len(found.value))
+            self._fill_l1(read.l1_key, result, plan, entry_stamp, l1_token, len(found.value),
+                          self._l1_lifetime(plan, found.ttl_left_ms, found.cost_ms))
         # This text's own L2 entry: the next identical statement is an L2 hit in every process,
         # and the fill gives back a coalescing lease this call may hold.
         filled = False
@@ -650,21 +656,33 @@ class ReadPath(ServingCursor):
                 if size > context.config.max_result_bytes:
                     stats.not_filled.incr(NotFilledReason.TOO_MANY_BYTES.value)
                     return None, filled
-            self._fill_l1(l1_key, result, plan, stamp, l1_token, size)
+            self._fill_l1(l1_key, result, plan, stamp, l1_token, size, self._l1_lifetime(plan, -1, cost_ms))
         return (result if shareable else None), filled
 
-    def _fill_l1(self, key: L1Key, result: Result, plan: ReadPlan, stamp: int, epoch: str, size: int) -> None:
+    def _l1_lifetime(self, plan: ReadPlan, ttl_left_ms: int, cost_ms: float) -> float:
+        """How long an L1 copy may answer: the read's TTL, no longer than the L2 entry's own, and with
+        refresh-ahead on, ending early enough for reads to reach L2 while its refresh may still be
+        picked (3 x cost x beta before the TTL: a draw reaches that far 5 % of the time)."""
+        lifetime = plan.ttl_s if ttl_left_ms < 0 else min(plan.ttl_s, ttl_left_ms / 1000)
+        beta = self._session.context.config.refresh.early_beta
+        if beta > 0 and cost_ms > 0:
+            lifetime -= 3 * beta * cost_ms / 1000
+        return lifetime
+
+    def _fill_l1(self, key: L1Key, result: Result, plan: ReadPlan, stamp: int, epoch: str, size: int,
+                 lifetime_s: float | None = None) -> None:
         session = self._session
         context = session.context
         l1 = session.l1
-        if l1 is None or plan.ttl_s <= 0 or epoch != context.backend.l1_epoch:
+        lifetime = plan.ttl_s if lifetime_s is None else lifetime_s
+        if l1 is None or lifetime <= 0 or epoch != context.backend.l1_epoch:
             return  # no lease, or the mirror was resynced since the lookup
         versions = context.mirror_versions
         for k in plan.version_keys:
             version = versions.get(k)
             if version is None or version > stamp:
                 return  # a write landed since the stamp: this result may already be old
-        l1[key] = L1Entry(result, plan.version_keys, stamp, epoch, time.monotonic() + plan.ttl_s, size + 200,
+        l1[key] = L1Entry(result, plan.version_keys, stamp, epoch, time.monotonic() + lifetime, size + 200,
                           self._fp)
         next(context.stats.fills["l1"])
 
@@ -706,6 +724,7 @@ def explain(session: Session, sql: str, params: Any = None) -> dict[str, Any]:
             out["version_keys"] = list(plan.version_keys)
             out["ttl_s"] = plan.ttl_s
             out["swr_s"] = plan.swr_s
+            out["max_stale_s"] = plan.max_stale_s
         if context.maintain is not None:
             out["maintained"] = maintainability(session, sql, params)
         if reason is not None or plan is None:

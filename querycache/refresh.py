@@ -105,20 +105,23 @@ class Refresher:
         self._open = open_connection
         self._local = _Connections()
 
-    def submit(self, key: str, run: Callable[[CachedConnection, Session], None]) -> bool:
-        """Queue ``run(connection, its session)`` for ``key``; False: shed."""
-        return self._pool.submit(key, lambda: self._in_worker(run))
+    def submit(self, key: str, run: Callable[[CachedConnection, Session], None], failed: Callable[[], None]) -> bool:
+        """Queue ``run(connection, its session)`` for ``key``; ``failed()`` runs if it raised (or no
+        connection could be opened). False: shed."""
+        return self._pool.submit(key, lambda: self._in_worker(run, failed))
 
-    def _in_worker(self, run: Callable[[CachedConnection, Session], None]) -> None:
+    def _in_worker(self, run: Callable[[CachedConnection, Session], None], failed: Callable[[], None]) -> None:
         opened = self._local.opened
-        if opened is None:
-            opened = self._local.opened = self._open()
         try:
+            if opened is None:
+                opened = self._local.opened = self._open()
             run(*opened)
         except BaseException:
             self._local.opened = None
-            try:
-                opened[0].close()
-            except Exception:  # noqa: BLE001 - it failed already; a new one is opened next time
-                pass
+            failed()
+            if opened is not None:
+                try:
+                    opened[0].close()
+                except Exception:  # noqa: BLE001 - it failed already; a new one is opened next time
+                    pass
             raise

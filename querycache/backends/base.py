@@ -67,6 +67,10 @@ class Lookup:
     stale_ms: int = -1
     """A bounded-staleness answer (``lookup(max_stale_ms=...)``): how long ago (ms, by the store's
     clock) the first write after the entry's stamp began; -1: the entry is fresh."""
+    ttl_left_ms: int = -1
+    """A served entry's time to its TTL (ms; -1: not known); an L1 copy must not outlive it."""
+    cost_ms: int = 0
+    """What the served entry's query cost when it was filled (ms; 0: not known)."""
 
 
 class Backend(Protocol):

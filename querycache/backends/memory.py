@@ -197,8 +197,8 @@ class MemoryBackend:
                     created = True
             pending = self._has_pending(version_keys, now)
             value: bytes | _Miss = MISS
-            entry_stamp = refresh = 0
-            stale_ms = -1
+            entry_stamp = refresh = cost_ms = 0
+            stale_ms = ttl_left_ms = -1
             entry = self._entries.get(key) if key is not None else None
             if entry is not None:
                 if entry.expires_at <= now:
@@ -220,8 +220,11 @@ class MemoryBackend:
                         stale_ms = int((now - first) * 1000)
                         claimed = not pending and self._claim_refresh(key, now, lease_ms, peek)  # type: ignore[arg-type]
                         refresh = 4 if claimed else 2
+            if value is not MISS and entry is not None:
+                ttl_left_ms = int(((entry.soft_expires_at or entry.expires_at) - now) * 1000)
+                cost_ms = int(entry.cost_s * 1000)
             return Lookup(value, self._clock.seq, self._epoch, pending, {k: versions[k] for k in version_keys},
-                          True, entry_stamp, refresh, stale_ms)
+                          True, entry_stamp, refresh, stale_ms, ttl_left_ms, cost_ms)
 
     def _claim_refresh(self, key: str, now: float, lease_ms: int, peek: bool) -> bool:
         """Whether this caller recomputes ``key`` (no other one does): its refresh lease."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from querycache.benchmark.worker import CONTENDERS, PER_PROCESS, READ_KINDS, is_cached
+from querycache.benchmark.worker import CONTENDERS, PER_PROCESS, QC, READ_KINDS, is_cached
 
 FIGURE = "workload.png"
 SCALING_FIGURE = "workload_scaling.png"
@@ -48,6 +48,13 @@ def _rewritten(r: dict[str, Any]) -> str:
 
 def _stale(r: dict[str, Any]) -> str:
     stale = f"{r['stale_reads']} / {r['checked_cached_reads']:,}"
+    ages = r.get("stale_age_s", {}).get("all", {})
+    if ages.get("n"):
+        stale += f"; age p50 {ages['p50']} s, p99 {ages['p99']} s, max {ages['max']} s"
+        if r.get("staleness_bound_s"):
+            stale += f" (bound {max(r['staleness_bound_s'].values())} s)"
+        elif r["contender"] not in QC:
+            stale += " (unbounded)"
     if r["stale_reads_from_db"]:
         stale += f" (+{r['stale_reads_from_db']} from DB!)"
     if r["contender"] in PER_PROCESS and r["processes"] > 1:

@@ -25,6 +25,7 @@ from querycache.benchmark.engines import ENGINES, Engine, engine, mysql_params
 from querycache.benchmark.progress import GenerationProgress
 from querycache.benchmark.report import figures, markdown
 from querycache.benchmark.worker import (
+    BOUNDED,
     CONTENDERS,
     PER_PROCESS,
     QC,
@@ -32,6 +33,7 @@ from querycache.benchmark.worker import (
     READ_WEIGHTS,
     SEMANTIC,
     WRITE_WEIGHTS,
+    CommitLog,
     SharedState,
     Spec,
     is_cached,
@@ -148,7 +150,7 @@ class Run:
         """The checker's shared memory for ``schema``, starting from the versions already committed
         there (a reused schema)."""
         state = SharedState(self.ctx.RawArray("q", scale.orders + 1), self.ctx.RawArray("q", scale.customers + 1),
-                            self.ctx.RawArray("q", sch.MONTHS), self.ctx.Lock())
+                            self.ctx.RawArray("q", sch.MONTHS), self.ctx.Lock(), CommitLog.create(self.ctx.RawArray))
         if not self.db.has_column(schema, "customers", "version"):
             raise RuntimeError(f"{self.db.where(schema)} predates customers.version: drop it and let the run "
                                "generate one")
@@ -311,6 +313,8 @@ class Run:
             "stale_reads_by_kind": dict(sum((Counter(t["stale_kinds"]) for t in ths), Counter())),
             "rewritten_statuses": dict(sum((Counter(t["rewritten_statuses"]) for t in ths), Counter())),
             "stale_samples": [s for t in ths for s in t["stale_samples"]][:20],
+            "stale_age_s": _ages([a for t in ths for a in t["stale_ages"]]),
+            "staleness_bound_s": BOUNDED.get(name) or None,
             "errors": sum(errors.values()), "error_kinds": dict(errors),
             "error_samples": [s for t in ths for s in t["error_samples"]][:5],
             "hung_threads": sum(p["hung"] for p in out),
@@ -321,6 +325,49 @@ class Run:
             res["querycache_stats"] = [p["stats"] for p in out]
             res["querycache"] = _sum_qc([p["stats"] for p in out])
         return res
+
+
+def _ages(ages: list[tuple[str, float, bool]]) -> dict[str, Any]:
+    """The age of the stale reads served from a cache (seconds from the commit recorded first among
+    those each missed, to the read's end): per read kind and over all, p50/p99/max; ``at_least``
+    counts reads whose missed commit had left the checker's log (their age is a lower bound)."""
+    def summary(xs: list[float]) -> dict[str, Any]:
+        xs = sorted(xs)
+        return {"n": len(xs), "p50": _r3(percentile(xs, 50)), "p99": _r3(percentile(xs, 99)),
+                "max": _r3(xs[-1] if xs else None)}
+    out: dict[str, Any] = {"all": summary([a for _, a, _ in ages])}
+    for kind in sorted({k for k, _, _ in ages}):
+        out[kind] = summary([a for k, a, _ in ages if k == kind])
+    out["at_least"] = sum(1 for _, _, exact in ages if not exact)
+    return out
+
+
+def _r3(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def bound_violations(res: dict[str, Any]) -> list[str]:
+    """Why a contender's stale reads fail the run: any, from a strict querycache contender; for a
+    bounded one, a stale read of a kind without a bound, or older than its bound plus ``AGE_SLACK_S``
+    (the checker records a commit after it returned and a read when it ended)."""
+    name = res["contender"]
+    if name not in QC or (name in PER_PROCESS and res["processes"] > 1):
+        return []
+    bounds = BOUNDED.get(name, {})
+    problems = []
+    if res["stale_reads_from_db"]:
+        problems.append(f"{name}: {res['stale_reads_from_db']} stale reads from the database")
+    for kind, n in res["stale_reads_by_kind"].items():
+        if kind not in bounds:
+            problems.append(f"{name}: {n} stale {kind} reads (no staleness bound)")
+        else:
+            oldest = res["stale_age_s"].get(kind, {}).get("max") or 0.0
+            if oldest > bounds[kind] + AGE_SLACK_S:
+                problems.append(f"{name}: a {kind} read {oldest:.3f} s old, bound {bounds[kind]} s")
+    return problems
+
+
+AGE_SLACK_S = 0.25
 
 
 def _timeline(threads: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -528,7 +575,8 @@ def _measure(run: Run, data: Dataset, name: str, threads: int, processes: int, d
     lat = res["read_latency_ms"]
     log(f"   {res['throughput_ops_s']} ops/s, read p50 {lat['p50']} ms p99 {lat['p99']} ms, "
         f"cache {res['cache_answered_ratio']:.1%}, stale {res['stale_reads']} "
-        f"(db {res['stale_reads_from_db']}), errors {res['errors']}, statuses {res['statuses']}")
+        f"(db {res['stale_reads_from_db']}; age s {res['stale_age_s']['all']}), errors {res['errors']}, "
+        f"statuses {res['statuses']}")
     return res
 
 
@@ -607,6 +655,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
     finally:
         run.cleanup()
     # The memory store and L1-only are per process: across processes they are not meant to be coherent.
-    stale = sum(r["stale_reads"] + r["stale_reads_from_db"] for r in [*results, *sweep, *scale_sweep]
-                if r["contender"] in QC and not (r["contender"] in PER_PROCESS and r["processes"] > 1))
-    return 1 if failures or stale else 0
+    problems = [p for r in [*results, *sweep, *scale_sweep] for p in bound_violations(r)]
+    for problem in problems:
+        log(f"FAIL {problem}")
+    return 1 if failures or problems else 0

@@ -38,10 +38,15 @@ CONTENDERS: dict[str, str] = {
     "qc-redis-l3": "querycache L1 + L2 Redis + L3 (n-gram embedder, every read)",
     "qc-redis-rows": "querycache L1 + L2 Redis, row-level invalidation",
     "qc-redis-maintain": "querycache L1 + L2 Redis, row-level invalidation + maintained answers",
+    "qc-redis-stale2": "querycache L1 + L2 Redis, row-level invalidation; revenue and top carry max_stale=2, "
+                       "refreshed in the background",
     "aside-ttl": "hand-written Redis cache-aside, TTL, no invalidation",
     "dogpile": "dogpile.cache Redis, distributed_lock, TTL",
 }
-QC = {"qc-l1", "qc-mem", "qc-redis", "qc-redis-nocoalesce", "qc-redis-l3", "qc-redis-rows", "qc-redis-maintain"}
+QC = {"qc-l1", "qc-mem", "qc-redis", "qc-redis-nocoalesce", "qc-redis-l3", "qc-redis-rows", "qc-redis-maintain",
+      "qc-redis-stale2"}
+# Contenders whose reads of some kinds carry a staleness bound (seconds): those may be stale, by at most that.
+BOUNDED: dict[str, dict[str, int]] = {"qc-redis-stale2": {"revenue": 2, "top": 2}}
 SEMANTIC = {"qc-redis-l3"}  # needs the semantic extra (numpy, faiss)
 PER_PROCESS = {"qc-l1", "qc-mem"}  # their stores live in each process: not coherent across processes
 READ_KINDS = ("customer", "order", "range", "revenue", "top")
@@ -55,6 +60,7 @@ REVENUE_MONTHS = 3
 TOP_MONTHS = 1
 ERROR_SAMPLES = 5
 STALE_SAMPLES = 10
+COMMIT_LOG = 1 << 16  # commits the checker remembers (when, what): the age of a stale read is looked up there
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,8 @@ class Client:
 
 class QcClient(Client):
     def _wrap(self, raw: Any) -> Any:
+        if self.spec.contender in BOUNDED:  # their bounded answers are recomputed in the background
+            return self.shared.wrap(raw, refresh_connect=lambda: self.db.connect(self.spec.schema))
         return self.shared.wrap(raw)
 
     def read(self, sql: str, params: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], str]:
@@ -275,6 +283,7 @@ def qc_config(contender: str, redis_url: str, namespace: str) -> dict[str, Any]:
         "qc-redis-l3": table | redis | {"l3": {"enabled": True, "model": "ngram", "all_reads": True}},
         "qc-redis-rows": redis | {"invalidation": {"row_level": True}},
         "qc-redis-maintain": redis | {"invalidation": {"row_level": True, "maintain": {"enabled": True}}},
+        "qc-redis-stale2": redis | {"invalidation": {"row_level": True}},
     }
     return configs[contender]
 
@@ -329,33 +338,72 @@ class SharedState:
     customers: Any
     month_sums: Any
     lock: Any
+    log: CommitLog
+
+
+@dataclass(frozen=True)
+class CommitLog:
+    """The last ``COMMIT_LOG`` commits, a ring in shared memory: when each was recorded (monotonic, the
+    same clock in every process), whose (0 an order, 1 a customer; its id), its new version, and for an
+    order its month and how much it raised the month's sum. ``head[0]``: how many were ever recorded."""
+
+    when: Any
+    kind: Any
+    ident: Any
+    version: Any
+    month: Any
+    delta: Any
+    head: Any
+
+    @classmethod
+    def create(cls, raw_array: Any) -> CommitLog:
+        n = COMMIT_LOG
+        return cls(raw_array("d", n), raw_array("b", n), raw_array("q", n), raw_array("q", n), raw_array("i", n),
+                   raw_array("q", n), raw_array("q", 1))
 
 
 class Committed:
     """Per order and customer id, the highest version whose write has committed (recorded after commit
-    returned), shared by every process of the run; per month, the sum of the orders' versions."""
+    returned), shared by every process of the run; per month, the sum of the orders' versions; and the
+    log of recent commits, from which the age of a stale read is told."""
 
     def __init__(self, shared: SharedState, layout: Layout) -> None:
         self.versions = shared.orders
         self.customer_versions = shared.customers
         self.month_sums = shared.month_sums
         self.lock = shared.lock
+        self.log = shared.log
         self.layout = layout
+
+    def _append(self, kind: int, ident: int, version: int, month: int, delta: int) -> None:
+        log = self.log
+        i = log.head[0] % COMMIT_LOG
+        log.when[i], log.kind[i], log.ident[i] = time.monotonic(), kind, ident
+        log.version[i], log.month[i], log.delta[i] = version, month, delta
+        log.head[0] += 1
 
     def record(self, oid: int, version: int) -> None:
         with self.lock:
             old = self.versions[oid]
             if version > old:
                 self.versions[oid] = version
-                self.month_sums[self.layout.month[oid]] += version - old
+                month = self.layout.month[oid]
+                self.month_sums[month] += version - old
+                self._append(0, oid, version, month, version - old)
 
     def record_customer(self, cid: int, version: int) -> None:
         with self.lock:
             if version > self.customer_versions[cid]:
                 self.customer_versions[cid] = version
+                self._append(1, cid, version, -1, 0)
 
-    def expected(self, kind: str, params: tuple[Any, ...]) -> Any:
-        """What a read must at least see, taken before it starts; None: nothing to check."""
+    def expected(self, kind: str, params: tuple[Any, ...]) -> tuple[Any, int]:
+        """What a read must at least see, taken before it starts (None: nothing to check), and the
+        commit log's head then (for ``age``)."""
+        with self.lock:
+            return self._expected(kind, params), self.log.head[0]
+
+    def _expected(self, kind: str, params: tuple[Any, ...]) -> Any:
         if kind == "customer":
             return self.customer_versions[params[0]]
         if kind == "order":
@@ -369,6 +417,43 @@ class Committed:
             n = REVENUE_MONTHS if kind == "revenue" else TOP_MONTHS
             return sum(self.month_sums[m] for m in range(lo, lo + n))
         return None
+
+    def age(self, kind: str, params: tuple[Any, ...], expected: Any, head: int, seen: Any, now: float
+            ) -> tuple[float, bool]:
+        """How long before ``now`` the first commit a stale read missed was recorded (seconds), and
+        whether that is exact (False: the commit fell out of the log; the age is at least that)."""
+        if kind == "range":
+            ages = [self._version_age(0, oid, seen_v, head, now) for oid, (seen_v, _) in seen.items()]
+            return max(a for a, _ in ages), all(exact for _, exact in ages)
+        if kind in ("customer", "order"):
+            return self._version_age(1 if kind == "customer" else 0, params[0], seen, head, now)
+        lo = (params[0].year - 2024) * 12 + params[0].month - 1
+        months = range(lo, lo + (REVENUE_MONTHS if kind == "revenue" else TOP_MONTHS))
+        log, total = self.log, expected
+        # Walk back from the read's start: before each commit of these months the sum was lower by its
+        # delta; the commit after which the sum first exceeded what the read saw is the first it missed.
+        for j in range(head - 1, max(head - COMMIT_LOG, 0) - 1, -1):
+            i = j % COMMIT_LOG
+            if log.kind[i] == 0 and log.month[i] in months:
+                total -= log.delta[i]
+                if total <= seen:
+                    return now - log.when[i], True
+        return now - log.when[max(head - COMMIT_LOG, 0) % COMMIT_LOG], False
+
+    def _version_age(self, kind: int, ident: int, seen: int, head: int, now: float) -> tuple[float, bool]:
+        """The age of the first commit of ``ident`` above version ``seen`` (see ``age``)."""
+        log = self.log
+        first = None
+        for j in range(head - 1, max(head - COMMIT_LOG, 0) - 1, -1):
+            i = j % COMMIT_LOG
+            if log.kind[i] == kind and log.ident[i] == ident:
+                if log.version[i] <= seen:
+                    break
+                first = log.when[i]
+        else:
+            if head > COMMIT_LOG:
+                return now - log.when[head % COMMIT_LOG], False
+        return (now - first, True) if first is not None else (0.0, True)
 
     @staticmethod
     def check(kind: str, expected: Any, rows: list[tuple[Any, ...]]) -> tuple[bool, Any]:
@@ -409,6 +494,7 @@ class ThreadResult:
     stale_cached: int = 0
     stale_db: int = 0
     stale_samples: list[dict[str, Any]] = field(default_factory=list)
+    stale_ages: list[tuple[str, float, bool]] = field(default_factory=list)  # (kind, age s, exact) per stale read
     checked_cached_kinds: Counter[str] = field(default_factory=Counter)
     stale_kinds: Counter[str] = field(default_factory=Counter)  # stale reads served by a cache, per read kind
     rewritten_statuses: Counter[str] = field(default_factory=Counter)  # statuses of the rewritten texts
@@ -464,6 +550,7 @@ def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, commi
     origin = origin_box[0]  # the same for every thread of the process
     deadline = origin + spec.duration_s if not spec.ops else float("inf")
     quota = spec.thread_ops(index) if spec.ops else -1
+    hints = {kind: f"/* cache max_stale={s} */ " for kind, s in BOUNDED.get(spec.contender, {}).items()}
     out.started = time.monotonic()
     while out.ops != quota:
         now = time.monotonic()
@@ -477,9 +564,9 @@ def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, commi
         try:
             if kind in READ_WEIGHTS:
                 text = sql.variants[kind][variant]
-                expected = committed.expected(kind, params)
+                expected, head = committed.expected(kind, params)
                 t0 = time.perf_counter()
-                rows, status = client.read(text.sql, text.bind(params))
+                rows, status = client.read(hints.get(kind, "") + text.sql, text.bind(params))
                 out.read_ms.append((time.perf_counter() - t0) * 1000)
                 rows = text.restore(rows)
                 if variant:
@@ -502,6 +589,8 @@ def run_thread(spec: Spec, index: int, client: Client, ops: Ops, sql: Sql, commi
                     if cached:
                         out.stale_cached += 1
                         out.stale_kinds[kind] += 1
+                        age, exact = committed.age(kind, params, expected, head, seen, time.monotonic())
+                        out.stale_ages.append((kind, age, exact))
                     else:
                         out.stale_db += 1
                     if len(out.stale_samples) < STALE_SAMPLES:
@@ -567,7 +656,8 @@ def worker_main(spec: Spec, shared_state: SharedState, ready: Any, go: Any, resu
          "read_ms": o.read_ms.tobytes(), "read_kind": o.read_kind.tobytes(),
          "write_ms": o.write_ms.tobytes(), "db_statements": o.db_statements,
          "checked": o.checked, "checked_cached": o.checked_cached, "stale_cached": o.stale_cached,
-         "stale_db": o.stale_db, "stale_samples": o.stale_samples, "errors": dict(o.errors),
+         "stale_db": o.stale_db, "stale_samples": o.stale_samples, "stale_ages": o.stale_ages,
+         "errors": dict(o.errors),
          "checked_cached_kinds": dict(o.checked_cached_kinds), "stale_kinds": dict(o.stale_kinds),
          "rewritten_statuses": dict(o.rewritten_statuses),
          "error_samples": o.error_samples, "ops_per_s": o.ops_per_s, "reads_per_s": o.reads_per_s,

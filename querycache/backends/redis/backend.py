@@ -249,7 +249,7 @@ class RedisBackend(Subscription):
         generation = self._generation
         lease = bool(lease_ms and key) and not peek
         token = f"{self.holder}:{next(self._lease_counter)}"
-        value, seq, epoch, pending, versions, leader, entry_stamp, refresh, stale_ms = self._run(
+        value, seq, epoch, pending, versions, leader, entry_stamp, refresh, stale_ms, ttl_left, cost = self._run(
             "lookup", [CLOCK, entry, *vkeys, *pkeys],
             [self._new_epoch(), len(version_keys), "1" if key else "0", "" if tx_stamp is None else tx_stamp,
              token, lease_ms or 30000, "1" if lease else "0", "0" if peek else "1", max_stale_ms,
@@ -273,7 +273,8 @@ class RedisBackend(Subscription):
         elif lease and leader and not pending:
             self._held[entry] = (token, lease_ms)  # extended by the subscriber while this leader runs
         return Lookup(result, int(seq), epoch, bool(pending), found, bool(leader), int(entry_stamp),
-                      int(refresh) if result is not MISS else 0, int(stale_ms) if result is not MISS else -1)
+                      int(refresh) if result is not MISS else 0, int(stale_ms) if result is not MISS else -1,
+                      int(ttl_left) if result is not MISS else -1, int(cost) if result is not MISS else 0)
 
     def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
              ttl_s: float, swr_s: float = 0.0, state: bytes | None = None, bounded: bool = False,

@@ -105,8 +105,10 @@ local function take_lease()
   return redis.call('SET', lk, ARGV[5], 'NX', 'PX', ARGV[6])
 end
 local stale_ms = -1
+local e_x, e_d = false, false
 if ARGV[3] == '1' and not created then
   local e = redis.call('HMGET', KEYS[2], 'e', 's', 'v', 'x', 'd')
+  e_x, e_d = e[4], e[5]
   if e[1] == epoch and e[3] then
     local limit = tonumber(e[2])
     if ARGV[4] ~= '' then limit = math.min(limit, tonumber(ARGV[4])) end
@@ -162,7 +164,14 @@ if not value and pending == 0 and ARGV[7] == '1' then
     redis.call('SET', KEYS[2] .. ':w', '1', 'PX', ARGV[6])
   end
 end
-return {value, string.format('%d', seq), epoch, pending, versions, leader, entry_stamp, refresh, stale_ms}
+local ttl_left, cost = -1, 0
+if value and e_x then
+  now()
+  ttl_left = tonumber(e_x) - now_ms
+  cost = tonumber(e_d or '0')
+end
+return {value, string.format('%d', seq), epoch, pending, versions, leader, entry_stamp, refresh, stale_ms, ttl_left,
+        cost}
 """
 
 # Give back this process's coalescing lease on an entry key and wake its waiters (fills channel).
