@@ -128,19 +128,6 @@ def _own_params(params: Any) -> Any:
     return params
 
 
-def run_refresh(conn: CachedConnection, session: Session, sql: str, params: Any, key: str) -> str:
-    """A background refresh on a connection of the refresh pool's own: run the read on the
-    database and fill its entry under ``key`` (the fill gives back the lease the reader took).
-    Returns "filled", or why not. The connection is left outside any transaction."""
-    path = ReadPath(conn, session, session.raw.cursor())
-    try:
-        return path.refresh_entry(sql, params, key)
-    finally:
-        path.close_raw()
-        if session.adapter.in_transaction(session.raw):
-            conn.rollback()
-
-
 class _Read:
     """One execution of a cacheable read: what every step from the lookup to the fill needs."""
 
@@ -222,9 +209,19 @@ class ReadPath(ServingCursor):
             context.flights.finish(key, flight, Outcome.UNSHARED)  # its lease: given back by then
         return result
 
-    def refresh_entry(self, sql: str, params: Any, key: str) -> str:
-        """Recompute the entry ``key`` of ``sql`` on this connection (``run_refresh``): when this
-        connection would read it under the same key (same scope and tenant), run and fill."""
+    def _refresh_entry(self, sql: str, params: Any, key: str) -> str:
+        """A background refresh, on a connection of the refresh pool's own: when this connection
+        would read ``sql`` under ``key`` (same scope and tenant), run it on the database and fill
+        (the fill gives back the lease the reader took). Returns "filled", or why not. The
+        connection is left outside any transaction, and this path's driver cursor closed."""
+        try:
+            return self._refresh_here(sql, params, key)
+        finally:
+            self._raw.close()
+            if self._session.adapter.in_transaction(self._session.raw):
+                self._conn.rollback()
+
+    def _refresh_here(self, sql: str, params: Any, key: str) -> str:
         session = self._session
         context = session.context
         stats = context.stats
@@ -251,9 +248,6 @@ class ReadPath(ServingCursor):
         self._lookup_and_run(read, None)
         return "filled" if self._served else "not_filled"
 
-    def close_raw(self) -> None:
-        self._raw.close()
-
     def _refresh_elsewhere(self, read: _Read, kind: str) -> bool:
         """Hand the refresh this caller took to the background pool (True: the caller serves the
         entry now), when this connection was wrapped with ``refresh_connect``. A refresh the full
@@ -271,7 +265,7 @@ class ReadPath(ServingCursor):
         def refresh(conn: CachedConnection, own: Session) -> None:
             token = own.context.tenant.set(tenant)  # the reader's tenant: part of the key
             try:
-                run_refresh(conn, own, sql, params, key)
+                ReadPath(conn, own, own.raw.cursor())._refresh_entry(sql, params, key)
             finally:
                 own.context.tenant.reset(token)
 
