@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import sqlglot
 from sqlglot import exp
@@ -20,6 +20,30 @@ from querycache.analysis import VOLATILE_FUNCTIONS
 from querycache.analysis import fold as fold_user_name
 from querycache.analysis import fold_identifier as fold
 from querycache.drivers.row_security import RowSecurity
+
+
+class DBAPICursor(Protocol):
+    """What the cache itself calls on a PEP 249 cursor of the wrapped connection."""
+
+    @property
+    def description(self) -> Sequence[Sequence[object]] | None: ...
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, operation: str, parameters: object = ..., /) -> object: ...
+
+    def fetchall(self) -> Sequence[Sequence[object]]: ...
+
+    def close(self) -> object: ...
+
+
+class DBAPIConnection(Protocol):
+    """What the cache itself calls on a PEP 249 connection (driver adapters read more of it)."""
+
+    def cursor(self) -> DBAPICursor: ...
+
+    def rollback(self) -> object: ...
 
 
 @dataclass
