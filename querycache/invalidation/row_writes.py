@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
-from querycache.drivers.base import DBAPICursor
+from querycache.drivers.base import DBAPICursor, Params
 from querycache.invalidation.keys import any_rows_key
 from querycache.invalidation.rows import MAX_VALUES_PER_TABLE, WritePlan, bucket_keys, resolve, write_plan
 
@@ -246,7 +246,7 @@ def catalog_query(session: Session, sql: str, params: Sequence[object]) -> list[
     return list(adapter.internal_query(raw, sql, params))
 
 
-def fetch(cursor: DBAPICursor, sql: str, params: object) -> list[Sequence[object]]:
+def fetch(cursor: DBAPICursor, sql: str, params: Params) -> list[Sequence[object]]:
     cursor.execute(sql, params)
     return list(cursor.fetchall())
 
@@ -260,7 +260,7 @@ def quietly(cursor: DBAPICursor, statement: str) -> bool:
     return True
 
 
-def under_savepoint(cursor: DBAPICursor, name: str, sql: str, params: object) -> list[Sequence[object]]:
+def under_savepoint(cursor: DBAPICursor, name: str, sql: str, params: Params) -> list[Sequence[object]]:
     """The rows of ``sql`` read inside the application's transaction, under a savepoint: if it
     fails, the transaction is returned to where it was (on PostgreSQL an error would otherwise
     abort it)."""
