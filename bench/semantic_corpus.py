@@ -16,6 +16,7 @@ The similarity study embeds both texts of every pair with MiniLM as written (wha
 that trusts similarity does) and reports, per threshold, the share of equivalent pairs and of near
 misses that would pass; and the same with each statement's canonical form embedded.
 
+The evaluation itself is ``querycache.testing.semantic_eval`` (tests/test_semantic_eval.py runs it too).
 Writes ``bench/results/semantic_corpus.json`` and ``.md`` and prints the Markdown.
 """
 
@@ -25,19 +26,15 @@ import argparse
 import json
 import os
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import querycache  # noqa: E402
-from querycache.config import Config  # noqa: E402
 from querycache.semantic.canonical import Ineligible, canonicalize  # noqa: E402
-from querycache.semantic.tier import wait_until_indexed  # noqa: E402
-from querycache.testing.corpus import CorpusPair, has_top_level_order_by, load_pairs  # noqa: E402
+from querycache.testing.corpus import load_pairs  # noqa: E402
+from querycache.testing.semantic_eval import evaluate, hit_rates  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 CORPUS_DIR = ROOT / "tests" / "corpus" / "semantic"  # the corpora's data, checked by tests/test_semantic_corpus.py
@@ -48,66 +45,6 @@ PG_DSN = os.environ.get("QUERYCACHE_TEST_PG", "host=127.0.0.1 port=5432 dbname=t
 
 def load_schema(conn: Any) -> None:
     conn.execute((CORPUS_DIR / "schema.sql").read_text(encoding="utf-8"))
-
-
-def _fetch(cur: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    cur.execute(sql)
-    return [d[0] for d in cur.description], [tuple(r) for r in cur.fetchall()]
-
-
-def exact_same(sql: str, got: tuple[list[str], list[Any]], expected: tuple[list[str], list[Any]]) -> bool:
-    """What a client sees: the same column names in the same order and the same rows (in the same
-    order when the statement orders them)."""
-    if got[0] != expected[0]:
-        return False
-    if has_top_level_order_by(sql):
-        return got[1] == expected[1]
-    return sorted(got[1], key=repr) == sorted(expected[1], key=repr)
-
-
-def evaluate(model: str, pairs: list[CorpusPair]) -> dict[str, Any]:
-    """Run every pair as the module docstring says; returns counts per status and kind."""
-    import psycopg
-
-    cache = querycache.QueryCache(Config.from_dict({"l3": {
-        "enabled": True, "model": model, "all_reads": True, "budget_ms": 30000}}))
-    assert cache.l3 is not None and cache.l3.worker.wait_ready(120)
-    raw = psycopg.connect(PG_DSN, autocommit=True)
-    conn = cache.wrap(psycopg.connect(PG_DSN, autocommit=True))
-    statuses: Counter[str] = Counter()
-    by_kind: dict[str, Counter[str]] = {}
-    wrong: list[dict[str, Any]] = []
-    ineligible: Counter[str] = Counter()
-    started = time.perf_counter()
-    try:
-        for pair in pairs:
-            cache.l3.worker.drain(60)  # the last pair's add must not land after the flush
-            cache.flush()
-            cur = conn.cursor()
-            cur.execute(pair["a"])
-            cur.fetchall()
-            try:
-                canonicalize(pair["a"], "postgres", "format", None)
-            except Ineligible as exc:
-                ineligible[exc.reason] += 1
-            else:
-                if str(cur.cache_status) == "miss":  # filled: wait for its (asynchronous) index add
-                    wait_until_indexed(cache.l3, 1, timeout=60)
-            got = _fetch(cur, pair["b"])
-            status = str(cur.cache_status)
-            expected = _fetch(raw.cursor(), pair["b"])
-            statuses[status] += 1
-            by_kind.setdefault(pair["kind"], Counter())[status] += 1
-            if not exact_same(pair["b"], got, expected):
-                wrong.append({"id": pair["id"], "status": status})
-            cur.close()
-    finally:
-        raw.close()
-        conn.close()
-        cache.close()
-    return {"model": model, "pairs": len(pairs), "statuses": dict(statuses),
-            "by_kind": {k: dict(v) for k, v in sorted(by_kind.items())}, "wrong_answers": wrong,
-            "ineligible_a": dict(ineligible), "seconds": round(time.perf_counter() - started, 1)}
 
 
 def similarity_study(thresholds: list[float]) -> dict[str, Any]:
@@ -140,16 +77,6 @@ def similarity_study(thresholds: list[float]) -> dict[str, Any]:
                 "passing": {str(t): round(float((cosines >= t).mean()), 3) for t in thresholds}}
             print(f"[study] {corpus_name}/{text_kind}: {out[f'{corpus_name}/{text_kind}']}", flush=True)
     return out
-
-
-def hit_rates(result: dict[str, Any]) -> dict[str, Any]:
-    s = result["statuses"]
-    total = result["pairs"]
-    l2 = s.get("hit:L2", 0) + s.get("hit:L1", 0)
-    l3 = s.get("hit:L3", 0)
-    beyond = total - l2
-    return {"l2_share": round(l2 / total, 3), "l3_share": round(l3 / total, 3),
-            "l3_beyond_l2": round(l3 / beyond, 3) if beyond else 0.0, "any_hit": round((l2 + l3) / total, 3)}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -201,7 +128,7 @@ def main() -> None:
     models = ["ngram", "minilm"] if args.model == "both" else [args.model]
     for model in models:
         for corpus, pairs in (("equivalent", EQUIVALENT), ("near_miss", NEAR_MISS)):
-            result = evaluate(model, pairs)
+            result = evaluate(model, pairs, PG_DSN)
             result["corpus"] = corpus
             print(f"[{model}/{corpus}] {result['statuses']} wrong={len(result['wrong_answers'])} "
                   f"({result['seconds']} s)", flush=True)

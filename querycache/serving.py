@@ -83,7 +83,7 @@ class ServingCursor:
         _set(self, "_served", True)
         _set(self, "_result_served", result)
 
-    def _send(self, sql: str, params: Any) -> object:
+    def _send(self, sql: str, params: object) -> object:
         """Send the statement to the driver as the application gave it (its execute options too)."""
         options = self._options
         if options:
@@ -92,7 +92,7 @@ class ServingCursor:
             self._returned = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
         return self._returned
 
-    def _execute_tracked(self, sql: str, params: Any) -> object:
+    def _execute_tracked(self, sql: str, params: object) -> object:
         """Run the statement on the database, with a transaction stamp taken before it when it may
         start a snapshot, and the driver's transaction state read after it."""
         session = self._session
@@ -120,7 +120,7 @@ class ServingCursor:
         returned = self._returned
         return self if returned is self._raw else returned
 
-    def _bypass(self, analysis: Analysis, sql: str, params: Any, reason: BypassReason) -> object:
+    def _bypass(self, analysis: Analysis, sql: str, params: object, reason: BypassReason) -> object:
         session = self._session
         self._start_bypass(reason, analysis)
         in_tx = session.adapter.in_transaction(session.raw)

@@ -8,7 +8,7 @@ in two phases around the moment they become visible; docs/freshness.md, "Two-pha
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable
+from typing import Callable
 
 from querycache.analysis import Analysis, StatementKind, TxAction
 from querycache.invalidation.row_writes import row_level_write
@@ -20,7 +20,7 @@ from querycache.status import BypassReason
 class WritePath(ServingCursor):
     """What ``execute`` does with statements that are not cacheable reads."""
 
-    def _transaction_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> object:
+    def _transaction_statement(self, analysis: Analysis, sql: str, params: object, in_tx: bool) -> object:
         session = self._session
         action = analysis.tx_action
         self._start_bypass(BypassReason.SESSION)
@@ -43,7 +43,7 @@ class WritePath(ServingCursor):
             session.tx.begin_at_next_isolation(candidate, analysis.isolation)
         return self._result()
 
-    def _session_statement(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> object:
+    def _session_statement(self, analysis: Analysis, sql: str, params: object, in_tx: bool) -> object:
         session = self._session
         if analysis.implicit_commit and in_tx:
             # MySQL: LOCK TABLES, SET autocommit=1... commit the open transaction first.
@@ -64,7 +64,7 @@ class WritePath(ServingCursor):
             session.scope_changed()
         return self._result()
 
-    def _write(self, analysis: Analysis, sql: str, params: Any, in_tx: bool) -> object:
+    def _write(self, analysis: Analysis, sql: str, params: object, in_tx: bool) -> object:
         session = self._session
         self._start_bypass(analysis.reason or BypassReason.WRITE, analysis)
         keys = session.write_keys(analysis)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from types import ModuleType
+from typing import Any, Hashable, Iterable, Mapping, Protocol, Sequence
 
 import sqlglot
 from sqlglot import exp
@@ -20,6 +21,35 @@ from querycache.analysis import VOLATILE_FUNCTIONS
 from querycache.analysis import fold as fold_user_name
 from querycache.analysis import fold_identifier as fold
 from querycache.drivers.row_security import RowSecurity
+
+# Statement parameters as PEP 249 takes them: a sequence (positional) or a mapping (named).
+Params = Sequence[object] | Mapping[str, object]
+
+
+class DBAPICursor(Protocol):
+    """What the cache itself calls on a PEP 249 cursor of the wrapped connection."""
+
+    @property
+    def description(self) -> Sequence[Sequence[object]] | None: ...
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, operation: str, parameters: Params = ..., /) -> object: ...
+
+    def fetchall(self) -> Sequence[Sequence[object]]: ...
+
+    def close(self) -> object: ...
+
+
+class DBAPIConnection(Protocol):
+    """What the cache itself calls on a PEP 249 connection (driver adapters read more of it)."""
+
+    def cursor(self) -> DBAPICursor: ...
+
+    def commit(self) -> object: ...
+
+    def rollback(self) -> object: ...
 
 
 @dataclass
@@ -137,50 +167,50 @@ class DriverAdapter:
     execute_returns = "cursor"
     supported = False
 
-    def __init__(self, conn: Any, module: Any) -> None:
+    def __init__(self, conn: object, module: ModuleType | None) -> None:
         self.module = module
         self.paramstyle: str = getattr(module, "paramstyle", "qmark")
 
     # -- transaction state, read from the driver after every call -------------------------
-    def in_transaction(self, conn: Any) -> bool:
+    def in_transaction(self, conn: DBAPIConnection) -> bool:
         return False
 
-    def in_error(self, conn: Any) -> bool:
+    def in_error(self, conn: DBAPIConnection) -> bool:
         return False
 
-    def after_statement(self, conn: Any) -> None:
+    def after_statement(self, conn: DBAPIConnection) -> None:
         """Called after every statement the wrapper sends (drivers that cannot report state)."""
 
-    def after_transaction_end(self, conn: Any) -> None:
+    def after_transaction_end(self, conn: DBAPIConnection) -> None:
         """Called after commit, rollback or an implicit commit."""
 
-    def note_autocommit(self, conn: Any, value: bool | None) -> None:
+    def note_autocommit(self, conn: DBAPIConnection, value: bool | None) -> None:
         """``SET autocommit = ...`` was sent as SQL (drivers that cache the setting client-side)."""
 
-    def open_transaction(self, conn: Any) -> None:
+    def open_transaction(self, conn: DBAPIConnection) -> None:
         """Begin the transaction a read would have begun, when that read is answered from cache."""
         self.internal_query(conn, "SELECT 1", keep_transaction=True)
 
-    def autocommit(self, conn: Any) -> bool:
+    def autocommit(self, conn: DBAPIConnection) -> bool:
         return bool(getattr(conn, "autocommit", False))
 
-    def reads_open_transaction(self, conn: Any) -> bool:
+    def reads_open_transaction(self, conn: DBAPIConnection) -> bool:
         """Whether a SELECT outside a transaction begins one (non-autocommit drivers)."""
         return not self.autocommit(conn)
 
-    def write_opens_transaction(self, conn: Any, is_dml: bool) -> bool:
+    def write_opens_transaction(self, conn: DBAPIConnection, is_dml: bool) -> bool:
         """Whether a write outside a transaction begins one (so it becomes visible only at commit)."""
         return not self.autocommit(conn)
 
     # How the driver hands back several rows (PyMySQL: a tuple).
     rows_container: type = list
 
-    def driver_isolation(self, conn: Any) -> str | None:
+    def driver_isolation(self, conn: DBAPIConnection) -> str | None:
         """An isolation level the driver imposes on each transaction it begins, if any."""
         return None
 
     # -- server state ---------------------------------------------------------------
-    def internal_query(self, conn: Any, sql: str, params: Sequence[Any] | None = None,
+    def internal_query(self, conn: DBAPIConnection, sql: str, params: Sequence[object] | None = None,
                        keep_transaction: bool = False) -> list[tuple[Any, ...]]:
         """Run ``sql`` on a raw cursor; a transaction this opened is rolled back (unless kept)."""
         was_in_tx = self.in_transaction(conn)
@@ -202,21 +232,22 @@ class DriverAdapter:
                 self.after_transaction_end(conn)
         return [tuple(r) if not isinstance(r, dict) else tuple(r.values()) for r in rows]
 
-    def server_state(self, conn: Any, settings: Sequence[str],
+    def server_state(self, conn: DBAPIConnection, settings: Sequence[str],
                      row_security_settings: Sequence[str] | None = None) -> ServerState:
         """The server's state; ``row_security_settings`` (None: the database has no row-level
         security) are read into ``row_security_scope``."""
         name = f"{self.family}:{uuid.uuid4().hex}"
         return ServerState(name, (), "unknown", False, name)
 
-    def load_catalog(self, conn: Any) -> Catalog:
+    def load_catalog(self, conn: DBAPIConnection) -> Catalog:
         return Catalog(complete=False)
 
-    def shape_token(self, raw_cursor: Any) -> Any:
+    def shape_token(self, raw_cursor: object) -> Hashable:
         """A cheap hashable stand-in for ``cursor_shape`` (L1 keys)."""
-        return type(raw_cursor)
+        cursor_class: type = type(raw_cursor)
+        return cursor_class
 
-    def cursor_shape(self, raw_cursor: Any) -> str:
+    def cursor_shape(self, raw_cursor: object) -> str:
         """What decides the Python type of rows (row factory, cursor class): part of every key."""
         return type(raw_cursor).__qualname__
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, Sequence
 
 from querycache.analysis import fold_identifier as fold
-from querycache.drivers.base import Catalog, DriverAdapter, ServerState, view_definition
+from querycache.drivers.base import Catalog, DBAPIConnection, DriverAdapter, ServerState, view_definition
 
 SERVER_STATUS_IN_TRANS = 1
 
@@ -35,7 +36,7 @@ class PyMySQLAdapter(DriverAdapter):
     rows_container = tuple
     supported = True
 
-    def __init__(self, conn: Any, module: Any) -> None:
+    def __init__(self, conn: object, module: ModuleType | None) -> None:
         super().__init__(conn, module)
         self._open = False
         self._sql_autocommit: bool | None = None
@@ -50,27 +51,27 @@ class PyMySQLAdapter(DriverAdapter):
             return self._sql_autocommit
         return bool(conn.autocommit_mode)
 
-    def autocommit(self, conn: Any) -> bool:
+    def autocommit(self, conn: DBAPIConnection) -> bool:
         return self._autocommit(conn)
 
-    def after_statement(self, conn: Any) -> None:
+    def after_statement(self, conn: DBAPIConnection) -> None:
         if not self._autocommit(conn):
             self._open = True
 
-    def after_transaction_end(self, conn: Any) -> None:
+    def after_transaction_end(self, conn: DBAPIConnection) -> None:
         self._open = False
 
-    def note_autocommit(self, conn: Any, value: bool | None) -> None:
+    def note_autocommit(self, conn: DBAPIConnection, value: bool | None) -> None:
         # PyMySQL caches autocommit_mode client-side; SQL text changes the server without it knowing.
         self._sql_autocommit = value
 
-    def reads_open_transaction(self, conn: Any) -> bool:
+    def reads_open_transaction(self, conn: DBAPIConnection) -> bool:
         return not self._autocommit(conn)
 
-    def write_opens_transaction(self, conn: Any, is_dml: bool) -> bool:
+    def write_opens_transaction(self, conn: DBAPIConnection, is_dml: bool) -> bool:
         return not self._autocommit(conn)
 
-    def server_state(self, conn: Any, settings: Sequence[str],
+    def server_state(self, conn: DBAPIConnection, settings: Sequence[str],
                      row_security_settings: Sequence[str] | None = None) -> ServerState:
         try:
             server = self.internal_query(conn, "SELECT @@server_uuid")[0][0]
@@ -99,7 +100,7 @@ class PyMySQLAdapter(DriverAdapter):
             tuple(zip(declared, row[6 + len(settings):], strict=True)),
         )
 
-    def internal_query(self, conn: Any, sql: str, params: Sequence[Any] | None = None,
+    def internal_query(self, conn: DBAPIConnection, sql: str, params: Sequence[object] | None = None,
                        keep_transaction: bool = False) -> list[tuple[Any, ...]]:
         # SET sql_select_limit = N truncates every SELECT without a LIMIT of its own: the wrapper's
         # catalog and scope queries carry the largest one (a truncated catalog would miss triggers).
@@ -107,7 +108,7 @@ class PyMySQLAdapter(DriverAdapter):
             sql += " LIMIT 18446744073709551615"
         return super().internal_query(conn, sql, params, keep_transaction)
 
-    def load_catalog(self, conn: Any) -> Catalog:
+    def load_catalog(self, conn: DBAPIConnection) -> Catalog:
         catalog = Catalog()
         for (name,) in self.internal_query(conn, "SELECT TABLE_NAME FROM information_schema.TABLES"):
             catalog.relations.add(fold(name))
@@ -149,7 +150,7 @@ class PyMySQLAdapter(DriverAdapter):
                 catalog.writes_everything.add(name)
         return catalog
 
-    def cursor_shape(self, raw_cursor: Any) -> str:
+    def cursor_shape(self, raw_cursor: object) -> str:
         return type(raw_cursor).__module__ + "." + type(raw_cursor).__qualname__
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Hashable, Sequence
 
-from querycache.drivers.base import Catalog, DriverAdapter, ServerState, view_definition
+from querycache.drivers.base import Catalog, DBAPIConnection, DriverAdapter, ServerState, view_definition
 from querycache.drivers.row_security import row_security
 
 # Settings that change what a read returns (or how the driver decodes it) are part of every scope:
@@ -99,7 +99,7 @@ class _PostgresAdapter(DriverAdapter):
     family = "postgres"
     supported = True
 
-    def server_state(self, conn: Any, settings: Sequence[str],
+    def server_state(self, conn: DBAPIConnection, settings: Sequence[str],
                      row_security_settings: Sequence[str] | None = None) -> ServerState:
         names = [*settings, *(row_security_settings or ())]
         extra = "".join(", current_setting(%s, true)" for _ in names)
@@ -121,7 +121,7 @@ class _PostgresAdapter(DriverAdapter):
         return ServerState(database_id, scope, _LEVELS.get(str(isolation).lower(), "unknown"), bool(recovery),
                            database_id, row_security_scope)
 
-    def load_catalog(self, conn: Any) -> Catalog:
+    def load_catalog(self, conn: DBAPIConnection) -> Catalog:
         catalog = Catalog()
         for name, _kind in self.internal_query(conn, _RELATIONS_SQL):
             catalog.relations.add(name.lower())
@@ -155,7 +155,7 @@ class _PostgresAdapter(DriverAdapter):
         self._load_row_security(conn, catalog, frozenset(immutable))
         return catalog
 
-    def _load_row_security(self, conn: Any, catalog: Catalog, immutable: frozenset[str]) -> None:
+    def _load_row_security(self, conn: DBAPIConnection, catalog: Catalog, immutable: frozenset[str]) -> None:
         """What each table with row-level security shows depends on (docs/isolation.md). Tables of
         one name in several schemas are merged: what any of them reads, all of them read."""
         policies: dict[str, list[tuple[str, str | None, str | None]]] = {}
@@ -201,7 +201,7 @@ class PsycopgAdapter(_PostgresAdapter):
             return None
         return _LEVELS.get(level.name.replace("_", " ").lower(), "unknown")
 
-    def shape_token(self, raw_cursor: Any) -> Any:
+    def shape_token(self, raw_cursor: Any) -> Hashable:
         return (type(raw_cursor), raw_cursor.row_factory)
 
     def cursor_shape(self, raw_cursor: Any) -> str:

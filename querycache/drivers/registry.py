@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
 
 from querycache.drivers.base import DriverAdapter
 
@@ -22,7 +21,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
 }
 
 
-def detect(conn: Any) -> DriverAdapter:
+def detect(conn: object) -> DriverAdapter:
     """The adapter for ``conn`` (the generic one for a driver not registered here)."""
     module_name = type(conn).__module__.split(".")[0]
     found = _REGISTRY.get(module_name)

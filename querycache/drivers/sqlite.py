@@ -7,7 +7,7 @@ import uuid
 from typing import Any, Sequence
 
 from querycache.analysis import fold_identifier as fold
-from querycache.drivers.base import Catalog, DriverAdapter, ServerState, view_definition
+from querycache.drivers.base import Catalog, DBAPIConnection, DriverAdapter, ServerState, view_definition
 
 # Built-in scalar and aggregate functions whose result depends only on their arguments.
 DETERMINISTIC_FUNCTIONS = frozenset(
@@ -40,7 +40,7 @@ class SqliteAdapter(DriverAdapter):
         # Legacy transaction control: SELECTs run outside transactions, DML opens one implicitly.
         return conn.isolation_level is None
 
-    def reads_open_transaction(self, conn: Any) -> bool:
+    def reads_open_transaction(self, conn: DBAPIConnection) -> bool:
         return getattr(conn, "autocommit", -1) is False
 
     def write_opens_transaction(self, conn: Any, is_dml: bool) -> bool:
@@ -50,10 +50,10 @@ class SqliteAdapter(DriverAdapter):
         # Legacy transaction control opens a transaction before INSERT/UPDATE/DELETE/REPLACE only.
         return conn.isolation_level is not None and is_dml
 
-    def shape_token(self, raw_cursor: Any) -> Any:
+    def shape_token(self, raw_cursor: Any) -> tuple[object, object]:
         return (raw_cursor.row_factory, raw_cursor.connection.text_factory)
 
-    def server_state(self, conn: Any, settings: Sequence[str],
+    def server_state(self, conn: DBAPIConnection, settings: Sequence[str],
                      row_security_settings: Sequence[str] | None = None) -> ServerState:
         rows = self.internal_query(conn, "PRAGMA database_list")
         main = next((r for r in rows if r[1] == "main"), None)
@@ -66,7 +66,7 @@ class SqliteAdapter(DriverAdapter):
         attached = tuple(sorted((r[1], r[2]) for r in rows if r[1] not in ("main", "temp")))
         return ServerState(database_id, ("sqlite", attached), "serializable-snapshot", False, "sqlite")
 
-    def load_catalog(self, conn: Any) -> Catalog:
+    def load_catalog(self, conn: DBAPIConnection) -> Catalog:
         catalog = Catalog(deterministic_functions=set(DETERMINISTIC_FUNCTIONS))
         rows = self.internal_query(conn, "SELECT type, name, tbl_name, sql FROM sqlite_master")
         catalog.relations |= {"sqlite_master", "sqlite_schema", "sqlite_sequence", "sqlite_temp_master"}
@@ -104,11 +104,11 @@ class SqliteAdapter(DriverAdapter):
         })
         return catalog
 
-    def cursor_shape(self, raw_cursor: Any) -> str:
+    def cursor_shape(self, raw_cursor: object) -> str:
         return ":".join(_callable_name(f) for f in self.shape_token(raw_cursor))
 
 
-def _callable_name(factory: Any) -> str:
+def _callable_name(factory: object) -> str:
     if factory is None:
         return "default"
     return f"{getattr(factory, '__module__', '')}.{getattr(factory, '__qualname__', repr(factory))}"

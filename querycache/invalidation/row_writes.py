@@ -13,8 +13,9 @@ row count must equal the write's, else the whole table is bumped (docs/freshness
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
+from querycache.drivers.base import DBAPICursor, Params
 from querycache.invalidation.keys import any_rows_key
 from querycache.invalidation.rows import MAX_VALUES_PER_TABLE, WritePlan, bucket_keys, resolve, write_plan
 
@@ -33,10 +34,10 @@ class RowLevelWrite:
     plan: WritePlan
     table_key: str
     sql: str
-    params: Any
+    params: Sequence[object] | None
     columns: list[str]  # the pinned columns of the table, sorted
     seen: int  # the version of the table's pinned columns when they were read
-    new_values: list[tuple[str, Any]]
+    new_values: list[tuple[str, object]]
     pre_read: bool
     own_transaction: bool
     # Published around ``run``: the "any" bucket now, the touched buckets once it ran.
@@ -45,13 +46,14 @@ class RowLevelWrite:
     def __post_init__(self) -> None:
         self.keys = {any_rows_key(self.table_key)}
 
-    def run(self, send: Callable[[str, Any], Any], execute: Callable[[str, Any], Any], raw_cursor: Any) -> Any:
+    def run(self, send: Callable[[str, object], object], execute: Callable[[str, object], object],
+            raw_cursor: DBAPICursor) -> object:
         """Run the write on ``raw_cursor`` (``send``: straight to the driver, inside this module's
         own transaction; ``execute``: with the wrapper's bookkeeping) and add the buckets it
         touched to ``keys``."""
         footprint = self._buckets(self.new_values)
         cursor = self.session.raw.cursor() if self.pre_read else None
-        old_rows: list[Any] = []
+        old_rows: list[Sequence[object]] = []
         try:
             if cursor is not None:
                 found = self._read_old_rows(cursor)
@@ -78,7 +80,7 @@ class RowLevelWrite:
         self._record(self._with_old_rows(footprint, old_rows))
         return result
 
-    def _read_old_rows(self, cursor: Any) -> list[Any] | None:
+    def _read_old_rows(self, cursor: DBAPICursor) -> list[Sequence[object]] | None:
         """The pinned columns of the rows the write will touch, locked; None when that failed."""
         plan = self.plan
         select = f"SELECT {', '.join(self.columns)} FROM {plan.target_sql} WHERE {plan.where_sql} FOR UPDATE"
@@ -95,7 +97,7 @@ class RowLevelWrite:
         except Exception:  # noqa: BLE001 - unknown footprint, decided by the caller
             return None
 
-    def _with_old_rows(self, footprint: set[str] | None, old_rows: list[Any]) -> set[str] | None:
+    def _with_old_rows(self, footprint: set[str] | None, old_rows: list[Sequence[object]]) -> set[str] | None:
         if footprint is None:
             return None
         old = self._buckets([(c, row[i]) for row in old_rows for i, c in enumerate(self.columns)])
@@ -119,7 +121,7 @@ class RowLevelWrite:
         self.session.context.stats.row_level.incr(f"escalated:{reason}")
         self.session.tx.wrote_rows({self.table_key})
 
-    def _buckets(self, pairs: Iterable[tuple[str, Any]]) -> set[str] | None:
+    def _buckets(self, pairs: Iterable[tuple[str, object]]) -> set[str] | None:
         out: set[str] = set()
         for column, value in pairs:
             found = bucket_keys(self.table_key, column, value, self.session.adapter.dialect, False)
@@ -129,7 +131,7 @@ class RowLevelWrite:
         return out
 
 
-def row_level_write(session: Session, sql: str, params: Any, keys: set[str], in_tx: bool) -> RowLevelWrite | None:
+def row_level_write(session: Session, sql: str, params: object, keys: set[str], in_tx: bool) -> RowLevelWrite | None:
     """The row-level form of a write whose table level footprint is ``keys``; None: table level."""
     stats = session.context.stats.row_level
     analyzer = session.analyzer
@@ -171,9 +173,9 @@ def row_level_write(session: Session, sql: str, params: Any, keys: set[str], in_
     return RowLevelWrite(session, plan, table_key, sql, params, ordered, seen, new_values, pre_read, own_transaction)
 
 
-def _new_values(plan: WritePlan, columns: list[str], params: Any) -> list[tuple[str, Any]]:
+def _new_values(plan: WritePlan, columns: list[str], params: object) -> list[tuple[str, object]]:
     """The values a write gives the pinned ``columns`` (LookupError: one it cannot know here)."""
-    new_values: list[tuple[str, Any]] = []
+    new_values: list[tuple[str, object]] = []
     if plan.kind == "insert":
         for column in columns:
             if column not in plan.insert_columns:
@@ -217,7 +219,7 @@ def generated_columns(session: Session, table: str) -> frozenset[str]:
     if session.adapter.dialect == "postgres":
         sql = ("SELECT column_name FROM information_schema.columns "
                "WHERE table_name = %s AND is_generated = 'ALWAYS'")
-        params: tuple[Any, ...] = (table,)
+        params: tuple[str, ...] = (table,)
     else:
         sql = ("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
                "AND table_name = %s AND (extra LIKE %s OR generation_expression <> '')")
@@ -230,7 +232,7 @@ def generated_columns(session: Session, table: str) -> frozenset[str]:
     return found
 
 
-def catalog_query(session: Session, sql: str, params: Any) -> list[Any]:
+def catalog_query(session: Session, sql: str, params: Sequence[object]) -> list[Sequence[object]]:
     """The rows of a catalog query the wrapper sends for itself, the connection's state unchanged:
     inside the application's transaction under a savepoint (a failure cannot abort it), outside
     it through ``internal_query`` (a transaction it opens is rolled back)."""
@@ -244,12 +246,12 @@ def catalog_query(session: Session, sql: str, params: Any) -> list[Any]:
     return list(adapter.internal_query(raw, sql, params))
 
 
-def fetch(cursor: Any, sql: str, params: Any) -> list[Any]:
+def fetch(cursor: DBAPICursor, sql: str, params: Params) -> list[Sequence[object]]:
     cursor.execute(sql, params)
     return list(cursor.fetchall())
 
 
-def quietly(cursor: Any, statement: str) -> bool:
+def quietly(cursor: DBAPICursor, statement: str) -> bool:
     """Run ``statement``; False if it failed (e.g. the transaction was already aborted)."""
     try:
         cursor.execute(statement)
@@ -258,7 +260,7 @@ def quietly(cursor: Any, statement: str) -> bool:
     return True
 
 
-def under_savepoint(cursor: Any, name: str, sql: str, params: Any) -> list[Any]:
+def under_savepoint(cursor: DBAPICursor, name: str, sql: str, params: Params) -> list[Sequence[object]]:
     """The rows of ``sql`` read inside the application's transaction, under a savepoint: if it
     fails, the transaction is returned to where it was (on PostgreSQL an error would otherwise
     abort it)."""

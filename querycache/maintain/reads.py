@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from querycache.codec import Result
+from querycache.drivers.base import DBAPICursor
 from querycache.maintain.shape import Refused, Shape, bind, shape_of
 from querycache.maintain.state import Unmaintainable, check_fill, from_state_rows, order, project
 from querycache.maintain.writes import scope_of, spec_of
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 _MAX_REFUSED = 4096
 
 
-def maintainable_shape(session: Session, sql: str, params: Any) -> Shape | None:
+def maintainable_shape(session: Session, sql: str, params: object) -> Shape | None:
     """The shape of a read that fills with a state query (None: it fills as any other read)."""
     context = session.context
     refused = context.maintain_refused
@@ -35,7 +36,7 @@ def maintainable_shape(session: Session, sql: str, params: Any) -> Shape | None:
         return None
 
 
-def maintainability(session: Session, sql: str, params: Any) -> dict[str, Any]:
+def maintainability(session: Session, sql: str, params: object) -> dict[str, object]:
     """For ``explain``: whether writes update this read's cached answer, or why not."""
     found = session.context.maintain_refused.get(sql)
     if found is not None:
@@ -60,7 +61,8 @@ def not_maintainable(session: Session, sql: str, reason: str) -> None:
     refused[sql] = reason
 
 
-def derive_fill(shape: Shape, rows: Sequence[Sequence[Any]], params: Any) -> tuple[list[Any], bytes] | str:
+def derive_fill(shape: Shape, rows: Sequence[Sequence[object]], params: object
+                ) -> tuple[list[tuple[object, ...]], bytes] | str:
     """The statement's rows and the encoded state from the state query's rows, or why not."""
     if rows and type(rows[0]) is not tuple:
         return "row_type"
@@ -75,9 +77,11 @@ def derive_fill(shape: Shape, rows: Sequence[Sequence[Any]], params: Any) -> tup
         return "error"
 
 
-def register_maintained(session: Session, sql: str, params: Any, version_keys: tuple[str, ...], key: str,
+def register_maintained(session: Session, sql: str, params: object, version_keys: tuple[str, ...], key: str,
                         scope_key: str) -> None:
     """Tell writers of the read's tables (in any process) that ``key`` holds a maintained answer."""
+    if params is not None and not isinstance(params, (list, tuple)):
+        return  # named parameters: not maintainable (as maintainable_shape says)
     context = session.context
     store = context.maintain
     shape = maintainable_shape(session, sql, params)
@@ -91,11 +95,13 @@ def register_maintained(session: Session, sql: str, params: Any, version_keys: t
         context.store_failed()
 
 
-def run_state_query(session: Session, execute: Callable[[str, Any], Any], raw_cursor: Any, sql: str,
-                    params: Any) -> tuple[Result, bytes] | None:
+def run_state_query(session: Session, execute: Callable[[str, dict[str, object]], object], raw_cursor: DBAPICursor,
+                    sql: str, params: object) -> tuple[Result, bytes] | None:
     """A maintainable read's state query in place of its statement (run by ``execute`` on
     ``raw_cursor``): the rows the statement returns and the state they come from; None: run the
     statement itself. Called outside the application's transactions only."""
+    if params is not None and not isinstance(params, (list, tuple)):
+        return None  # named parameters: not maintainable (as maintainable_shape says)
     shape = maintainable_shape(session, sql, params)
     if shape is None:
         return None

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Sequence
 
 from sqlglot import exp
 
@@ -478,7 +478,7 @@ def _render(node: exp.Expression, dialect: str) -> str:
     return _PLACEHOLDER.sub(lambda m: f"%({m.group(1) or m.group(2)})s", text)
 
 
-def bind(params: Any, keys: list[Any] | None = None) -> dict[str, Any]:
+def bind(params: Sequence[object] | None, keys: Sequence[object] | None = None) -> dict[str, object]:
     """The parameters of a state or delta query: the statement's, then the restriction's keys."""
     bound = {f"qcp{i}": v for i, v in enumerate(params or ())}
     for i, key in enumerate(keys or ()):

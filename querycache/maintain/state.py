@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 import msgpack
 
 from querycache.codec import CorruptEntry, Result, decode, encode
-from querycache.invalidation.rows import resolve
+from querycache.invalidation.rows import Source, resolve
 from querycache.maintain.shape import Shape
 
 _STATE_FORMAT = 1
@@ -46,8 +46,8 @@ class State:
     scalar part; ``totals``: per output column of kind "total", the type the database gave it
     ("int" or "decimal")."""
 
-    groups: dict[tuple[Any, ...], list[Any]]
-    scalars: list[list[Any]]
+    groups: dict[tuple[object, ...], list[object]]
+    scalars: list[list[object]]
     totals: dict[int, str]
 
     def encode(self) -> bytes:
@@ -57,7 +57,7 @@ class State:
                   *(x for item in sorted(self.totals.items()) for x in item))
         rows = [(*key, *values) for key, values in self.groups.items()]
         tags: list[str] = []
-        columns: list[Any] = []
+        columns: list[object] = []
         for column in zip(*rows, strict=True):
             kinds = set(map(type, column)) - {type(None)}
             if kinds <= {int}:
@@ -84,7 +84,7 @@ class State:
             scalars = [[header[1 + 2 * k], header[2 + 2 * k]] for k in range(n)]
             rest = header[1 + 2 * n:]
             totals = {int(rest[i]): str(rest[i + 1]) for i in range(0, len(rest), 2)}
-            cols: list[Sequence[Any]] = []
+            cols: list[Sequence[object]] = []
             for tag, column in zip(tags, columns, strict=True):
                 if tag == "i":
                     cols.append(column)
@@ -100,7 +100,7 @@ class State:
         return State(groups, scalars, totals)
 
 
-def _type_tag(value: Any) -> str:
+def _type_tag(value: object) -> str:
     if isinstance(value, bool):
         raise Unmaintainable("type")
     if isinstance(value, int):
@@ -110,7 +110,7 @@ def _type_tag(value: Any) -> str:
     raise Unmaintainable("type")
 
 
-def from_state_rows(shape: Shape, rows: Sequence[Sequence[Any]]) -> State:
+def from_state_rows(shape: Shape, rows: Sequence[Sequence[object]]) -> State:
     """The state read by the state query (its rows: the statement's columns, then the hidden ones)."""
     width, keys, n_slots = shape.width, shape.keys, len(shape.slots)
     hidden = [r[width:] for r in rows]
@@ -129,7 +129,7 @@ def from_state_rows(shape: Shape, rows: Sequence[Sequence[Any]]) -> State:
     groups = {tuple(h[:keys]): list(h[keys:keys + 2 * n_slots + 1]) for h in hidden}
     if len(groups) != len(rows):
         raise Unmaintainable("duplicate_group")  # groups the database tells apart and Python does not
-    scalars: list[list[Any]] = []
+    scalars: list[list[object]] = []
     totals: dict[int, str] = {}
     if rows:
         first = hidden[0]
@@ -146,7 +146,7 @@ def from_state_rows(shape: Shape, rows: Sequence[Sequence[Any]]) -> State:
     return State(groups, scalars, totals)
 
 
-def _check_key(value: Any) -> None:
+def _check_key(value: object) -> None:
     if isinstance(value, float):
         raise Unmaintainable("float")
     if isinstance(value, (str, bytes, bytearray, memoryview)):
@@ -154,34 +154,35 @@ def _check_key(value: Any) -> None:
         raise Unmaintainable("text_key")
 
 
-def _check_number(value: Any) -> None:
-    if (value is not None and not isinstance(value, (int, decimal.Decimal))) or isinstance(value, bool):
-        raise Unmaintainable("float" if isinstance(value, float) else "type")
+def _number(value: object) -> int | decimal.Decimal | None:
+    """``value`` if it is NULL, an integer or a decimal (never a bool)."""
+    if value is None or (isinstance(value, (int, decimal.Decimal)) and not isinstance(value, bool)):
+        return value
+    raise Unmaintainable("float" if isinstance(value, float) else "type")
 
 
-def _combine(old: Any, after: Any, before: Any) -> Any:
+def _combine(old: object, after: object, before: object) -> int | decimal.Decimal | None:
     """``old + after - before`` exactly (None: no contribution)."""
-    values = [v for v in (old, after, before) if v is not None]
-    if not values:
+    if old is None and after is None and before is None:
         return None
-    for value in values:
-        _check_number(value)
+    values = old_n, after_n, before_n = _number(old), _number(after), _number(before)
     decimals = [v for v in values if isinstance(v, decimal.Decimal)]
     if decimals and len({v.as_tuple().exponent for v in decimals}) > 1:
         raise Unmaintainable("numeric_scale")  # the database's scale of the result is not known here
     if decimals:
         zero = decimal.Decimal(0).scaleb(decimals[0].as_tuple().exponent)  # type: ignore[arg-type]
-        total = _EXACT.add(_EXACT.add(old if old is not None else zero, after if after is not None else zero),
-                           _EXACT.minus(before) if before is not None else zero)
+        total = _EXACT.add(_EXACT.add(old_n if old_n is not None else zero, after_n if after_n is not None else zero),
+                           _EXACT.minus(before_n) if before_n is not None else zero)
         return total
-    return (old or 0) + (after or 0) - (before or 0)
+    return (old_n or 0) + (after_n or 0) - (before_n or 0)
 
 
-def apply_groups(state: State, shape: Shape, before: Iterable[Sequence[Any]], after: Iterable[Sequence[Any]]) -> None:
+def apply_groups(state: State, shape: Shape, before: Iterable[Sequence[object]],
+                 after: Iterable[Sequence[object]]) -> None:
     """Add ``after - before`` (rows of the grouped part's delta query) to ``state``."""
     keys = shape.keys
     width = 2 * len(shape.slots) + 1
-    deltas: dict[tuple[Any, ...], list[list[Any]]] = {}
+    deltas: dict[tuple[object, ...], list[list[object]]] = {}
     for sign, rows in ((1, after), (0, before)):
         for row in rows:
             key = tuple(row[:keys])
@@ -195,7 +196,7 @@ def apply_groups(state: State, shape: Shape, before: Iterable[Sequence[Any]], af
             if not shape.grouped:
                 raise Unmaintainable("corrupt_state")
             old = [None] * width
-        new = [_combine(o, a, b) for o, a, b in zip(old, now, was, strict=True)]
+        new: list[int | decimal.Decimal | None] = [_combine(o, a, b) for o, a, b in zip(old, now, was, strict=True)]
         for j, slot in enumerate(shape.slots):
             count = new[2 * j + 1] or 0
             if count < 0:
@@ -211,10 +212,11 @@ def apply_groups(state: State, shape: Shape, before: Iterable[Sequence[Any]], af
         if groups == 0 and shape.grouped:
             state.groups.pop(key, None)
         else:
-            state.groups[key] = new
+            state.groups[key] = list(new)
 
 
-def apply_scalar(state: State, shape: Shape, k: int, before: Sequence[Any] | None, after: Sequence[Any] | None) -> None:
+def apply_scalar(state: State, shape: Shape, k: int, before: Sequence[object] | None,
+                 after: Sequence[object] | None) -> None:
     """Add ``after - before`` (one row each: value, count) to scalar part ``k``."""
     old = state.scalars[k]
     value = _combine(old[0], after[0] if after else None, before[0] if before else None)
@@ -228,16 +230,16 @@ def apply_scalar(state: State, shape: Shape, k: int, before: Sequence[Any] | Non
     state.scalars[k] = [value, count]
 
 
-def derive(state: State, shape: Shape, params: Any) -> list[tuple[Any, ...]]:
+def derive(state: State, shape: Shape, params: object) -> list[tuple[object, ...]]:
     """The rows the statement returns for ``state``: projected, ordered, offset and limited."""
     return order(project(state, shape), shape, params)
 
 
-def project(state: State, shape: Shape) -> list[tuple[Any, ...]]:
+def project(state: State, shape: Shape) -> list[tuple[object, ...]]:
     """The statement's columns of every group, in the state's order."""
     keys = shape.keys
     width = 2 * len(shape.slots) + 1
-    consts: list[Any] = []
+    consts: list[object] = []
     indices: list[int] = []
     for column, output in enumerate(shape.outputs):
         if output.kind == "key":
@@ -256,9 +258,10 @@ def project(state: State, shape: Shape) -> list[tuple[Any, ...]]:
     return [pick((*key, *values, *tail)) for key, values in state.groups.items()]
 
 
-def _total(state: State, slot: int, tag: str | None) -> Any:
+def _total(state: State, slot: int, tag: str | None) -> object:
     """SUM(<slot>) OVER (): the slot summed over every group, in the type the database gave it."""
-    found = [v[2 * slot] for v in state.groups.values() if v[2 * slot] is not None]
+    # Not narrowed here: a value of another type fails as it always did (a corrupt state).
+    found: list[Any] = [v[2 * slot] for v in state.groups.values() if v[2 * slot] is not None]
     total: Any = None
     for value in found:
         total = value if total is None else _EXACT.add(total, value) if isinstance(value, decimal.Decimal) \
@@ -270,7 +273,7 @@ def _total(state: State, slot: int, tag: str | None) -> Any:
     return total
 
 
-def order(rows: list[tuple[Any, ...]], shape: Shape, params: Any) -> list[tuple[Any, ...]]:
+def order(rows: list[tuple[object, ...]], shape: Shape, params: object) -> list[tuple[object, ...]]:
     """``rows`` in the statement's ORDER BY, then its OFFSET and LIMIT."""
     offset = _count(shape.offset, params) or 0
     limit = _count(shape.limit, params)
@@ -285,7 +288,7 @@ def order(rows: list[tuple[Any, ...]], shape: Shape, params: Any) -> list[tuple[
             if not isinstance(r[c], _ORDERABLE):
                 raise Unmaintainable("text_order" if isinstance(r[c], str) else "order_type")
         try:
-            present.sort(key=lambda r: r[c], reverse=key.desc)
+            present.sort(key=operator.itemgetter(c), reverse=key.desc)
         except TypeError as exc:
             raise Unmaintainable("order_type") from exc
         rows = nulls + present if key.nulls_first else present + nulls
@@ -294,7 +297,7 @@ def order(rows: list[tuple[Any, ...]], shape: Shape, params: Any) -> list[tuple[
     return rows
 
 
-def _top(rows: list[tuple[Any, ...]], shape: Shape, offset: int, limit: int | None) -> list[tuple[Any, ...]] | None:
+def _top(rows: list[tuple[Any, ...]], shape: Shape, offset: int, limit: int | None) -> list[tuple[object, ...]] | None:
     """The ordered window in one pass (``heapq.nsmallest`` is ``sorted(...)[:n]``, stable) when
     every sort value is a number, none NULL (descending: negated, exactly); None otherwise."""
     if limit is None or not shape.order:
@@ -316,7 +319,7 @@ def _top(rows: list[tuple[Any, ...]], shape: Shape, offset: int, limit: int | No
     return best[offset:]
 
 
-def _count(source: Any, params: Any) -> int | None:
+def _count(source: Source | None, params: object) -> int | None:
     if source is None:
         return None
     try:
@@ -330,8 +333,8 @@ def _count(source: Any, params: Any) -> int | None:
     return value
 
 
-def check_fill(state: State, shape: Shape, rows: Sequence[Sequence[Any]],
-               projected: list[tuple[Any, ...]] | None = None) -> None:
+def check_fill(state: State, shape: Shape, rows: Sequence[Sequence[object]],
+               projected: list[tuple[object, ...]] | None = None) -> None:
     """The state's projection must give back the database's own columns (checked on the first
     rows and the count: the rest come from the same hidden columns the same way)."""
     derived = (projected if projected is not None else project(state, shape))[:_CHECKED_ROWS]

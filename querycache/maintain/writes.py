@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
 import sqlglot
 from sqlglot import exp
@@ -26,6 +26,7 @@ from sqlglot.errors import SqlglotError
 from querycache.analysis import Analysis, StatementKind
 from querycache.backends.base import Baseline, MaintainCheck, MaintainedAnswers, MaintainUpdate
 from querycache.codec import CorruptEntry, Result, decode, encode
+from querycache.drivers.base import DBAPICursor
 from querycache.invalidation.keys import table_of
 from querycache.invalidation.row_writes import catalog_query, fetch, quietly
 from querycache.invalidation.rows import WritePlan, resolve, write_plan
@@ -33,7 +34,10 @@ from querycache.maintain.shape import Refused, Shape, bind, qualified, shape_of
 from querycache.maintain.state import State, Unmaintainable, apply_groups, apply_scalar, derive
 
 if TYPE_CHECKING:
+    from querycache.context import CacheContext
     from querycache.session import Session
+
+T = TypeVar("T")
 
 _SAVEPOINT = "querycache_maintain"
 _MAX_KEYS = 1000  # rows one write may touch and still be maintained
@@ -47,7 +51,7 @@ class Maintained:
 
     key: str
     shape: Shape
-    params: tuple[Any, ...]
+    params: tuple[object, ...]
     version_keys: tuple[str, ...]
     baseline: Baseline
     tables: frozenset[str] = field(init=False)
@@ -87,14 +91,14 @@ class Maintained:
         return MaintainUpdate(self.key, self.baseline.digest, value, self.state.encode(), self.baseline.versions)
 
 
-def spec_of(sql: str, params: Any, version_keys: tuple[str, ...], scope: str) -> bytes:
+def spec_of(sql: str, params: Sequence[object] | None, version_keys: tuple[str, ...], scope: str) -> bytes:
     """What a writer in any process needs to maintain an entry: its statement, parameters, keys,
     and the scope it was read in (a writer in another scope must not maintain it: its delta
     queries would see other rows or other values)."""
     return encode(Result(None, [(sql, scope), tuple(version_keys), tuple(params or ())], 0))
 
 
-def _from_spec(spec: bytes) -> tuple[str, str, tuple[str, ...], tuple[Any, ...]]:
+def _from_spec(spec: bytes) -> tuple[str, str, tuple[str, ...], tuple[object, ...]]:
     rows = decode(spec).rows
     return str(rows[0][0]), str(rows[0][1]), tuple(rows[1]), tuple(rows[2])
 
@@ -150,7 +154,7 @@ class StatementMaintenance:
     """The delta work of one write statement on the entries it maintains."""
 
     def __init__(self, session: Session, plan: WritePlan, relation: str, pk: tuple[str, bool],
-                 entries: list[Maintained], sql: str, params: Any, own_transaction: bool,
+                 entries: list[Maintained], sql: str, params: Sequence[object] | None, own_transaction: bool,
                  leases: list[tuple[str, str]]) -> None:
         self.session = session
         self.plan = plan
@@ -166,8 +170,8 @@ class StatementMaintenance:
         self.store: MaintainedAnswers = session.context.maintain
         self.deadline = 0.0
 
-    def run(self, write: Callable[[], Any], raw_cursor: Any,
-            publish: Callable[[Callable[[], Any]], Any] | None = None) -> Any:
+    def run(self, write: Callable[[], T], raw_cursor: DBAPICursor,
+            publish: Callable[[Callable[[], object]], object] | None = None) -> T:
         """Run ``write`` with the delta queries around it, in one transaction. ``publish``: in the
         transaction the wrapper opened, how its COMMIT is published (both phases around the COMMIT
         alone: until then nothing of the write is visible, and the pending window stays short)."""
@@ -213,7 +217,7 @@ class StatementMaintenance:
         for entry in self.entries:
             entry.fail(reason)
 
-    def _under_savepoint(self, cursor: Any, work: Callable[[], Any]) -> Any:
+    def _under_savepoint(self, cursor: DBAPICursor, work: Callable[[], T]) -> T | None:
         """``work`` under a savepoint: a failure leaves the transaction as it was (None returned)."""
         cursor.execute(f"SAVEPOINT {_SAVEPOINT}")
         try:
@@ -228,7 +232,7 @@ class StatementMaintenance:
         cursor.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         return out
 
-    def _keys_before(self, cursor: Any) -> list[Any] | None:
+    def _keys_before(self, cursor: DBAPICursor) -> list[object] | None:
         """The primary keys of the rows an UPDATE/DELETE will touch, locked; [] for an INSERT."""
         plan = self.plan
         if plan.kind == "insert":
@@ -243,7 +247,8 @@ class StatementMaintenance:
             return None
         return [r[0] for r in rows]
 
-    def _keys_after(self, cursor: Any, raw_cursor: Any, old_keys: list[Any] | None) -> list[Any] | None:
+    def _keys_after(self, cursor: DBAPICursor, raw_cursor: DBAPICursor, old_keys: list[object] | None
+                    ) -> list[object] | None:
         """The keys the write created (an INSERT's), checked against its row count."""
         plan = self.plan
         if old_keys is None:
@@ -254,7 +259,7 @@ class StatementMaintenance:
         mysql = self.session.adapter.dialect != "postgres"
         if self.pk in plan.insert_columns:
             index = plan.insert_columns.index(self.pk)
-            keys = []
+            keys: list[object] = []
             for row in plan.insert_rows:
                 source = row[index]
                 if source is None:
@@ -273,13 +278,13 @@ class StatementMaintenance:
         last = getattr(raw_cursor, "lastrowid", None)
         return [last] if isinstance(last, int) and last > 0 else None
 
-    def _deltas(self, cursor: Any, keys: list[Any]) -> dict[tuple[int, int], list[Any]] | None:
+    def _deltas(self, cursor: DBAPICursor, keys: list[object]) -> dict[tuple[int, int], list[Sequence[object]]] | None:
         """Each live entry's delta query results for ``keys`` in the current image: (entry, part)
         -> rows. Parts whose filter no touched row passes are empty without a query; the others
         run as one UNION ALL per delta query text (docs/maintenance.md, "What it costs")."""
-        def work() -> dict[tuple[int, int], list[Any]]:
+        def work() -> dict[tuple[int, int], list[Sequence[object]]]:
             relevant = self._relevant(cursor, keys)
-            out: dict[tuple[int, int], list[Any]] = {}
+            out: dict[tuple[int, int], list[Sequence[object]]] = {}
             groups: dict[tuple[str, tuple[str, ...]], list[tuple[int, int]]] = {}
             for i, entry in enumerate(self.entries):
                 if entry.failed is not None:
@@ -307,16 +312,19 @@ class StatementMaintenance:
                 for i, part in members:
                     out[(i, part)] = []
                 for row in fetch(cursor, " UNION ALL ".join(arms), bound):
-                    out[members[row[0]]].append(row[1:])
+                    arm = row[0]
+                    if not isinstance(arm, int):
+                        raise TypeError(f"qc_e is {type(arm).__name__}, not an arm's number")
+                    out[members[arm]].append(row[1:])
             return out
 
         dialect = self.session.adapter.dialect
         found = self._under_savepoint(cursor, work)
         if found is None:
             self._fail_all("delta_error")
-        return found  # type: ignore[no-any-return]
+        return found
 
-    def _relevant(self, cursor: Any, keys: list[Any]) -> dict[tuple[int, int], bool]:
+    def _relevant(self, cursor: DBAPICursor, keys: list[object]) -> dict[tuple[int, int], bool]:
         """Whether any touched row passes each part's filter (Shape.filters), in one query."""
         filters = [(i, part, f) for i, entry in enumerate(self.entries) if entry.failed is None
                    for part in range(-1, len(entry.shape.scalars))
@@ -337,8 +345,8 @@ class StatementMaintenance:
         return {(i, part): any(row[j] not in (None, False, 0) for row in rows)
                 for j, (i, part, _) in enumerate(filters)}
 
-    def _apply(self, befores: dict[tuple[int, int], list[Any]] | None,
-               afters: dict[tuple[int, int], list[Any]] | None) -> None:
+    def _apply(self, befores: dict[tuple[int, int], list[Sequence[object]]] | None,
+               afters: dict[tuple[int, int], list[Sequence[object]]] | None) -> None:
         if befores is None or afters is None:
             self._fail_all("delta_error")
             return
@@ -372,11 +380,11 @@ def _renamed(sql: str, entry: int) -> str:
     return _STATEMENT_PARAM.sub(lambda m: f"%(qce{entry}_{m.group(1)})s", sql)
 
 
-def _renamed_params(params: tuple[Any, ...], entry: int) -> dict[str, Any]:
+def _renamed_params(params: tuple[object, ...], entry: int) -> dict[str, object]:
     return {f"qce{entry}_{n}": v for n, v in enumerate(params)}
 
 
-def prepare(session: Session, analysis: Analysis, sql: str, params: Any, keys: set[str],
+def prepare(session: Session, analysis: Analysis, sql: str, params: object, keys: set[str],
             in_tx: bool) -> StatementMaintenance | None:
     """The maintenance of a write statement, its entries' baselines read; None: nothing to
     maintain (its entries are invalidated as always)."""
@@ -425,7 +433,7 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: Any, keys: s
     limit = context.config.invalidation.maintain.max_entries_per_write
     written = {table_of(k) for k in tx.written}
     entries: list[Maintained] = []
-    fresh: list[tuple[str, Shape, tuple[Any, ...], tuple[str, ...]]] = []
+    fresh: list[tuple[str, Shape, tuple[object, ...], tuple[str, ...]]] = []
     for key, spec in registered.items():
         entry = tx.maintained.get(key)
         if entry is not None:
@@ -461,7 +469,7 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: Any, keys: s
     return StatementMaintenance(session, plan, relation, pk, entries, sql, params, own, leases)
 
 
-def _quietly(context: Any, call: Callable[[], object]) -> None:
+def _quietly(context: CacheContext, call: Callable[[], object]) -> None:
     """A store call whose failure must not fail the write (counted as a store failure)."""
     try:
         call()
@@ -490,11 +498,11 @@ def _lease(store: MaintainedAnswers, table_key: str) -> str | None:
         pause = min(pause * 2, 0.01)
 
 
-_SPECS: dict[bytes, tuple[str, str, tuple[str, ...], tuple[Any, ...]]] = {}
+_SPECS: dict[bytes, tuple[str, str, tuple[str, ...], tuple[object, ...]]] = {}
 
 
 def _candidate(session: Session, table_key: str, key: str, spec: bytes, written: set[str]
-               ) -> tuple[Shape, tuple[Any, ...], tuple[str, ...]] | None:
+               ) -> tuple[Shape, tuple[object, ...], tuple[str, ...]] | None:
     """A registered entry's shape, parameters and version keys (None: not maintainable here)."""
     context = session.context
     store = context.maintain

@@ -6,4 +6,6 @@ imported by ``import querycache``.
   started again;
 - ``corpus``: the semantic query-pair corpora (``tests/corpus/semantic``) and the rule their
   results are compared by.
+- ``semantic_eval``: L3 evaluated on those corpora on PostgreSQL (``tests/test_semantic_eval.py``
+  and ``bench/semantic_corpus.py``).
 """
