@@ -21,7 +21,7 @@ import pytest
 import querycache
 from querycache import Config, ConfigError
 from querycache.backends.base import MISS, Backend
-from querycache.backends.memory import MemoryBackend
+from querycache.backends.memory import MemoryBackend, ProcessClock
 from querycache.backends.redis.backend import RedisBackend
 from querycache.hints import scan
 from tests.conftest import IN_CI, PG_DSN, Database
@@ -115,17 +115,44 @@ def test_a_pending_write_is_served_within_the_bound_but_nobody_refreshes(store: 
     assert store.lookup(key, vk, max_stale_ms=1000, lease_ms=1000).refresh == 4
 
 
-def test_a_trimmed_history_refuses_rather_than_guesses(store: Backend) -> None:
+@pytest.fixture(params=["memory", "redis"])
+def small_history(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """A store whose writes keep 4 groups of bumps, each bump a group of its own."""
+    backend: Backend
+    if request.param == "memory":
+        backend = MemoryBackend(clock=ProcessClock(history=(4, 0.0)))
+    else:
+        _redis_up()
+        backend = RedisBackend(REDIS_URL, namespace="st" + uuid.uuid4().hex[:8], timeout_ms=500, history=(4, 0))
+    yield backend
+    backend.close()
+
+
+def test_a_trimmed_history_refuses_rather_than_guesses(small_history: Backend) -> None:
+    store = small_history
     vk = [f"db\x1fst_{uuid.uuid4().hex[:8]}"]
     key = "e:" + uuid.uuid4().hex
     _filled(store, key, vk)
-    for _ in range(70):  # more bumps than the history keeps: the first after the stamp is gone
+    for i in range(9):  # more groups than the history keeps: the first bump after the stamp is gone
         _bump(store, vk)
+        if i == 2:  # 3 writes, 6 bumps: no trim yet (past 8 groups it keeps 4), still answered
+            assert store.lookup(key, vk, max_stale_ms=60_000, peek=True).value == b"old"
     assert store.lookup(key, vk, max_stale_ms=60_000, peek=True).value is MISS
     # A newer entry is judged by the bumps the history still has.
     _filled(store, key, vk, b"new")
     _bump(store, vk)
     assert store.lookup(key, vk, max_stale_ms=60_000, peek=True).value == b"new"
+
+
+def test_bumps_close_together_are_one_group_whose_age_is_its_first(store: Backend) -> None:
+    vk = [f"db\x1fst_{uuid.uuid4().hex[:8]}"]
+    key = "e:" + uuid.uuid4().hex
+    _bump(store, vk)
+    time.sleep(0.06)  # inside the 100 ms group of that bump
+    _filled(store, key, vk)
+    _bump(store, vk)  # joins the group that began before the stamp: its age counts from the group's start
+    found = store.lookup(key, vk, max_stale_ms=60_000, peek=True)
+    assert found.value == b"old" and found.stale_ms >= 50  # too old by up to the group, never too young
 
 
 def test_bounded_fills_land_after_a_write_but_never_over_a_newer_answer(store: Backend) -> None:

@@ -51,14 +51,17 @@ class _Entry:
 
 _MAX_VERSIONS = 1_000_000  # table keys are few; row-level bucket keys are one per value read
 _MAX_MAINTAINED = 1000  # registered maintained entries per table: past it, new ones are not maintained
-_HISTORY = 32  # bumps kept per version key for bounded-staleness reads (up to twice as many)
+_HISTORY = 512  # groups of bumps kept per version key for bounded-staleness reads (up to twice as many)
+_GROUP_S = 0.1  # bumps within this long of their group's first join it (as the Redis store's)
 
 
 class ProcessClock:
     """Table versions, pending marks and the counter, shared by every memory store of a process:
     two caches over one database must invalidate each other (API.md); entries stay per store."""
 
-    def __init__(self) -> None:
+    def __init__(self, history: tuple[int, float] = (_HISTORY, _GROUP_S)) -> None:
+        """``history``: (groups, group seconds) of the bump history kept per version key."""
+        self.history_groups, self.history_group_s = history
         self.lock = threading.Lock()
         self.epoch = uuid.uuid4().hex
         self.seq = 0
@@ -69,8 +72,9 @@ class ProcessClock:
         self.dependency_versions: dict[str, int] = {}
         # Maintained answers: the maintainer lease of each table (token, until), per process.
         self.maintainers: dict[str, tuple[str, float]] = {}
-        # Bounded staleness: per version key, its recent bumps (ticks, and when: monotonic), and
-        # the newest tick trimmed from them (a stamp below it cannot be answered).
+        # Bounded staleness: per version key, its recent bumps in groups (each group's last tick, and
+        # when its first bump was: monotonic), and the newest tick trimmed from them (a stamp below it
+        # cannot be answered).
         self.history: dict[str, tuple[list[int], list[float]]] = {}
         self.history_floor: dict[str, int] = {}
 
@@ -80,16 +84,21 @@ class ProcessClock:
         if found is None:
             found = self.history[key] = ([], [])
         ticks, times = found
-        ticks.append(tick)
-        times.append(now)
-        if len(ticks) > 2 * _HISTORY:
-            self.history_floor[key] = ticks[-_HISTORY - 1]
-            del ticks[:-_HISTORY]
-            del times[:-_HISTORY]
+        if times and now - times[-1] < self.history_group_s:
+            ticks[-1] = tick  # the group now ends at this tick
+        else:
+            ticks.append(tick)
+            times.append(now)
+        keep = self.history_groups
+        if len(ticks) > 2 * keep:
+            self.history_floor[key] = ticks[-keep - 1]
+            del ticks[:-keep]
+            del times[:-keep]
 
     def first_bump_after(self, version_keys: Sequence[str], stamp: int) -> float | None:
-        """When the first bump of any of ``version_keys`` after ``stamp`` happened (monotonic), or
-        None when that cannot be told (no such bump, a version or its history forgotten)."""
+        """When the first bump of any of ``version_keys`` after ``stamp`` happened (monotonic; at most
+        ``_GROUP_S`` early, never late), or None when that cannot be told (no such bump, a version or
+        its history forgotten)."""
         first: float | None = None
         for k in version_keys:
             version = self.versions.get(k)

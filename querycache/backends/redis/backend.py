@@ -57,6 +57,7 @@ from querycache.backends.redis.scripts import (
     FILLS,
     HOLDERS,
     _oom_denied,
+    with_history,
 )
 from querycache.backends.redis.subscriber import FillWaiter, Subscription
 from querycache.config import Config, redact_url
@@ -103,7 +104,10 @@ class RedisBackend(Subscription):
 
     def __init__(self, url: str, namespace: str = "querycache", timeout_ms: int = 50,
                  hmac_secret: str | None = None, mode: str = "strict", lease_ms: int = 500,
-                 breaker_failures: int = 3, breaker_cooldown_s: float = 1.0) -> None:
+                 breaker_failures: int = 3, breaker_cooldown_s: float = 1.0,
+                 history: tuple[int, int] | None = None) -> None:
+        """``history``: (groups, group ms) of the bump history its writes keep, when not the default
+        (``scripts.HISTORY_GROUPS``, ``HISTORY_GROUP_MS``); every writer of a version must agree."""
         self.url = url
         self.namespace = namespace
         self.timeout_s = timeout_ms / 1000
@@ -119,6 +123,9 @@ class RedisBackend(Subscription):
             ("register", _REGISTER), ("begin_checked", _BEGIN_CHECKED), ("end_maintained", _END_MAINTAINED),
             ("mbaselines", _MAINTAINED_BASELINES), ("mregister", _REGISTER_MAINTAINED),
             ("release_maintainer", _RELEASE_MAINTAINER))}
+        if history is not None:
+            self._scripts = {name: self._client.register_script(with_history(script.script, *history))
+                             for name, script in self._scripts.items()}
         db = self._client.connection_pool.connection_kwargs.get("db", 0)
         self.channel = f"{CHANNEL}:{db}"
         self.fills_channel = f"{FILLS}:{db}"

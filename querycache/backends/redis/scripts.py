@@ -18,10 +18,22 @@ FILLS = "qc:fills"
 """Prefix of the channel (database number follows) on which a lease holder's fill or release
 wakes the processes waiting for the same key."""
 _NO_LEASE = "\x00no-lease"
-HISTORY_TICKS = 32
-"""Bumps kept per version key for bounded-staleness reads (up to twice as many before a trim)."""
+HISTORY_GROUPS = 512
+"""Groups of bumps kept per version key for bounded-staleness reads (up to twice as many before a trim)."""
+HISTORY_GROUP_MS = 100
+"""Bumps of one version within this long of a group's first one join that group (ticks up to the group's
+last, the time of its first): an age read from a group is at most this much too high, never too low."""
 HISTORY_S = MAX_STALE_CAP_S
 """How long a version's bump history outlives its last bump; ``max_stale`` is capped by it."""
+
+_HISTORY_DECL = "local HISTORY, HISTORY_MS, GROUP_MS = {}, {}, {}"
+
+
+def with_history(body: str, groups: int, group_ms: int) -> str:
+    """``body`` with another bump-history size (tests: trimming without minutes of bumps)."""
+    return body.replace(_HISTORY_DECL.format(HISTORY_GROUPS, HISTORY_S * 1000, HISTORY_GROUP_MS),
+                        _HISTORY_DECL.format(groups, HISTORY_S * 1000, group_ms))
+
 
 _PRELUDE = """
 -- The store's time is read only when needed (a new incarnation, a tick, a pending mark):
@@ -240,14 +252,23 @@ return 1
 # Phase 1 publishes too: a writer killed between its commit and phase 2 must still make other
 # processes' L1 copies stale (the pending mark only stops L2 hits and fills).
 _PHASES_FN = """
-local HISTORY, HISTORY_MS = """ + f"{HISTORY_TICKS}, {HISTORY_S * 1000}" + """
+""" + _HISTORY_DECL.format(HISTORY_GROUPS, HISTORY_S * 1000, HISTORY_GROUP_MS) + """
 -- Every bump is also kept in the version's history (``qc:h:<hash>``): tick -> the store's time,
 -- so that a bounded-staleness read can tell how long ago its entry was first invalidated
--- (docs/freshness.md, "Bounded staleness"). At most HISTORY ticks are kept; the trimmed ones leave
--- the 'f' member at the newest trimmed tick: a stamp below it cannot be answered (refused).
+-- (docs/freshness.md, "Bounded staleness"). Bumps come in groups: a member '<first tick>:<time of
+-- the first bump>' scored by the group's last tick; a bump within GROUP_MS of its group's first joins
+-- it. The first group whose last tick is above a stamp holds the first bump after it, at or after
+-- the group's time. At most HISTORY groups are kept; the trimmed ones leave the 'f' member at the
+-- newest trimmed tick: a stamp below it cannot be answered (refused).
 local function remember(vk, sv)
   local hk = 'qc:h:' .. string.sub(vk, 6)
-  redis.call('ZADD', hk, sv, sv .. ':' .. now_ms)
+  local last = redis.call('ZRANGE', hk, -1, -1)[1]
+  local since = last and last ~= 'f' and tonumber(string.match(last, ':(%d+)$'))
+  if since and now_ms - since < GROUP_MS then
+    redis.call('ZADD', hk, sv, last)  -- the group now ends at this tick
+  else
+    redis.call('ZADD', hk, sv, sv .. ':' .. now_ms)
+  end
   redis.call('PEXPIRE', hk, HISTORY_MS)
   local size = redis.call('ZCARD', hk)
   if size > 2 * HISTORY then
