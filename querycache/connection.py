@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from querycache.analysis import ALL_TABLES
 from querycache.cursor import CachedCursor
 from querycache.driver_methods import STATE_CHANGING_METHODS, BlobWriter, DriverMethod, TransactionBlock, tracked_method
+from querycache.explain import explain
 from querycache.l1 import L1Cache
-from querycache.read import explain
 from querycache.session import Session
 from querycache.status import BypassReason
 

@@ -11,25 +11,26 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from querycache.analysis import ALL_TABLES, Analysis, StatementKind
+from querycache.analysis import ALL_TABLES, Analysis
 from querycache.backends.base import MISS, Lookup
 from querycache.coalesce import Flight, Outcome
 from querycache.codec import CorruptEntry, Result, Unencodable, decode, encode
 from querycache.errors import BackendUnavailable
 from querycache.keys import UnsupportedParam, l1_params, l2_key
 from querycache.l1 import L1Entry, L1Key
-from querycache.maintain.reads import maintainability, register_maintained, run_state_query
+from querycache.maintain.reads import register_maintained, run_state_query
 from querycache.plan import ReadPlan, pinned_plan, plan_read, registered_in
-from querycache.serving import ServingCursor, estimate_size, has_mutable_parts, private_copy
+from querycache.refresh import own_params
+from querycache.serving import ServingCursor, estimate_size, has_mutable_parts, names_match, permuted, private_copy
 from querycache.status import COALESCED, HIT_L2, HIT_L3, BypassReason, NotFilledReason
 from querycache.status import MISS as STATUS_MISS
 from querycache.transaction import RR_LEVELS
 
 if TYPE_CHECKING:
     from querycache.connection import CachedConnection
-    from querycache.semantic.canonical import Canonical, Output
+    from querycache.semantic.canonical import Canonical
     from querycache.semantic.tier import SemanticTier
     from querycache.session import Session
 
@@ -117,15 +118,6 @@ def l3_scope(session: Session, plan: ReadPlan, shape: str) -> str:
 
 _REFRESHES = {1: "swr", 3: "ahead", 4: "stale"}
 """``Lookup.refresh`` values that give this caller the refresh, and what the stats call them."""
-
-
-def _own_params(params: Any) -> Any:
-    """``params`` as they are now: a refresh runs later, and the caller may reuse its list."""
-    if isinstance(params, list):
-        return list(params)
-    if isinstance(params, dict):
-        return dict(params)
-    return params
 
 
 class _Read:
@@ -259,7 +251,7 @@ class ReadPath(ServingCursor):
         key = read.store_key
         assert key is not None
         stats = session.context.stats
-        sql, params = read.sql, _own_params(read.params)
+        sql, params = read.sql, own_params(read.params)
         tenant = session.context.tenant.get()
 
         def refresh(conn: CachedConnection, own: Session) -> None:
@@ -452,14 +444,24 @@ class ReadPath(ServingCursor):
         fill_stamp = stamp if read.tx_stamp is None else min(stamp, read.tx_stamp)
         if read.pin and read.in_tx:
             fill_stamp = stamp
+        pending = lookup.pending
+        if pending and plan.max_stale_s > 0 and read.tx_stamp is None and lookup.pending_floor > 0:
+            # A bounded answer read while a write was under way may lack it: stored stamped below
+            # that write's bump, stale at once, served within its bound (docs/freshness.md).
+            fill_stamp = min(fill_stamp, lookup.pending_floor - 1)
+            pending = False
         fill_l1, fill_l2 = read.l1_key if read.use_l1 else None, key
         if plan.pinned and not registered_in(session, plan, lookup.epoch):
             stats.not_filled.incr(NotFilledReason.DEPENDENCY_EPOCH.value)
             fill_l1 = fill_l2 = None
         try:
+            if pending is not lookup.pending:
+                fill_l1 = None  # L1 copies are strict: this one may already be old
             shared, filled = self._buffer_and_fill(analysis, plan, fill_l1, fill_l2,
-                                                   fill_stamp, lookup.epoch, lookup.pending, l1_token, maintained,
+                                                   fill_stamp, lookup.epoch, pending, l1_token, maintained,
                                                    cost_ms)
+            if pending is not lookup.pending:
+                shared = None  # nor may coalesced followers get it
             if maintained is not None and filled and shared is not None and fill_l2 is not None:
                 register_maintained(session, read.sql, read.params, plan.version_keys, fill_l2, plan.scope_key)
         except BaseException:
@@ -531,12 +533,12 @@ class ReadPath(ServingCursor):
             l3.forget(entry, "corrupt")
             return False
         if not proposal.identity:
-            permuted = _permuted(result, proposal.columns)
-            if permuted is None:
+            reordered = permuted(result, proposal.columns)
+            if reordered is None:
                 stats.semantic.incr("rejected:row_type")
                 return False
-            result = permuted
-        if not _names_match(result.description, canonical.outputs):
+            result = reordered
+        if not names_match(result.description, canonical.outputs):
             stats.semantic.incr("rejected:names")
             return False
         if read.opens_tx:
@@ -687,116 +689,3 @@ class ReadPath(ServingCursor):
         session.run_write({session.version_key(ALL_TABLES)}, lambda: self._execute_tracked(sql, params), False)
         session.scope_changed()
         return self._result()
-
-
-# -- explain --------------------------------------------------------------------------------
-def explain(session: Session, sql: str, params: Any = None) -> dict[str, Any]:
-    """How this connection would answer ``sql`` right now, without running it: the analysis,
-    the dependencies (catalog included), the keys, and the tier (``l1``, ``l2``, or ``database``
-    with the reason). The store lookup creates missing table versions, nothing else."""
-    analysis = session.analyzer(sql)
-    out = analysis.to_dict()
-    out["tier"] = "database"
-    if analysis.reason is not None:
-        out["why"] = f"bypass:{analysis.reason.value}"
-        return out
-    if analysis.kind is not StatementKind.READ or analysis.changes_scope:
-        out["why"] = "bypass:write" if analysis.is_write else "bypass:session"
-        return out
-    context = session.context
-    in_tx = session.adapter.in_transaction(session.raw)
-    raw_cursor = session.raw.cursor()
-    try:
-        reason, plan = bypass_reason(session, analysis, raw_cursor, params, in_tx)
-        catalog, _ = session.catalog()
-        secured = catalog.row_security_of(catalog.expand_reads(analysis.tables_read))
-        if secured:
-            out["row_security"] = {r.table: r.describe() for r in secured}
-        if plan is not None and plan.row_pins is not None:
-            plan = pinned_plan(session, plan, params)
-        if plan is not None:
-            out["version_keys"] = list(plan.version_keys)
-            out["ttl_s"] = plan.ttl_s
-            out["swr_s"] = plan.swr_s
-            out["max_stale_s"] = plan.max_stale_s
-        if context.maintain is not None:
-            out["maintained"] = maintainability(session, sql, params)
-        if reason is not None or plan is None:
-            out["why"] = f"bypass:{(reason or BypassReason.UNKNOWN).value}"
-            return out
-        key = store_key(session, raw_cursor, analysis, params, plan)
-        token = session.adapter.shape_token(raw_cursor)
-        shape = session.adapter.cursor_shape(raw_cursor)
-    finally:
-        raw_cursor.close()
-    out["keys"] = {"l2": key, "scope": plan.scope_key}
-    if session.l1 is not None and analysis.hints.tier != "l2":
-        entry = session.l1.get((session.scope_id, context.tenant.get(), token, sql, l1_params(params)))
-        if entry is not None and l1_fresh(session, entry, in_tx):
-            out["tier"] = "l1"
-            return out
-    try:
-        lookup = context.backend.lookup(key, plan.version_keys, peek=True)
-    except BackendUnavailable as exc:
-        out["why"] = f"bypass:store_unavailable ({exc})"
-        return out
-    if lookup.value is not MISS:
-        out["tier"] = "l2"
-        return out
-    out["why"] = "pending write" if lookup.pending else "miss: not cached (or no longer fresh)"
-    l3 = context.l3
-    if l3 is not None and not lookup.pending and (analysis.hints.semantic or context.config.l3.all_reads):
-        semantic = _explain_l3(session, l3, analysis, sql, params, plan, shape)
-        out["l3"] = semantic
-        if semantic.get("match"):
-            out["tier"] = "l3"
-            out.pop("why")
-    return out
-
-
-def _explain_l3(session: Session, l3: SemanticTier, analysis: Analysis, sql: str, params: Any, plan: ReadPlan,
-                shape: str) -> dict[str, Any]:
-    """The nearest L3 entries of the statement's guard bucket and whether one would answer."""
-    from querycache.semantic.canonical import Ineligible, canonicalize
-
-    try:
-        canonical = canonicalize(sql, session.analyzer.dialect, session.analyzer.paramstyle, params)
-    except Ineligible as exc:
-        return {"eligible": False, "reason": exc.reason}
-    context = session.context
-    scope = l3_scope(session, plan, shape)
-    threshold = analysis.hints.semantic_threshold or context.config.l3.threshold
-    candidates = l3.candidates(scope, plan.version_keys, canonical)
-    match = None
-    for candidate in candidates:
-        if candidate["same_form"] and candidate["similarity"] >= threshold:
-            try:
-                found = context.backend.lookup(candidate["l2_key"], plan.version_keys, peek=True)
-            except BackendUnavailable:
-                break
-            candidate["fresh"] = found.value is not MISS
-            if candidate["fresh"]:
-                match = candidate
-                break
-    return {"eligible": True, "threshold": threshold, "candidates": candidates, "match": match}
-
-
-def _permuted(result: Result, columns: tuple[int, ...]) -> Result | None:
-    """``result`` with its columns in the order ``columns`` gives (rows of plain tuples only)."""
-    if result.description is None or any(type(row) is not tuple for row in result.rows):
-        return None
-    description = tuple(result.description[j] for j in columns)
-    rows = [tuple(row[j] for j in columns) for row in result.rows]
-    return Result(description, rows, result.rowcount, result.lastrowid, result.mutable_cells)
-
-
-def _names_match(description: Sequence[Any] | None, outputs: tuple[Output, ...]) -> bool:
-    """A last check of an L3 answer: each output column whose name the statement fixes has it."""
-    if any(output.name == "*" for output in outputs):
-        return description is not None  # a * expands to columns the statement does not name
-    if description is None or len(description) != len(outputs):
-        return not outputs and description is None
-    for column, output in zip(description, outputs, strict=True):
-        if output.name is not None and output.name != "*" and str(column[0]).lower() != output.name.lower():
-            return False
-    return True

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from querycache.connection import CachedConnection
@@ -26,6 +26,15 @@ log = logging.getLogger("querycache")
 
 Job = Callable[[], None]
 Opened = tuple["CachedConnection", "Session"]
+
+
+def own_params(params: Any) -> Any:
+    """``params`` as they are now: a refresh runs later, and the caller may reuse its list."""
+    if isinstance(params, list):
+        return list(params)
+    if isinstance(params, dict):
+        return dict(params)
+    return params
 
 
 class RefreshPool:

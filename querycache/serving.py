@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import time
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from querycache.analysis import Analysis
 from querycache.codec import Result
@@ -19,6 +19,7 @@ from querycache.status import BypassReason
 
 if TYPE_CHECKING:
     from querycache.connection import CachedConnection
+    from querycache.semantic.canonical import Output
     from querycache.session import Session
 
 _set = object.__setattr__  # internal state of the wrappers, without their pass-through __setattr__
@@ -161,3 +162,24 @@ def estimate_size(rows: list[Any]) -> int:
         for value in (row.values() if isinstance(row, dict) else row):
             size += len(value) + 40 if type(value) in (str, bytes) else 24
     return size
+
+
+def permuted(result: Result, columns: tuple[int, ...]) -> Result | None:
+    """``result`` with its columns in the order ``columns`` gives (rows of plain tuples only)."""
+    if result.description is None or any(type(row) is not tuple for row in result.rows):
+        return None
+    description = tuple(result.description[j] for j in columns)
+    rows = [tuple(row[j] for j in columns) for row in result.rows]
+    return Result(description, rows, result.rowcount, result.lastrowid, result.mutable_cells)
+
+
+def names_match(description: Sequence[Any] | None, outputs: tuple[Output, ...]) -> bool:
+    """A last check of an L3 answer: each output column whose name the statement fixes has it."""
+    if any(output.name == "*" for output in outputs):
+        return description is not None  # a * expands to columns the statement does not name
+    if description is None or len(description) != len(outputs):
+        return not outputs and description is None
+    for column, output in zip(description, outputs, strict=True):
+        if output.name is not None and output.name != "*" and str(column[0]).lower() != output.name.lower():
+            return False
+    return True

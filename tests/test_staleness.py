@@ -172,9 +172,16 @@ def test_bounded_fills_land_after_a_write_but_never_over_a_newer_answer(store: B
     store.begin_write(vk, token, 5000)
     try:
         late = store.lookup(key, vk)
-        assert not store.fill(key, b"pending", vk, late.stamp, late.epoch, 60, bounded=True)
+        assert late.pending and late.pending_floor == late.versions[vk[0]]
+        assert not store.fill(key, b"pending", vk, late.stamp, late.epoch, 60)  # strict: refused
+        # Bounded: stored below the pending write's bump, so stale at once (and its age runs from
+        # that bump), whether or not the writer ever finishes.
+        assert store.fill(key, b"pending", vk, late.stamp, late.epoch, 60, bounded=True)
+        assert store.lookup(key, vk).value is MISS
+        assert store.lookup(key, vk, max_stale_ms=5000, peek=True).value == b"pending"
     finally:
         store.end_write(vk, token)
+    assert store.lookup(key, vk).value is MISS  # still stale for strict reads after the commit
 
 
 def test_no_bounded_answer_inside_a_repeatable_read_snapshot(store: Backend) -> None:

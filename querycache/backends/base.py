@@ -71,6 +71,9 @@ class Lookup:
     """A served entry's time to its TTL (ms; -1: not known); an L1 copy must not outlive it."""
     cost_ms: int = 0
     """What the served entry's query cost when it was filled (ms; 0: not known)."""
+    pending_floor: int = 0
+    """With ``pending``: the lowest version among the dependencies with a pending mark. A bounded
+    fill of what this reader then runs is stamped below it (``fill(bounded=True)``)."""
 
 
 class Backend(Protocol):
@@ -125,8 +128,9 @@ class Backend(Protocol):
         entry outlives ``ttl_s`` by that window, served while one caller refreshes it. ``state``:
         a maintained answer's state, kept with the entry (``MaintainedAnswers``). ``bounded``: a
         bounded-staleness answer, stored even if a dependency changed after ``stamp`` (its readers
-        judge its age by the bump history) but never over an entry of a later stamp. ``cost_ms``:
-        what the query cost, kept for refresh-ahead."""
+        judge its age by the bump history) but never over an entry of a later stamp; under a pending
+        mark it is stored stamped below that dependency's version (stale at once, its age counted
+        from that version's bump). ``cost_ms``: what the query cost, kept for refresh-ahead."""
 
     def begin_write(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
         """Phase 1: tick, set every version to the tick, add a pending mark; returns the tick."""

@@ -205,6 +205,9 @@ class MemoryBackend:
                     versions[k] = self._clock.seq
                     created = True
             pending = self._has_pending(version_keys, now)
+            pending_floor = 0
+            if pending:
+                pending_floor = min(versions[k] for k in version_keys if self._has_pending((k,), now))
             value: bytes | _Miss = MISS
             entry_stamp = refresh = cost_ms = 0
             stale_ms = ttl_left_ms = -1
@@ -233,7 +236,7 @@ class MemoryBackend:
                 ttl_left_ms = int(((entry.soft_expires_at or entry.expires_at) - now) * 1000)
                 cost_ms = int(entry.cost_s * 1000)
             return Lookup(value, self._clock.seq, self._epoch, pending, {k: versions[k] for k in version_keys},
-                          True, entry_stamp, refresh, stale_ms, ttl_left_ms, cost_ms)
+                          True, entry_stamp, refresh, stale_ms, ttl_left_ms, cost_ms, pending_floor)
 
     def _claim_refresh(self, key: str, now: float, lease_ms: int, peek: bool) -> bool:
         """Whether this caller recomputes ``key`` (no other one does): its refresh lease."""
@@ -279,14 +282,18 @@ class MemoryBackend:
         if size > self.max_bytes or epoch != self._epoch or ttl_s <= 0:
             return False
         with self._lock:
-            if self._has_pending(version_keys, now):
-                return False
             for k in version_keys:
                 version = self.versions.get(k)
                 # A bounded-staleness answer is stored even when a write landed since its stamp: the
                 # bump history tells its readers how long ago (docs/freshness.md, "Bounded staleness").
                 if version is None or (version > stamp and not bounded):
                     return False
+                if self._has_pending((k,), now):
+                    if not bounded:
+                        return False
+                    # A write is under way: the answer may lack it. Stamped below that version's last
+                    # bump, it is stale at once, its age counted from that bump.
+                    stamp = min(stamp, version - 1)
             held = self._entries.get(key)
             if held is not None:
                 if bounded and held.stamp > stamp:

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import redis
 from querycache.backends.base import MISS, Baseline, Lookup, MaintainCheck, MaintainUpdate, _Miss, state_digest
+from querycache.backends.redis import health
 from querycache.backends.redis.scripts import (
     _ACKED,
     _BEGIN,
@@ -256,7 +257,8 @@ class RedisBackend(Subscription):
         generation = self._generation
         lease = bool(lease_ms and key) and not peek
         token = f"{self.holder}:{next(self._lease_counter)}"
-        value, seq, epoch, pending, versions, leader, entry_stamp, refresh, stale_ms, ttl_left, cost = self._run(
+        (value, seq, epoch, pending, versions, leader, entry_stamp, refresh, stale_ms, ttl_left, cost,
+         pending_floor) = self._run(
             "lookup", [CLOCK, entry, *vkeys, *pkeys],
             [self._new_epoch(), len(version_keys), "1" if key else "0", "" if tx_stamp is None else tx_stamp,
              token, lease_ms or 30000, "1" if lease else "0", "0" if peek else "1", max_stale_ms,
@@ -281,7 +283,8 @@ class RedisBackend(Subscription):
             self._held[entry] = (token, lease_ms)  # extended by the subscriber while this leader runs
         return Lookup(result, int(seq), epoch, bool(pending), found, bool(leader), int(entry_stamp),
                       int(refresh) if result is not MISS else 0, int(stale_ms) if result is not MISS else -1,
-                      int(ttl_left) if result is not MISS else -1, int(cost) if result is not MISS else 0)
+                      int(ttl_left) if result is not MISS else -1, int(cost) if result is not MISS else 0,
+                      int(pending_floor))
 
     def fill(self, key: str, value: bytes, version_keys: Sequence[str], stamp: int, epoch: str,
              ttl_s: float, swr_s: float = 0.0, state: bytes | None = None, bounded: bool = False,
@@ -549,56 +552,11 @@ class RedisBackend(Subscription):
         return result
 
     def health_problems(self) -> list[str]:
-        problems = []
-        policy = self._client.config_get("maxmemory-policy").get("maxmemory-policy", "")
-        if str(policy).startswith("allkeys-"):
-            problems.append(f"maxmemory-policy is {policy}: it may evict clock keys; use volatile-* or noeviction")
-        return problems
+        return health.problems(self._client)
 
     def health_report(self) -> list[tuple[str, str, str]]:
         """``doctor``'s Redis checks: (check, ok|warn|fail, detail with the fix)."""
-        checks: list[tuple[str, str, str]] = []
-        info = self._client.info("server")
-        version = str(info.get("redis_version", "?"))
-        major = int(version.split(".")[0]) if version[:1].isdigit() else 0
-        checks.append(("redis version", "ok" if major >= 6 else "fail",
-                       version if major >= 6 else f"{version}: Redis 6 or newer is needed"))
-        samples = []
-        for _ in range(20):
-            started = time.perf_counter()
-            self._client.ping()
-            samples.append(time.perf_counter() - started)
-        median_ms = sorted(samples)[len(samples) // 2] * 1000
-        budget_ms = self.timeout_s * 1000
-        checks.append(("redis latency", "ok" if median_ms < budget_ms / 2 else "warn",
-                       f"PING median {median_ms:.2f} ms (l2.timeout_ms {budget_ms:.0f})"
-                       + ("" if median_ms < budget_ms / 2 else ": raise l2.timeout_ms or move Redis closer")))
-        problems = self.health_problems()
-        policy = self._client.config_get("maxmemory-policy").get("maxmemory-policy", "")
-        detail = problems[0] if problems else str(policy)
-        checks.append(("redis maxmemory-policy", "fail" if problems else "ok", detail))
-        checks.append(self._pubsub_check())
-        return checks
-
-    def _pubsub_check(self) -> tuple[str, str, str]:
-        channel = f"qc:doctor:{uuid.uuid4().hex}"
-        pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
-        try:
-            pubsub.subscribe(channel)
-            deadline = time.monotonic() + 2
-            while time.monotonic() < deadline:
-                message = pubsub.get_message(timeout=0.1)
-                if message is not None and message["type"] == "subscribe":
-                    break
-            self._client.publish(channel, b"ping")
-            while time.monotonic() < deadline:
-                message = pubsub.get_message(timeout=0.1)
-                if message is not None and message["type"] == "message":
-                    return ("redis pub/sub", "ok", "a published message arrived")
-            return ("redis pub/sub", "fail", "a published message did not arrive within 2 s: coherence leases "
-                                             "cannot be granted; check proxies between the app and Redis")
-        finally:
-            pubsub.close()
+        return health.report(self._client, self.timeout_s)
 
     # -- integrity ------------------------------------------------------------------------------
     def _sign(self, key: str, value: bytes) -> bytes:

@@ -103,9 +103,14 @@ for i = 1, n do
   end
 end
 local pending = 0
+local pending_floor = 0  -- the lowest version among the dependencies with a pending mark
 if n > 0 and redis.call('EXISTS', unpack(pkeys)) > 0 then
   for i = 1, n do
-    if pending_on(pkeys[i]) then pending = 1 end
+    if pending_on(pkeys[i]) then
+      pending = 1
+      local v = tonumber(versions[i])
+      if pending_floor == 0 or v < pending_floor then pending_floor = v end
+    end
   end
 end
 local value = false
@@ -183,7 +188,7 @@ if value and e_x then
   cost = tonumber(e_d or '0')
 end
 return {value, string.format('%d', seq), epoch, pending, versions, leader, entry_stamp, refresh, stale_ms, ttl_left,
-        cost}
+        cost, string.format('%d', pending_floor)}
 """
 
 # Give back this process's coalescing lease on an entry key and wake its waiters (fills channel).
@@ -210,7 +215,12 @@ local function store()
     -- A bounded-staleness answer is stored even when a write landed since its stamp: the
     -- history tells its readers how long ago (docs/freshness.md, "Bounded staleness").
     if not v or (tonumber(v) > stamp and not bounded) then return 0 end
-    if pending_on(KEYS[2 + n + i]) then return 0 end
+    if pending_on(KEYS[2 + n + i]) then
+      if not bounded then return 0 end
+      -- A write is under way: the answer may lack it. Stamped below that version's last bump, it is
+      -- stale at once, its age counted from that bump (before this fill, before the write returns).
+      stamp = math.min(stamp, tonumber(v) - 1)
+    end
   end
   if bounded then
     local held = redis.call('HGET', KEYS[2], 's')
@@ -220,8 +230,8 @@ local function store()
   -- The TTL ends at 'x'; with a stale-while-revalidate window the entry lives that much longer.
   -- 'd': what the query cost (ms), for refresh-ahead.
   now()
-  redis.call('HSET', KEYS[2], 'e', epoch, 's', ARGV[4], 'v', ARGV[3], 'x', now_ms + tonumber(ARGV[6]),
-             'd', ARGV[12])
+  redis.call('HSET', KEYS[2], 'e', epoch, 's', string.format('%d', stamp), 'v', ARGV[3],
+             'x', now_ms + tonumber(ARGV[6]), 'd', ARGV[12])
   redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]) + tonumber(ARGV[9]))
   if ARGV[10] and ARGV[10] ~= '' then redis.call('HSET', KEYS[2], 'm', ARGV[10]) end
   return 1
