@@ -318,7 +318,9 @@ class QueryCache:
         return self._context.swr_for(analysis, tables, ttl_s)
 
     def _drop_process_state(self) -> None:
+        self._context.forget_refreshes()  # its threads did not survive fork(): new ones on first use
         for session in list(self._context.sessions):
+            session.forget_refresher()
             if session.l1 is not None:
                 session.l1.clear()
         if not self._closed:

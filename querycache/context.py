@@ -191,6 +191,11 @@ class CacheContext:
                 self._refresh_pool = RefreshPool(refresh.workers, refresh.queue, self.stats.staleness)
             return self._refresh_pool
 
+    def forget_refreshes(self) -> None:
+        """After fork(): the pool's threads are the parent's; the next refresh starts a new pool."""
+        with self.lock:
+            self._refresh_pool = None
+
     def close_refreshes(self) -> None:
         """Stop the refresh pool, letting it finish what it was given."""
         with self.lock:

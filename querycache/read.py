@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from querycache.analysis import ALL_TABLES, Analysis
 from querycache.backends.base import MISS, Lookup
@@ -118,6 +118,15 @@ def l3_scope(session: Session, plan: ReadPlan, shape: str) -> str:
 
 _REFRESHES = {1: "swr", 3: "ahead", 4: "stale"}
 """``Lookup.refresh`` values that give this caller the refresh, and what the stats call them."""
+
+
+def _moved_past(versions: Mapping[str, int], version_keys: Sequence[str], stamp: int) -> bool:
+    """Whether this process knows a version of ``version_keys`` above ``stamp`` (or none at all)."""
+    for k in version_keys:
+        version = versions.get(k)
+        if version is None or version > stamp:
+            return True
+    return False
 
 
 class _Read:
@@ -246,8 +255,8 @@ class ReadPath(ServingCursor):
         queue sheds gives its lease back: the entry is served as it is (True too)."""
         session = self._session
         refresher = session.refresher()
-        if refresher is None:
-            return False
+        if refresher is None or session.adapter.cursor_shape(self._raw) != session.plain_cursor_shape():
+            return False  # the pool's cursors are the driver's plain ones: this reader recomputes it
         key = read.store_key
         assert key is not None
         stats = session.context.stats
@@ -352,7 +361,7 @@ class ReadPath(ServingCursor):
             if read.tx_stamp is None:
                 max_stale_ms = int(plan.max_stale_s * 1000)
             beta = context.config.refresh.early_beta
-            if beta > 0:
+            if beta > 0 and not read.in_tx:  # inside a transaction the caller could only refresh in it
                 early = beta * -math.log(1.0 - random.random())  # XFetch: how early this caller recomputes
         try:
             lookup = context.backend.lookup(None if read.pin else key, plan.version_keys, read.tx_stamp, lease_ms,
@@ -364,7 +373,7 @@ class ReadPath(ServingCursor):
         except Exception:  # noqa: BLE001 - fail open: the store must never fail a query
             context.store_failed()
             result = self._bypass(analysis, read.sql, read.params, BypassReason.STORE_UNAVAILABLE)
-            if flight is not None and key is not None:
+            if (flight is not None or read.refresh) and key is not None:
                 self._release_lease(key, "unshared")  # the lookup may have taken it before failing
             return result
         stats = context.stats
@@ -641,6 +650,8 @@ class ReadPath(ServingCursor):
                     if context.backend.fill(key, encoded, plan.version_keys, stamp, epoch, plan.ttl_s, plan.swr_s,
                                             state, plan.max_stale_s > 0, cost_ms):
                         next(stats.fills["l2"])
+                        if plan.max_stale_s > 0 and _moved_past(context.mirror_versions, plan.version_keys, stamp):
+                            shareable = False  # stored as a bounded answer: not one strict followers may take
                     else:
                         stats.not_filled.incr(NotFilledReason.STALE_STAMP.value)
                         shareable = False

@@ -46,6 +46,7 @@ class Session:
         # wrap(..., refresh_connect=): opens a connection of the refresh pool's own (docs/freshness.md).
         self.refresh_opener: Callable[[], Opened] | None = None
         self._refresher: Refresher | None = None
+        self._plain_shape: str | None = None
         if context.maintain is not None:
             self.tx.release_lease = context.maintain.release_maintainer
         self.publisher = context.publisher
@@ -92,6 +93,20 @@ class Session:
         if self._refresher is None:
             self._refresher = Refresher(self.context.refresh_pool(), self.refresh_opener)
         return self._refresher
+
+    def plain_cursor_shape(self) -> str:
+        """The row shape of ``raw.cursor()`` (what a background refresh reads with)."""
+        if self._plain_shape is None:
+            cursor = self.raw.cursor()
+            try:
+                self._plain_shape = self.adapter.cursor_shape(cursor)
+            finally:
+                cursor.close()
+        return self._plain_shape
+
+    def forget_refresher(self) -> None:
+        """After fork(): its refresher belongs to the parent's pool."""
+        self._refresher = None
 
     def in_transaction(self) -> bool:
         return self.adapter.in_transaction(self.raw)

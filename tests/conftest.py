@@ -191,8 +191,29 @@ class MysqlDatabase(Database):
         return pymysql.connect(**MYSQL, autocommit=autocommit, cursorclass=counting_class("pymysql"))
 
     def cleanup(self) -> None:
+        import pymysql
+
         conn = self.connect()
         cur = conn.cursor()
+        cur.execute("SET FOREIGN_KEY_CHECKS = 0")
+        # A test that left a transaction open on its tables holds their metadata locks: wait for
+        # them briefly, and only then end the open transactions (they may be another suite's, run
+        # beside this one: killing them all at every cleanup broke that suite's connections).
+        cur.execute("SET SESSION lock_wait_timeout = 1")
+        drops = [f"DROP VIEW IF EXISTS {view}" for view in reversed(self.views)]
+        drops += [f"DROP TABLE IF EXISTS {table}" for table in reversed(self.tables)]
+        for drop in drops:
+            try:
+                cur.execute(drop)
+            except pymysql.err.OperationalError as exc:
+                if exc.args[0] != 1205:  # ER_LOCK_WAIT_TIMEOUT
+                    raise
+                self._end_open_transactions(cur)
+                cur.execute(drop)
+        conn.close()
+
+    @staticmethod
+    def _end_open_transactions(cur: Any) -> None:
         cur.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX "
                     "WHERE trx_mysql_thread_id <> CONNECTION_ID()")
         for (thread,) in cur.fetchall():
@@ -200,12 +221,6 @@ class MysqlDatabase(Database):
                 cur.execute(f"KILL {int(thread)}")
             except Exception:  # noqa: BLE001 - it may have ended meanwhile
                 pass
-        cur.execute("SET FOREIGN_KEY_CHECKS = 0")
-        for view in reversed(self.views):
-            cur.execute(f"DROP VIEW IF EXISTS {view}")
-        for table in reversed(self.tables):
-            cur.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.close()
 
 
 def _probe(db: Database, service: str) -> None:

@@ -501,3 +501,68 @@ def test_processes_never_read_older_than_the_bound(pg: Database, refresh: str) -
                 assert age < 1.0 + 0.2, (age, value, status)  # + the checker's own slack, stated
         assert any(v == 30 for t, v, _ in seen if t > last_commit + 1.3), "a reader never reached the last value"
     assert served_stale > 0, "no answer was served within its bound: the test proved nothing"
+
+
+def test_a_lost_history_refuses_rather_than_restarting_the_clock() -> None:
+    """An evicted or expired history (Redis keeps it with a TTL): the next bump must not look like
+    the first one after an older stamp."""
+    import hashlib
+
+    import redis
+
+    _redis_up()
+    store = RedisBackend.from_config(Config.from_dict(_redis_config()))
+    vk = [f"db\x1fst_{uuid.uuid4().hex[:8]}"]
+    key = "e:" + uuid.uuid4().hex
+    try:
+        _filled(store, key, vk)
+        _bump(store, vk)  # the first write after the stamp
+        time.sleep(1.1)
+        history = "qc:h:" + hashlib.blake2b(vk[0].encode(), digest_size=16).hexdigest()
+        assert redis.Redis.from_url(REDIS_URL).delete(history) == 1  # what an eviction does
+        _bump(store, vk)
+        found = store.lookup(key, vk, max_stale_ms=1000, peek=True)
+        assert found.value is MISS, found  # 1.1 s after its first invalidation: past a 1 s bound
+    finally:
+        store.close()
+
+
+def _forked_child(config: dict[str, Any], table: str, out: Any) -> None:
+    import psycopg
+
+    cache = _FORK_PARENT[0]
+    conn = cache.wrap(psycopg.connect(PG_DSN, autocommit=True),
+                      refresh_connect=lambda: psycopg.connect(PG_DSN, autocommit=True))
+    writer = cache.wrap(psycopg.connect(PG_DSN, autocommit=True))
+    sql = f"/* cache max_stale=30 */ SELECT sum(v) FROM {table}"
+    _read(conn, sql)
+    _write(writer, f"UPDATE {table} SET v = 21 WHERE id = 1")
+    _read(conn, sql)  # served stale: its refresh goes to the child's pool
+    out.put(_until(lambda: _read(conn, sql)[0] == [(21,)], 10))
+
+
+_FORK_PARENT: list[querycache.QueryCache] = []
+
+
+def test_refreshes_run_in_a_forked_child(pg: Database) -> None:
+    """The parent's refresh threads do not survive fork(): the child starts its own."""
+    _redis_up()
+    table = _table(pg)
+    config = _redis_config(refresh={"workers": 1})
+    cache = querycache.QueryCache.from_dict(config)
+    _FORK_PARENT[:] = [cache]
+    conn = cache.wrap(pg.connect(), refresh_connect=pg.connect)
+    sql = f"/* cache max_stale=30 */ SELECT sum(v) FROM {table}"
+    _read(conn, sql)
+    _write(cache.wrap(pg.connect()), f"UPDATE {table} SET v = 20 WHERE id = 1")
+    _read(conn, sql)  # the parent's one worker thread starts
+    assert _until(lambda: _read(conn, sql)[0] == [(20,)])
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_forked_child, args=(config, table, out))
+    child.start()
+    try:
+        assert out.get(timeout=30) is True
+    finally:
+        child.join(30)
+        cache.close()

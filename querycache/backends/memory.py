@@ -77,6 +77,7 @@ class ProcessClock:
         # cannot be answered).
         self.history: dict[str, tuple[list[int], list[float]]] = {}
         self.history_floor: dict[str, int] = {}
+        self.forgotten_below = 0  # histories were dropped (bucket versions forgotten) up to this counter
 
     def remember(self, key: str, tick: int, now: float) -> None:
         """Record a bump of ``key`` (docs/freshness.md, "Bounded staleness")."""
@@ -107,7 +108,7 @@ class ProcessClock:
             if version <= stamp:
                 continue
             found = self.history.get(k)
-            if found is None or self.history_floor.get(k, -1) > stamp:
+            if found is None or max(self.history_floor.get(k, -1), self.forgotten_below) > stamp:
                 return None
             ticks, times = found
             i = bisect.bisect_right(ticks, stamp)
@@ -255,6 +256,8 @@ class MemoryBackend:
         for k in [k for k in versions if is_bucket(k)]:
             del versions[k]
             history.pop(k, None)
+        # A bucket bumped again starts a new history: stamps from before are refused.
+        self._clock.forgotten_below = self._clock.seq
 
     def release_lease(self, key: str, reason: str) -> None:
         with self._lock:

@@ -279,6 +279,8 @@ class RedisBackend(Subscription):
             result = self._verify(entry, value)
             if refresh in (1, 3, 4):
                 self._held[entry] = (token, lease_ms or 30000)  # this caller refreshes it
+                if result is MISS:
+                    self.release_lease(entry, "error")  # an entry that fails its check: nobody refreshes it
         elif lease and leader and not pending:
             self._held[entry] = (token, lease_ms)  # extended by the subscriber while this leader runs
         return Lookup(result, int(seq), epoch, bool(pending), found, bool(leader), int(entry_stamp),

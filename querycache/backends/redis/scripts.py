@@ -270,9 +270,14 @@ _PHASES_FN = """
 -- it. The first group whose last tick is above a stamp holds the first bump after it, at or after
 -- the group's time. At most HISTORY groups are kept; the trimmed ones leave the 'f' member at the
 -- newest trimmed tick: a stamp below it cannot be answered (refused).
-local function remember(vk, sv)
+local function remember(vk, sv, before)
   local hk = 'qc:h:' .. string.sub(vk, 6)
   local last = redis.call('ZRANGE', hk, -1, -1)[1]
+  if not last and before then
+    -- No history (never kept, expired or evicted) for a version that existed: the bumps up to the
+    -- version it replaces are unknown, so stamps below it are refused.
+    redis.call('ZADD', hk, before, 'f')
+  end
   local since = last and last ~= 'f' and tonumber(string.match(last, ':(%d+)$'))
   if since and now_ms - since < GROUP_MS then
     redis.call('ZADD', hk, sv, last)  -- the group now ends at this tick
@@ -291,8 +296,8 @@ end
 local function phase1(token, ttl, names, channel)
   local sv = string.format('%d', tick())
   for i = 1, n do
+    remember(KEYS[1 + i], sv, redis.call('GET', KEYS[1 + i]))
     redis.call('SET', KEYS[1 + i], sv)
-    remember(KEYS[1 + i], sv)
     redis.call('ZADD', KEYS[1 + n + i], now_ms + ttl, token)
     redis.call('PEXPIRE', KEYS[1 + n + i], ttl * 2)
   end
@@ -303,8 +308,8 @@ end
 local function phase2(token)
   local sv = string.format('%d', tick())
   for i = 1, n do
+    remember(KEYS[1 + i], sv, redis.call('GET', KEYS[1 + i]))
     redis.call('SET', KEYS[1 + i], sv)
-    remember(KEYS[1 + i], sv)
     redis.call('ZREM', KEYS[1 + n + i], token)
   end
   return sv
