@@ -80,10 +80,13 @@ def test_a_stale_entry_is_served_within_its_bound_and_never_after(store: Backend
     assert store.lookup(key, vk).value is MISS  # strict: never
     found = store.lookup(key, vk, max_stale_ms=800, lease_ms=1000)
     assert found.value == b"old" and 0 <= found.stale_ms < 800
-    assert found.refresh == 4  # this caller took the refresh
+    assert found.refresh == 2  # not refreshed before it is half its bound old
+    time.sleep(0.45)
+    due = store.lookup(key, vk, max_stale_ms=800, lease_ms=1000)
+    assert due.value == b"old" and due.refresh == 4  # this caller took the refresh
     again = store.lookup(key, vk, max_stale_ms=800, lease_ms=1000)
     assert again.value == b"old" and again.refresh == 2  # one refresh at a time
-    time.sleep(0.85)
+    time.sleep(0.4)
     late = store.lookup(key, vk, max_stale_ms=800, lease_ms=1000)
     assert late.value is MISS and late.stale_ms == -1  # past the bound: a miss like any other
 
@@ -99,7 +102,7 @@ def test_the_bound_counts_from_the_first_write_after_the_stamp(store: Backend) -
     assert found.value == b"old" and found.stale_ms >= 500
 
 
-def test_a_pending_write_is_served_within_the_bound_but_nobody_refreshes(store: Backend) -> None:
+def test_a_pending_write_is_served_within_the_bound(store: Backend) -> None:
     vk = [f"db\x1fst_{uuid.uuid4().hex[:8]}"]
     key = "e:" + uuid.uuid4().hex
     _filled(store, key, vk)
@@ -108,11 +111,13 @@ def test_a_pending_write_is_served_within_the_bound_but_nobody_refreshes(store: 
     try:
         assert store.lookup(key, vk).value is MISS
         found = store.lookup(key, vk, max_stale_ms=1000, lease_ms=1000)
-        # The refresh would be refused while the mark stands (its fill is): nobody takes it.
         assert found.value == b"old" and found.pending and found.refresh == 2
+        time.sleep(0.55)  # its age counts from the write's phase 1
+        due = store.lookup(key, vk, max_stale_ms=1000, lease_ms=1000)
+        # Refreshed under the mark too: its bounded fill is stamped below the pending write.
+        assert due.value == b"old" and due.pending and due.refresh == 4 and due.stale_ms >= 550
     finally:
         store.end_write(vk, token)
-    assert store.lookup(key, vk, max_stale_ms=1000, lease_ms=1000).refresh == 4
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -276,7 +281,7 @@ def test_a_bounded_read_after_a_commit_is_answered_at_once_then_refreshed(db: Da
     table = _table(db)
     conn = cache.wrap(db.connect(), refresh_connect=db.connect)
     writer = cache.wrap(db.connect())
-    sql = f"/* cache max_stale=30 */ SELECT sum(v) FROM {table}"
+    sql = f"/* cache max_stale=2 */ SELECT sum(v) FROM {table}"
     strict = f"SELECT sum(v) AS total FROM {table}"  # another entry (a hint is not part of the key)
     assert _read(conn, sql) == ([(10,)], "miss")
     assert _read(conn, strict)[0] == [(10,)]
@@ -285,10 +290,9 @@ def test_a_bounded_read_after_a_commit_is_answered_at_once_then_refreshed(db: Da
     rows, status = _read(conn, sql)
     assert (rows, status) == ([(10,)], "hit:L2")  # within its bound, the answer of before the write
     counts = cache.stats().to_dict()["staleness"]
-    assert counts["served_stale"] == 1 and counts["refreshes:stale:background"] == 1
-    assert counts["age_seconds"]["count"] == 1
-    # The refresh runs in the background, on a connection of its own: until it filled, the old
-    # answer (each one counted); then the new one.
+    assert counts["served_stale"] == 1 and counts["age_seconds"]["count"] == 1
+    # Half its bound old, a reader hands its refresh to the background (a connection of its own):
+    # until it filled, the old answer (each one counted); then the new one.
     old = 1
     deadline = time.monotonic() + 10
     while (answer := _read(conn, sql)) == ([(10,)], "hit:L2") and time.monotonic() < deadline:
@@ -296,7 +300,8 @@ def test_a_bounded_read_after_a_commit_is_answered_at_once_then_refreshed(db: Da
         time.sleep(0.01)
     assert answer[0] == [(11,)], answer
     assert _read(conn, sql) == ([(11,)], "hit:L1")
-    assert cache.stats().to_dict()["staleness"]["served_stale"] == old
+    counts = cache.stats().to_dict()["staleness"]
+    assert counts["served_stale"] == old and counts["refreshes:stale:background"] == 1, counts
     conn.close()
     writer.close()
 
@@ -306,13 +311,15 @@ def test_without_refresh_connect_the_reader_that_takes_the_refresh_runs_it(
     table = _table(db)
     conn = cache.wrap(db.connect())
     writer = cache.wrap(db.connect())
-    sql = f"/* cache max_stale=30 */ SELECT sum(v) FROM {table}"
+    sql = f"/* cache max_stale=2 */ SELECT sum(v) FROM {table}"
     assert _read(conn, sql) == ([(10,)], "miss")
     _write(writer, f"UPDATE {table} SET v = 12 WHERE id = 1")
+    assert _read(conn, sql) == ([(10,)], "hit:L2")  # within its bound
+    time.sleep(1.05)  # half its bound old: the next reader takes the refresh
     assert _read(conn, sql) == ([(12,)], "miss")  # it took the refresh: it gets the new answer
     assert _read(conn, sql) == ([(12,)], "hit:L1")
     counts = cache.stats().to_dict()["staleness"]
-    assert counts["refreshes:stale:foreground"] == 1 and counts["served_stale"] == 0
+    assert counts["refreshes:stale:foreground"] == 1 and counts["served_stale"] == 1
 
 
 def test_per_table_bounds_from_the_config(pg: Database) -> None:
@@ -372,10 +379,11 @@ def test_a_full_refresh_queue_sheds(pg: Database) -> None:
     cache = querycache.QueryCache.from_dict({"refresh": {"workers": 1, "queue": 1}})
     conn = cache.wrap(pg.connect(), refresh_connect=slow_connect)
     writer = cache.wrap(pg.connect())
-    reads = [f"/* cache max_stale=30 */ SELECT sum(v) + {i} FROM {table}" for i in range(3)]
+    reads = [f"/* cache max_stale=3 */ SELECT sum(v) + {i} FROM {table}" for i in range(3)]
     for sql in reads:
         assert _read(conn, sql)[1] == "miss"
     _write(writer, f"UPDATE {table} SET v = 15 WHERE id = 1")
+    time.sleep(1.55)  # half the bound: the reads take their refreshes
     statuses = [_read(conn, reads[0])[1]]
     assert started.wait(10)  # the worker runs the first refresh
     statuses += [_read(conn, sql)[1] for sql in reads[1:]]
@@ -394,7 +402,7 @@ def test_a_tenant_scoped_read_is_refreshed_in_its_tenant(pg: Database) -> None:
     table = _table(pg)
     cache = querycache.QueryCache()
     conn = cache.wrap(pg.connect(), refresh_connect=pg.connect)
-    sql = f"/* cache max_stale=30 */ SELECT sum(v) FROM {table}"
+    sql = f"/* cache max_stale=2 */ SELECT sum(v) FROM {table}"
     with cache.scope(tenant="acme"):
         assert _read(conn, sql)[1] == "miss"
     _write(cache.wrap(pg.connect()), f"UPDATE {table} SET v = 16 WHERE id = 1")
@@ -534,10 +542,10 @@ def _forked_child(config: dict[str, Any], table: str, out: Any) -> None:
     conn = cache.wrap(psycopg.connect(PG_DSN, autocommit=True),
                       refresh_connect=lambda: psycopg.connect(PG_DSN, autocommit=True))
     writer = cache.wrap(psycopg.connect(PG_DSN, autocommit=True))
-    sql = f"/* cache max_stale=30 */ SELECT sum(v) FROM {table}"
+    sql = f"/* cache max_stale=2 */ SELECT sum(v) FROM {table}"
     _read(conn, sql)
     _write(writer, f"UPDATE {table} SET v = 21 WHERE id = 1")
-    _read(conn, sql)  # served stale: its refresh goes to the child's pool
+    _read(conn, sql)  # served stale; half its bound old, a read hands the refresh to the child's pool
     out.put(_until(lambda: _read(conn, sql)[0] == [(21,)], 10))
 
 
@@ -552,7 +560,7 @@ def test_refreshes_run_in_a_forked_child(pg: Database) -> None:
     cache = querycache.QueryCache.from_dict(config)
     _FORK_PARENT[:] = [cache]
     conn = cache.wrap(pg.connect(), refresh_connect=pg.connect)
-    sql = f"/* cache max_stale=30 */ SELECT sum(v) FROM {table}"
+    sql = f"/* cache max_stale=2 */ SELECT sum(v) FROM {table}"
     _read(conn, sql)
     _write(cache.wrap(pg.connect()), f"UPDATE {table} SET v = 20 WHERE id = 1")
     _read(conn, sql)  # the parent's one worker thread starts

@@ -231,7 +231,10 @@ class MemoryBackend:
                         value = entry.value
                         entry_stamp = entry.stamp
                         stale_ms = int((now - first) * 1000)
-                        claimed = not pending and self._claim_refresh(key, now, lease_ms, peek)  # type: ignore[arg-type]
+                        # Refreshed once half its bound old (earlier when the query costs more than
+                        # a quarter of it), as the Redis store's: not back to back.
+                        due = max(0.0, min(max_stale_ms / 2, max_stale_ms - 2000 * entry.cost_s))
+                        claimed = stale_ms >= due and self._claim_refresh(key, now, lease_ms, peek)  # type: ignore[arg-type]
                         refresh = 4 if claimed else 2
             if value is not MISS and entry is not None:
                 ttl_left_ms = int(((entry.soft_expires_at or entry.expires_at) - now) * 1000)

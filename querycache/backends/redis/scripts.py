@@ -161,12 +161,15 @@ if ARGV[3] == '1' and not created then
       end
       if first then
         now()
-        if now_ms - first < tonumber(ARGV[9]) then
+        local bound = tonumber(ARGV[9])
+        if now_ms - first < bound then
           value = e[3]
           entry_stamp = e[2]
           stale_ms = now_ms - first
-          -- One caller refreshes it; none while a write is pending (its fill would be refused).
-          refresh = (pending == 0 and ARGV[8] == '1' and take_lease()) and 4 or 2
+          -- One caller refreshes it, once it is half its bound old (earlier for a query that
+          -- costs more than a quarter of the bound): a hot entry is not recomputed back to back.
+          local due = math.max(0, math.min(bound / 2, bound - 2 * tonumber(e[5] or '0')))
+          refresh = (stale_ms >= due and ARGV[8] == '1' and take_lease()) and 4 or 2
         end
       end
     end
