@@ -28,6 +28,8 @@ MINILM = "minilm"
 class Embedder(Protocol):
     name: str
     dim: int
+    inline: bool
+    """True: cheap enough to embed on the caller's thread (no worker thread, no queue)."""
 
     def encode(self, texts: list[str]) -> NDArray[np.float32]:
         """One row per text, each of unit length."""

@@ -79,7 +79,7 @@ class EmbeddingWorker:
 
     @property
     def inline(self) -> bool:
-        return self.embedder is not None and bool(getattr(self.embedder, "inline", False))
+        return self.embedder is not None and self.embedder.inline
 
     def start(self) -> None:
         """Start the thread (and the model load) if it is not running (again, in a forked child:
