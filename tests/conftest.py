@@ -230,6 +230,14 @@ def _probe(db: Database, service: str) -> None:
         require(service, exc)
 
 
+def id_value_table(db: Database, name: str) -> str:
+    """A table ``<name>`` (id int PRIMARY KEY, v int) of this test with the row (1, 10); dropped after it."""
+    table = db.t(name)
+    db.tables.append(table)
+    db.admin(f"CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL)", f"INSERT INTO {table} VALUES (1, 10)")
+    return table
+
+
 def make_database(kind: str, tmp_path: Any) -> Database:
     prefix = "qc" + uuid.uuid4().hex[:8]
     db: Database

@@ -20,7 +20,7 @@ import pytest
 
 import querycache
 from tests.backends.test_redis import REDIS_URL, _leased, _redis_up
-from tests.conftest import PG_DSN, Database
+from tests.conftest import PG_DSN, Database, id_value_table
 
 
 class Slow:
@@ -504,10 +504,7 @@ def test_without_a_lease_l1_never_answers(pg: Database) -> None:
 
 
 def make_table(pg: Database) -> str:
-    table = pg.t("plain")
-    pg.tables.append(table)
-    pg.admin(f"CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL)", f"INSERT INTO {table} VALUES (1, 10)")
-    return table
+    return id_value_table(pg, "plain")
 
 
 def test_explain_claims_no_lease_and_no_refresh(slow: Callable[..., Slow], pg: Database) -> None:

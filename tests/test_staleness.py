@@ -24,7 +24,7 @@ from querycache.backends.base import MISS, Backend
 from querycache.backends.memory import MemoryBackend, ProcessClock
 from querycache.backends.redis.backend import RedisBackend
 from querycache.hints import scan
-from tests.conftest import IN_CI, PG_DSN, Database
+from tests.conftest import IN_CI, PG_DSN, Database, id_value_table
 
 REDIS_URL = os.environ.get("QUERYCACHE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -250,10 +250,7 @@ def _write(conn: Any, sql: str) -> None:
 
 
 def _table(db: Database) -> str:
-    table = db.t("stale")
-    db.tables.append(table)
-    db.admin(f"CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL)", f"INSERT INTO {table} VALUES (1, 10)")
-    return table
+    return id_value_table(db, "stale")
 
 
 def _until(predicate: Any, timeout_s: float = 10.0) -> bool:
