@@ -684,11 +684,8 @@ class ReadPath(ServingCursor):
         lifetime = plan.ttl_s if lifetime_s is None else lifetime_s
         if l1 is None or lifetime <= 0 or epoch != context.backend.l1_epoch:
             return  # no lease, or the mirror was resynced since the lookup
-        versions = context.mirror_versions
-        for k in plan.version_keys:
-            version = versions.get(k)
-            if version is None or version > stamp:
-                return  # a write landed since the stamp: this result may already be old
+        if _moved_past(context.mirror_versions, plan.version_keys, stamp):
+            return  # a write landed since the stamp: this result may already be old
         l1[key] = L1Entry(result, plan.version_keys, stamp, epoch, time.monotonic() + lifetime, size + 200,
                           self._fp)
         next(context.stats.fills["l1"])
