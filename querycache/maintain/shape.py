@@ -10,10 +10,11 @@ invalidated by writes as they always were.
 
 For such a read the cache runs a *state query* instead of the statement: the statement's own
 columns first, then hidden ones (every group key, every aggregate with the count of its non-NULL
-inputs, ``COUNT(*)`` per group, every scalar subquery with its count), without ORDER BY and
-LIMIT; the rows the application gets are derived from it (``state.py``). A write's *delta
-queries* are the grouped part and each scalar part restricted to the rows the write touches
-(``alias.pk IN (...)``), run before and after the write in its transaction.
+inputs and, on PostgreSQL, each SUM's multiset of input scales (``scales_of``), ``COUNT(*)`` per
+group, every scalar subquery with its count and scales), without ORDER BY and LIMIT; the rows the
+application gets are derived from it (``state.py``). A write's *delta queries* are the grouped
+part and each scalar part restricted to the rows the write touches (``alias.pk IN (...)``), run
+before and after the write in its transaction.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+import sqlglot
 from sqlglot import exp
 
 from querycache.analysis import fold_identifier
@@ -43,10 +45,13 @@ class Refused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """One aggregate of the grouped part: ``func`` is "sum" or "count"; ``star`` for COUNT(*)."""
+    """One aggregate of the grouped part: ``func`` is "sum" or "count"; ``star`` for COUNT(*);
+    ``scaled``: a PostgreSQL SUM, whose hidden columns carry the multiset of its inputs' scales
+    (``scales_of``)."""
 
     func: str
     star: bool
+    scaled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +101,7 @@ class Shape:
 
     @property
     def hidden_width(self) -> int:
-        return self.keys + 2 * len(self.slots) + 1 + 2 * len(self.scalars)
+        return self.keys + 3 * len(self.slots) + 1 + 3 * len(self.scalars)
 
     def delta_sql(self, part: int, table: str, pk: str, n: int, dialect: str) -> str | None:
         """The delta query of ``part`` for ``n`` keys of ``table`` (None: that part does not read it)."""
@@ -112,6 +117,39 @@ def restrict(template: str, aliases: tuple[str, ...], pk: str, n: int, dialect: 
     column = exp.to_identifier(pk).sql(dialect=dialect)
     condition = " OR ".join(f"{exp.to_identifier(a).sql(dialect=dialect)}.{column} IN ({marks})" for a in aliases)
     return template.replace(MARKER, f"({condition})")
+
+
+SCALE_DIGITS = 19
+"""Decimal digits per scale in ``scales_of``: 10**19 exceeds any COUNT (a bigint), so no count of
+one scale ever carries into the next."""
+SCALES = 32
+"""Input scales tracked by ``scales_of``: 0 to 31 (a division's result commonly has a scale of 20
+to 28); a larger one is not counted, and its answer is not maintained."""
+
+
+@functools.lru_cache(maxsize=1)
+def _scales_template() -> exp.Expression:
+    cases = " ".join(f"WHEN {k} THEN 1e{SCALE_DIGITS * k}" for k in range(SCALES))
+    node = sqlglot.parse_one(f"SUM(CASE SCALE(CAST(qc_scaled AS NUMERIC)) {cases} END)", read="postgres")
+    if not isinstance(node, exp.Expression):
+        raise TypeError(type(node).__name__)
+    return node
+
+
+def scales_of(arg: exp.Expression) -> exp.Expression:
+    """PostgreSQL: ``SUM(10 ** (19 * scale(arg)))`` over the inputs, written as a CASE of
+    literals (as cheap as ``scale()`` itself; ``power()`` tripled a fill's time). Its base-10**19
+    digits are the number of non-NULL inputs of each scale: the multiset of scales, which a
+    write's ``after - before`` maintains exactly like a sum, and whose largest member is the
+    scale PostgreSQL gives ``sum(arg)`` over a numeric (docs/maintenance.md, "A write"; the
+    server's own moving aggregate keeps a count of its largest scale for the same reason). An
+    input of no scale (NaN, infinity) or a scale of ``SCALES`` or more is left out: the digits then
+    add up to less than ``COUNT(arg)``, and the answer is not maintained."""
+    node = _scales_template().copy()
+    for column in list(node.find_all(exp.Column)):
+        if column.name == "qc_scaled":
+            column.replace(arg.copy())
+    return node
 
 
 _SHAPES: dict[tuple[str, str, str], Shape | Refused] = {}
@@ -182,7 +220,8 @@ def _analyze(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> 
             scalar_nodes.append(_scalar(node, ctes, views))
             agg = scalar_nodes[-1].expressions[0]
             agg = agg.this if isinstance(agg, exp.Alias) else agg
-            scalars.append(Slot("sum" if isinstance(agg, exp.Sum) else "count", isinstance(agg.this, exp.Star)))
+            func = "sum" if isinstance(agg, exp.Sum) else "count"
+            scalars.append(Slot(func, isinstance(agg.this, exp.Star), func == "sum" and dialect == "postgres"))
             outputs.append(Output("scalar", len(scalars) - 1))
         else:
             raise Refused("select_item")
@@ -195,20 +234,23 @@ def _analyze(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> 
     offset = _bound(tree.args.get("offset"))
     if any(tree.args.get(k) is not None and v is None for k, v in (("limit", limit), ("offset", offset))):
         raise Refused("limit")
-    # The grouped part's aggregates: the slots, the count of non-NULL inputs of each, COUNT(*).
+    # The grouped part's aggregates: the slots, the count of non-NULL inputs of each and its
+    # scales (NULL unless the slot is scaled), COUNT(*).
     hidden: list[exp.Expression] = [g.copy() for g in group_exprs]
     for slot, expr in zip(slots, slot_exprs, strict=True):
         hidden.append(expr.copy())
         hidden.append(exp.Count(this=exp.Star()) if slot.star else exp.Count(this=expr.this.copy()))
+        hidden.append(scales_of(expr.this) if slot.scaled else exp.Null())
     hidden.append(exp.Count(this=exp.Star()))
-    # The state query: the statement's columns, the hidden ones, each scalar with its count.
+    # The state query: the statement's columns, the hidden ones, each scalar with its count and scales.
     state = tree.copy()
     for clause in ("order", "limit", "offset"):
         state.set(clause, None)
     extra: list[exp.Expression] = [h.copy() for h in hidden]
-    for node in scalar_nodes:
+    for node, scalar in zip(scalar_nodes, scalars, strict=True):
         extra.append(exp.Subquery(this=node.copy()))
         extra.append(exp.Subquery(this=_counted(node)))
+        extra.append(exp.Subquery(this=_scaled(node)) if scalar.scaled else exp.Null())
     state.set("expressions", [*state.expressions,
                               *(exp.alias_(e, f"qc_h{i}") for i, e in enumerate(extra))])
     state_sql = _render(state, dialect)
@@ -226,8 +268,9 @@ def _analyze(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> 
         deltas[table], aliases[(-1, table)] = _restricted(grouped, found, dialect)
         _filter(found, dialect, filters, (-1, table))
     scalar_deltas: list[dict[str, str]] = []
-    for index, node in enumerate(scalar_nodes):
-        part = exp.Select(expressions=[node.expressions[0].copy(), _counted(node).expressions[0]])
+    for index, (node, scalar) in enumerate(zip(scalar_nodes, scalars, strict=True)):
+        part = exp.Select(expressions=[node.expressions[0].copy(), _counted(node).expressions[0],
+                                       _scaled(node).expressions[0] if scalar.scaled else exp.Null()])
         part.set("from_", node.args["from_"].copy())
         part.set("joins", [j.copy() for j in node.args.get("joins") or []] or None)
         if node.args.get("where") is not None:
@@ -317,7 +360,8 @@ def _slot(node: exp.Expression, slots: list[Slot], exprs: list[exp.Expression], 
     for i, seen in enumerate(exprs):
         if seen.sql(dialect=dialect) == text:
             return i
-    slots.append(Slot("sum" if isinstance(node, exp.Sum) else "count", isinstance(node.this, exp.Star)))
+    func = "sum" if isinstance(node, exp.Sum) else "count"
+    slots.append(Slot(func, isinstance(node.this, exp.Star), func == "sum" and dialect == "postgres"))
     exprs.append(node)
     return len(slots) - 1
 
@@ -352,6 +396,15 @@ def _counted(node: exp.Select) -> exp.Select:
     agg = agg.this if isinstance(agg, exp.Alias) else agg
     arg = agg.this.copy()
     out.set("expressions", [exp.Count(this=arg)])
+    return out
+
+
+def _scaled(node: exp.Select) -> exp.Select:
+    """A scalar subquery (a SUM) with its aggregate replaced by its inputs' scales (``scales_of``)."""
+    out = node.copy()
+    agg = out.expressions[0]
+    agg = agg.this if isinstance(agg, exp.Alias) else agg
+    out.set("expressions", [scales_of(agg.this)])
     return out
 
 

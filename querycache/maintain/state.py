@@ -1,14 +1,16 @@
 """The state of a maintained answer: its groups' aggregates, and the rows derived from them.
 
-Per group (its key: the GROUP BY values) the state keeps, for each aggregate, its value and
-the count of its non-NULL inputs, plus the group's ``COUNT(*)``; per scalar subquery its value
-and count. A write's delta is ``after - before`` of the same columns over the rows it touched;
-a group whose ``COUNT(*)`` falls to 0 is gone, a SUM whose count falls to 0 is NULL. The rows
-the application reads are derived from the state: projected, ordered and sliced here
-(docs/maintenance.md, "Deriving the rows").
+Per group (its key: the GROUP BY values) the state keeps, for each aggregate, its value, the
+count of its non-NULL inputs and (a PostgreSQL SUM) the multiset of their scales (None
+otherwise), plus the group's ``COUNT(*)``; per scalar subquery its value, count and scales. A
+write's delta is ``after - before`` of the same columns over the rows it touched; a group whose
+``COUNT(*)`` falls to 0 is gone, a SUM whose count falls to 0 is NULL, and a PostgreSQL SUM takes
+the largest scale of its multiset (``_rescaled``). The rows the application reads are derived
+from the state: projected, ordered and sliced here (docs/maintenance.md, "Deriving the rows").
 
-Everything this module cannot do exactly raises ``Unmaintainable`` (floats, mixed numeric
-scales, text ordered by a collation, ...): the entry is then invalidated as it always was.
+Everything this module cannot do exactly raises ``Unmaintainable`` (floats, numerics of
+varying scale without their multiset of scales, text ordered by a collation, ...): the entry is
+then invalidated as it always was.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import heapq
+import itertools
 import operator
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -24,11 +27,16 @@ import msgpack
 
 from querycache.codec import CorruptEntry, Result, decode, encode
 from querycache.invalidation.rows import Source, resolve
-from querycache.maintain.shape import Shape
+from querycache.maintain.shape import SCALE_DIGITS, SCALES, Shape
 
-_STATE_FORMAT = 1
+_STATE_FORMAT = 2  # 2: three columns per aggregate (value, count, scales); a state of 1 is not read
 _CHECKED_ROWS = 64  # rows of a fill whose derivation is compared with the database's own columns
 _EXACT = decimal.Context(prec=400, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow])
+_SCALE_BASE = 10 ** SCALE_DIGITS
+_DIGIT_SUM = decimal.Decimal(_SCALE_BASE - 1)
+_ONE = decimal.Decimal(1)  # T mod (B - 1) is the sum of T's base-B digits
+_WIDE = decimal.Context(prec=2 * SCALE_DIGITS * SCALES, traps=[decimal.Inexact, decimal.InvalidOperation,
+                                                              decimal.Overflow])  # for the multisets of scales
 _ORDERABLE = (int, decimal.Decimal, dt.date, dt.datetime, dt.time, dt.timedelta, bool)
 
 
@@ -42,9 +50,9 @@ class Unmaintainable(Exception):
 
 @dataclass(slots=True)
 class State:
-    """``groups``: key -> [value, count] per slot, then COUNT(*); ``scalars``: [value, count] per
-    scalar part; ``totals``: per output column of kind "total", the type the database gave it
-    ("int" or "decimal")."""
+    """``groups``: key -> [value, count, scales] per slot, then COUNT(*); ``scalars``: [value,
+    count, scales] per scalar part; ``totals``: per output column of kind "total", the type the
+    database gave it ("int" or "decimal")."""
 
     groups: dict[tuple[object, ...], list[object]]
     scalars: list[list[object]]
@@ -53,7 +61,7 @@ class State:
     def encode(self) -> bytes:
         """Columnar: integers as they are, decimals as their exact text, anything else through the
         codec (a state of 10,000 groups encodes in a few ms; the codec's per-value tags took 35)."""
-        header = (len(self.scalars), *(v for pair in self.scalars for v in pair),
+        header = (len(self.scalars), *(v for triple in self.scalars for v in triple),
                   *(x for item in sorted(self.totals.items()) for x in item))
         rows = [(*key, *values) for key, values in self.groups.items()]
         tags: list[str] = []
@@ -63,6 +71,11 @@ class State:
             if kinds <= {int}:
                 tags.append("i")
                 columns.append(list(column))
+            elif kinds == {decimal.Decimal} and all(v is None or _integral(v) for v in column):
+                # Integers of exponent 0 (the multisets of scales: mostly zeros) as their shortest
+                # text, given back their exponent 0 when decoded.
+                tags.append("z")
+                columns.append([None if v is None else str(v.normalize(_WIDE)) for v in column])
             elif kinds == {decimal.Decimal}:
                 tags.append("d")
                 columns.append([None if v is None else str(v) for v in column])
@@ -81,8 +94,8 @@ class State:
                 raise Unmaintainable("corrupt_state")
             header = decode(header_bytes).rows[0]
             n = header[0]
-            scalars = [[header[1 + 2 * k], header[2 + 2 * k]] for k in range(n)]
-            rest = header[1 + 2 * n:]
+            scalars = [list(header[1 + 3 * k:4 + 3 * k]) for k in range(n)]
+            rest = header[1 + 3 * n:]
             totals = {int(rest[i]): str(rest[i + 1]) for i in range(0, len(rest), 2)}
             cols: list[Sequence[object]] = []
             for tag, column in zip(tags, columns, strict=True):
@@ -90,14 +103,24 @@ class State:
                     cols.append(column)
                 elif tag == "d":
                     cols.append([None if v is None else decimal.Decimal(v) for v in column])
+                elif tag == "z":
+                    cols.append([None if v is None else decimal.Decimal(v).quantize(_ONE, context=_WIDE)
+                                 for v in column])
                 else:
                     cols.append(decode(column).rows[0])
             rows = list(zip(*cols, strict=True)) if cols else [() for _ in range(count)]
             keys = shape.keys
             groups = {tuple(r[:keys]): list(r[keys:]) for r in rows}
-        except (CorruptEntry, IndexError, TypeError, ValueError, msgpack.UnpackException) as exc:
+        except (CorruptEntry, IndexError, TypeError, ValueError, decimal.DecimalException,
+                msgpack.UnpackException) as exc:
             raise Unmaintainable("corrupt_state") from exc
         return State(groups, scalars, totals)
+
+
+def _integral(value: decimal.Decimal) -> bool:
+    """An integer of exponent 0 that ``_WIDE`` holds exactly (encoded by its shortest text)."""
+    found = value.as_tuple()
+    return found.exponent == 0 and len(found.digits) <= _WIDE.prec
 
 
 def _type_tag(value: object) -> str:
@@ -114,6 +137,9 @@ def from_state_rows(shape: Shape, rows: Sequence[Sequence[object]]) -> State:
     """The state read by the state query (its rows: the statement's columns, then the hidden ones)."""
     width, keys, n_slots = shape.width, shape.keys, len(shape.slots)
     hidden = [r[width:] for r in rows]
+    # Columns whose decimals may vary in scale: a scaled slot's value (its scale is the largest of
+    # its multiset, checked below) and the multisets themselves.
+    varying = {keys + 3 * j + d for j, slot in enumerate(shape.slots) if slot.scaled for d in (0, 2)}
     for index, values in enumerate(zip(*hidden, strict=True)):
         kinds = set(map(type, values)) - {type(None)}
         if index < keys:
@@ -122,19 +148,29 @@ def from_state_rows(shape: Shape, rows: Sequence[Sequence[object]]) -> State:
                 raise Unmaintainable("float" if float in kinds else "text_key")
         elif not kinds <= {int, decimal.Decimal}:
             raise Unmaintainable("float" if float in kinds else "type")
-        elif decimal.Decimal in kinds and len({v.as_tuple().exponent for v in values
-                                              if isinstance(v, decimal.Decimal)}) > 1:
+        elif decimal.Decimal in kinds and index not in varying and len({v.as_tuple().exponent for v in values
+                                                                      if isinstance(v, decimal.Decimal)}) > 1:
             # A numeric without a fixed scale: after a delete the database's scale is not known here.
             raise Unmaintainable("numeric_scale")
-    groups = {tuple(h[:keys]): list(h[keys:keys + 2 * n_slots + 1]) for h in hidden}
+    groups = {tuple(h[:keys]): list(h[keys:keys + 3 * n_slots + 1]) for h in hidden}
     if len(groups) != len(rows):
         raise Unmaintainable("duplicate_group")  # groups the database tells apart and Python does not
+    scaled = [j for j, slot in enumerate(shape.slots) if slot.scaled]
+    if scaled:
+        # The first groups (as check_fill): the server's rule holds. Exactness does not rest on
+        # this check: every write checks the multiset of each group it changes (_rescaled).
+        for group in itertools.islice(groups.values(), _CHECKED_ROWS):
+            for j in scaled:
+                _check_scale(group[3 * j:3 * j + 3])
     scalars: list[list[object]] = []
     totals: dict[int, str] = {}
     if rows:
         first = hidden[0]
-        base = keys + 2 * n_slots + 1
-        scalars = [[first[base + 2 * k], first[base + 2 * k + 1]] for k in range(len(shape.scalars))]
+        base = keys + 3 * n_slots + 1
+        scalars = [list(first[base + 3 * k:base + 3 * k + 3]) for k in range(len(shape.scalars))]
+        for k, slot in enumerate(shape.scalars):
+            if slot.scaled:
+                _check_scale(scalars[k])
         for column, output in enumerate(shape.outputs):
             if output.kind == "total":
                 value = rows[0][column]
@@ -161,27 +197,84 @@ def _number(value: object) -> int | decimal.Decimal | None:
     raise Unmaintainable("float" if isinstance(value, float) else "type")
 
 
-def _combine(old: object, after: object, before: object) -> int | decimal.Decimal | None:
-    """``old + after - before`` exactly (None: no contribution)."""
+def _combine(old: object, after: object, before: object, scaled: bool = False,
+             context: decimal.Context = _EXACT) -> int | decimal.Decimal | None:
+    """``old + after - before`` exactly (None: no contribution). ``scaled``: the scale of the
+    result is set afterwards from the multiset of scales (``_rescaled``); otherwise decimals of
+    several scales are refused."""
     if old is None and after is None and before is None:
         return None
     values = old_n, after_n, before_n = _number(old), _number(after), _number(before)
     decimals = [v for v in values if isinstance(v, decimal.Decimal)]
-    if decimals and len({v.as_tuple().exponent for v in decimals}) > 1:
+    if decimals and any(not v.is_finite() for v in decimals):
+        raise Unmaintainable("numeric_scale")  # NaN and infinities do not add and subtract back
+    if decimals and not scaled and len({v.as_tuple().exponent for v in decimals}) > 1:
         raise Unmaintainable("numeric_scale")  # the database's scale of the result is not known here
     if decimals:
         zero = decimal.Decimal(0).scaleb(decimals[0].as_tuple().exponent)  # type: ignore[arg-type]
-        total = _EXACT.add(_EXACT.add(old_n if old_n is not None else zero, after_n if after_n is not None else zero),
-                           _EXACT.minus(before_n) if before_n is not None else zero)
+        total = context.add(context.add(old_n if old_n is not None else zero, after_n if after_n is not None else zero),
+                            context.minus(before_n) if before_n is not None else zero)
         return total
     return (old_n or 0) + (after_n or 0) - (before_n or 0)
+
+
+def _top_scale(scales: object, count: object) -> int | None:
+    """The largest scale of a multiset of scales (``shape.scales_of``: ``T``, whose base-B digits,
+    B = 10**19, are the number of inputs of each scale); None for an empty one.
+
+    The digits must add up to ``count`` (the inputs' count), or an input was not counted (NaN,
+    infinity, a scale of ``SCALES`` or more) and the scale of the sum is not known. Since
+    B = 1 (mod B - 1), ``T mod (B - 1)`` is the sum of the digits, and that sum is below B - 1
+    (a COUNT is a bigint): it is ``count`` exactly when every input was counted. Each digit is
+    then below B, so the largest scale is the position of ``T``'s leading base-B digit."""
+    if scales is None or (isinstance(scales, int) and not isinstance(scales, bool)):
+        total = decimal.Decimal(scales or 0)
+    elif isinstance(scales, decimal.Decimal) and scales.is_finite():
+        total = scales
+    else:
+        raise Unmaintainable("numeric_scale")
+    if not isinstance(count, int) or not 0 <= count < _SCALE_BASE - 1:
+        raise Unmaintainable("numeric_scale")
+    if total < 0 or total != total.to_integral_value() or _WIDE.remainder(total, _DIGIT_SUM) != count:
+        raise Unmaintainable("numeric_scale")
+    if count == 0:
+        return None
+    top = total.adjusted() // SCALE_DIGITS
+    if top >= SCALES:
+        raise Unmaintainable("numeric_scale")
+    return top
+
+
+def _rescaled(value: int | decimal.Decimal | None, count: object, scales: object) -> int | decimal.Decimal | None:
+    """A PostgreSQL SUM's value at the scale the server gives it: the largest scale of its inputs
+    (``shape.scales_of``; docs/maintenance.md, "A write"). The value is exact; only its exponent
+    is set."""
+    top = _top_scale(scales, count)
+    if not isinstance(value, decimal.Decimal):
+        return value  # NULL, or an integer (the SUM of smallint or integer is a bigint)
+    if top is None:
+        raise Unmaintainable("numeric_scale")  # a value without inputs
+    if value.is_finite() and value.as_tuple().exponent == -top:
+        return value
+    try:
+        return value.quantize(decimal.Decimal(1).scaleb(-top), context=_EXACT)
+    except decimal.DecimalException as exc:
+        raise Unmaintainable("numeric_scale") from exc  # it has digits beyond that scale
+
+
+def _check_scale(values: Sequence[object]) -> None:
+    """A scaled aggregate read by the state query ([value, count, scales]) must already have the
+    scale its multiset gives (the server's rule, checked on every group it fills)."""
+    value, count, scales = values
+    if _rescaled(_number(value), count, scales) is not value:
+        raise Unmaintainable("numeric_scale")
 
 
 def apply_groups(state: State, shape: Shape, before: Iterable[Sequence[object]],
                  after: Iterable[Sequence[object]]) -> None:
     """Add ``after - before`` (rows of the grouped part's delta query) to ``state``."""
     keys = shape.keys
-    width = 2 * len(shape.slots) + 1
+    width = 3 * len(shape.slots) + 1
     deltas: dict[tuple[object, ...], list[list[object]]] = {}
     for sign, rows in ((1, after), (0, before)):
         for row in rows:
@@ -196,15 +289,22 @@ def apply_groups(state: State, shape: Shape, before: Iterable[Sequence[object]],
             if not shape.grouped:
                 raise Unmaintainable("corrupt_state")
             old = [None] * width
-        new: list[int | decimal.Decimal | None] = [_combine(o, a, b) for o, a, b in zip(old, now, was, strict=True)]
+        new: list[int | decimal.Decimal | None] = []
+        for index, (o, a, b) in enumerate(zip(old, now, was, strict=True)):
+            slot_of = shape.slots[index // 3] if index < width - 1 else None  # None: COUNT(*)
+            scaled = slot_of is not None and slot_of.scaled and index % 3 == 0  # its scale is set below
+            scales = slot_of is not None and index % 3 == 2  # a multiset of scales: wide integers
+            new.append(_combine(o, a, b, scaled, _WIDE if scales else _EXACT))
         for j, slot in enumerate(shape.slots):
-            count = new[2 * j + 1] or 0
+            count = new[3 * j + 1] or 0
             if count < 0:
                 raise Unmaintainable("negative_count")
             if slot.func == "sum" and count == 0:
-                new[2 * j] = None
+                new[3 * j] = None
             elif slot.func == "count":
-                new[2 * j] = new[2 * j] or 0
+                new[3 * j] = new[3 * j] or 0
+            if slot.scaled:
+                new[3 * j] = _rescaled(new[3 * j], count, new[3 * j + 2])
         groups = new[-1] or 0
         if groups < 0:
             raise Unmaintainable("negative_count")
@@ -217,17 +317,21 @@ def apply_groups(state: State, shape: Shape, before: Iterable[Sequence[object]],
 
 def apply_scalar(state: State, shape: Shape, k: int, before: Sequence[object] | None,
                  after: Sequence[object] | None) -> None:
-    """Add ``after - before`` (one row each: value, count) to scalar part ``k``."""
+    """Add ``after - before`` (one row each: value, count, scales) to scalar part ``k``."""
     old = state.scalars[k]
-    value = _combine(old[0], after[0] if after else None, before[0] if before else None)
+    slot = shape.scalars[k]
+    value = _combine(old[0], after[0] if after else None, before[0] if before else None, slot.scaled)
     count = _combine(old[1], after[1] if after else None, before[1] if before else None) or 0
+    scales = _combine(old[2], after[2] if after else None, before[2] if before else None, context=_WIDE)
     if count < 0:
         raise Unmaintainable("negative_count")
-    if shape.scalars[k].func == "sum" and count == 0:
+    if slot.func == "sum" and count == 0:
         value = None
-    elif shape.scalars[k].func == "count":
+    elif slot.func == "count":
         value = count
-    state.scalars[k] = [value, count]
+    if slot.scaled:
+        value = _rescaled(value, count, scales)
+    state.scalars[k] = [value, count, scales]
 
 
 def derive(state: State, shape: Shape, params: object) -> list[tuple[object, ...]]:
@@ -238,14 +342,14 @@ def derive(state: State, shape: Shape, params: object) -> list[tuple[object, ...
 def project(state: State, shape: Shape) -> list[tuple[object, ...]]:
     """The statement's columns of every group, in the state's order."""
     keys = shape.keys
-    width = 2 * len(shape.slots) + 1
+    width = 3 * len(shape.slots) + 1
     consts: list[object] = []
     indices: list[int] = []
     for column, output in enumerate(shape.outputs):
         if output.kind == "key":
             indices.append(output.index)
         elif output.kind == "slot":
-            indices.append(keys + 2 * output.index)
+            indices.append(keys + 3 * output.index)
         else:
             indices.append(keys + width + len(consts))
             consts.append(_total(state, output.index, state.totals.get(column)) if output.kind == "total"
@@ -261,7 +365,7 @@ def project(state: State, shape: Shape) -> list[tuple[object, ...]]:
 def _total(state: State, slot: int, tag: str | None) -> object:
     """SUM(<slot>) OVER (): the slot summed over every group, in the type the database gave it."""
     # Not narrowed here: a value of another type fails as it always did (a corrupt state).
-    found: list[Any] = [v[2 * slot] for v in state.groups.values() if v[2 * slot] is not None]
+    found: list[Any] = [v[3 * slot] for v in state.groups.values() if v[3 * slot] is not None]
     total: Any = None
     for value in found:
         total = value if total is None else _EXACT.add(total, value) if isinstance(value, decimal.Decimal) \
