@@ -45,7 +45,7 @@ def report(client: redis.Redis, timeout_s: float) -> list[tuple[str, str, str]]:
 
 def _pubsub(client: redis.Redis) -> tuple[str, str, str]:
     channel = f"qc:doctor:{uuid.uuid4().hex}"
-    pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+    pubsub = client.pubsub()
     try:
         pubsub.subscribe(channel)
         deadline = time.monotonic() + 2

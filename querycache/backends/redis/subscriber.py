@@ -124,7 +124,7 @@ class Subscription:
                 client = redis.Redis.from_url(self.url, socket_timeout=max(1.0, self.lease_ms / 1000),
                                               socket_connect_timeout=self.timeout_s,
                                               retry=Retry(NoBackoff(), 0), retry_on_error=[])
-                pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+                pubsub = client.pubsub()
                 pubsub.subscribe(self.channel, self.fills_channel)
                 self._resync()  # messages may have been missed before this subscription
                 if self._undelivered:
