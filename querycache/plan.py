@@ -5,7 +5,7 @@ execution, since their bucket keys depend on the parameters (docs/freshness.md).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from querycache.analysis import ALL_TABLES, CATALOG_CHANGES, CLOCK_ARITHMETIC, CLOCK_FUNCTIONS, Analysis
 from querycache.drivers.base import Catalog
@@ -175,3 +175,12 @@ def registered_in(session: Session, plan: ReadPlan, epoch: str) -> bool:
     for pin in stale:
         registered.pop(pin, None)
     return not stale
+
+
+def moved_past(versions: Mapping[str, int], version_keys: Sequence[str], stamp: int) -> bool:
+    """Whether this process knows a version of ``version_keys`` above ``stamp`` (or none at all)."""
+    for k in version_keys:
+        version = versions.get(k)
+        if version is None or version > stamp:
+            return True
+    return False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from querycache.analysis import ALL_TABLES, Analysis
 from querycache.backends.base import MISS, Lookup
@@ -21,7 +21,7 @@ from querycache.errors import BackendUnavailable
 from querycache.keys import UnsupportedParam, l1_params, l2_key
 from querycache.l1 import L1Entry, L1Key
 from querycache.maintain.reads import register_maintained, run_state_query
-from querycache.plan import ReadPlan, pinned_plan, plan_read, registered_in
+from querycache.plan import ReadPlan, moved_past, pinned_plan, plan_read, registered_in
 from querycache.refresh import own_params
 from querycache.serving import ServingCursor, estimate_size, has_mutable_parts, names_match, permuted, private_copy
 from querycache.status import COALESCED, HIT_L2, HIT_L3, BypassReason, NotFilledReason
@@ -118,15 +118,6 @@ def l3_scope(session: Session, plan: ReadPlan, shape: str) -> str:
 
 _REFRESHES = {1: "swr", 3: "ahead", 4: "stale"}
 """``Lookup.refresh`` values that give this caller the refresh, and what the stats call them."""
-
-
-def _moved_past(versions: Mapping[str, int], version_keys: Sequence[str], stamp: int) -> bool:
-    """Whether this process knows a version of ``version_keys`` above ``stamp`` (or none at all)."""
-    for k in version_keys:
-        version = versions.get(k)
-        if version is None or version > stamp:
-            return True
-    return False
 
 
 class _Read:
@@ -528,14 +519,19 @@ class ReadPath(ServingCursor):
         if proposal is None:
             return False
         entry = proposal.entry
+        # Claims nothing (peek): a refresh of the proposer's entry is its own readers' to take.
+        # A bounded read may take it within its bound, as from L2 (docs/freshness.md).
+        bound_ms = int(plan.max_stale_s * 1000) if read.tx_stamp is None else 0
         try:
-            found = context.backend.lookup(entry.store_key, plan.version_keys, read.tx_stamp, 0)
+            found = context.backend.lookup(entry.store_key, plan.version_keys, read.tx_stamp, 0, peek=True,
+                                           max_stale_ms=bound_ms)
         except Exception:  # noqa: BLE001 - fail open: the query runs on the database
             context.store_failed()
             return False
         if not isinstance(found.value, bytes):
             l3.forget(entry, "pending" if found.pending else "not_fresh")
             return False
+        stale = found.stale_ms >= 0
         try:
             result = decode(found.value)
         except CorruptEntry:
@@ -556,8 +552,11 @@ class ReadPath(ServingCursor):
         self._record(analysis, HIT_L3)
         next(stats.hits["l3"])
         stats.latency["l3"].observe(time.perf_counter() - started)
+        if stale:
+            stats.staleness.incr("served_stale")
+            stats.stale_age.observe(found.stale_ms / 1000)
         entry_stamp = found.entry_stamp or found.stamp
-        if read.use_l1:
+        if read.use_l1 and not stale:
             self._fill_l1(read.l1_key, result, plan, entry_stamp, l1_token, len(found.value),
                           self._l1_lifetime(plan, found.ttl_left_ms, found.cost_ms))
         # This text's own L2 entry: the next identical statement is an L2 hit in every process,
@@ -566,15 +565,16 @@ class ReadPath(ServingCursor):
         try:
             value = found.value if proposal.identity else encode(result)
             filled = context.backend.fill(key, value, plan.version_keys, entry_stamp, lookup.epoch,
-                                          plan.ttl_s, plan.swr_s)
+                                          plan.ttl_s, plan.swr_s, bounded=stale)
             filled = True
         except Unencodable:
             pass
         except Exception:  # noqa: BLE001 - fail open
             context.store_failed()
         if flight is not None:
-            context.flights.finish(key, flight, Outcome.SHARED, L1Entry(
-                result, plan.version_keys, entry_stamp, l1_token, time.monotonic() + plan.ttl_s, 0))
+            if not stale:  # a bounded answer is nothing strict followers may take
+                context.flights.finish(key, flight, Outcome.SHARED, L1Entry(
+                    result, plan.version_keys, entry_stamp, l1_token, time.monotonic() + plan.ttl_s, 0))
             if not filled:
                 self._release_lease(key, "unshared")
         return True
@@ -650,7 +650,7 @@ class ReadPath(ServingCursor):
                     if context.backend.fill(key, encoded, plan.version_keys, stamp, epoch, plan.ttl_s, plan.swr_s,
                                             state, plan.max_stale_s > 0, cost_ms):
                         next(stats.fills["l2"])
-                        if plan.max_stale_s > 0 and _moved_past(context.mirror_versions, plan.version_keys, stamp):
+                        if plan.max_stale_s > 0 and moved_past(context.mirror_versions, plan.version_keys, stamp):
                             shareable = False  # stored as a bounded answer: not one strict followers may take
                     else:
                         stats.not_filled.incr(NotFilledReason.STALE_STAMP.value)
@@ -684,7 +684,7 @@ class ReadPath(ServingCursor):
         lifetime = plan.ttl_s if lifetime_s is None else lifetime_s
         if l1 is None or lifetime <= 0 or epoch != context.backend.l1_epoch:
             return  # no lease, or the mirror was resynced since the lookup
-        if _moved_past(context.mirror_versions, plan.version_keys, stamp):
+        if moved_past(context.mirror_versions, plan.version_keys, stamp):
             return  # a write landed since the stamp: this result may already be old
         l1[key] = L1Entry(result, plan.version_keys, stamp, epoch, time.monotonic() + lifetime, size + 200,
                           self._fp)

@@ -133,6 +133,28 @@ def test_a_commit_makes_the_l3_candidate_unservable(shop: Database, ngram_cache:
     assert ngram_cache.stats().to_dict()["semantic"].get("dropped:not_fresh") == 1
 
 
+def test_a_bounded_rewrite_is_served_from_l3_within_its_bound(shop: Database,
+                                                               ngram_cache: querycache.QueryCache) -> None:
+    """After a commit an L3 candidate is still served to a rewrite hinted max_stale, within its bound
+    (docs/freshness.md, "Bounded staleness"); the same rewrite without the hint is strict."""
+    t = shop.t("orders")
+    conn = ngram_cache.wrap(shop.connect())
+    run(conn, f"SELECT o.id, o.total FROM {t} o WHERE o.id IN (1, 3)")
+    assert wait_until_indexed(ngram_cache.l3, 1)  # type: ignore[arg-type]
+    old = uncached(shop, f"SELECT total, id FROM {t} WHERE id IN (3, 1)")[1]
+    writer = ngram_cache.wrap(shop.connect())
+    writer.cursor().execute(f"UPDATE {t} SET total = 1000 WHERE id = 3")
+    if not getattr(writer, "autocommit", True):
+        writer.commit()
+    bounded = f"/* cache max_stale=30 */ SELECT total, id FROM {t} WHERE id IN (3, 1)"
+    status, _, rows = run(conn, bounded)
+    assert status == "hit:L3" and sorted(rows) == sorted(old), (status, rows)
+    assert ngram_cache.stats().to_dict()["staleness"]["served_stale"] == 1
+    strict = f"SELECT id, total FROM {t} WHERE id IN (3, 1)"
+    status, _, rows = run(conn, strict)
+    assert status == "miss" and (3, 1000) in rows
+
+
 def test_only_hinted_statements_unless_all_reads(sqlite_db: Database) -> None:
     cache = make_cache(all_reads=False)
     try:
