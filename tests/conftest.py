@@ -38,6 +38,20 @@ def require(service: str, error: BaseException) -> NoReturn:
     pytest.skip(f"{service} unreachable: {error}")
 
 
+SHARED_REDIS = os.environ.get("QUERYCACHE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def shared_redis_up(url: str = SHARED_REDIS) -> None:
+    """Skip (fail under CI=true) unless the shared Redis answers a PING."""
+    import redis
+
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=3) as client:
+            client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means the service is absent
+        require("Redis", exc)
+
+
 def own_redis_server(directory: str | os.PathLike[str], password: str | None = None) -> RedisServer:
     """A redis-server of the test's own (querycache/testing/redis_server.py), not started yet;
     without the redis-server binary the test is skipped (failed under CI=true)."""

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import pytest
 
 import querycache
-from tests.conftest import IN_CI, Database, MysqlDatabase, PostgresDatabase, _probe
+from tests.conftest import Database, MysqlDatabase, PostgresDatabase, _probe, shared_redis_up
 
 REDIS_URL = os.environ.get("QUERYCACHE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -34,14 +34,7 @@ def npg() -> Iterator[PostgresDatabase]:
 def cache(request: pytest.FixtureRequest) -> Iterator[querycache.QueryCache]:
     config: dict[str, Any] = {"invalidation": {"maintain": {"enabled": True}}}
     if request.param == "redis":
-        import redis
-
-        try:
-            redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-        except Exception as exc:  # reported as a skip (a failure in CI)
-            if IN_CI:
-                raise
-            pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
+        shared_redis_up(REDIS_URL)
         config["l2"] = {"backend": "redis", "url": REDIS_URL, "namespace": "numfix" + uuid.uuid4().hex[:8],
                         "timeout_ms": 500}
     qc = querycache.QueryCache.from_dict(config)

@@ -10,7 +10,6 @@ version keys of the test's own), and so are the databases.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import threading
 import time
 import uuid
@@ -24,20 +23,10 @@ from querycache.backends.base import MISS, Backend
 from querycache.backends.memory import MemoryBackend, ProcessClock
 from querycache.backends.redis.backend import RedisBackend
 from querycache.hints import scan
-from tests.conftest import IN_CI, PG_DSN, Database, id_value_table
+from tests.conftest import PG_DSN, SHARED_REDIS, Database, id_value_table, shared_redis_up
 
-REDIS_URL = os.environ.get("QUERYCACHE_TEST_REDIS", "redis://127.0.0.1:6379/0")
-
-
-def _redis_up() -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except Exception as exc:  # reported as a skip (a failure in CI)
-        if IN_CI:
-            raise
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
+REDIS_URL = SHARED_REDIS
+_redis_up = shared_redis_up
 
 
 def _redis_config(**extra: Any) -> dict[str, Any]:
