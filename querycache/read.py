@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from querycache.analysis import ALL_TABLES, Analysis
-from querycache.backends.base import MISS, Lookup
+from querycache.backends.base import MISS, REFRESHES_TAKEN, Lookup
 from querycache.coalesce import Flight, Outcome
 from querycache.codec import CorruptEntry, Result, Unencodable, decode, encode
 from querycache.errors import BackendUnavailable
@@ -114,10 +114,6 @@ def l3_scope(session: Session, plan: ReadPlan, shape: str) -> str:
     """L3's scope: one FAISS index per (namespace, the read's scope, tenant, row shape)."""
     context = session.context
     return "\x1f".join((context.namespace, plan.scope_key, repr(context.tenant.get()), shape))
-
-
-_REFRESHES = {1: "swr", 3: "ahead", 4: "stale"}
-"""``Lookup.refresh`` values that give this caller the refresh, and what the stats call them."""
 
 
 class _Read:
@@ -382,11 +378,11 @@ class ReadPath(ServingCursor):
                 context.flights.finish(key, flight, Outcome.SHARED, L1Entry(
                     result, plan.version_keys, lookup.entry_stamp, l1_token, time.monotonic() + plan.ttl_s, 0))
                 flight = None
-            took = result is not None and lookup.refresh in _REFRESHES and not self._refresh_elsewhere(
-                read, _REFRESHES[lookup.refresh])
+            took = result is not None and lookup.refresh in REFRESHES_TAKEN and not self._refresh_elsewhere(
+                read, REFRESHES_TAKEN[lookup.refresh])
             if took:
                 # No background refresh for this connection: this caller recomputes it.
-                stats.staleness.incr(f"refreshes:{_REFRESHES[lookup.refresh]}:foreground")
+                stats.staleness.incr(f"refreshes:{REFRESHES_TAKEN[lookup.refresh]}:foreground")
                 if lookup.refresh == 1:
                     stats.coalesce.incr("swr_refreshes")  # past its TTL: this caller refreshes it
                 leased = True
@@ -444,24 +440,23 @@ class ReadPath(ServingCursor):
         fill_stamp = stamp if read.tx_stamp is None else min(stamp, read.tx_stamp)
         if read.pin and read.in_tx:
             fill_stamp = stamp
-        pending = lookup.pending
-        if pending and plan.max_stale_s > 0 and read.tx_stamp is None and lookup.pending_floor > 0:
-            # A bounded answer read while a write was under way may lack it: stored stamped below
-            # that write's bump, stale at once, served within its bound (docs/freshness.md).
+        # A bounded answer read while a write was under way may lack it: stored stamped below that
+        # write's bump, stale at once, served within its bound (docs/freshness.md); no L1 copy
+        # (L1 copies are strict) and nothing for coalesced followers.
+        under_write = (lookup.pending and plan.max_stale_s > 0 and read.tx_stamp is None
+                       and lookup.pending_floor > 0)
+        if under_write:
             fill_stamp = min(fill_stamp, lookup.pending_floor - 1)
-            pending = False
-        fill_l1, fill_l2 = read.l1_key if read.use_l1 else None, key
+        fill_l1, fill_l2 = read.l1_key if read.use_l1 and not under_write else None, key
         if plan.pinned and not registered_in(session, plan, lookup.epoch):
             stats.not_filled.incr(NotFilledReason.DEPENDENCY_EPOCH.value)
             fill_l1 = fill_l2 = None
         try:
-            if pending is not lookup.pending:
-                fill_l1 = None  # L1 copies are strict: this one may already be old
-            shared, filled = self._buffer_and_fill(analysis, plan, fill_l1, fill_l2,
-                                                   fill_stamp, lookup.epoch, pending, l1_token, maintained,
+            shared, filled = self._buffer_and_fill(analysis, plan, fill_l1, fill_l2, fill_stamp, lookup.epoch,
+                                                   lookup.pending and not under_write, l1_token, maintained,
                                                    cost_ms)
-            if pending is not lookup.pending:
-                shared = None  # nor may coalesced followers get it
+            if under_write:
+                shared = None
             if maintained is not None and filled and shared is not None and fill_l2 is not None:
                 register_maintained(session, read.sql, read.params, plan.version_keys, fill_l2, plan.scope_key)
         except BaseException:
@@ -677,11 +672,10 @@ class ReadPath(ServingCursor):
         return lifetime
 
     def _fill_l1(self, key: L1Key, result: Result, plan: ReadPlan, stamp: int, epoch: str, size: int,
-                 lifetime_s: float | None = None) -> None:
+                 lifetime: float) -> None:
         session = self._session
         context = session.context
         l1 = session.l1
-        lifetime = plan.ttl_s if lifetime_s is None else lifetime_s
         if l1 is None or lifetime <= 0 or epoch != context.backend.l1_epoch:
             return  # no lease, or the mirror was resynced since the lookup
         if moved_past(context.mirror_versions, plan.version_keys, stamp):

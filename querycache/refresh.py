@@ -83,11 +83,6 @@ class RefreshPool:
                 with self._lock:
                     self._keys.discard(key)
 
-    def pending(self) -> int:
-        """Refreshes queued or running."""
-        with self._lock:
-            return len(self._keys)
-
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop taking refreshes; let the workers finish the queued ones (up to ``timeout_s``)."""
         with self._lock:

@@ -76,6 +76,11 @@ class Lookup:
     fill of what this reader then runs is stamped below it (``fill(bounded=True)``)."""
 
 
+REFRESHES_TAKEN = {1: "swr", 3: "ahead", 4: "stale"}
+"""``Lookup.refresh`` values by which the lookup gave this caller the key's lease to recompute it,
+and what the stats call each."""
+
+
 class Backend(Protocol):
     """An L2 store plus the logical clock (docs/freshness.md, docs/architecture.md).
 

@@ -333,9 +333,9 @@ class MemoryBackend:
             return self._begin(version_keys, token, mark_ttl_ms)
 
     def _begin(self, version_keys: Sequence[str], token: str, mark_ttl_ms: int) -> int:
-        expiry = time.monotonic() + mark_ttl_ms / 1000
-        tick = self._tick()
         now = time.monotonic()
+        expiry = now + mark_ttl_ms / 1000
+        tick = self._tick()
         for k in version_keys:
             self.versions[k] = tick
             self._clock.remember(k, tick, now)

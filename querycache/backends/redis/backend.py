@@ -34,7 +34,16 @@ import weakref
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import redis
-from querycache.backends.base import MISS, Baseline, Lookup, MaintainCheck, MaintainUpdate, _Miss, state_digest
+from querycache.backends.base import (
+    MISS,
+    REFRESHES_TAKEN,
+    Baseline,
+    Lookup,
+    MaintainCheck,
+    MaintainUpdate,
+    _Miss,
+    state_digest,
+)
 from querycache.backends.redis import health
 from querycache.backends.redis.scripts import (
     _ACKED,
@@ -277,7 +286,7 @@ class RedisBackend(Subscription):
         result: bytes | _Miss = MISS
         if value:
             result = self._verify(entry, value)
-            if refresh in (1, 3, 4):
+            if refresh in REFRESHES_TAKEN:
                 self._held[entry] = (token, lease_ms or 30000)  # this caller refreshes it
                 if result is MISS:
                     self.release_lease(entry, "error")  # an entry that fails its check: nobody refreshes it

@@ -266,21 +266,23 @@ return 1
 # processes' L1 copies stale (the pending mark only stops L2 hits and fills).
 _PHASES_FN = """
 """ + _HISTORY_DECL.format(HISTORY_GROUPS, HISTORY_S * 1000, HISTORY_GROUP_MS) + """
--- Every bump is also kept in the version's history (``qc:h:<hash>``): tick -> the store's time,
+-- A bump sets the version, and is also kept in the version's history (``qc:h:<hash>``): tick -> the store's time,
 -- so that a bounded-staleness read can tell how long ago its entry was first invalidated
 -- (docs/freshness.md, "Bounded staleness"). Bumps come in groups: a member '<first tick>:<time of
 -- the first bump>' scored by the group's last tick; a bump within GROUP_MS of its group's first joins
 -- it. The first group whose last tick is above a stamp holds the first bump after it, at or after
 -- the group's time. At most HISTORY groups are kept; the trimmed ones leave the 'f' member at the
 -- newest trimmed tick: a stamp below it cannot be answered (refused).
-local function remember(vk, sv, before)
+local function bump(vk, sv)
   local hk = 'qc:h:' .. string.sub(vk, 6)
   local last = redis.call('ZRANGE', hk, -1, -1)[1]
-  if not last and before then
+  if not last then
     -- No history (never kept, expired or evicted) for a version that existed: the bumps up to the
     -- version it replaces are unknown, so stamps below it are refused.
-    redis.call('ZADD', hk, before, 'f')
+    local before = redis.call('GET', vk)
+    if before then redis.call('ZADD', hk, before, 'f') end
   end
+  redis.call('SET', vk, sv)
   local since = last and last ~= 'f' and tonumber(string.match(last, ':(%d+)$'))
   if since and now_ms - since < GROUP_MS then
     redis.call('ZADD', hk, sv, last)  -- the group now ends at this tick
@@ -299,8 +301,7 @@ end
 local function phase1(token, ttl, names, channel)
   local sv = string.format('%d', tick())
   for i = 1, n do
-    remember(KEYS[1 + i], sv, redis.call('GET', KEYS[1 + i]))
-    redis.call('SET', KEYS[1 + i], sv)
+    bump(KEYS[1 + i], sv)
     redis.call('ZADD', KEYS[1 + n + i], now_ms + ttl, token)
     redis.call('PEXPIRE', KEYS[1 + n + i], ttl * 2)
   end
@@ -311,8 +312,7 @@ end
 local function phase2(token)
   local sv = string.format('%d', tick())
   for i = 1, n do
-    remember(KEYS[1 + i], sv, redis.call('GET', KEYS[1 + i]))
-    redis.call('SET', KEYS[1 + i], sv)
+    bump(KEYS[1 + i], sv)
     redis.call('ZREM', KEYS[1 + n + i], token)
   end
   return sv
