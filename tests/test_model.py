@@ -13,8 +13,17 @@ exactly that answer, and every cached answer must equal it. The transaction stat
 leaves must be the one an uncached read leaves. Database errors (a primary-key violation, a lock
 timeout, a serialization failure) must be the driver's own and are followed by a rollback.
 
+Maintained answers (docs/maintenance.md): the reads of ``MAINTAINABLE`` (joins, grouped and global
+aggregates with NULL group keys and NULL summands, ORDER BY ... LIMIT lists, a filtering CTE, a
+scalar subquery, a total over the groups) name their tables with their schema, as do the writes of
+``QUALIFIED``; with maintenance enabled a write updates their cached answers, and each one is
+checked like any other answer. The run must have maintained some (``maintained`` in the stats), or
+it proved nothing. The mutation checks at the end run the model with one side of the delta dropped
+and require it to find a wrong answer.
+
 Runs ``QUERYCACHE_MODEL_EXAMPLES`` examples (default 40) of ``QUERYCACHE_MODEL_STEPS`` steps
-(default 50) per configuration: memory or Redis store, table- or row-level invalidation.
+(default 50) per configuration: memory or Redis store, table- or row-level invalidation, and two
+with maintenance enabled (memory and table level, Redis and row level).
 ``QUERYCACHE_MODEL_SHRINK=1`` shrinks a failure to a minimal sequence of steps. Without
 ``QUERYCACHE_MODEL_EXAMPLES`` the examples are the same on every run (derandomized).
 """
@@ -40,6 +49,7 @@ from hypothesis.stateful import (
 )
 
 import querycache
+from querycache.maintain import writes
 from tests.backends.test_redis import REDIS_URL, _leased, _redis_up
 from tests.conftest import PG_DSN, Database, make_database
 
@@ -49,6 +59,10 @@ STEPS = int(os.environ.get("QUERYCACHE_MODEL_STEPS", "50"))
 PHASES = list(Phase) if os.environ.get("QUERYCACHE_MODEL_SHRINK") else [Phase.explicit, Phase.reuse, Phase.generate]
 # A step never waits on a lock another connection of this same thread holds: it fails instead.
 OPTIONS = "-c lock_timeout=50"
+# Nor on a table's maintainer lease (docs/maintenance.md, "A write": waited for at most 1 s): a lease
+# held by another connection of this thread is never given back during the wait, which can only end
+# in the fallback it would end in after 1 s (only the time differs).
+LEASE_WAIT_S = 0.02
 
 # (sql with {t} and {u}, the kinds of its parameters)
 READS: list[tuple[str, tuple[str, ...]]] = [
@@ -70,6 +84,25 @@ READS: list[tuple[str, tuple[str, ...]]] = [
     ("SELECT b.t_id, sum(b.qty) FROM {u} b WHERE b.t_id IN (SELECT id FROM {t} WHERE grp = %s) "
      "GROUP BY b.t_id ORDER BY 1", ("grp",)),
 ]
+# Maintainable reads (querycache/maintain/shape.py): tables named with their schema ({pt}, {pu}).
+# ORDER BY keys are unique (a group key last), so that the database's order is the only one.
+MAINTAINABLE: list[tuple[str, tuple[str, ...]]] = [
+    ("SELECT a.grp, count(*), sum(b.qty), count(b.qty) FROM {pt} a JOIN {pu} b ON b.t_id = a.id "
+     "GROUP BY a.grp ORDER BY 1", ()),
+    ("SELECT grp, count(*), sum(val), count(val) FROM {pt} GROUP BY grp", ()),
+    ("SELECT count(*), sum(val), count(val) FROM {pt} WHERE grp = %s", ("grp",)),
+    ("SELECT b.t_id, sum(b.qty) AS s, count(*) AS n FROM {pu} b GROUP BY b.t_id ORDER BY s DESC, b.t_id LIMIT %s",
+     ("limit",)),
+    ("SELECT a.grp, count(*) AS n FROM {pt} a, {pu} b WHERE b.t_id = a.id AND b.qty > %s "
+     "GROUP BY a.grp ORDER BY n, a.grp DESC LIMIT 2 OFFSET 1", ("val",)),
+    ("WITH big AS (SELECT id, grp FROM {pt} WHERE val > %s) SELECT big.grp, count(*), sum(b.qty) "
+     "FROM big JOIN {pu} b ON b.t_id = big.id GROUP BY big.grp", ("val",)),
+    ("SELECT grp, count(*) AS n, (SELECT sum(b.qty) FROM {pu} b) AS total FROM {pt} GROUP BY grp", ()),
+    ("SELECT grp, sum(val) AS s, SUM(SUM(val)) OVER () AS tot FROM {pt} GROUP BY grp", ()),
+    ("SELECT count(*), sum(b.qty) FROM {pt} a JOIN {pu} b ON b.t_id = a.id WHERE a.grp = %s", ("grp",)),
+    ("SELECT b.qty, count(*), sum(b.t_id) FROM {pu} b GROUP BY b.qty ORDER BY 1 DESC", ()),
+]
+READS += MAINTAINABLE
 WRITES: list[tuple[str, tuple[str, ...]]] = [
     ("UPDATE {t} SET val = val + %s WHERE id = %s", ("val", "id")),
     ("UPDATE {t} SET grp = %s WHERE id = %s", ("grp", "id")),
@@ -84,8 +117,26 @@ WRITES: list[tuple[str, tuple[str, ...]]] = [
     ("DELETE FROM {u} WHERE t_id = %s", ("id",)),
     ("UPDATE {u} SET qty = qty + 1 WHERE t_id IN (%s, %s)", ("id", "id")),
 ]
+# Writes that maintenance may apply to (a schema-qualified single-table INSERT/UPDATE/DELETE);
+# NULLs into group keys and summands, rows moving between groups, groups emptied and refilled.
+QUALIFIED: list[tuple[str, tuple[str, ...]]] = [
+    ("UPDATE {pt} SET val = val + %s WHERE id = %s", ("val", "id")),
+    ("UPDATE {pt} SET grp = %s WHERE id = %s", ("grp", "id")),
+    ("UPDATE {pt} SET grp = NULL WHERE id = %s", ("id",)),
+    ("UPDATE {pt} SET val = NULL WHERE id = %s", ("id",)),
+    ("DELETE FROM {pt} WHERE id = %s", ("id",)),
+    ("INSERT INTO {pt} (id, grp, val) VALUES (%s, %s, %s)", ("id", "grp", "val")),  # may violate the key
+    ("INSERT INTO {pu} (id, t_id, qty) VALUES (%s, %s, %s)", ("uid", "id", "val")),  # may violate the key
+    ("UPDATE {pu} SET t_id = %s WHERE id = %s", ("id", "uid")),
+    ("UPDATE {pu} SET qty = NULL WHERE id = %s", ("uid",)),
+    ("UPDATE {pt} SET val = 0 WHERE grp = %s", ("grp",)),
+    ("DELETE FROM {pu} WHERE t_id = %s", ("id",)),
+    ("UPDATE {pu} SET qty = qty + 1 WHERE t_id IN (%s, %s)", ("id", "id")),
+]
+WRITES += QUALIFIED
 MANY = "UPDATE {t} SET val = %s WHERE id = %s"
-PARAMS = {"id": st.integers(1, 8), "grp": st.integers(0, 2), "val": st.integers(0, 9), "uid": st.integers(1, 20)}
+PARAMS = {"id": st.integers(1, 8), "grp": st.integers(0, 2), "val": st.integers(0, 9), "uid": st.integers(1, 20),
+          "limit": st.integers(0, 4)}
 LOCAL = ("auto", "rc", "rr", "pg2")  # the wrapped connections of this process
 NON_AUTOCOMMIT = ("rc", "rr", "pg2")
 
@@ -135,13 +186,15 @@ def checked_read(conn: Any, sql: str, params: tuple[Any, ...], autocommit: bool)
     want = _comparable(check.fetchall(), sql)
     want_names = [d[0] for d in check.description]
     check.close()
-    if got != want or names != want_names:
+    # By text: a value equal in Python but not in its type or representation (1 and 1.0, 1.5
+    # and 1.50) is another answer.
+    if str(got) != str(want) or names != want_names:
         return status, f"{sql} {params} ({status}): cached {names} {got} != database {want_names} {want}"
     return status, None
 
 
-def _config(store: str, row_level: bool, namespace: str) -> dict[str, Any]:
-    config: dict[str, Any] = {"invalidation": {"row_level": row_level}}
+def _config(store: str, row_level: bool, namespace: str, maintain: bool = False) -> dict[str, Any]:
+    config: dict[str, Any] = {"invalidation": {"row_level": row_level, "maintain": {"enabled": maintain}}}
     if store == "redis":
         config["l2"] = {"backend": "redis", "url": REDIS_URL, "namespace": namespace, "timeout_ms": 2000}
     return config
@@ -151,6 +204,7 @@ def remote(pipe: Any, config: dict[str, Any]) -> None:
     """The second process: a wrapped autocommit connection of its own cache (same Redis)."""
     import psycopg
 
+    writes._LEASE_WAIT_S = LEASE_WAIT_S
     cache = querycache.QueryCache.from_dict(config)
     _leased(cache.backend)
     conn = cache.wrap(psycopg.connect(PG_DSN, autocommit=True, options=OPTIONS))
@@ -197,31 +251,61 @@ class Remote:
             self.proc.kill()
 
 
-@pytest.fixture(params=[("memory", False), ("memory", True), ("redis", False), ("redis", True)],
-                ids=["memory-table", "memory-rows", "redis-table", "redis-rows"])
-def setup(request: pytest.FixtureRequest,
-          tmp_path: Any) -> Iterator[tuple[querycache.QueryCache, Remote | None, Database]]:
-    store, row_level = request.param
+CONFIGS = {"memory-table": ("memory", False, False), "memory-rows": ("memory", True, False),
+           "redis-table": ("redis", False, False), "redis-rows": ("redis", True, False),
+           "memory-table-maintain": ("memory", False, True), "redis-rows-maintain": ("redis", True, True)}
+
+
+def _setup(store: str, row_level: bool, maintain: bool,
+           tmp_path: Any) -> Iterator[tuple[querycache.QueryCache, Remote | None, Database]]:
     db = make_database("postgres", tmp_path)  # skips (locally) or fails (CI) without PostgreSQL
     if store == "redis":
         _redis_up(REDIS_URL)
-    config = _config(store, row_level, "model" + uuid.uuid4().hex[:8])
+    config = _config(store, row_level, "model" + uuid.uuid4().hex[:8], maintain)
     cache = querycache.QueryCache.from_dict(config)
     if store == "redis":
         _leased(cache.backend)
     second = Remote(config) if store == "redis" else None
-    yield cache, second, db
-    if second is not None:
-        second.close()
-    cache.close()
-    db.cleanup()
+    waited, writes._LEASE_WAIT_S = writes._LEASE_WAIT_S, LEASE_WAIT_S
+    try:
+        yield cache, second, db
+    finally:
+        writes._LEASE_WAIT_S = waited
+        if second is not None:
+            second.close()
+        cache.close()
+        db.cleanup()
+
+
+@pytest.fixture(params=list(CONFIGS.values()), ids=list(CONFIGS))
+def setup(request: pytest.FixtureRequest,
+          tmp_path: Any) -> Iterator[tuple[querycache.QueryCache, Remote | None, Database]]:
+    yield from _setup(*request.param, tmp_path)
 
 
 def test_every_cached_answer_is_the_databases(setup: tuple[querycache.QueryCache, Remote | None, Database]) -> None:
+    cache, second, db = setup
+    statuses, errors = run_model(cache, second, db, EXAMPLES, STEPS)
+    hits = sum(n for status, n in statuses.items() if "hit:" in status or "coalesced" in status)
+    stats = cache.stats().to_dict()
+    print(f"\nmodel: {EXAMPLES} examples x {STEPS} steps; statuses {dict(statuses)}; database errors {dict(errors)}; "
+          f"row level {stats['row_level']}; maintain {stats['maintain']}")
+    assert hits > 0, statuses  # a run that never hit proves nothing
+    if cache.config.invalidation.row_level:
+        assert stats["row_level"].get("writes:rows", 0) > 0  # the finer path ran
+    if cache.config.invalidation.maintain.enabled:
+        # Writes updated cached answers (and each was then read and checked), or nothing was proven.
+        assert stats["maintain"].get("maintained", 0) > 0, stats["maintain"]
+
+
+def run_model(cache: querycache.QueryCache, second: Remote | None, db: Database, examples: int,
+              steps: int) -> tuple[Counter[str], Counter[str]]:
+    """The state machine run ``examples`` x ``steps`` times; an AssertionError on a wrong answer.
+    Returns the statuses of the reads and the database errors met."""
     import psycopg
     import psycopg2
 
-    cache, second, db = setup
+    maintain = cache.config.invalidation.maintain.enabled
     statuses: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     db_errors = (psycopg.Error, psycopg2.Error)
@@ -255,7 +339,7 @@ def test_every_cached_answer_is_the_databases(setup: tuple[querycache.QueryCache
             self.log: list[str] = []  # what ran, for the failure message
 
         def sql(self, template: str) -> str:
-            return template.format(t=self.t, u=self.u)
+            return template.format(t=self.t, u=self.u, pt=f"public.{self.t}", pu=f"public.{self.u}")
 
         def fail(self, message: str) -> None:
             raise AssertionError(message + "\nsteps of this run:\n" + "\n".join(self.log))
@@ -280,6 +364,11 @@ def test_every_cached_answer_is_the_databases(setup: tuple[querycache.QueryCache
             answers for the writes to make stale."""
             for _ in range(data.draw(st.integers(2, 5), label="hot statements")):
                 self.hot.append(self.draw_read(data))
+            if maintain:
+                # With maintenance enabled, maintainable reads for the writes to update.
+                for _ in range(data.draw(st.integers(1, 3), label="maintainable statements")):
+                    template, kinds = data.draw(st.sampled_from(MAINTAINABLE), label="maintainable")
+                    self.hot.append((self.sql(template), tuple(data.draw(PARAMS[k]) for k in kinds)))
 
         def draw_read(self, data: st.DataObject) -> tuple[str, tuple[Any, ...]]:
             template, kinds = READS[data.draw(st.integers(0, len(READS) - 1), label="read")]
@@ -334,6 +423,26 @@ def test_every_cached_answer_is_the_databases(setup: tuple[querycache.QueryCache
             template, kinds = WRITES[which]
             params = tuple(data.draw(PARAMS[k]) for k in kinds)
             self.attempt(name, f"{template} {params}", lambda cur: cur.execute(self.sql(template), params))
+            self.maybe_end(name, data)
+            self.observe(data)
+
+        @precondition(lambda self: maintain)
+        @rule(name=st.sampled_from(LOCAL), which=st.integers(0, len(QUALIFIED) - 1), data=st.data())
+        def maintained_write(self, name: str, which: int, data: st.DataObject) -> None:
+            """A maintainable hot statement read (and checked) on the autocommit connection, which
+            fills it with its state outside any transaction, then a write maintenance may apply to:
+            without this most writes would find the answers they could update already dropped by
+            the writes before them."""
+            maintainable = [(sql, params) for sql, params in self.hot if "public." in sql]
+            sql, params = data.draw(st.sampled_from(maintainable), label="maintained statement")
+            status, problem = checked_read(self.conns["auto"], sql, params, True)
+            statuses[f"auto {status}"] += 1
+            self.note(f"  auto: {sql} {params} -> {status}")
+            if problem:
+                self.fail(f"auto: {problem}")
+            template, kinds = QUALIFIED[which]
+            write_params = tuple(data.draw(PARAMS[k]) for k in kinds)
+            self.attempt(name, f"{template} {write_params}", lambda cur: cur.execute(self.sql(template), write_params))
             self.maybe_end(name, data)
             self.observe(data)
 
@@ -404,20 +513,24 @@ def test_every_cached_answer_is_the_databases(setup: tuple[querycache.QueryCache
                 assert _tx_status(conn.wrapped) != "inerror", name
 
         def teardown(self) -> None:
+            session = self.conns["auto"]._session
             for conn in self.conns.values():
                 try:
                     conn.rollback()
                 finally:
                     conn.close()
+            store = session.context.maintain
+            if store is not None:
+                # Every transaction ended: no table's maintainer lease is left held (a leaked one
+                # would turn every maintainable write of the table into a fallback for 10 s).
+                for table in (self.t, self.u):
+                    key = session.version_key(table)
+                    assert store.lease_maintainer(key, "probe", 1), f"maintainer lease of {table} held"
+                    store.release_maintainer(key, "probe")
 
     run_state_machine_as_test(Model, settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None, phases=PHASES,
+        max_examples=examples, stateful_step_count=steps, deadline=None, database=None, phases=PHASES,
         # The default run (CI) draws the same steps every time; QUERYCACHE_MODEL_EXAMPLES draws new ones.
         derandomize="QUERYCACHE_MODEL_EXAMPLES" not in os.environ,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
-    hits = sum(n for status, n in statuses.items() if "hit:" in status or "coalesced" in status)
-    print(f"\nmodel: {EXAMPLES} examples x {STEPS} steps; statuses {dict(statuses)}; database errors {dict(errors)}; "
-          f"row level {cache.stats().to_dict()['row_level']}")
-    assert hits > 0, statuses  # a run that never hit proves nothing
-    if cache.config.invalidation.row_level:
-        assert cache.stats().to_dict()["row_level"].get("writes:rows", 0) > 0  # the finer path ran
+    return statuses, errors
