@@ -280,7 +280,8 @@ def _setup(store: str, row_level: bool, maintain: bool,
 @pytest.fixture(params=list(CONFIGS.values()), ids=list(CONFIGS))
 def setup(request: pytest.FixtureRequest,
           tmp_path: Any) -> Iterator[tuple[querycache.QueryCache, Remote | None, Database]]:
-    yield from _setup(*request.param, tmp_path)
+    store, row_level, maintain = request.param
+    yield from _setup(store, row_level, maintain, tmp_path)
 
 
 def test_every_cached_answer_is_the_databases(setup: tuple[querycache.QueryCache, Remote | None, Database]) -> None:
@@ -534,3 +535,31 @@ def run_model(cache: querycache.QueryCache, second: Remote | None, db: Database,
         derandomize="QUERYCACHE_MODEL_EXAMPLES" not in os.environ,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     return statuses, errors
+
+
+MUTATION_EXAMPLES = 20
+
+
+@pytest.mark.parametrize("dropped", ["before", "after"])
+def test_the_model_finds_a_maintenance_without_one_delta_side(dropped: str, tmp_path: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mutation check of the issue: with the rows a write's delta queries read before it (or
+    after it) ignored, the model above must find a maintained answer that is not the database's."""
+    real = writes.StatementMaintenance._apply
+
+    def mutated(self: writes.StatementMaintenance, befores: Any, afters: Any) -> None:
+        if dropped == "before" and befores is not None:
+            befores = {}
+        if dropped == "after" and afters is not None:
+            afters = {part: [] for part in afters}
+        real(self, befores, afters)
+
+    monkeypatch.setattr(writes.StatementMaintenance, "_apply", mutated)
+    made = _setup("memory", False, True, tmp_path)
+    cache, second, db = next(made)
+    try:
+        with pytest.raises(AssertionError, match="!= database"):
+            run_model(cache, second, db, MUTATION_EXAMPLES, STEPS)
+        assert cache.stats().to_dict()["maintain"].get("maintained", 0) > 0
+    finally:
+        made.close()
