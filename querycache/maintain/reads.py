@@ -77,6 +77,25 @@ def derive_fill(shape: Shape, rows: Sequence[Sequence[object]], params: object
         return "error"
 
 
+_NUMERIC = 1700  # PostgreSQL's numeric
+
+
+def _keys_of_varying_scale(session: Session, shape: Shape, raw_cursor: DBAPICursor) -> bool:
+    """Whether a group key is a PostgreSQL numeric of no declared scale (an unconstrained column,
+    an expression). Its values may differ in scale within one group (1.50 and 1.5 are one group),
+    and the database shows the key as one of the group's rows has it: the state cannot tell which
+    once rows come and go (docs/maintenance.md, "Which reads are maintained")."""
+    if session.adapter.dialect != "postgres":
+        return False  # MySQL/MariaDB give a DECIMAL the scale of its type
+    description = raw_cursor.description or ()
+    for column in description[shape.width:shape.width + shape.keys]:
+        scale = column[5] if len(column) > 5 else None
+        # psycopg: None without a declared scale; psycopg2: 65535 (typmod -1)
+        if column[1] == _NUMERIC and not (isinstance(scale, int) and 0 <= scale <= 1000):
+            return True
+    return False
+
+
 def register_maintained(session: Session, sql: str, params: object, version_keys: tuple[str, ...], key: str,
                         scope_key: str) -> None:
     """Tell writers of the read's tables (in any process) that ``key`` holds a maintained answer."""
@@ -115,7 +134,8 @@ def run_state_query(session: Session, execute: Callable[[str, dict[str, object]]
         stats.incr("refused:state_query")
         not_maintainable(session, sql, "state_query")
         return None
-    found = derive_fill(shape, rows, params)
+    found = derive_fill(shape, rows, params) if not _keys_of_varying_scale(session, shape, raw_cursor) \
+        else "numeric_key"
     if isinstance(found, str):
         stats.incr(f"refused:{found}")
         not_maintainable(session, sql, found)
