@@ -158,13 +158,10 @@ def test_nulls_and_coerced_literals(shop: Database, cache: querycache.QueryCache
     assert c.read(nulls) == "miss"
 
 
-def test_is_not_null_is_not_pinned_as_is_null(shop: Database, cache: querycache.QueryCache,
-                                              request: pytest.FixtureRequest) -> None:
+def test_is_not_null_is_not_pinned_as_is_null(shop: Database, cache: querycache.QueryCache) -> None:
     """sqlglot parses PostgreSQL's ``x IS NOT NULL`` as ``Is(x, NULL, negate=True)`` (MySQL's as
-    ``Not(Is(x, NULL))``): it pins no bucket. Pinned as ``x IS NULL`` (the bug), a write of a row
-    with a value left the answer stale, in L2 and L1."""
-    if shop.name == "postgres":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="BUG: PostgreSQL IS NOT NULL pinned as IS NULL"))
+    ``Not(Is(x, NULL))``): it pins no bucket. Pinned as ``x IS NULL`` (a bug, found with the
+    maintained answers' tests), a write of a row with a value left the answer stale, in L2 and L1."""
     c = Checked(shop, cache)
     products = shop.t("products")
     not_null = f"SELECT COUNT(*) FROM {products} WHERE flag IS NOT NULL"

@@ -310,7 +310,8 @@ def _pin_select(select: exp.Select, occurrences: dict[Occurrence, str],
                 items = [source_of(i) for i in conjunct.expressions]
                 if column and items and all(i is not None for i in items):
                     constants.setdefault(column, set()).update(i for i in items if i is not None)
-            elif isinstance(conjunct, exp.Is) and isinstance(conjunct.expression, exp.Null):
+            elif (isinstance(conjunct, exp.Is) and isinstance(conjunct.expression, exp.Null)
+                  and not conjunct.args.get("negate")):  # PostgreSQL's IS NOT NULL: Is(negate=True), no pin
                 column = column_of(conjunct.this)
                 if column:
                     constants.setdefault(column, set()).add(NULL_SOURCE)
