@@ -697,14 +697,12 @@ def test_a_numeric_group_key_of_varying_scale_is_shown_as_the_database_shows_it(
         w.close()
 
 
-def test_scalar_subqueries_of_counts(world: World, request: pytest.FixtureRequest) -> None:
+def test_scalar_subqueries_of_counts(world: World) -> None:
     """Uncorrelated scalar subqueries (a COUNT(*), a COUNT(x) under a filter, a SUM) beside the
     groups: a write to their table is maintained. Found by this test (bug, MariaDB): a COUNT
     part's delta query had two columns named ``COUNT(*)`` in a derived table, which MariaDB
     refuses, so every write to the table fell back (delta_error) for all its entries."""
     w = world
-    if not w.postgres:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="BUG: duplicate column names on MariaDB"))
     seed(w)
     read = ("SELECT g AS g, count(*) AS n, (SELECT count(*) FROM {u} b) AS un, "
             "(SELECT count(b.qty) FROM {u} b WHERE b.qty > 1) AS uq, (SELECT sum(c.qty) FROM {u} c) AS us "

@@ -269,8 +269,12 @@ def _analyze(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> 
         _filter(found, dialect, filters, (-1, table))
     scalar_deltas: list[dict[str, str]] = []
     for index, (node, scalar) in enumerate(zip(scalar_nodes, scalars, strict=True)):
-        part = exp.Select(expressions=[node.expressions[0].copy(), _counted(node).expressions[0],
-                                       _scaled(node).expressions[0] if scalar.scaled else exp.Null()])
+        columns = [node.expressions[0], _counted(node).expressions[0],
+                   _scaled(node).expressions[0] if scalar.scaled else exp.Null()]
+        # Named apart: in the batch's derived table MySQL/MariaDB refuse two columns both named
+        # COUNT(*) (an aggregate and its count).
+        part = exp.Select(expressions=[exp.alias_((c.this if isinstance(c, exp.Alias) else c).copy(), f"qc_s{j}")
+                                       for j, c in enumerate(columns)])
         part.set("from_", node.args["from_"].copy())
         part.set("joins", [j.copy() for j in node.args.get("joins") or []] or None)
         if node.args.get("where") is not None:
