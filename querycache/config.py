@@ -135,6 +135,9 @@ class MaintainConfig:
     """Entries maintained per write statement; the rest are invalidated (counted)."""
     max_delta_ms: float = 250.0
     """Time a write statement may spend on delta queries; past it the rest are invalidated."""
+    catch_up: bool = True
+    """A fill that writes land during is caught up with their rows instead of being refused
+    (docs/maintenance.md, "Fills under writes")."""
     max_state_groups: int = 2000
     """Groups a maintained answer's state may hold: a read whose state is larger fills as any
     other (``refused:state_size``), as every write would re-encode all of it."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Sequence
 from querycache.codec import CorruptEntry, decode
 from querycache.invalidation.row_writes import fetch, quietly
 from querycache.maintain.shape import Shape, bind
-from querycache.maintain.state import State, Unmaintainable, apply_groups, apply_scalar, derive
+from querycache.maintain.state import State, Unmaintainable, apply_groups, apply_scalar, derive, merged
 from querycache.maintain.writes import CATCHUP_FIELD, primary_key
 
 if TYPE_CHECKING:
@@ -71,7 +71,9 @@ def can_catch_up(session: Session, shape: Shape) -> dict[str, str] | None:
     that logs writes; None otherwise."""
     adapter, raw = session.adapter, session.raw
     store = session.context.maintain
-    if store is None or adapter.dialect not in ("postgres", "mysql") or not adapter.autocommit(raw):
+    if store is None or not session.context.config.invalidation.maintain.catch_up:
+        return None
+    if adapter.dialect not in ("postgres", "mysql") or not adapter.autocommit(raw):
         return None
     if adapter.in_transaction(raw):
         return None
@@ -165,17 +167,16 @@ class CatchUp:
 
     def _round(self, rows: dict[str, set[object]], stamp: int) -> bool:
         """Recompute the rows written since the snapshot's stamp in it and in a new one pinned now."""
-        if len(rows) > 1:
-            self.stats.incr("catchup:relations")  # two relations at once: not decided here
+        if len(rows) > 2:
+            self.stats.incr("catchup:relations")  # three relations at once: not decided here
             return False
-        (relation, found), = rows.items()
-        keys = sorted(found, key=repr)
-        if len(keys) > _MAX_KEYS:
+        keys = {relation: sorted(found, key=repr) for relation, found in rows.items()}
+        if sum(map(len, keys.values())) > _MAX_KEYS:
             self.stats.incr("catchup:too_many_rows")
             return False
         snapshot = self.snapshot
         try:
-            before = self._contributions(relation, keys)
+            before = self._contributions(keys)
             snapshot.end()
             snapshot.pin()
         except Exception:  # noqa: BLE001 - the fill goes on without catching up
@@ -188,30 +189,49 @@ class CatchUp:
             self.stats.incr("catchup:raced")
             return False
         try:
-            after = self._contributions(relation, keys)
+            after = self._contributions(keys)
         except Exception:  # noqa: BLE001 - as above
             self.stats.incr("catchup:error")
             return False
         self.changed = True
-        for part, rows_after in after.items():
-            rows_before = before.get(part, [])
+        shape = self.shape
+        for part, (added, taken) in after.items():
+            was, gone = before[part]
+            # The rows touching either relation: each one's, less those touching both (counted twice).
+            old, new = merged(shape, part, [*was, *taken]), merged(shape, part, [*added, *gone])
             if part < 0:
-                apply_groups(self.state, self.shape, rows_before, rows_after)
+                apply_groups(self.state, shape, old, new)
             else:
-                apply_scalar(self.state, self.shape, part, rows_before[0] if rows_before else None,
-                             rows_after[0] if rows_after else None)
+                apply_scalar(self.state, shape, part, old[0] if old else None, new[0] if new else None)
         snapshot.stamp = check[0]
         self.stats.incr("catchup:round")
         return True
 
-    def _contributions(self, relation: str, keys: list[object]) -> dict[int, list[Sequence[object]]]:
-        """Each part's delta query for ``keys`` of ``relation`` in the open snapshot."""
-        out = {}
-        cursor, dialect = self.snapshot.cursor, self.snapshot.dialect
-        for part in range(-1, len(self.shape.scalars)):
-            sql = self.shape.delta_sql(part, relation, self.pks[relation], len(keys), dialect)
-            if sql is not None:
-                out[part] = fetch(cursor, sql, bind(self.params, keys))
+    def _contributions(self, keys: dict[str, list[object]]
+                       ) -> dict[int, tuple[list[Sequence[object]], list[Sequence[object]]]]:
+        """Per part, in the open snapshot: the delta query rows of each relation's keys, and those
+        of both relations' keys at once (to be taken away: they are in both)."""
+        out: dict[int, tuple[list[Sequence[object]], list[Sequence[object]]]] = {}
+        cursor, dialect, shape = self.snapshot.cursor, self.snapshot.dialect, self.shape
+        for part in range(-1, len(shape.scalars)):
+            added: list[Sequence[object]] = []
+            read = []
+            for relation, found in sorted(keys.items()):
+                sql = shape.delta_sql(part, relation, self.pks[relation], len(found), dialect)
+                if sql is not None:
+                    added += fetch(cursor, sql, bind(self.params, found))
+                    read.append((relation, found))
+            both: list[Sequence[object]] = []
+            if len(read) == 2:
+                (first, one), (second, two) = read
+                sql = shape.pair_delta_sql(part, (first, self.pks[first], len(one)),
+                                           (second, self.pks[second], len(two)), dialect)
+                if sql is None:
+                    raise Unmaintainable("relations")
+                bound = bind(self.params, one) | {f"qcn{i}": key for i, key in enumerate(two)}
+                both = fetch(cursor, sql, bound)
+            if read:
+                out[part] = (added, both)
         return out
 
 

@@ -354,6 +354,26 @@ def apply_scalar(state: State, shape: Shape, k: int, before: Sequence[object] | 
     state.scalars[k] = [value, count, scales]
 
 
+def merged(shape: Shape, part: int, rows: Iterable[Sequence[object]]) -> list[tuple[object, ...]]:
+    """Delta rows of ``part`` from several restrictions added up per group (one row per group,
+    as ``apply_groups`` and ``apply_scalar`` take them), exactly."""
+    keys = shape.keys if part < 0 else 0
+    slots = shape.slots if part < 0 else (shape.scalars[part],)
+    out: dict[tuple[object, ...], list[object]] = {}
+    for row in rows:
+        key = tuple(row[:keys])
+        found = out.get(key)
+        if found is None:
+            out[key] = list(row[keys:])
+            continue
+        for index, value in enumerate(row[keys:]):
+            slot = slots[index // 3] if index < 3 * len(slots) else None  # None: COUNT(*)
+            scaled = slot is not None and slot.scaled and index % 3 == 0
+            wide = slot is not None and index % 3 == 2  # a multiset of scales
+            found[index] = _combine(found[index], value, None, scaled, _WIDE if wide else _EXACT)
+    return [(*key, *values) for key, values in out.items()]
+
+
 def derive(state: State, shape: Shape, params: object) -> list[tuple[object, ...]]:
     """The rows the statement returns for ``state``: projected, ordered, offset and limited."""
     return order(project(state, shape), shape, params)
