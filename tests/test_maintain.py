@@ -718,3 +718,29 @@ def test_scalar_subqueries_of_counts(world: World) -> None:
         w.check(JOINED, hit=True)
     delta = w.delta()
     assert delta["maintained"] == 8 and not fallbacks(delta), delta
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_past_the_budget_the_rest_is_invalidated(kind: str, tmp_path: Any) -> None:
+    """max_entries_per_write: 1 with three entries on the table: one is maintained per write, the
+    others are invalidated (max_entries), and every answer is the database's."""
+    db = make_database(kind, tmp_path)
+    cache = querycache.QueryCache.from_dict({"invalidation": {"maintain": {"enabled": True,
+                                                                           "max_entries_per_write": 1}}})
+    w = World(db, cache)
+    try:
+        seed(w)
+        reads = [(GROUPED, ()), (GLOBAL, (1,)), (GLOBAL, (2,))]
+        for sql, params in reads:
+            w.check(sql, params)
+        w.delta()
+        for n in range(3):
+            w.write("UPDATE {t} SET x = x + %s WHERE id = %s", (n + 1, 1 + n))
+            for sql, params in reads:
+                w.check(sql, params)
+            delta = w.delta()
+            assert delta["maintained"] == 1 and delta["fallback:max_entries"] == 2, delta
+    finally:
+        w.close()
+        cache.close()
+        db.cleanup()
