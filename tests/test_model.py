@@ -39,6 +39,7 @@ from typing import Any, Iterator
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
+from hypothesis.errors import FlakyFailure
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -546,6 +547,13 @@ def run_model(cache: querycache.QueryCache, second: Remote | None, db: Database,
 MUTATION_EXAMPLES = 20
 
 
+def _mismatch_in(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it groups) is the model's report of a wrong answer."""
+    if isinstance(exc, AssertionError) and "!= database" in str(exc):
+        return True
+    return any(_mismatch_in(e) for e in getattr(exc, "exceptions", ()))
+
+
 @pytest.mark.parametrize("dropped", ["before", "after"])
 def test_the_model_finds_a_maintenance_without_one_delta_side(dropped: str, tmp_path: Any,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -564,8 +572,11 @@ def test_the_model_finds_a_maintenance_without_one_delta_side(dropped: str, tmp_
     made = _setup("memory", False, True, tmp_path)
     cache, second, db = next(made)
     try:
-        with pytest.raises(AssertionError, match="!= database"):
+        # The wrong answer, or hypothesis's report that its replay of the failing example did not
+        # fail again (the cache's state carries over between examples: it may not), holding it.
+        with pytest.raises((AssertionError, FlakyFailure)) as found:
             run_model(cache, second, db, MUTATION_EXAMPLES, STEPS)
+        assert _mismatch_in(found.value), found.value
         assert cache.stats().to_dict()["maintain"].get("maintained", 0) > 0
     finally:
         made.close()
