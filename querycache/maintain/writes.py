@@ -315,15 +315,14 @@ class StatementMaintenance:
                         # column types (an int and a numeric parameter would make every arm numeric).
                         kinds = tuple(type(p).__name__ for p in entry.params)
                         groups.setdefault((sql, kinds), []).append((i, part))
-            for (sql, _), members in groups.items():
-                arms = [f"SELECT {n} AS qc_e, qc_x{n}.* FROM ({_renamed(sql, i)}) qc_x{n}"
-                        for n, (i, _) in enumerate(members)]
+            for (sql, kinds), members in groups.items():
                 bound = bind((), keys)
                 for i, _ in members:
                     bound.update(_renamed_params(self.entries[i].params, i))
                 for i, part in members:
                     out[(i, part)] = []
-                for row in fetch(cursor, " UNION ALL ".join(arms), bound):
+                batch = _batched(sql, [i for i, _ in members], kinds, dialect)
+                for row in fetch(cursor, batch, bound):
                     arm = row[0]
                     if not isinstance(arm, int):
                         raise TypeError(f"qc_e is {type(arm).__name__}, not an arm's number")
@@ -390,6 +389,26 @@ _STATEMENT_PARAM = re.compile(r"%\(qcp(\d+)\)s")
 def _renamed(sql: str, entry: int) -> str:
     """``sql`` with the statement's parameters renamed for entry ``entry`` of a batch."""
     return _STATEMENT_PARAM.sub(lambda m: f"%(qce{entry}_{m.group(1)})s", sql)
+
+
+_TYPED = frozenset({"int", "Decimal", "date", "datetime"})  # parameters both drivers send with their type
+
+
+def _batched(sql: str, entries: list[int], kinds: tuple[str, ...], dialect: str) -> str:
+    """One query for the delta query ``sql`` of several entries (their parameters renamed by
+    ``_renamed_params``; ``kinds``: their types), its first column the member's number: on
+    PostgreSQL one plan for all, the parameters in a VALUES list joined laterally; otherwise a
+    UNION ALL of one arm per entry (MariaDB has no LATERAL; a text or NULL parameter would make a
+    VALUES column text, where the statement compared an untyped literal). docs/maintenance.md,
+    "What it costs"."""
+    width = len(kinds)
+    if dialect != "postgres" or not _TYPED.issuperset(kinds):
+        return " UNION ALL ".join(f"SELECT {n} AS qc_e, qc_x{n}.* FROM ({_renamed(sql, i)}) qc_x{n}"
+                                  for n, i in enumerate(entries))
+    rows = ", ".join(f"({n}{''.join(f', %(qce{i}_{k})s' for k in range(width))})" for n, i in enumerate(entries))
+    columns = ", ".join(["qc_e", *(f"qc_p{k}" for k in range(width))])
+    inner = _STATEMENT_PARAM.sub(lambda m: f"qc_v.qc_p{m.group(1)}", sql)
+    return f"SELECT qc_v.qc_e, qc_d.* FROM (VALUES {rows}) AS qc_v({columns}) CROSS JOIN LATERAL ({inner}) AS qc_d"
 
 
 def _renamed_params(params: tuple[object, ...], entry: int) -> dict[str, object]:
