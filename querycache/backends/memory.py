@@ -400,24 +400,26 @@ class MemoryBackend:
                 log.until = now + ttl_ms / 1000
             return self._clock.seq
 
-    def catchup(self, version_keys: Sequence[str], stamp: int) -> tuple[int, dict[str, list[bytes]] | None]:
+    def catchup(self, version_keys: Sequence[str], stamp: int) -> tuple[int, dict[str, list[bytes]] | str]:
         now = time.monotonic()
         with self._lock:
             seq = self._clock.seq
             out: dict[str, list[bytes]] = {}
             for k in version_keys:
                 version = self.versions.get(k)
-                if version is None or self._has_pending((k,), now):
-                    return seq, None
+                if version is None:
+                    return seq, "unlogged"
+                if self._has_pending((k,), now):
+                    return seq, "pending"
                 if version <= stamp:
                     continue
                 log = self._clock.catchup.get(k)
                 if log is None or log.since > stamp or log.until <= now:
-                    return seq, None
+                    return seq, "unlogged"
                 found = [r for t, r in log.writes if t > stamp]
                 known = [r for r in found if r is not None]
                 if len(known) < len(found):
-                    return seq, None
+                    return seq, "unknown"
                 out[k] = known
             return seq, out
 
