@@ -23,7 +23,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from querycache.analysis import Analysis, StatementKind
+from querycache.analysis import ALL_TABLES, CATALOG_CHANGES, Analysis, StatementKind
 from querycache.backends.base import Baseline, MaintainCheck, MaintainedAnswers, MaintainUpdate
 from querycache.codec import CorruptEntry, Result, decode, encode
 from querycache.drivers.base import DBAPICursor
@@ -453,14 +453,6 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: object, keys
         # would widen what the transaction read (and its serialization failures).
         stats.incr("fallback:isolation", len(registered))
         return None
-    # One maintaining writer per table at a time (two would each see the other's bump and fall
-    # back, invalidating every entry of the table): wait for the lease, boundedly.
-    lease = None
-    if registered and table_key not in tx.leases:
-        lease = _lease(store, table_key)
-        if lease is None:
-            stats.incr("fallback:lease_wait", len(registered))
-            return None
     # A REPEATABLE READ transaction that already ran a statement may hold a snapshot older than a
     # baseline taken now: a delta would miss a commit. Entries baselined before it are fine.
     late = in_tx and tx.ran and session.isolation() in _RR_LEVELS
@@ -483,6 +475,22 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: object, keys
         found = _candidate(session, table_key, key, spec, written)
         if found is not None:
             fresh.append((key, *found))
+    # One maintaining writer at a time per table its entries read (two would each see the other's
+    # bump and fall back, invalidating the entries they share): the leases, taken in name order
+    # and boundedly waited for, before the baselines.
+    wanted = sorted({table_key} | {k for _, _, _, version_keys in fresh for k in _table_keys(session, version_keys)}
+                    if fresh else set()) if registered else []
+    leases: list[tuple[str, str]] = []
+    for held_key in wanted:
+        if held_key in tx.leases:
+            continue
+        token = _lease(store, held_key)
+        if token is None:
+            for held in leases:
+                _quietly(context, partial(store.release_maintainer, *held))
+            stats.incr("fallback:lease_wait", len(registered))
+            return None
+        leases.append((held_key, token))
     if fresh:
         try:
             baselines = store.maintained_baselines([(key, version_keys) for key, _, _, version_keys in fresh])
@@ -494,7 +502,6 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: object, keys
                 entries.append(Maintained(key, shape, entry_params, version_keys, baseline))
             elif baseline:
                 _quietly(context, partial(store.forget_maintained, table_key, key))  # gone
-    leases = [(table_key, lease)] if lease is not None else []
     if not entries and not logging:
         for held in leases:
             _quietly(context, partial(store.release_maintainer, *held))
@@ -513,6 +520,11 @@ def _quietly(context: CacheContext, call: Callable[[], object]) -> None:
 
 _LEASE_MS = 10_000  # a maintainer lease outlives any write it covers; a killed writer frees it then
 _LEASE_WAIT_S = 1.0
+
+
+def _table_keys(session: Session, version_keys: Sequence[str]) -> set[str]:
+    """The table keys (what maintainer leases are named after) of an entry's base tables."""
+    return {session.version_key(t) for t in {table_of(k) for k in version_keys} - {ALL_TABLES, CATALOG_CHANGES}}
 
 
 def _lease(store: MaintainedAnswers, table_key: str) -> str | None:
