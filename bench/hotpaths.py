@@ -149,7 +149,7 @@ def redis_section(quick: bool, runs: int = 3) -> dict[str, Any]:
     client = redis.Redis.from_url(REDIS_URL)
     try:
         client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means no Redis to measure
+    except Exception as exc:
         raise Unavailable(f"Redis unreachable at {REDIS_URL}: {exc}") from exc
     namespace = "benchhot" + uuid.uuid4().hex[:6]
     cache = querycache.QueryCache.from_dict({
@@ -198,7 +198,7 @@ def redis_section(quick: bool, runs: int = 3) -> dict[str, Any]:
 def redis_without_hiredis(quick: bool) -> dict[str, Any]:
     """The Redis section in a child process where ``import hiredis`` fails."""
     code = ("import sys, json; sys.modules['hiredis'] = None; sys.path.insert(0, 'bench');"
-            "import hotpaths; print(json.dumps(hotpaths.redis_section(%r)))" % quick)
+            f"import hotpaths; print(json.dumps(hotpaths.redis_section({quick!r})))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"the run without hiredis failed:\n{done.stderr}")
@@ -215,7 +215,7 @@ def postgres_section(quick: bool) -> dict[str, Any]:
         raise Unavailable(f"psycopg not installed: {exc}") from exc
     try:
         admin = psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3)
-    except Exception as exc:  # noqa: BLE001 - any failure means no PostgreSQL to measure
+    except Exception as exc:
         raise Unavailable(f"PostgreSQL unreachable ({PG_DSN}): {exc}") from exc
     table = f"qc_bench_users_{uuid.uuid4().hex[:8]}"
     cache = querycache.QueryCache()
