@@ -183,10 +183,10 @@ class CachedCursor(ReadPath, WritePath):
         if args or type(sql) is not str or (kwargs and not _RESULT_NEUTRAL_OPTIONS.issuperset(kwargs)):
             return self._execute_uncached(sql, params, args, kwargs, BypassReason.UNKNOWN)
         st = self._st
-        st.options = kwargs
         session = self._session
         hot = self._hot
         if hot is None:  # no L1 on this connection
+            st.options = kwargs
             return self._execute_slow(sql, params, session.adapter.in_transaction(session.raw))
         in_tx = hot.in_transaction(hot.raw_conn)
         tx = hot.tx
@@ -235,6 +235,7 @@ class CachedCursor(ReadPath, WritePath):
                                 hot.latency.observe(perf_counter() - started)
                         returns = hot.returns
                         return self if returns == "cursor" else result.rowcount if returns == "rowcount" else None
+        st.options = kwargs  # sent on with the statement (a hit sends nothing)
         return self._execute_slow(sql, params, in_tx)
 
     def _execute_uncached(self, sql: Any, params: Any, args: tuple[object, ...], kwargs: dict[str, object],

@@ -115,6 +115,26 @@ def store_key(session: Session, raw_cursor: Any, analysis: Analysis, params: Any
                   text, params, plan.version_keys)
 
 
+_STORE_KEYS_KEPT = 4096
+
+
+def memo_store_key(session: Session, raw_cursor: Any, analysis: Analysis, params: Any, plan: ReadPlan,
+                   l1_key: L1Key) -> str:
+    """``store_key``, remembered per connection: every part of it is a function of the L1 key (the
+    SQL text, hence its analysis; the parameters' typed key; the shape token, hence the cursor's
+    shape; the tenant, here with its type, whose repr the key hashes) and of the plan's scope and
+    version keys, which are part of the memo's key."""
+    memo = session.store_keys
+    memo_key = (l1_key, type(l1_key[1]), plan.scope_key, plan.version_keys)
+    key = memo.get(memo_key)
+    if key is None:
+        key = store_key(session, raw_cursor, analysis, params, plan)
+        if len(memo) >= _STORE_KEYS_KEPT:
+            memo.clear()
+        memo[memo_key] = key
+    return key
+
+
 def l3_scope(session: Session, plan: ReadPlan, shape: str) -> str:
     """L3's scope: one FAISS index per (namespace, the read's scope, tenant, row shape)."""
     context = session.context
@@ -174,7 +194,7 @@ class ReadPath(ServingCursor):
         read.tx_stamp = tx.stamp if in_tx and isolation in RR_LEVELS else None
         read.use_l1 = session.l1 is not None and analysis.hints.tier != "l2"
         if context.l2_enabled and analysis.hints.tier != "l1":
-            read.store_key = store_key(session, self._raw, analysis, params, plan)
+            read.store_key = memo_store_key(session, self._raw, analysis, params, plan, l1_key)
         coalesce = context.config.coalesce
         flight: Flight | None = None
         # One bound for the whole call: waiting as a follower, re-elected, then for another process.
@@ -191,14 +211,14 @@ class ReadPath(ServingCursor):
         try:
             result = self._lookup_and_run(read, flight)
         except BaseException:
-            if not flight.done.is_set():
+            if not flight.finished:
                 context.flights.finish(key, flight, Outcome.FAILED)
             self._release_lease(key, "error")
             raise
         finally:
             if flight.followers:
                 context.stats.coalesce.incr("leaders")  # a leader that others waited for
-        if not flight.done.is_set():
+        if not flight.finished:
             context.flights.finish(key, flight, Outcome.UNSHARED)  # its lease: given back by then
         return result
 
