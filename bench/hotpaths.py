@@ -183,10 +183,15 @@ def redis_section(quick: bool, runs: int = 3) -> dict[str, Any]:
             before = cache.stats()
             medians = interleaved({"raw": raw, "hit": hit}, batches, per_batch)
             after = cache.stats()
-            assert after.hits["l2"] - before.hits["l2"] == batches * per_batch + min(per_batch, 200)
-            assert after.misses == before.misses and not after.bypasses, "a timed call was not an L2 hit"
+            # A call whose lookup timed out (the store's 50 ms, on a loaded machine) ran on the
+            # database, failing open: counted and reported; anything else is a broken benchmark.
+            failed_open = (after.bypasses.get("store_unavailable", 0)
+                           - before.bypasses.get("store_unavailable", 0))
+            hits = after.hits["l2"] - before.hits["l2"]
+            assert hits + failed_open == batches * per_batch + min(per_batch, 200), "a timed call was no L2 hit"
+            assert after.misses == before.misses, "a timed call was a miss"
             out["runs"].append({"raw_get_us": medians["raw"], "l2_hit_us": medians["hit"],
-                                "ratio": medians["hit"] / medians["raw"]})
+                                "ratio": medians["hit"] / medians["raw"], "failed_open": failed_open})
         return out
     finally:
         client.delete(raw_key)
@@ -278,8 +283,9 @@ def report(results: dict[str, Any]) -> str:
             lines.append(f"L2 hit on Redis (L1 off, 10 rows, {r['payload_bytes']} bytes) vs raw redis-py GET "
                          f"of the same bytes, {label}, goal <= 1.25x:")
             for n, run in enumerate(r["runs"], 1):
+                note = f"   ({run['failed_open']} lookups timed out: ran uncached)" if run["failed_open"] else ""
                 lines.append(f"  run {n}: GET {run['raw_get_us']:7.1f} us   L2 hit {run['l2_hit_us']:7.1f} us   "
-                             f"{run['ratio']:.2f}x")
+                             f"{run['ratio']:.2f}x{note}")
     p = results.get("postgres")
     if p:
         lines.append(f"miss overhead on PostgreSQL (raw and wrapped alternating, {p['calls_each']} cold misses "
