@@ -7,7 +7,6 @@ statements ``querycache.write``'s.
 
 from __future__ import annotations
 
-import math
 from time import monotonic, perf_counter
 from typing import TYPE_CHECKING, Any, Hashable, Iterator, Sequence
 
@@ -15,7 +14,7 @@ from querycache.analysis import ALL_TABLES, StatementKind
 from querycache.driver_methods import CopyBlock, DriverMethod
 from querycache.keys import _SIMPLE, UnsupportedParam, l1_params
 from querycache.l1 import HitPath
-from querycache.read import ReadPath, l1_fresh, mirror_fresh
+from querycache.read import ReadPath, l1_fresh
 from querycache.serving import _set, private_copy
 from querycache.status import HIT_L1, BypassReason
 from querycache.write import WritePath
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 
 # psycopg execute() options that change how, not what, a result is fetched.
 _RESULT_NEUTRAL_OPTIONS = frozenset({"prepare", "binary"})
-_NEVER = math.inf  # the version of a table the mirror does not know: newer than any stamp
 
 
 def _params_key(params: Any) -> Hashable | None:
@@ -42,8 +40,7 @@ class CachedCursor(ReadPath, WritePath):
     def __init__(self, conn: CachedConnection, session: Session, raw: Any) -> None:
         super().__init__(conn, session, raw)
         # The L1 hit path, chosen once: what it reads that cannot change while the cursor lives.
-        _set(self, "_hot", HitPath(session, raw) if session.l1 is not None else None)
-        _set(self, "_container", session.adapter.rows_container)
+        _set(self, "_hot", HitPath(session, raw, self._st) if session.l1 is not None else None)
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:
@@ -117,7 +114,7 @@ class CachedCursor(ReadPath, WritePath):
         if len(out) < size and not st.served:
             st.live = True
             out += list(self._raw.fetchmany(size - len(out)))
-        container = self._container
+        container = st.container
         return out if container is list else container(out)
 
     def fetchall(self) -> Any:
@@ -130,7 +127,7 @@ class CachedCursor(ReadPath, WritePath):
         if not st.served:
             st.live = True
             out += list(self._raw.fetchall())
-        container = self._container
+        container = st.container
         return out if container is list else container(out)
 
     def __iter__(self) -> Iterator[Any]:
@@ -182,12 +179,13 @@ class CachedCursor(ReadPath, WritePath):
     def execute(self, sql: Any, params: Any = None, *args: Any, **kwargs: Any) -> Any:
         if args or type(sql) is not str or (kwargs and not _RESULT_NEUTRAL_OPTIONS.issuperset(kwargs)):
             return self._execute_uncached(sql, params, args, kwargs, BypassReason.UNKNOWN)
-        st = self._st
-        session = self._session
-        hot = self._hot
+        hot = self._hot  # the one attribute of the cursor read (its class's __getattr__ makes them slow)
         if hot is None:  # no L1 on this connection
-            st.options = kwargs
+            session = self._session
+            self._st.options = kwargs
             return self._execute_slow(sql, params, session.adapter.in_transaction(session.raw))
+        st = hot.st
+        session = hot.session
         in_tx = hot.in_transaction(hot.raw_conn)
         tx = hot.tx
         # L1 fast path: no parsing, no I/O. Entries exist only for cacheable reads of this scope.
@@ -202,17 +200,22 @@ class CachedCursor(ReadPath, WritePath):
             else:
                 pkey = _params_key(params)
             if pkey is not None:
-                key = (session.scope_id, hot.tenant(), hot.shape(self._raw), sql, pkey)
+                key = (session.scope_id, hot.tenant(), hot.shape(hot.raw_cursor), sql, pkey)
                 entry = hot.get(key)
                 if entry is not None:
                     if in_tx or session.reads_open_tx:
                         fresh = l1_fresh(session, entry, in_tx)  # the transaction's rules
                     elif entry.epoch != hot.backend.l1_epoch or entry.expires_at <= monotonic():
                         fresh = False
-                    elif entry.single is not None:  # one table: one lookup in the mirror
-                        fresh = hot.versions.get(entry.single, _NEVER) <= entry.stamp
-                    else:
-                        fresh = mirror_fresh(hot.versions, entry.version_keys, entry.stamp)
+                    else:  # read.mirror_fresh, inline (a read of one table has four version keys:
+                        # every table, the catalog, the table, its rows; map/max in C measured slower)
+                        fresh = True
+                        get, stamp = hot.versions.get, entry.stamp
+                        for k in entry.version_keys:
+                            version = get(k)
+                            if version is None or version > stamp:
+                                fresh = False
+                                break
                     if fresh:
                         try:
                             hot.touch(key)  # LRU order

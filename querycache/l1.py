@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator, Mapping
 
 from querycache.codec import Result
 
 if TYPE_CHECKING:
     from querycache.backends.base import Backend
+    from querycache.serving import CursorState
     from querycache.session import Session
     from querycache.stats import Fingerprint, Histogram
     from querycache.transaction import TransactionTracker
@@ -27,11 +28,6 @@ class L1Entry:
     expires_at: float
     size: int
     fp: Fingerprint | None = None  # the statement's stats row, counted on each hit (None: stats off)
-    # The one version key of a single-table entry (None otherwise): its hit check is one lookup.
-    single: str | None = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.single = self.version_keys[0] if len(self.version_keys) == 1 else None
 
 
 class L1Cache:
@@ -118,15 +114,18 @@ class HitPath:
     counters. What can change between hits (the scope id, the tenant, the transaction state,
     the epoch, the mirror's versions) is read on each hit."""
 
-    __slots__ = ("backend", "get", "hits", "in_transaction", "latency", "raw_conn", "returns", "shape", "tenant",
-                 "ticks", "touch", "tx", "versions")
+    __slots__ = ("backend", "get", "hits", "in_transaction", "latency", "raw_conn", "raw_cursor", "returns",
+                 "session", "shape", "st", "tenant", "ticks", "touch", "tx", "versions")
 
-    def __init__(self, session: Session, raw_cursor: object) -> None:
+    def __init__(self, session: Session, raw_cursor: object, st: CursorState) -> None:
         l1 = session.l1
         assert l1 is not None
         context = session.context
         adapter = session.adapter
         stats = context.stats
+        self.session = session
+        self.st = st  # the cursor's state (its attributes are slow to read: see CachedCursor.execute)
+        self.raw_cursor: Any = raw_cursor
         self.get: Callable[[L1Key], L1Entry | None] = l1.data.get
         self.touch: Callable[[L1Key], None] = l1.data.move_to_end
         self.raw_conn: Any = session.raw

@@ -56,8 +56,8 @@ def l1_fresh(session: Session, entry: L1Entry, in_tx: bool) -> bool:
 
 
 def mirror_fresh(versions: Mapping[str, int], version_keys: tuple[str, ...], limit: int) -> bool:
-    """Whether no table of ``version_keys`` moved past ``limit`` in the process's mirror (a table
-    the mirror does not know may have: not fresh)."""
+    """Whether no version of ``version_keys`` moved past ``limit`` in the process's mirror (one the
+    mirror does not know may have: not fresh). ``CachedCursor.execute`` has its own copy inline."""
     for k in version_keys:
         version = versions.get(k)
         if version is None or version > limit:

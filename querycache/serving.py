@@ -32,9 +32,10 @@ class CursorState:
     statement's status. One small object of the cursor's own, so that a hit sets it with plain
     attribute stores (the cursor's ``__setattr__`` forwards every other name to the driver's)."""
 
-    __slots__ = ("fp", "live", "options", "pos", "result", "returned", "rows", "served", "status")
+    __slots__ = ("container", "fp", "live", "options", "pos", "result", "returned", "rows", "served", "status")
 
-    def __init__(self) -> None:
+    def __init__(self, container: type = list) -> None:
+        self.container = container  # how the driver hands back several rows (DriverAdapter.rows_container)
         self.status: str | None = None
         self.rows: list[Any] = []
         self.pos = 0
@@ -49,7 +50,7 @@ class CursorState:
 class ServingCursor:
     """The cursor's own state; every other attribute set on a cursor goes to the driver's."""
 
-    _own = frozenset({"_conn", "_session", "_raw", "_st", "_hot", "_container", "__weakref__"})
+    _own = frozenset({"_conn", "_session", "_raw", "_st", "_hot", "__weakref__"})
     _raw: Any  # the driver's cursor
     _conn: CachedConnection
     _session: Session
@@ -59,7 +60,7 @@ class ServingCursor:
         _set(self, "_raw", raw)
         _set(self, "_conn", conn)
         _set(self, "_session", session)
-        _set(self, "_st", CursorState())
+        _set(self, "_st", CursorState(session.adapter.rows_container))
 
     def __setattr__(self, name: str, value: object) -> None:
         if name in ServingCursor._own:
