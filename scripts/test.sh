@@ -12,7 +12,7 @@ site_dir="$(mktemp -d)"
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$site_dir"
 rm -rf "$site_dir"
 # The hot paths against what they replace, as ratios (informational: timings are printed, never
-# asserted; it fails only when a timed call was not what it measures; about 15 s; before the
+# asserted; it fails only when a timed call was not what it measures; a few seconds; before the
 # tests, so that pytest's summary closes the run). QUERYCACHE_SKIP_BENCH=1 leaves it out.
 if [ "${QUERYCACHE_SKIP_BENCH:-}" != "1" ]; then
     .venv/bin/python bench/hotpaths.py --quick
