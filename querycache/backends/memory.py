@@ -156,6 +156,9 @@ class MemoryBackend:
         self.namespace = namespace
         self._clock = clock or _PROCESS_CLOCK
         self._epoch = self._clock.epoch
+        # What L1 entries are checked against (Backend.l1_epoch): this process's clock never
+        # changes incarnation, so a plain attribute (an L1 hit reads it on every call).
+        self.l1_epoch: str = self._epoch
         # The version dict doubles as the process mirror that L1 hits are checked against.
         self.versions = self._clock.versions
         self._pending = self._clock.pending
@@ -177,10 +180,6 @@ class MemoryBackend:
 
     @property
     def epoch(self) -> str:
-        return self._epoch
-
-    @property
-    def l1_epoch(self) -> str:
         return self._epoch
 
     @property
