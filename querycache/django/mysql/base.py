@@ -1,0 +1,36 @@
+"""``ENGINE: "querycache.django.mysql"``: Django's MySQL backend over a wrapped PyMySQL connection.
+
+querycache wraps PyMySQL, not mysqlclient (``MySQLdb``): Django's backend imports ``MySQLdb``, so when
+mysqlclient is not installed this installs PyMySQL under that name (``pymysql.install_as_MySQLdb()``,
+PyMySQL's own way of serving Django); with mysqlclient installed it refuses to load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from django.core.exceptions import ImproperlyConfigured
+
+if "MySQLdb" not in sys.modules and importlib.util.find_spec("MySQLdb") is None:
+    try:
+        import pymysql
+    except ModuleNotFoundError as exc:
+        raise ImproperlyConfigured("querycache.django.mysql needs PyMySQL: pip install 'querycache[mysql,django]'") \
+            from exc
+    pymysql.install_as_MySQLdb()
+
+import MySQLdb  # noqa: E402 - PyMySQL, installed under that name above
+
+if not MySQLdb.__name__.startswith("pymysql"):
+    raise ImproperlyConfigured("querycache.django.mysql wraps PyMySQL connections, and mysqlclient (MySQLdb) is "
+                               "installed: uninstall mysqlclient (pip uninstall mysqlclient) so that PyMySQL serves "
+                               "Django, or use ENGINE 'django.db.backends.mysql' without querycache")
+
+from django.db.backends.mysql import base  # noqa: E402 - after MySQLdb is PyMySQL
+
+from querycache.django.backend import CachedDatabaseWrapperMixin  # noqa: E402
+
+
+class DatabaseWrapper(CachedDatabaseWrapperMixin, base.DatabaseWrapper):  # type: ignore[misc]  # Django is untyped
+    pass

@@ -1,0 +1,34 @@
+"""``ENGINE: "querycache.django.postgresql"``: Django's PostgreSQL backend over a wrapped connection
+(psycopg 3 or psycopg2, whichever Django picks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.backends.postgresql import base
+
+from querycache.django.backend import CachedDatabaseWrapperMixin
+
+
+class DatabaseWrapper(CachedDatabaseWrapperMixin, base.DatabaseWrapper):  # type: ignore[misc]  # Django is untyped
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        if self.pool:
+            from django.core.exceptions import ImproperlyConfigured
+
+            # Django's pool hands its psycopg connections back with putconn(), past the wrapper.
+            raise ImproperlyConfigured(f"DATABASES[{self.alias!r}]['OPTIONS']['pool']: Django's connection pool is "
+                                       "not supported by querycache.django.postgresql; use CONN_MAX_AGE for "
+                                       "persistent connections")
+        return super().get_new_connection(conn_params)
+
+    def create_cursor(self, name: str | None = None) -> Any:
+        if name is None:
+            return super().create_cursor()
+        # A named cursor (QuerySet.iterator()) is a server-side cursor Django builds on the driver's
+        # connection itself: it reads from the database, never from the cache.
+        wrapped = self.connection
+        self.connection = wrapped.wrapped
+        try:
+            return super().create_cursor(name)
+        finally:
+            self.connection = wrapped

@@ -1,0 +1,88 @@
+"""SQLAlchemy 2 (sync engines): ``install(engine, cache)`` wraps every DBAPI connection the engine's
+pool opens (docs/integrations.md).
+
+The wrap happens in a pool ``connect`` listener added after the dialect's own: the dialect sets up
+the driver connection first (psycopg2's ``register_uuid``, a C function, accepts only psycopg2's own
+connection type, so it must see the raw one), reads the server's version on it, and only then the
+pool's entry is given the wrapped connection, the one every checkout, execute, commit, rollback,
+pool reset and close goes through. Each pooled connection keeps its own L1 for its lifetime; what
+checkouts may share is decided by the scope the wrapper reads from the server (docs/integrations.md,
+"What a checkout sees").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from querycache.errors import QueryCacheError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import ConnectionPoolEntry
+
+    from querycache.cache import QueryCache
+
+__all__ = ["SUPPORTED_DRIVERS", "install", "installed_cache", "uninstall"]
+
+# SQLAlchemy dialect driver names -> what the wrapper knows them as.
+SUPPORTED_DRIVERS = {"psycopg": "psycopg 3", "psycopg2": "psycopg2", "pymysql": "PyMySQL", "pysqlite": "sqlite3"}
+
+# Where install() leaves its listener, on the engine (dispose() recreates the pool with the same events).
+_INSTALLED = "_querycache_install"
+
+
+def install(engine: Engine, cache: QueryCache, *, database_id: str | None = None) -> Engine:
+    """Put ``cache`` in front of every DBAPI connection ``engine``'s pool opens from now on; returns
+    ``engine``. Connections the pool holds already are closed first (``engine.dispose()``): call it
+    before the engine's first use (an in-memory sqlite database would be lost). ``database_id``:
+    as for ``cache.wrap``. Sync engines only; ``AsyncEngine`` is not supported yet."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if type(engine).__name__ == "AsyncEngine" or hasattr(engine, "sync_engine"):
+        raise QueryCacheError("querycache.sqlalchemy.install: AsyncEngine is not supported yet (async drivers are "
+                              "not wrapped yet); pass a sync Engine from sqlalchemy.create_engine()")
+    if not isinstance(engine, Engine):
+        raise TypeError(f"querycache.sqlalchemy.install: engine must be a sqlalchemy Engine, "
+                        f"got {type(engine).__name__}")
+    driver = engine.dialect.driver
+    if driver not in SUPPORTED_DRIVERS:
+        raise QueryCacheError(f"querycache.sqlalchemy.install: the {engine.dialect.name}+{driver} driver is not "
+                              f"supported; accepted: " + ", ".join(f"{name} ({what})" for name, what in
+                                                                   SUPPORTED_DRIVERS.items()))
+    if getattr(engine, _INSTALLED, None) is not None:
+        raise QueryCacheError("querycache.sqlalchemy.install: a cache is installed on this engine already; "
+                              "uninstall(engine) first")
+
+    def wrap_new_connection(dbapi_connection: Any, connection_record: ConnectionPoolEntry) -> None:
+        from querycache.connection import CachedConnection
+
+        if isinstance(dbapi_connection, CachedConnection) or type(dbapi_connection).__name__ == "CachedConnection":
+            raise QueryCacheError("querycache.sqlalchemy.install: the engine's creator= returns wrapped connections "
+                                  "already; use either creator=lambda: cache.wrap(...) or install(), not both")
+        wrapped = cache.wrap(dbapi_connection, database_id=database_id)
+        # The entry hands this to every checkout (``_ConnectionFairy.dbapi_connection``) and closes it.
+        connection_record.dbapi_connection = wrapped
+
+    engine.dispose()
+    event.listen(engine, "connect", wrap_new_connection)
+    setattr(engine, _INSTALLED, (cache, wrap_new_connection))
+    return engine
+
+
+def installed_cache(engine: Engine) -> QueryCache | None:
+    """The cache ``install`` put on ``engine``, if any."""
+    found: tuple[QueryCache, Callable[..., None]] | None = getattr(engine, _INSTALLED, None)
+    return found[0] if found is not None else None
+
+
+def uninstall(engine: Engine) -> None:
+    """Stop wrapping new connections and close the pooled ones (``engine.dispose()``)."""
+    from sqlalchemy import event
+
+    found: tuple[QueryCache, Callable[..., None]] | None = getattr(engine, _INSTALLED, None)
+    if found is None:
+        raise QueryCacheError("querycache.sqlalchemy.uninstall: no cache is installed on this engine")
+    event.remove(engine, "connect", found[1])
+    delattr(engine, _INSTALLED)
+    engine.dispose()
