@@ -39,9 +39,10 @@ def install(engine: Engine, cache: QueryCache, *, database_id: str | None = None
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    if type(engine).__name__ == "AsyncEngine" or hasattr(engine, "sync_engine"):
-        raise QueryCacheError("querycache.sqlalchemy.install: AsyncEngine is not supported yet (async drivers are "
-                              "not wrapped yet); pass a sync Engine from sqlalchemy.create_engine()")
+    if type(engine).__name__ == "AsyncEngine" or (isinstance(engine, Engine) and engine.dialect.is_async):
+        raise QueryCacheError("querycache.sqlalchemy.install: AsyncEngine (and the sync_engine of one) is not "
+                              "supported yet: async drivers are not wrapped yet; pass a sync Engine from "
+                              "sqlalchemy.create_engine()")
     if not isinstance(engine, Engine):
         raise TypeError(f"querycache.sqlalchemy.install: engine must be a sqlalchemy Engine, "
                         f"got {type(engine).__name__}")
