@@ -9,12 +9,10 @@ pool, and every pooled connection is a wrapped one (docs/integrations.md). Teste
 tests/test_examples.py through FastAPI's TestClient on PostgreSQL.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException
@@ -57,6 +55,8 @@ def create_app(database_url: str = DATABASE_URL, cache: querycache.QueryCache | 
         with sessions() as s:
             yield s
 
+    Db = Annotated[Session, Depends(session)]  # one session (one pool checkout) per request
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
         Base.metadata.create_all(engine)
@@ -70,25 +70,25 @@ def create_app(database_url: str = DATABASE_URL, cache: querycache.QueryCache | 
         return {"id": product.id, "name": product.name, "price": product.price}
 
     @app.get("/products")
-    def list_products(db: Session = Depends(session)) -> list[dict[str, Any]]:
+    def list_products(db: Db) -> list[dict[str, Any]]:
         return [as_dict(p) for p in db.scalars(sa.select(Product).order_by(Product.id))]
 
     @app.get("/products/{product_id}")
-    def get_product(product_id: int, db: Session = Depends(session)) -> dict[str, Any]:
+    def get_product(product_id: int, db: Db) -> dict[str, Any]:
         product = db.scalars(sa.select(Product).where(Product.id == product_id)).one_or_none()
         if product is None:
             raise HTTPException(status_code=404, detail=f"no product {product_id}")
         return as_dict(product)
 
     @app.post("/products", status_code=201)
-    def create_product(body: NewProduct, db: Session = Depends(session)) -> dict[str, Any]:
+    def create_product(body: NewProduct, db: Db) -> dict[str, Any]:
         product = Product(name=body.name, price=body.price)
         db.add(product)
         db.commit()
         return as_dict(product)
 
     @app.put("/products/{product_id}/price")
-    def set_price(product_id: int, body: Price, db: Session = Depends(session)) -> dict[str, Any]:
+    def set_price(product_id: int, body: Price, db: Db) -> dict[str, Any]:
         product = db.get(Product, product_id)
         if product is None:
             raise HTTPException(status_code=404, detail=f"no product {product_id}")
@@ -97,7 +97,7 @@ def create_app(database_url: str = DATABASE_URL, cache: querycache.QueryCache | 
         return as_dict(product)
 
     @app.get("/report")
-    def report(db: Session = Depends(session)) -> dict[str, Any]:
+    def report(db: Db) -> dict[str, Any]:
         count, total = db.execute(sa.select(sa.func.count(Product.id), sa.func.coalesce(sa.func.sum(Product.price), 0))
                                   ).one()
         return {"products": count, "total_price": total}

@@ -12,7 +12,7 @@ checkouts may share is decided by the scope the wrapper reads from the server (d
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from querycache.errors import QueryCacheError
 
@@ -62,8 +62,9 @@ def install(engine: Engine, cache: QueryCache, *, database_id: str | None = None
             raise QueryCacheError("querycache.sqlalchemy.install: the engine's creator= returns wrapped connections "
                                   "already; use either creator=lambda: cache.wrap(...) or install(), not both")
         wrapped = cache.wrap(dbapi_connection, database_id=database_id)
-        # The entry hands this to every checkout (``_ConnectionFairy.dbapi_connection``) and closes it.
-        connection_record.dbapi_connection = wrapped
+        # The entry (a _ConnectionRecord; the interface type declares the attribute read-only) hands
+        # this to every checkout (``_ConnectionFairy.dbapi_connection``) and closes it.
+        cast(Any, connection_record).dbapi_connection = wrapped
 
     engine.dispose()
     event.listen(engine, "connect", wrap_new_connection)

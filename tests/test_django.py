@@ -242,8 +242,8 @@ def script(alias: str) -> tuple[list[tuple[str, Any]], list[str]]:
         with transaction.atomic(using=alias):
             Book.filter(title="b4").update(price=44)
         read("outer after savepoint release", lambda: Book.get(title="b4").price, 44)
-    read("after commit", lambda: list(Book.filter(title__in=["b2", "b4"]).order_by("id").values_list("price", flat=True)),
-         [22, 44])
+    read("after commit", lambda: list(Book.filter(title__in=["b2", "b4"]).order_by("id")
+                                      .values_list("price", flat=True)), [22, 44])
 
     # on_commit runs after the commit: what it reads shows the transaction's writes.
     seen: list[Any] = []
@@ -325,10 +325,11 @@ def test_iterator_reads_the_database(tables: tuple[str, str]) -> None:
     m = MODELS[alias]
     author = m.Author.objects.using(alias).create(name="it")
     m.Book.objects.using(alias).bulk_create([m.Book(title=f"i{i}", price=i, author=author) for i in range(5)])
+    books = m.Book.objects.using(alias).order_by("id")
     for _ in range(2):
         with transaction.atomic(using=alias):
-            assert [b.price for b in m.Book.objects.using(alias).order_by("id").iterator(chunk_size=2)] == [0, 1, 2, 3, 4]
-    assert [b.price for b in m.Book.objects.using(alias).order_by("id").iterator(chunk_size=2)] == [0, 1, 2, 3, 4]
+            assert [b.price for b in books.iterator(chunk_size=2)] == [0, 1, 2, 3, 4]
+    assert [b.price for b in books.iterator(chunk_size=2)] == [0, 1, 2, 3, 4]
 
 
 def test_one_cache_per_configuration() -> None:

@@ -51,7 +51,8 @@ def test_orm_scenario_installed_equals_raw(kind: str, request: pytest.FixtureReq
     db: Database = request.getfixturevalue(FIXTURES[kind])
     raw = _run(db, f"{db.prefix}r", sa.create_engine(url(db, kind)), sa.create_engine(url(db, kind)))
     with querycache.QueryCache() as cache:
-        engine, engine2 = install(sa.create_engine(url(db, kind)), cache), install(sa.create_engine(url(db, kind)), cache)
+        engine = install(sa.create_engine(url(db, kind)), cache)
+        engine2 = install(sa.create_engine(url(db, kind)), cache)
         with engine.connect() as conn:
             assert type(conn.connection.dbapi_connection) is CachedConnection
         wrapped = _run(db, f"{db.prefix}w", engine, engine2)
@@ -186,7 +187,7 @@ def test_uninstall_and_errors(sqlite_db: Database, cache: querycache.QueryCache)
 
     # creator= returning wrapped connections, and install() too: said at the first connect.
     double = install(sa.create_engine("sqlite://", creator=lambda: cache.wrap(sqlite_db.connect())), cache)
-    with pytest.raises(querycache.QueryCacheError, match="use either creator=lambda: cache.wrap"):
+    with pytest.raises(querycache.QueryCacheError, match=r"use either creator=lambda: cache\.wrap"):
         double.connect()
     double.dispose()
 
@@ -196,9 +197,9 @@ def test_async_engine_is_refused(pg: Database, cache: querycache.QueryCache) -> 
     from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine(url(pg, "postgres"))
-    with pytest.raises(querycache.QueryCacheError, match="AsyncEngine .* is not supported yet"):
+    with pytest.raises(querycache.QueryCacheError, match=r"AsyncEngine .* is not supported yet"):
         install(engine, cache)  # type: ignore[arg-type]
-    with pytest.raises(querycache.QueryCacheError, match="AsyncEngine .* is not supported yet"):
+    with pytest.raises(querycache.QueryCacheError, match=r"AsyncEngine .* is not supported yet"):
         install(engine.sync_engine, cache)
 
 

@@ -20,16 +20,16 @@ if "MySQLdb" not in sys.modules and importlib.util.find_spec("MySQLdb") is None:
             from exc
     pymysql.install_as_MySQLdb()
 
-import MySQLdb  # noqa: E402 - PyMySQL, installed under that name above
+import MySQLdb  # PyMySQL, when installed under that name above
 
 if not MySQLdb.__name__.startswith("pymysql"):
     raise ImproperlyConfigured("querycache.django.mysql wraps PyMySQL connections, and mysqlclient (MySQLdb) is "
                                "installed: uninstall mysqlclient (pip uninstall mysqlclient) so that PyMySQL serves "
                                "Django, or use ENGINE 'django.db.backends.mysql' without querycache")
 
-from django.db.backends.mysql import base  # noqa: E402 - after MySQLdb is PyMySQL
+from django.db.backends.mysql import base  # after MySQLdb is known to be PyMySQL
 
-from querycache.django.backend import CachedDatabaseWrapperMixin  # noqa: E402
+from querycache.django.backend import CachedDatabaseWrapperMixin
 
 
 class DatabaseWrapper(CachedDatabaseWrapperMixin, base.DatabaseWrapper):  # type: ignore[misc]  # Django is untyped
