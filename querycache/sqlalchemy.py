@@ -68,8 +68,27 @@ def install(engine: Engine, cache: QueryCache, *, database_id: str | None = None
 
     engine.dispose()
     event.listen(engine, "connect", wrap_new_connection)
+    _ping_the_driver(engine)
     setattr(engine, _INSTALLED, (cache, wrap_new_connection))
     return engine
+
+
+def _ping_the_driver(engine: Engine) -> None:
+    """pool_pre_ping must reach the server: its statement (``SELECT 1`` before SQLAlchemy 2.1, still on
+    sqlite) is a read without tables that the cache answers, so a connection the server closed would
+    pass its ping. The dialect's own ping runs on the driver's connection instead; each supported
+    dialect's ping leaves the transaction state as it found it (psycopg pings in autocommit, PyMySQL
+    calls ``ping()``, sqlite3 opens no transaction for a SELECT)."""
+    from querycache.connection import CachedConnection
+
+    dialect = engine.dialect
+    ping = type(dialect).do_ping
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        raw = dbapi_connection.wrapped if type(dbapi_connection) is CachedConnection else dbapi_connection
+        return ping(dialect, raw)
+
+    cast(Any, dialect).do_ping = do_ping
 
 
 def installed_cache(engine: Engine) -> QueryCache | None:
@@ -86,5 +105,6 @@ def uninstall(engine: Engine) -> None:
     if found is None:
         raise QueryCacheError("querycache.sqlalchemy.uninstall: no cache is installed on this engine")
     event.remove(engine, "connect", found[1])
+    vars(engine.dialect).pop("do_ping", None)
     delattr(engine, _INSTALLED)
     engine.dispose()

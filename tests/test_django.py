@@ -13,8 +13,10 @@ the suite that configures Django in-process (the example site runs in a subproce
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ from tests.conftest import MYSQL, PG_DSN, make_database  # noqa: E402
 
 PREFIX = "qcdj" + uuid.uuid4().hex[:8]
 _SQLITE_DIR = Path(tempfile.mkdtemp(prefix="querycache-django-"))
+atexit.register(shutil.rmtree, _SQLITE_DIR, True)
 _PG = dict(item.split("=", 1) for item in PG_DSN.split())
 
 
@@ -245,15 +248,18 @@ def script(alias: str) -> tuple[list[tuple[str, Any]], list[str]]:
     read("after commit", lambda: list(Book.filter(title__in=["b2", "b4"]).order_by("id")
                                       .values_list("price", flat=True)), [22, 44])
 
-    # on_commit runs after the commit: what it reads shows the transaction's writes.
+    # on_commit runs after the commit: what it reads, on the writer's connection and on the
+    # observer's, shows the transaction's writes.
     seen: list[Any] = []
     read("before on_commit", lambda: Book.get(title="b6").price, 60)
+    observer_books = m.Book.objects.using(alias + "_b")
     with transaction.atomic(using=alias):
         Book.filter(title="b6").update(price=66)
-        transaction.on_commit(lambda: seen.append(Book.get(title="b6").price), using=alias)
+        transaction.on_commit(lambda: seen.extend([observer_books.get(title="b6").price,
+                                                   Book.get(title="b6").price]), using=alias)
     results.append(("on_commit", seen))
-    if seen != [66]:
-        stale.append(f"on_commit read {seen!r}, expected [66]")
+    if seen != [66, 66]:
+        stale.append(f"on_commit read {seen!r}, expected [66, 66]")
 
     # Manual transaction control: set_autocommit(False), a write, rollback().
     connection = writer
@@ -330,6 +336,25 @@ def test_iterator_reads_the_database(tables: tuple[str, str]) -> None:
         with transaction.atomic(using=alias):
             assert [b.price for b in books.iterator(chunk_size=2)] == [0, 1, 2, 3, 4]
     assert [b.price for b in books.iterator(chunk_size=2)] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("tables", ["postgres"], indirect=True)
+def test_health_check_reaches_the_server(tables: tuple[str, str], pg: Any) -> None:
+    """is_usable() (CONN_HEALTH_CHECKS) runs SELECT 1, a read the cache answers: it must not be."""
+    _, alias = tables
+    connection = connections[alias]
+    connection.ensure_connection()
+    assert connection.is_usable() and connection.is_usable()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    admin = pg.connect()
+    try:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        admin.close()
+    assert not connection.is_usable()
+    connection.close()
 
 
 def test_one_cache_per_configuration() -> None:

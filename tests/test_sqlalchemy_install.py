@@ -217,3 +217,29 @@ def test_an_unsupported_driver_is_refused(cache: querycache.QueryCache) -> None:
     with pytest.raises(querycache.QueryCacheError,
                        match=r"sqlite\+otherdriver driver is not supported; accepted: psycopg \(psycopg 3\)"):
         install(engine, cache)
+
+
+@pytest.mark.parametrize("ping", ["the dialect's", "SELECT 1"])
+def test_pre_ping_reaches_the_server(ping: str, pg: Database, cache: querycache.QueryCache) -> None:
+    """pool_pre_ping's ``SELECT 1`` (SQLAlchemy 2.0's on PostgreSQL; 2.1 sends ``;``) is a read without
+    tables, which the cache answers: pinged through the wrapper, a connection the server closed would
+    pass its ping from the L1 and the query after it fail. install() pings the driver's connection."""
+    engine = sa.create_engine(url(pg, "postgres"), poolclass=QueuePool, pool_size=1, max_overflow=0,
+                              pool_pre_ping=True)
+    if ping == "SELECT 1":
+        vars(engine.dialect)["_dialect_specific_select_one"] = "SELECT 1"  # as SQLAlchemy 2.0 pings
+    install(engine, cache)
+    try:
+        for _ in range(3):  # the second and third checkouts ping
+            with engine.connect() as conn:
+                pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        admin = pg.connect()
+        try:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        finally:
+            admin.close()
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar() != pid
+            assert type(conn.connection.dbapi_connection) is CachedConnection
+    finally:
+        engine.dispose()
