@@ -324,6 +324,24 @@ def test_raw_cursor_statuses_and_wrapped_connection(tables: tuple[str, str]) -> 
         assert (cursor.fetchone(), cursor.cursor.cache_status) == ((1,), "miss")
 
 
+@pytest.mark.parametrize("tables", ["postgres", "sqlite", "mysql"], indirect=True)
+def test_debug_cursor_logs_the_queries(tables: tuple[str, str]) -> None:
+    """DEBUG=True (and django-debug-toolbar) log every query with its parameters through the cursor."""
+    _, alias = tables
+    connection = connections[alias]
+    m = MODELS[alias]
+    m.Book.objects.using(alias).create(title="logged", price=7, author=m.Author.objects.using(alias).create(name="l"))
+    connection.force_debug_cursor = True
+    try:
+        connection.queries_log.clear()
+        for _ in range(2):
+            assert list(m.Book.objects.using(alias).filter(price=7).values_list("title", flat=True)) == ["logged"]
+        logged = [q["sql"] for q in connection.queries]
+    finally:
+        connection.force_debug_cursor = False
+    assert len(logged) == 2 and all(m.Book._meta.db_table in sql and "7" in sql for sql in logged), logged
+
+
 @pytest.mark.parametrize("tables", ["postgres"], indirect=True)
 def test_iterator_reads_the_database(tables: tuple[str, str]) -> None:
     """QuerySet.iterator() uses a named (server-side) cursor Django builds on the driver's connection."""

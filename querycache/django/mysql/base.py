@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -27,10 +28,18 @@ if not MySQLdb.__name__.startswith("pymysql"):
                                "installed: uninstall mysqlclient (pip uninstall mysqlclient) so that PyMySQL serves "
                                "Django, or use ENGINE 'django.db.backends.mysql' without querycache")
 
-from django.db.backends.mysql import base  # after MySQLdb is known to be PyMySQL
+from django.db.backends.mysql import base, operations  # after MySQLdb is known to be PyMySQL
+from django.utils.encoding import force_str
 
 from querycache.django.backend import CachedDatabaseWrapperMixin
 
 
+class DatabaseOperations(operations.DatabaseOperations):  # type: ignore[misc]  # Django is untyped
+    def last_executed_query(self, cursor: Any, sql: str, params: Any) -> str | None:
+        # Django reads PyMySQL's ``cursor._executed``, empty when the cache answered (nothing was sent);
+        # PyMySQL builds what it sends with mogrify(), so this is the same text either way.
+        return str(force_str(cursor.mogrify(sql, params), errors="replace"))
+
+
 class DatabaseWrapper(CachedDatabaseWrapperMixin, base.DatabaseWrapper):  # type: ignore[misc]  # Django is untyped
-    pass
+    ops_class = DatabaseOperations
