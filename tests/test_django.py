@@ -30,9 +30,12 @@ django = pytest.importorskip("django")
 
 from django.conf import settings  # noqa: E402
 
-from tests.conftest import MYSQL, PG_DSN, make_database  # noqa: E402
+from tests.conftest import MYSQL, PG_DSN, SHARED_REDIS, make_database, shared_redis_up  # noqa: E402
 
 PREFIX = "qcdj" + uuid.uuid4().hex[:8]
+# A Redis store of this run's own namespace, for the database "qc_redis".
+REDIS_QUERYCACHE = {"l2": {"backend": "redis", "url": SHARED_REDIS, "namespace": f"{PREFIX}-django"},
+                    "stats": {"publish_interval_s": 3600}}
 _SQLITE_DIR = Path(tempfile.mkdtemp(prefix="querycache-django-"))
 atexit.register(shutil.rmtree, _SQLITE_DIR, True)
 _PG = dict(item.split("=", 1) for item in PG_DSN.split())
@@ -68,6 +71,7 @@ if not settings.configured:
         "plain_mysql": _mysql("django.db.backends.mysql"),
         "qc_mysql": _mysql("querycache.django.mysql"),
         "qc_other": {**_pg("querycache.django.postgresql"), "QUERYCACHE": {"l1": {"max_entries": 50}}},
+        "qc_redis": {**_pg("querycache.django.postgresql"), "QUERYCACHE": REDIS_QUERYCACHE},
     }
     # The script's observers: another connection to each database (the same cache for querycache's).
     DATABASES.update({alias + "_b": dict(DATABASES[alias]) for pair in ALIASES.values() for alias in pair})
@@ -411,3 +415,39 @@ def test_management_command_stats(tables: tuple[str, str]) -> None:
     assert "hit ratio" in text.getvalue()
     with pytest.raises(CommandError, match="does not use a querycache backend"):
         call_command("querycache", "stats", "--database", "plain_pg", stdout=io.StringIO())
+
+
+def test_management_command_prints_what_the_cli_prints(tmp_path: Path, pg: Any) -> None:
+    """With a Redis store, ``manage.py querycache stats`` and ``python -m querycache stats`` read the same
+    published counters."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    shared_redis_up()
+    connection = connections["qc_redis"]
+    try:
+        for _ in range(3):
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_class WHERE relname = %s", [f"{PREFIX}_none"])
+                cursor.fetchall()
+        cache = cache_of("qc_redis")
+        assert cache.backend.name == "redis"
+        assert cache.publish_stats()
+        out = io.StringIO()
+        call_command("querycache", "stats", "--json", "--database", "qc_redis", stdout=out)
+        managed = json.loads(out.getvalue())
+        config = tmp_path / "qc.yaml"
+        config.write_text(yaml.safe_dump(REDIS_QUERYCACHE))
+        cli = subprocess.run([sys.executable, "-m", "querycache", "--config", str(config), "stats", "--json"],
+                             capture_output=True, text=True)
+        assert cli.returncode == 0, cli.stderr
+        printed = json.loads(cli.stdout)
+    finally:
+        connection.close()
+    assert managed["backend"] == printed["backend"] == "redis"
+    assert managed["processes"] == printed["processes"] == 1
+    assert managed["counters"]["hits"] == printed["counters"]["hits"]
+    assert managed["counters"]["hits"]["l1"] == 2, managed["counters"]
+    assert managed["fingerprints"] == printed["fingerprints"]

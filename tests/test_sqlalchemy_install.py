@@ -243,3 +243,12 @@ def test_pre_ping_reaches_the_server(ping: str, pg: Database, cache: querycache.
             assert type(conn.connection.dbapi_connection) is CachedConnection
     finally:
         engine.dispose()
+
+
+def test_database_id_is_passed_to_wrap(sqlite_db: Database, cache: querycache.QueryCache) -> None:
+    engine = install(sa.create_engine(url(sqlite_db, "sqlite")), cache, database_id="shop-db")
+    try:
+        with engine.connect() as conn:
+            assert conn.connection.dbapi_connection.database_id == "shop-db"
+    finally:
+        engine.dispose()
