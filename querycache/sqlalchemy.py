@@ -27,8 +27,10 @@ __all__ = ["SUPPORTED_DRIVERS", "install", "installed_cache", "uninstall"]
 # SQLAlchemy dialect driver names -> what the wrapper knows them as.
 SUPPORTED_DRIVERS = {"psycopg": "psycopg 3", "psycopg2": "psycopg2", "pymysql": "PyMySQL", "pysqlite": "sqlite3"}
 
-# Where install() leaves its listener, on the engine (dispose() recreates the pool with the same events).
+# Where install() leaves its listeners, on the engine (dispose() recreates the pool with the same events).
 _INSTALLED = "_querycache_install"
+# In a pool entry's info: connect listeners ran on the driver's connection after it was wrapped.
+_RESCOPE = "querycache_rescope"
 
 
 def install(engine: Engine, cache: QueryCache, *, database_id: str | None = None) -> Engine:
@@ -58,19 +60,40 @@ def install(engine: Engine, cache: QueryCache, *, database_id: str | None = None
     def wrap_new_connection(dbapi_connection: Any, connection_record: ConnectionPoolEntry) -> None:
         from querycache.connection import CachedConnection
 
-        if isinstance(dbapi_connection, CachedConnection) or type(dbapi_connection).__name__ == "CachedConnection":
+        if isinstance(dbapi_connection, CachedConnection):
             raise QueryCacheError("querycache.sqlalchemy.install: the engine's creator= returns wrapped connections "
                                   "already; use either creator=lambda: cache.wrap(...) or install(), not both")
         wrapped = cache.wrap(dbapi_connection, database_id=database_id)
         # The entry (a _ConnectionRecord; the interface type declares the attribute read-only) hands
         # this to every checkout (``_ConnectionFairy.dbapi_connection``) and closes it.
         cast(Any, connection_record).dbapi_connection = wrapped
+        listeners = list(engine.pool.dispatch.connect)
+        if listeners and listeners[-1] is not wrap_new_connection:
+            # connect listeners added after install() run next, on the driver's connection (the event
+            # hands them all the same object): what they SET the wrapper reads at the first checkout.
+            connection_record.info[_RESCOPE] = True
+
+    def rescope_first_checkout(dbapi_connection: Any, connection_record: ConnectionPoolEntry,
+                               connection_proxy: object) -> None:
+        if connection_record.info.pop(_RESCOPE, False):
+            # Again at the end of a transaction they left open, as after any SET inside one.
+            dbapi_connection._session.scope_changed()
 
     engine.dispose()
     event.listen(engine, "connect", wrap_new_connection)
+    event.listen(engine, "checkout", rescope_first_checkout)
     _ping_the_driver(engine)
-    setattr(engine, _INSTALLED, (cache, wrap_new_connection))
+    setattr(engine, _INSTALLED, _Installed(cache, wrap_new_connection, rescope_first_checkout))
     return engine
+
+
+class _Installed:
+    __slots__ = ("cache", "checkout", "connect")
+
+    def __init__(self, cache: QueryCache, connect: Callable[..., None], checkout: Callable[..., None]) -> None:
+        self.cache = cache
+        self.connect = connect
+        self.checkout = checkout
 
 
 def _ping_the_driver(engine: Engine) -> None:
@@ -93,18 +116,19 @@ def _ping_the_driver(engine: Engine) -> None:
 
 def installed_cache(engine: Engine) -> QueryCache | None:
     """The cache ``install`` put on ``engine``, if any."""
-    found: tuple[QueryCache, Callable[..., None]] | None = getattr(engine, _INSTALLED, None)
-    return found[0] if found is not None else None
+    found: _Installed | None = getattr(engine, _INSTALLED, None)
+    return found.cache if found is not None else None
 
 
 def uninstall(engine: Engine) -> None:
     """Stop wrapping new connections and close the pooled ones (``engine.dispose()``)."""
     from sqlalchemy import event
 
-    found: tuple[QueryCache, Callable[..., None]] | None = getattr(engine, _INSTALLED, None)
+    found: _Installed | None = getattr(engine, _INSTALLED, None)
     if found is None:
         raise QueryCacheError("querycache.sqlalchemy.uninstall: no cache is installed on this engine")
-    event.remove(engine, "connect", found[1])
+    event.remove(engine, "connect", found.connect)
+    event.remove(engine, "checkout", found.checkout)
     vars(engine.dialect).pop("do_ping", None)
     delattr(engine, _INSTALLED)
     engine.dispose()

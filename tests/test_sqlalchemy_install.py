@@ -252,3 +252,39 @@ def test_database_id_is_passed_to_wrap(sqlite_db: Database, cache: querycache.Qu
             assert conn.connection.dbapi_connection.database_id == "shop-db"
     finally:
         engine.dispose()
+
+
+def test_connect_listeners_added_after_install_are_in_the_scope(pg: Database, cache: querycache.QueryCache) -> None:
+    """A connect listener added after install() runs on the driver's connection, after the wrap: what it
+    SETs must still key the entries its connection fills (else another engine would be served them)."""
+    from sqlalchemy import event
+
+    table = pg.t("listener")
+    schema = f"{pg.prefix}_s2"
+    pg.tables.append(table)
+    pg.admin(f"CREATE TABLE {table} (id int PRIMARY KEY, v text)", f"INSERT INTO {table} VALUES (1, 'public')",
+             f"CREATE SCHEMA {schema}", f"CREATE TABLE {schema}.{table} (id int PRIMARY KEY, v text)",
+             f"INSERT INTO {schema}.{table} VALUES (1, 'tenant')")
+    tenant = install(sa.create_engine(url(pg, "postgres")), cache)
+
+    @event.listens_for(tenant, "connect")
+    def set_search_path(dbapi_connection: Any, connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET search_path TO {schema}")
+        cursor.close()
+        dbapi_connection.commit()
+
+    plain = install(sa.create_engine(url(pg, "postgres")), cache)
+    sql = f"SELECT v FROM {table} WHERE id = 1"
+    try:
+        for _ in range(2):
+            with tenant.connect() as conn:
+                assert _status(conn, sql)[0] == [("tenant",)]
+        with plain.connect() as conn:
+            assert _status(conn, sql) == ([("public",)], "miss")
+        with tenant.connect() as conn:
+            assert _status(conn, sql) == ([("tenant",)], "hit:L1")
+    finally:
+        tenant.dispose()
+        plain.dispose()
+        pg.admin(f"DROP SCHEMA {schema} CASCADE")
