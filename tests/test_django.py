@@ -72,6 +72,7 @@ if not settings.configured:
         "qc_mysql": _mysql("querycache.django.mysql"),
         "qc_other": {**_pg("querycache.django.postgresql"), "QUERYCACHE": {"l1": {"max_entries": 50}}},
         "qc_redis": {**_pg("querycache.django.postgresql"), "QUERYCACHE": REDIS_QUERYCACHE},
+        "qc_pool": {**_pg("querycache.django.postgresql"), "OPTIONS": {"pool": True}},
     }
     # The script's observers: another connection to each database (the same cache for querycache's).
     DATABASES.update({alias + "_b": dict(DATABASES[alias]) for pair in ALIASES.values() for alias in pair})
@@ -386,6 +387,14 @@ def test_one_cache_per_configuration() -> None:
     assert cache_of("qc_pg").config.ttl.default_s == 600
     with pytest.raises(Exception, match="does not use a querycache backend"):
         cache_of("plain_pg")
+
+
+def test_djangos_pool_is_refused(tmp_path: Path) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    _probe("postgres", tmp_path)
+    with pytest.raises(ImproperlyConfigured, match=r"\['OPTIONS'\]\['pool'\]: Django's connection pool is not "):
+        connections["qc_pool"].ensure_connection()
 
 
 def test_bad_configuration_is_a_clear_error() -> None:

@@ -12,7 +12,7 @@ from querycache.django.backend import CachedDatabaseWrapperMixin
 
 class DatabaseWrapper(CachedDatabaseWrapperMixin, base.DatabaseWrapper):  # type: ignore[misc]  # Django is untyped
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        if getattr(self, "pool", None):
+        if self.settings_dict["OPTIONS"].get("pool"):
             from django.core.exceptions import ImproperlyConfigured
 
             # Django's pool hands its psycopg connections back with putconn(), past the wrapper.
