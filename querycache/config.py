@@ -135,6 +135,15 @@ class MaintainConfig:
     """Entries maintained per write statement; the rest are invalidated (counted)."""
     max_delta_ms: float = 250.0
     """Time a write statement may spend on delta queries; past it the rest are invalidated."""
+    catch_up: bool = True
+    """A fill that writes land during is caught up with their rows instead of being refused
+    (docs/maintenance.md, "Fills under writes")."""
+    max_state_groups: int = 2000
+    """Groups a maintained answer's state may hold: a read whose state is larger fills as any
+    other (``refused:state_size``), as every write would re-encode all of it."""
+    state_cache_groups: int = 200_000
+    """Groups of decoded states a process keeps of the entries it maintained last, so that its
+    next write to them neither fetches nor decodes them (0: none kept)."""
 
 
 @dataclass(frozen=True)
@@ -441,5 +450,7 @@ def _check(config: Config) -> None:
     positive("invalidation.lease_ms", config.invalidation.lease_ms)
     positive("invalidation.maintain.max_entries_per_write", config.invalidation.maintain.max_entries_per_write)
     positive("invalidation.maintain.max_delta_ms", config.invalidation.maintain.max_delta_ms)
+    positive("invalidation.maintain.max_state_groups", config.invalidation.maintain.max_state_groups)
+    non_negative("invalidation.maintain.state_cache_groups", config.invalidation.maintain.state_cache_groups)
     positive("coalesce.max_wait_ms", config.coalesce.max_wait_ms)
     positive("coalesce.lease_ms", config.coalesce.lease_ms)

@@ -26,6 +26,7 @@ from querycache.coalesce import SingleFlight
 from querycache.config import Config
 from querycache.drivers.base import Catalog
 from querycache.invalidation.publisher import Publisher
+from querycache.maintain.state import StateCache
 from querycache.refresh import RefreshPool
 from querycache.stats import Stats
 
@@ -70,6 +71,7 @@ class CacheContext:
             maintained_answers(backend) if config.invalidation.maintain.enabled else None)
         self.primary_keys: dict[tuple[str, str], tuple[str, bool] | None] = {}
         self.maintain_refused: dict[str, str] = {}  # read texts found not maintainable, and why
+        self.maintain_states = StateCache(config.invalidation.maintain.state_cache_groups)
         self.publisher = Publisher(self)
         # Row-level invalidation: (table key, column) pairs this process registered as pinned, with
         # the store's epoch read just before the registration (a restart forgets registrations).

@@ -423,7 +423,11 @@ class ReadPath(ServingCursor):
         maintained: tuple[Result, bytes] | None = None
         try:
             if context.maintain is not None and key is not None and not read.in_tx and not lookup.pending:
-                maintained = run_state_query(session, self._execute_tracked, self._raw, read.sql, read.params)
+                found = run_state_query(session, self._execute_tracked, self._raw, read.sql, read.params,
+                                        plan.version_keys)
+                if found is not None:
+                    maintained = found[:2]
+                    stamp = stamp if found[2] is None else found[2]  # caught up with writes since
             if maintained is None:
                 self._execute_tracked(read.sql, read.params)
         except BaseException:

@@ -279,9 +279,10 @@ class Session:
         try:
             if written and (committing or self.adapter.bump_on_rollback):
                 # An aborted PostgreSQL transaction's COMMIT is a ROLLBACK: nothing it maintained happened.
-                maintained = (list(self.tx.maintained.values())
-                              if committing and not self.adapter.in_error(self.raw) else None)
-                return publisher.around(set(written), action, self.tx.row_checks, maintained)
+                committed = committing and not self.adapter.in_error(self.raw)
+                maintained = list(self.tx.maintained.values()) if committed else None
+                return publisher.around(set(written), action, self.tx.row_checks, maintained,
+                                        self.tx.changed if committed else None)
             try:
                 return action()
             except BaseException:
@@ -365,12 +366,14 @@ class Session:
             if maintenance is not None:
                 tx.maintained.update((e.key, e) for e in maintenance.entries)
                 tx.maintaining = frozenset(e.key for e in maintenance.entries)
+                tx.recording = maintenance.table
                 tx.leases.update(maintenance.leases)
             try:
                 tx.wrote(keys)
                 return action()
             finally:
                 tx.maintaining = frozenset()
+                tx.recording = None
                 if not adapter.in_transaction(raw):
                     # It autocommitted after all (or ended the transaction): publish now.
                     self.reconcile(True, ended_by_commit=True)

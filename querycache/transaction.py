@@ -24,8 +24,8 @@ RR_LEVELS = ("repeatable read", "serializable-snapshot", "unknown")
 class TransactionTracker:
     """The open transaction of one connection: open, seen starting, stamped, dirty, written."""
 
-    __slots__ = ("dirty", "isolation", "leases", "maintained", "maintaining", "next_isolation", "open", "ran",
-                 "release_lease", "row_checks", "stamp", "tracked", "written")
+    __slots__ = ("changed", "dirty", "isolation", "leases", "maintained", "maintaining", "next_isolation", "open",
+                 "ran", "recording", "release_lease", "row_checks", "stamp", "tracked", "written")
 
     def __init__(self) -> None:
         # SET TRANSACTION outside a transaction: the level of the next one.
@@ -43,6 +43,11 @@ class TransactionTracker:
         # by entry key; ``maintaining``: those the statement now running updates itself.
         self.maintained: dict[str, Maintained] = {}
         self.maintaining: frozenset[str] = frozenset()
+        # Per table written, the rows changed ({relation: primary keys}) or None when unknown: what
+        # phase 2 logs for fills running meanwhile (docs/maintenance.md, "Fills under writes");
+        # ``recording``: the table whose rows the statement now running records itself.
+        self.changed: dict[str, dict[str, set[object]] | None] = {}
+        self.recording: str | None = None
         # A statement ran on the database inside the transaction: its snapshot may exist by now.
         self.ran = False
         # Maintainer leases held until the transaction ends (table key -> token), and how to give
@@ -61,6 +66,8 @@ class TransactionTracker:
         self.row_checks = []
         self.maintained = {}
         self.maintaining = frozenset()
+        self.changed = {}
+        self.recording = None
         self.ran = False
         self.give_back_leases()
 
@@ -120,9 +127,22 @@ class TransactionTracker:
         for entry in self.maintained.values():
             entry.fail(reason)
 
+    def record_rows(self, table: str, relation: str, keys: Iterable[object] | None) -> None:
+        """A maintained write changed the rows of ``relation`` (of ``table``) with these primary
+        keys (None: unknown)."""
+        found = self.changed.setdefault(table, {})
+        if found is None or keys is None:
+            self.changed[table] = None
+        else:
+            found.setdefault(relation, set()).update(keys)
+
     def wrote_past_maintenance(self, keys: Iterable[str]) -> None:
         """A write of ``keys`` that does not update the maintained entries it touches: those are
-        invalidated at commit instead (their state would miss this write)."""
+        invalidated at commit instead (their state would miss this write); the rows it changed
+        are unknown, unless the statement records them itself."""
+        keys = list(keys)
+        for table in {table_of(k) for k in keys} - {self.recording}:
+            self.changed[table] = None
         if self.maintained:
             touched = {table_of(k) for k in keys}
             for key, entry in self.maintained.items():

@@ -30,7 +30,8 @@ DOCUMENTED_DEFAULTS: dict[str, Any] = {
                      "capture": {"dsn": None, "database_id": None},
                      "row_level": True,  # added by issue 10 (row-level invalidation), on since proven
                      # added by issue 18 (maintained answers): off by default, bounded per write
-                     "maintain": {"enabled": False, "max_entries_per_write": 256, "max_delta_ms": 250.0}},
+                     "maintain": {"enabled": False, "max_entries_per_write": 256, "max_delta_ms": 250.0,
+                                  "catch_up": True, "max_state_groups": 2000, "state_cache_groups": 200_000}},
     "coalesce": {"enabled": True, "max_wait_ms": 5000, "lease_ms": 30000},
     "hints": {"strict": False},
     "stats": {"enabled": True, "publish_interval_s": 10.0},

@@ -235,8 +235,22 @@ class MaintainedAnswers(Protocol):
         """``begin_write``, and whether each check held just before it (atomically)."""
 
     def end_write_maintained(self, version_keys: Sequence[str], token: str, tick1: int,
-                             updates: Sequence[MaintainUpdate]) -> tuple[int, list[bool]]:
-        """``end_write``, and each update stored (True) or not, atomically with it."""
+                             updates: Sequence[MaintainUpdate], rows: Mapping[str, bytes] | None = None
+                             ) -> tuple[int, list[str | None]]:
+        """``end_write``, and each update stored or not, atomically with it: per update the digest
+        of the state the entry now holds (``state_digest`` of it as stored), None when not stored.
+        ``rows``: per version key, the rows the write changed (encoded by the caller; absent:
+        unknown), logged where a fill asked for it (``open_catchup``)."""
+
+    def open_catchup(self, version_keys: Sequence[str], ttl_ms: int) -> int:
+        """From now on, for ``ttl_ms`` (renewed by each call), log the rows every write of these
+        keys changes (docs/maintenance.md, "Fills under writes"); the stamp from which the logs
+        are complete."""
+
+    def catchup(self, version_keys: Sequence[str], stamp: int) -> tuple[int, dict[str, list[bytes]] | None]:
+        """The stamp now and, per key a write bumped since ``stamp``, the rows each such write
+        changed (as given to ``end_write_maintained``); None instead when one is not known: a
+        write not logged, of unknown rows, or still under way."""
 
 
 @runtime_checkable
@@ -343,3 +357,25 @@ def _registered(name: str) -> Any:
             raise ConfigError(f"l2.backend: {name!r} is not part of this version; accepted: memory") from exc
         raise ConfigError(f"l2.backend: {name!r} needs {exc.name!r}: pip install 'querycache[{name}]'") from exc
     return getattr(module, attr)
+
+
+CATCHUP_LOG = 4096
+"""Writes a fill's catch-up log keeps per version key; past it the log is dropped and its fills give up."""
+
+
+def logged_rows(version_keys: Sequence[str], found: Sequence[object]) -> dict[str, list[bytes]] | None:
+    """A catch-up log's members (``b"<tick>:=<rows>"``, or ``b"<tick>:?"`` for a write whose rows are
+    unknown) per version key: the rows, or None when some write's are unknown."""
+    out: dict[str, list[bytes]] = {}
+    for key, members in zip(version_keys, found, strict=True):
+        if not isinstance(members, list):
+            return None
+        rows = []
+        for member in members:
+            _, _, logged = member.partition(b":") if isinstance(member, bytes) else (b"", b"", b"?")
+            if not logged.startswith(b"="):
+                return None
+            rows.append(logged[1:])
+        if rows:
+            out[key] = rows
+    return out

@@ -19,7 +19,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from querycache.backends.base import MISS, Baseline, Lookup, MaintainCheck, MaintainUpdate, _Miss, state_digest
+from querycache.backends.base import (
+    CATCHUP_LOG,
+    MISS,
+    Baseline,
+    Lookup,
+    MaintainCheck,
+    MaintainUpdate,
+    _Miss,
+    state_digest,
+)
 from querycache.invalidation.keys import is_bucket
 
 if TYPE_CHECKING:
@@ -48,11 +57,23 @@ class _Entry:
     soft_expires_at: float = 0.0  # stale-while-revalidate: past it, one caller refreshes
     state: bytes | None = None  # a maintained answer's state (docs/maintenance.md)
     cost_s: float = 0.0  # what the query cost: refresh-ahead recomputes it that much early, or more
+    digest: str = ""  # state_digest(state), computed once when the state is stored
 
 _MAX_VERSIONS = 1_000_000  # table keys are few; row-level bucket keys are one per value read
 _MAX_MAINTAINED = 1000  # registered maintained entries per table: past it, new ones are not maintained
 _HISTORY = 512  # groups of bumps kept per version key for bounded-staleness reads (up to twice as many)
 _GROUP_S = 0.1  # bumps within this long of their group's first join it (as the Redis store's)
+
+
+@dataclass(slots=True)
+class _Log:
+    """A version key's catch-up log (docs/maintenance.md, "Fills under writes"): the tick it started
+    at, until when it is kept (monotonic), and per write since its tick and the rows it changed
+    (None: unknown)."""
+
+    since: int
+    until: float
+    writes: list[tuple[int, bytes | None]]
 
 
 class ProcessClock:
@@ -78,6 +99,8 @@ class ProcessClock:
         self.history: dict[str, tuple[list[int], list[float]]] = {}
         self.history_floor: dict[str, int] = {}
         self.forgotten_below = 0  # histories were dropped (bucket versions forgotten) up to this counter
+        # Fills under writes: per version key a fill asked to log, what its writes changed.
+        self.catchup: dict[str, _Log] = {}
 
     def remember(self, key: str, tick: int, now: float) -> None:
         """Record a bump of ``key`` (docs/freshness.md, "Bounded staleness")."""
@@ -306,7 +329,8 @@ class MemoryBackend:
                     return False  # never replace a newer answer
                 self._drop(key)
             self._store(key, _Entry(value, tuple(version_keys), stamp, now + ttl_s + swr_s,
-                                    now + ttl_s if swr_s > 0 else 0.0, state, cost_ms / 1000))
+                                    now + ttl_s if swr_s > 0 else 0.0, state, cost_ms / 1000,
+                                    state_digest(state) if state is not None else ""))
             return True
 
     def _store(self, key: str, entry: _Entry) -> None:
@@ -346,9 +370,10 @@ class MemoryBackend:
         with self._lock:
             return self._end(version_keys, token)
 
-    def _end(self, version_keys: Sequence[str], token: str) -> int:
+    def _end(self, version_keys: Sequence[str], token: str, rows: Mapping[str, bytes] | None = None) -> int:
         tick = self._tick()
         now = time.monotonic()
+        logs = self._clock.catchup
         for k in version_keys:
             self.versions[k] = tick
             self._clock.remember(k, tick, now)
@@ -357,7 +382,44 @@ class MemoryBackend:
                 marks.pop(token, None)
                 if not marks:
                     del self._pending[k]
+            log = logs.get(k)
+            if log is not None:
+                if log.until <= now or len(log.writes) >= CATCHUP_LOG:
+                    del logs[k]  # run out, or too long: its fills give up
+                else:
+                    log.writes.append((tick, (rows or {}).get(k) or None))
         return tick
+
+    def open_catchup(self, version_keys: Sequence[str], ttl_ms: int) -> int:
+        now = time.monotonic()
+        with self._lock:
+            for k in version_keys:
+                log = self._clock.catchup.get(k)
+                if log is None or log.until <= now:
+                    log = self._clock.catchup[k] = _Log(self._clock.seq, 0.0, [])
+                log.until = now + ttl_ms / 1000
+            return self._clock.seq
+
+    def catchup(self, version_keys: Sequence[str], stamp: int) -> tuple[int, dict[str, list[bytes]] | None]:
+        now = time.monotonic()
+        with self._lock:
+            seq = self._clock.seq
+            out: dict[str, list[bytes]] = {}
+            for k in version_keys:
+                version = self.versions.get(k)
+                if version is None or self._has_pending((k,), now):
+                    return seq, None
+                if version <= stamp:
+                    continue
+                log = self._clock.catchup.get(k)
+                if log is None or log.since > stamp or log.until <= now:
+                    return seq, None
+                found = [r for t, r in log.writes if t > stamp]
+                known = [r for r in found if r is not None]
+                if len(known) < len(found):
+                    return seq, None
+                out[k] = known
+            return seq, out
 
     # -- maintained answers (docs/maintenance.md) ------------------------------------------------
     def register_maintained(self, table_keys: Sequence[str], key: str, spec: bytes) -> None:
@@ -386,7 +448,7 @@ class MemoryBackend:
                 elif tuple(version_keys) != entry.version_keys or not self._fresh(entry, None):
                     out.append(False)
                 else:
-                    out.append(Baseline({k: self.versions[k] for k in version_keys}, state_digest(entry.state)))
+                    out.append(Baseline({k: self.versions[k] for k in version_keys}, entry.digest))
         return out
 
     def lease_maintainer(self, table_key: str, token: str, ttl_ms: int) -> bool:
@@ -409,7 +471,7 @@ class MemoryBackend:
             entry = self._entries.get(key)
             if entry is None or entry.state is None:
                 return None
-            return entry.value, entry.state, state_digest(entry.state)
+            return entry.value, entry.state, entry.digest
 
     def _unchanged(self, versions: Mapping[str, int], token: str, tick1: int, now: float) -> bool:
         """No other writer touched these dependencies since the baseline ``versions``."""
@@ -430,30 +492,33 @@ class MemoryBackend:
             return self._begin(version_keys, token, mark_ttl_ms), ok
 
     def end_write_maintained(self, version_keys: Sequence[str], token: str, tick1: int,
-                             updates: Sequence[MaintainUpdate]) -> tuple[int, list[bool]]:
+                             updates: Sequence[MaintainUpdate], rows: Mapping[str, bytes] | None = None
+                             ) -> tuple[int, list[str | None]]:
         now = time.monotonic()
         with self._lock:
-            ok = []
+            held = []
             for update in updates:
                 entry = self._entries.get(update.key)
-                ok.append(entry is not None and entry.state is not None and entry.expires_at > now
-                          and state_digest(entry.state) == update.digest
-                          and self._unchanged(update.baseline, token, tick1, now))
-            tick = self._end(version_keys, token)
-            for n, (update, stored) in enumerate(zip(updates, ok, strict=True)):
+                held.append(entry is not None and entry.state is not None and entry.expires_at > now
+                            and entry.digest == update.digest
+                            and self._unchanged(update.baseline, token, tick1, now))
+            tick = self._end(version_keys, token, rows)
+            out: list[str | None] = []
+            for update, stored in zip(updates, held, strict=True):
                 entry = self._entries.get(update.key) if stored else None
                 if entry is None:
-                    ok[n] = False  # evicted by an earlier update of this write
+                    out.append(None)  # not held, or evicted by an earlier update of this write
                     continue
                 entry.stamp = tick
                 if update.value is not None and update.state is not None:
                     self._drop(update.key)
-                    entry.value, entry.state = update.value, update.state
-                    if self._size(update.key, entry) <= self.max_bytes:
-                        self._store(update.key, entry)
-                    else:
-                        ok[n] = False  # too large now: gone, invalidated as any other
-            return tick, ok
+                    entry.value, entry.state, entry.digest = update.value, update.state, state_digest(update.state)
+                    if self._size(update.key, entry) > self.max_bytes:
+                        out.append(None)  # too large now: gone, invalidated as any other
+                        continue
+                    self._store(update.key, entry)
+                out.append(entry.digest)
+            return tick, out
 
     # -- row-level invalidation: which columns readers are pinned by, per table ----------------
     def register_dependency(self, table_key: str, column: str) -> str:

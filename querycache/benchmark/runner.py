@@ -550,7 +550,8 @@ def parse(argv: list[str] | None, prog: str = "python -m bench") -> argparse.Nam
         a.skipped.append(f"{name}: needs the semantic extra (missing {', '.join(absent)}): "
                          "pip install 'querycache[semantic]'")
     a.notes = []
-    if a.database == "sqlite" and "qc-redis-maintain" in a.contenders + a.sweep_contenders:
+    if a.database == "sqlite" and {"qc-redis-maintain", "qc-redis-maintain-nocatchup"} & {
+            *a.contenders, *a.sweep_contenders}:
         a.notes.append("qc-redis-maintain on sqlite: maintained answers cover PostgreSQL and MySQL/MariaDB "
                        "only, so it runs as qc-redis-rows there")
     if a.database == "sqlite" and "qc-redis-rows" in a.contenders + a.sweep_contenders:

@@ -38,6 +38,7 @@ CONTENDERS: dict[str, str] = {
     "qc-redis-l3": "querycache L1 + L2 Redis + L3 (n-gram embedder, every read)",
     "qc-redis-rows": "querycache L1 + L2 Redis, row-level invalidation",
     "qc-redis-maintain": "querycache L1 + L2 Redis, row-level invalidation + maintained answers",
+    "qc-redis-maintain-nocatchup": "as qc-redis-maintain, without catching up fills that writes land during",
     "qc-redis-stale2": "querycache L1 + L2 Redis, row-level invalidation; revenue and top carry max_stale=2, "
                        "refreshed in the background",
     "qc-redis-stale30": "querycache L1 + L2 Redis, row-level invalidation; revenue and top carry max_stale=30, "
@@ -46,7 +47,7 @@ CONTENDERS: dict[str, str] = {
     "dogpile": "dogpile.cache Redis, distributed_lock, TTL",
 }
 QC = {"qc-l1", "qc-mem", "qc-redis", "qc-redis-nocoalesce", "qc-redis-l3", "qc-redis-rows", "qc-redis-maintain",
-      "qc-redis-stale2", "qc-redis-stale30"}
+      "qc-redis-maintain-nocatchup", "qc-redis-stale2", "qc-redis-stale30"}
 # Contenders whose reads of some kinds carry a staleness bound (seconds): those may be stale, by at most that.
 BOUNDED: dict[str, dict[str, int]] = {"qc-redis-stale2": {"revenue": 2, "top": 2},
                                       "qc-redis-stale30": {"revenue": 30, "top": 30}}
@@ -286,6 +287,8 @@ def qc_config(contender: str, redis_url: str, namespace: str) -> dict[str, Any]:
         "qc-redis-l3": table | redis | {"l3": {"enabled": True, "model": "ngram", "all_reads": True}},
         "qc-redis-rows": redis | {"invalidation": {"row_level": True}},
         "qc-redis-maintain": redis | {"invalidation": {"row_level": True, "maintain": {"enabled": True}}},
+        "qc-redis-maintain-nocatchup": redis | {"invalidation": {"row_level": True, "maintain": {
+            "enabled": True, "catch_up": False}}},
         "qc-redis-stale2": redis | {"invalidation": {"row_level": True}},
         "qc-redis-stale30": redis | {"invalidation": {"row_level": True}},
     }

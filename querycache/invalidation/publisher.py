@@ -8,10 +8,10 @@ confirms (docs/freshness.md, "Two-phase writes").
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from querycache.backends.base import MaintainCheck, strict_acks
-from querycache.codec import Unencodable
+from querycache.codec import Result, Unencodable, encode
 from querycache.errors import BackendUnavailable
 from querycache.invalidation.keys import table_of
 from querycache.maintain.state import Unmaintainable
@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 
 _PENDING_MARK_MS = 30000
 T = TypeVar("T")
+
+
+def logged(changed: Mapping[str, Mapping[str, Iterable[object]] | None] | None) -> dict[str, bytes]:
+    """Per table of known rows, what a catch-up log keeps of a write: its (relation, primary key)
+    rows, encoded (docs/maintenance.md, "Fills under writes")."""
+    return {table: encode(Result(None, [(rel, key) for rel in sorted(found) for key in found[rel]], 0))
+            for table, found in (changed or {}).items() if found is not None}
 
 
 class Publisher:
@@ -61,17 +68,21 @@ class Publisher:
 
     def around(self, keys: set[str], action: Callable[[], T],
                row_checks: list[tuple[str, int]] | None = None,
-               maintained: Sequence[Maintained] | None = None) -> T:
+               maintained: Sequence[Maintained] | None = None,
+               changed: Mapping[str, Mapping[str, Iterable[object]] | None] | None = None) -> T:
         """Phase 1 before ``action`` makes writes visible, phase 2 after, whatever its outcome.
         ``keys`` may grow during ``action`` (a row-level write found it touched other rows);
         phase 2 bumps what it holds then, plus every table whose dependency columns changed since
         its footprint was computed (``row_checks``). ``maintained``: entries whose updated answers
-        phase 2 stores if ``action`` succeeded and no other write touched them (docs/maintenance.md)."""
+        phase 2 stores if ``action`` succeeded and no other write touched them (docs/maintenance.md);
+        ``changed``: per table the rows the write changes ({relation: primary keys}, None:
+        unknown), logged for fills that run meanwhile (docs/maintenance.md, "Fills under writes")."""
         if not keys:
             return action()
         store = self._context.maintain
+        rows = logged(changed)
         entries = [e for e in maintained or () if e.failed is None] if store is not None else []
-        if not entries:
+        if not entries and not (rows and store is not None):
             self._count_fallbacks(maintained)
             token = self.begin(keys)
             try:
@@ -81,7 +92,10 @@ class Publisher:
                     keys |= self.changed_dependencies(row_checks)
                 self.end(keys, token)
                 self.count(keys)
-        assert store is not None and maintained is not None
+        assert store is not None
+        if not entries:
+            self._count_fallbacks(maintained)
+            maintained = []
         token = uuid.uuid4().hex
         tick1 = 0
         try:
@@ -102,10 +116,11 @@ class Publisher:
         finally:
             if row_checks:
                 keys |= self.changed_dependencies(row_checks)
-            self._end_maintained(keys, token, tick1, maintained if succeeded else [])
+            self._end_maintained(keys, token, tick1, (maintained or []) if succeeded else [], rows)
             self.count(keys)
 
-    def _end_maintained(self, keys: set[str], token: str, tick1: int, maintained: Sequence[Maintained]) -> None:
+    def _end_maintained(self, keys: set[str], token: str, tick1: int, maintained: Sequence[Maintained],
+                        rows: Mapping[str, bytes] | None) -> None:
         """Phase 2 with the updated entries that are still good to store."""
         store = self._context.maintain
         assert store is not None
@@ -121,15 +136,19 @@ class Publisher:
                 except Exception:  # noqa: BLE001 - phase 2 must run whatever an answer's derivation does
                     entry.fail("error")
         try:
-            _, stored = store.end_write_maintained(sorted(keys), token, tick1, updates)
+            by_key = {k: rows[t] for k in keys if (t := table_of(k)) in rows} if rows else None
+            _, stored = store.end_write_maintained(sorted(keys), token, tick1, updates, by_key)
         except BackendUnavailable:
             self._context.store_failed()
-            stored = [False] * len(updates)
-        for entry, ok in zip(entries, stored, strict=True):
-            if ok:
-                stats.incr("maintained")
-            else:
+            stored = [None] * len(updates)
+        states = self._context.maintain_states
+        for entry, update, digest in zip(entries, updates, stored, strict=True):
+            if digest is None:
                 entry.fail("concurrent_write")
+                continue
+            stats.incr("maintained")
+            if update.value is not None and entry.state is not None:
+                states.put(entry.key, digest, update.value, entry.state)
         self._count_fallbacks(maintained)
         if self._acks is not None:
             self._acks.wait_for_acks()

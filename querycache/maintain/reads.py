@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from querycache.codec import Result
 from querycache.drivers.base import DBAPICursor
+from querycache.maintain.catchup import can_catch_up, caught_up, open_snapshot
 from querycache.maintain.shape import Refused, Shape, bind, shape_of
-from querycache.maintain.state import Unmaintainable, check_fill, from_state_rows, order, project
+from querycache.maintain.state import State, Unmaintainable, check_fill, from_state_rows, order, project
 from querycache.maintain.writes import scope_of, spec_of
 
 if TYPE_CHECKING:
@@ -61,16 +62,18 @@ def not_maintainable(session: Session, sql: str, reason: str) -> None:
     refused[sql] = reason
 
 
-def derive_fill(shape: Shape, rows: Sequence[Sequence[object]], params: object
-                ) -> tuple[list[tuple[object, ...]], bytes] | str:
-    """The statement's rows and the encoded state from the state query's rows, or why not."""
+def derive_fill(shape: Shape, rows: Sequence[Sequence[object]], params: object, max_groups: int
+                ) -> tuple[list[tuple[object, ...]], State] | str:
+    """The statement's rows and the state from the state query's rows, or why not."""
     if rows and type(rows[0]) is not tuple:
         return "row_type"
+    if len(rows) > max_groups:
+        return "state_size"  # a state query has a row per group
     try:
         state = from_state_rows(shape, rows)
         projected = project(state, shape)
         check_fill(state, shape, rows, projected)
-        return order(projected, shape, params), state.encode()
+        return order(projected, shape, params), state
     except Unmaintainable as exc:
         return exc.reason
     except Exception:  # noqa: BLE001 - unhashable keys, NaN, unencodable values: not maintained
@@ -96,31 +99,63 @@ def register_maintained(session: Session, sql: str, params: object, version_keys
 
 
 def run_state_query(session: Session, execute: Callable[[str, dict[str, object]], object], raw_cursor: DBAPICursor,
-                    sql: str, params: object) -> tuple[Result, bytes] | None:
+                    sql: str, params: object, version_keys: Sequence[str]) -> tuple[Result, bytes, int | None] | None:
     """A maintainable read's state query in place of its statement (run by ``execute`` on
-    ``raw_cursor``): the rows the statement returns and the state they come from; None: run the
-    statement itself. Called outside the application's transactions only."""
+    ``raw_cursor``): the rows the statement returns, the state they come from, and the stamp to
+    fill at when the fill was caught up with writes that landed meanwhile (docs/maintenance.md,
+    "Fills under writes"; None: the read's own); None: run the statement itself. Called outside
+    the application's transactions only."""
     if params is not None and not isinstance(params, (list, tuple)):
         return None  # named parameters: not maintainable (as maintainable_shape says)
     shape = maintainable_shape(session, sql, params)
     if shape is None:
         return None
     stats = session.context.stats.maintain
+    pks = can_catch_up(session, shape)
+    store = session.context.maintain
+    snapshot = None
+    if pks is not None and store is not None:
+        snapshot = open_snapshot(session, store, version_keys, [session.version_key(t) for t in sorted(shape.tables)])
+    cursor = raw_cursor if snapshot is None else snapshot.cursor
     try:
-        execute(shape.state_sql, bind(params))
-        rows = list(raw_cursor.fetchall())
-    except Exception:  # noqa: BLE001 - the statement itself runs instead
-        if session.adapter.in_transaction(session.raw):
-            session.raw.rollback()  # the transaction the state query opened (never the application's)
-        stats.incr("refused:state_query")
-        not_maintainable(session, sql, "state_query")
-        return None
-    found = derive_fill(shape, rows, params)
-    if isinstance(found, str):
-        stats.incr(f"refused:{found}")
-        not_maintainable(session, sql, found)
-        return None
-    description = raw_cursor.description
+        try:
+            if snapshot is None:
+                execute(shape.state_sql, bind(params))
+            else:
+                cursor.execute(shape.state_sql, bind(params))
+            rows = list(cursor.fetchall())
+        except Exception:  # noqa: BLE001 - the statement itself runs instead
+            if snapshot is not None:
+                snapshot.end()
+            elif session.adapter.in_transaction(session.raw):
+                session.raw.rollback()  # the transaction the state query opened (never the application's)
+            stats.incr("refused:state_query")
+            not_maintainable(session, sql, "state_query")
+            return None
+        description, raw_rowcount = cursor.description, cursor.rowcount
+        found = derive_fill(shape, rows, params, session.context.config.invalidation.maintain.max_state_groups)
+        if isinstance(found, str):
+            stats.incr(f"refused:{found}")
+            not_maintainable(session, sql, found)
+            return None
+        derived, state = found
+        stamp = None
+        if snapshot is not None and pks is not None:
+            caught = caught_up(session, shape, params or (), version_keys, pks, snapshot, state)
+            if caught is None:
+                return None
+            derived, stamp = caught
+        try:
+            encoded = state.encode()
+        except Exception as exc:  # noqa: BLE001 - unencodable values: not maintained
+            reason = exc.reason if isinstance(exc, Unmaintainable) else "error"
+            stats.incr(f"refused:{reason}")
+            not_maintainable(session, sql, reason)
+            return None
+    finally:
+        if snapshot is not None:
+            snapshot.end()
+            snapshot.cursor.close()
     columns = tuple(description[:shape.width]) if description is not None else None
-    rowcount = len(found[0]) if raw_cursor.rowcount == len(rows) else raw_cursor.rowcount
-    return Result(columns, found[0], rowcount), found[1]
+    rowcount = len(derived) if raw_rowcount == len(rows) else raw_rowcount
+    return Result(columns, derived, rowcount), encoded, stamp

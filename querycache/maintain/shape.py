@@ -32,6 +32,7 @@ from querycache.invalidation.rows import Source, parse_named, source_of
 from querycache.sqlparts import flatten
 
 MARKER = "qc_restrict_marker"
+MARKER_B = "qc_second_marker"  # not containing MARKER: each is replaced as text
 _PLACEHOLDER = re.compile(r"%\((qc[pm]\d+)\)s|:(qc[pm]\d+)\b")
 
 
@@ -98,6 +99,10 @@ class Shape:
     """(part, relation) -> the conjuncts of the restricted SELECT's WHERE on that relation's one
     occurrence alone, its columns qualified by ``qc_t``: a write's rows that fail it in an image
     cannot change the part in that image (absent: no such conjunct, every write may)."""
+    pair_deltas: dict[tuple[int, str, str], str]
+    """(part, relation a, relation b), a < b -> the part's delta query restricted on both at once
+    (``MARKER`` for a, ``MARKER_B`` for b): what two relations' changes share, for a fill caught
+    up with both (docs/maintenance.md, "Fills under writes")."""
 
     @property
     def hidden_width(self) -> int:
@@ -110,13 +115,25 @@ class Shape:
             return None
         return restrict(template, self.restrict_aliases[(part, table)], pk, n, dialect)
 
+    def pair_delta_sql(self, part: int, first: tuple[str, str, int], second: tuple[str, str, int],
+                       dialect: str) -> str | None:
+        """The delta query of ``part`` restricted to ``n`` keys of each of two relations (each
+        ``(relation, pk, n)``, in name order; the second's keys are ``%(qcnI)s``)."""
+        template = self.pair_deltas.get((part, first[0], second[0]))
+        if template is None:
+            return None
+        found = restrict(template, self.restrict_aliases[(part, first[0])], first[1], first[2], dialect)
+        return restrict(found, self.restrict_aliases[(part, second[0])], second[1], second[2], dialect,
+                        MARKER_B, "qcn")
+
 
 @functools.lru_cache(maxsize=256)
-def restrict(template: str, aliases: tuple[str, ...], pk: str, n: int, dialect: str) -> str:
-    marks = ", ".join(f"%(qcm{i})s" for i in range(n)) if n else "NULL"
+def restrict(template: str, aliases: tuple[str, ...], pk: str, n: int, dialect: str, marker: str = "",
+             prefix: str = "qcm") -> str:
+    marks = ", ".join(f"%({prefix}{i})s" for i in range(n)) if n else "NULL"
     column = exp.to_identifier(pk).sql(dialect=dialect)
     condition = " OR ".join(f"{exp.to_identifier(a).sql(dialect=dialect)}.{column} IN ({marks})" for a in aliases)
-    return template.replace(MARKER, f"({condition})")
+    return template.replace(marker or MARKER, f"({condition})")
 
 
 SCALE_DIGITS = 19
@@ -263,10 +280,13 @@ def _analyze(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> 
         grouped.set(clause, None)
     grouped.set("expressions", [exp.alias_(h.copy(), f"qc_h{i}") for i, h in enumerate(hidden)])
     tables: set[str] = set()
-    for table, found in _occurrences(grouped, ctes).items():
+    pairs: dict[tuple[int, str, str], str] = {}
+    occurrences = _occurrences(grouped, ctes)
+    for table, found in occurrences.items():
         tables.add(table.rsplit(".", 1)[-1])
         deltas[table], aliases[(-1, table)] = _restricted(grouped, found, dialect)
         _filter(found, dialect, filters, (-1, table))
+    _pairs(grouped, occurrences, -1, dialect, pairs)
     scalar_deltas: list[dict[str, str]] = []
     for index, (node, scalar) in enumerate(zip(scalar_nodes, scalars, strict=True)):
         part = exp.Select(expressions=[node.expressions[0].copy(), _counted(node).expressions[0],
@@ -278,14 +298,25 @@ def _analyze(sql: str, dialect: str, paramstyle: str, views: frozenset[str]) -> 
         if tree.args.get("with_") is not None:
             part.set("with_", tree.args["with_"].copy())
         mine: dict[str, str] = {}
-        for table, found in _occurrences(part, ctes).items():
+        occurrences = _occurrences(part, ctes)
+        for table, found in occurrences.items():
             tables.add(table.rsplit(".", 1)[-1])
             mine[table], aliases[(index, table)] = _restricted(part, found, dialect)
             _filter(found, dialect, filters, (index, table))
+        _pairs(part, occurrences, index, dialect, pairs)
         scalar_deltas.append(mine)
     return Shape(state_sql, len(tree.expressions), len(group_exprs), bool(group_exprs), tuple(slots),
                  tuple(scalars), tuple(outputs), order, limit, offset, frozenset(tables), deltas,
-                 tuple(scalar_deltas), aliases, filters)
+                 tuple(scalar_deltas), aliases, filters, pairs)
+
+
+def _pairs(part: exp.Select, occurrences: dict[str, list[tuple[exp.Select, exp.Table]]], index: int, dialect: str,
+           out: dict[tuple[int, str, str], str]) -> None:
+    """The part's delta queries restricted on two of its relations at once (Shape.pair_deltas)."""
+    names = sorted(occurrences)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            out[(index, first, second)] = _restricted(part, occurrences[first], dialect, occurrences[second])[0]
 
 
 def _ctes(tree: exp.Select, views: frozenset[str]) -> dict[str, exp.Select]:
@@ -474,20 +505,24 @@ def qualified(table: exp.Table) -> str:
     return ".".join(fold_identifier(p.name) for p in parts if p is not None)
 
 
-def _restricted(part: exp.Select, occurrences: list[tuple[exp.Select, exp.Table]], dialect: str
-                ) -> tuple[str, tuple[str, ...]]:
-    """``part`` rendered with ``MARKER`` in the WHERE of the SELECT holding the occurrences."""
-    holders = {id(s) for s, _ in occurrences}
-    if len(holders) != 1:
-        raise Refused("self_join")
-    holder = occurrences[0][0]
+def _restricted(part: exp.Select, occurrences: list[tuple[exp.Select, exp.Table]], dialect: str,
+                also: list[tuple[exp.Select, exp.Table]] | None = None) -> tuple[str, tuple[str, ...]]:
+    """``part`` rendered with ``MARKER`` in the WHERE of the SELECT holding the occurrences (and
+    ``MARKER_B`` in the one holding those of ``also``)."""
+    marked = []
+    for found, marker in ((occurrences, MARKER), *(((also, MARKER_B),) if also is not None else ())):
+        if len({id(s) for s, _ in found}) != 1:
+            raise Refused("self_join")
+        marked.append((found[0][0], marker))
     aliases = tuple(t.alias_or_name for _, t in occurrences)
-    original = holder.args.get("where")
-    holder.where(exp.column(MARKER), append=True, copy=False)
+    originals = [(holder, holder.args.get("where")) for holder, _ in marked]
+    for holder, marker in marked:
+        holder.where(exp.column(marker), append=True, copy=False)
     try:
         return _render(part, dialect), aliases
     finally:
-        holder.set("where", original)
+        for holder, original in reversed(originals):
+            holder.set("where", original)
 
 
 def _filter(occurrences: list[tuple[exp.Select, exp.Table]], dialect: str,

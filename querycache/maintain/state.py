@@ -20,6 +20,8 @@ import decimal
 import heapq
 import itertools
 import operator
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -29,7 +31,10 @@ from querycache.codec import CorruptEntry, Result, decode, encode
 from querycache.invalidation.rows import Source, resolve
 from querycache.maintain.shape import SCALE_DIGITS, SCALES, Shape
 
-_STATE_FORMAT = 2  # 2: three columns per aggregate (value, count, scales); a state of 1 is not read
+# 2: three columns per aggregate (value, count, scales). 3: the same, stored beside its digest ('h',
+# what writers compare and key their decoded copies by): a release that wrote format 2 did not keep
+# that digest, so it must not maintain a state of 3, nor this one a state of 2 (either is invalidated).
+_STATE_FORMAT = 3
 _CHECKED_ROWS = 64  # rows of a fill whose derivation is compared with the database's own columns
 _EXACT = decimal.Context(prec=400, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow])
 _SCALE_BASE = 10 ** SCALE_DIGITS
@@ -71,14 +76,16 @@ class State:
             if kinds <= {int}:
                 tags.append("i")
                 columns.append(list(column))
-            elif kinds == {decimal.Decimal} and all(v is None or _integral(v) for v in column):
-                # Integers of exponent 0 (the multisets of scales: mostly zeros) as their shortest
-                # text, given back their exponent 0 when decoded.
-                tags.append("z")
-                columns.append([None if v is None else str(v.normalize(_WIDE)) for v in column])
             elif kinds == {decimal.Decimal}:
-                tags.append("d")
-                columns.append([None if v is None else str(v) for v in column])
+                texts = [None if v is None else str(v) for v in column]
+                if _integral(texts):
+                    # Integers of exponent 0 (the multisets of scales: mostly zeros) with their
+                    # trailing zeros as an exponent, given back their exponent 0 when decoded.
+                    tags.append("z")
+                    columns.append([_shortened(t) for t in texts])
+                else:
+                    tags.append("d")
+                    columns.append(texts)
             else:
                 tags.append("c")
                 columns.append(encode(Result(None, [tuple(column)], 0)))
@@ -117,10 +124,23 @@ class State:
         return State(groups, scalars, totals)
 
 
-def _integral(value: decimal.Decimal) -> bool:
-    """An integer of exponent 0 that ``_WIDE`` holds exactly (encoded by its shortest text)."""
-    found = value.as_tuple()
-    return found.exponent == 0 and len(found.digits) <= _WIDE.prec
+_INTEGER_TEXT = frozenset("-0123456789")
+
+
+def _integral(texts: list[str | None]) -> bool:
+    """Whether these decimals' texts are all integers of exponent 0 that ``_WIDE`` holds exactly:
+    ``str`` writes any other decimal with a point, an exponent or a name (NaN, Infinity)."""
+    present = [t for t in texts if t is not None]
+    return (not present or set("".join(present)) <= _INTEGER_TEXT) and max(map(len, present), default=0) <= _WIDE.prec
+
+
+def _shortened(text: str | None) -> str | None:
+    """An integer's text with its trailing zeros as an exponent (``3E38``): what ``Decimal`` reads
+    back as the same value."""
+    if text is None or not text.endswith("00"):
+        return text
+    digits = text.rstrip("0")
+    return text if digits in ("", "-") else f"{digits}E{len(text) - len(digits)}"
 
 
 def _type_tag(value: object) -> str:
@@ -334,6 +354,26 @@ def apply_scalar(state: State, shape: Shape, k: int, before: Sequence[object] | 
     state.scalars[k] = [value, count, scales]
 
 
+def merged(shape: Shape, part: int, rows: Iterable[Sequence[object]]) -> list[tuple[object, ...]]:
+    """Delta rows of ``part`` from several restrictions added up per group (one row per group,
+    as ``apply_groups`` and ``apply_scalar`` take them), exactly."""
+    keys = shape.keys if part < 0 else 0
+    slots = shape.slots if part < 0 else (shape.scalars[part],)
+    out: dict[tuple[object, ...], list[object]] = {}
+    for row in rows:
+        key = tuple(row[:keys])
+        found = out.get(key)
+        if found is None:
+            out[key] = list(row[keys:])
+            continue
+        for index, value in enumerate(row[keys:]):
+            slot = slots[index // 3] if index < 3 * len(slots) else None  # None: COUNT(*)
+            scaled = slot is not None and slot.scaled and index % 3 == 0
+            wide = slot is not None and index % 3 == 2  # a multiset of scales
+            found[index] = _combine(found[index], value, None, scaled, _WIDE if wide else _EXACT)
+    return [(*key, *values) for key, values in out.items()]
+
+
 def derive(state: State, shape: Shape, params: object) -> list[tuple[object, ...]]:
     """The rows the statement returns for ``state``: projected, ordered, offset and limited."""
     return order(project(state, shape), shape, params)
@@ -445,3 +485,40 @@ def check_fill(state: State, shape: Shape, rows: Sequence[Sequence[object]],
     if len(state.groups) != len(rows) or any(repr(d) != repr(tuple(r[:shape.width]))
                                              for d, r in zip(derived, rows, strict=False)):
         raise Unmaintainable("fill_mismatch")
+
+
+class StateCache:
+    """Decoded states of the entries this process maintained last, by entry key and the digest
+    of the state as stored: a writer whose baseline has that digest takes the state from here
+    instead of fetching and decoding it (docs/maintenance.md, "What it costs"). A state is taken
+    out while a writer applies its deltas (two writers never share one) and put back only once
+    phase 2 stored it; equal digests mean equal stored bytes, so the copy is the stored state."""
+
+    def __init__(self, max_groups: int) -> None:
+        self.max_groups = max_groups
+        self._lock = threading.Lock()
+        self._states: OrderedDict[str, tuple[str, bytes, State]] = OrderedDict()
+        self._groups = 0
+
+    def take(self, key: str, digest: str) -> tuple[bytes, State] | None:
+        """The entry's value and state if the copy here is of ``digest`` (removed either way)."""
+        with self._lock:
+            found = self._states.pop(key, None)
+            if found is None:
+                return None
+            self._groups -= len(found[2].groups)
+        return (found[1], found[2]) if found[0] == digest else None
+
+    def put(self, key: str, digest: str, value: bytes, state: State) -> None:
+        size = len(state.groups)
+        if not self.max_groups or size > self.max_groups:
+            return
+        with self._lock:
+            old = self._states.pop(key, None)
+            if old is not None:
+                self._groups -= len(old[2].groups)
+            self._states[key] = (digest, value, state)
+            self._groups += size
+            while self._groups > self.max_groups:
+                _, (_, _, evicted) = self._states.popitem(last=False)
+                self._groups -= len(evicted.groups)

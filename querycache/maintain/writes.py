@@ -31,7 +31,7 @@ from querycache.invalidation.keys import table_of
 from querycache.invalidation.row_writes import catalog_query, fetch, quietly
 from querycache.invalidation.rows import WritePlan, resolve, write_plan
 from querycache.maintain.shape import Refused, Shape, bind, qualified, shape_of
-from querycache.maintain.state import State, Unmaintainable, apply_groups, apply_scalar, derive
+from querycache.maintain.state import State, StateCache, Unmaintainable, apply_groups, apply_scalar, derive
 
 if TYPE_CHECKING:
     from querycache.context import CacheContext
@@ -66,9 +66,14 @@ class Maintained:
         if self.failed is None:
             self.failed = reason
 
-    def load(self, store: MaintainedAnswers) -> State:
-        """The entry's state, read once (the digest must still be the baseline's)."""
+    def load(self, store: MaintainedAnswers, states: StateCache) -> State:
+        """The entry's state, read once (the digest must still be the baseline's): this process's
+        decoded copy when it has the baseline's, else fetched from the store."""
         if self.state is None:
+            cached = states.take(self.key, self.baseline.digest)
+            if cached is not None:
+                self.value, self.state = cached
+                return self.state
             found = store.maintained_content(self.key)
             if found is None or found[2] != self.baseline.digest:
                 raise Unmaintainable("concurrent_write")
@@ -169,9 +174,11 @@ class StatementMaintenance:
         assert session.context.maintain is not None
         self.store: MaintainedAnswers = session.context.maintain
         self.deadline = 0.0
+        self.table = table_of(session.version_key(plan.table))
+        self.changed: list[object] | None = None  # the primary keys of the rows the write changed
 
     def run(self, write: Callable[[], T], raw_cursor: DBAPICursor,
-            publish: Callable[[Callable[[], object]], object] | None = None) -> T:
+            publish: Callable[..., object] | None = None) -> T:
         """Run ``write`` with the delta queries around it, in one transaction. ``publish``: in the
         transaction the wrapper opened, how its COMMIT is published (both phases around the COMMIT
         alone: until then nothing of the write is visible, and the pending window stays short)."""
@@ -194,18 +201,23 @@ class StatementMaintenance:
             try:
                 new_keys = self._keys_after(cursor, raw_cursor, old_keys)
                 if new_keys is not None:
-                    afters = self._deltas(cursor, sorted(set(old_keys or []) | set(new_keys), key=repr))
+                    self.changed = sorted(set(old_keys or []) | set(new_keys), key=repr)
+                    afters = self._deltas(cursor, self.changed)
                     self._apply(befores, afters)
                 else:
                     self._fail_all("keys")
             except Exception:  # noqa: BLE001 - as above: the write stands, its entries are invalidated
                 self._fail_all("error")
+            changed = {self.table: {self.relation: self.changed} if self.changed is not None else None}
             if own and publish is not None:
-                publish(lambda: cursor.execute("COMMIT"))
+                publish(lambda: cursor.execute("COMMIT"), changed=changed)
             elif own:
                 cursor.execute("COMMIT")
+            else:
+                session.tx.record_rows(self.table, self.relation, self.changed)
         except BaseException:
             self._fail_all("write_failed")
+            session.tx.record_rows(self.table, self.relation, None)
             if own:
                 quietly(cursor, "ROLLBACK")  # the write's own error is the one to raise
             raise
@@ -360,7 +372,7 @@ class StatementMaintenance:
                     before, after = befores.get((i, part), []), afters[(i, part)]
                     if not before and not after:
                         continue  # the write did not touch what the part reads
-                    state = entry.load(self.store)
+                    state = entry.load(self.store, self.session.context.maintain_states)
                     if part < 0:
                         apply_groups(state, entry.shape, before, after)
                     else:
@@ -406,7 +418,10 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: object, keys
         context.store_failed()
         return None
     tx = session.tx
-    if not registered:
+    # A fill under way asked writers of the table to log the rows they change (docs/maintenance.md,
+    # "Fills under writes"): with no entry to maintain, the statement then only reads its keys.
+    logging = _logging_until(registered.pop(CATCHUP_FIELD, None)) > time.time()
+    if not registered and not logging:
         return None
     relation = relation_of(plan, analyzer.dialect)
     pk = primary_key(session, relation) if relation is not None else None
@@ -422,7 +437,7 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: object, keys
     # One maintaining writer per table at a time (two would each see the other's bump and fall
     # back, invalidating every entry of the table): wait for the lease, boundedly.
     lease = None
-    if table_key not in tx.leases:
+    if registered and table_key not in tx.leases:
         lease = _lease(store, table_key)
         if lease is None:
             stats.incr("fallback:lease_wait", len(registered))
@@ -461,7 +476,7 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: object, keys
             elif baseline:
                 _quietly(context, partial(store.forget_maintained, table_key, key))  # gone
     leases = [(table_key, lease)] if lease is not None else []
-    if not entries:
+    if not entries and not logging:
         for held in leases:
             _quietly(context, partial(store.release_maintainer, *held))
         return None
@@ -499,6 +514,17 @@ def _lease(store: MaintainedAnswers, table_key: str) -> str | None:
 
 
 _SPECS: dict[bytes, tuple[str, str, tuple[str, ...], tuple[object, ...]]] = {}
+
+CATCHUP_FIELD = "#catchup"
+"""The registry field by which a fill asks a table's writers to log the rows they change: until
+when (ms since the epoch, the filler's clock), written as a registered entry's spec would be."""
+
+
+def _logging_until(found: bytes | None) -> float:
+    try:
+        return int(found) / 1000 if found else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _candidate(session: Session, table_key: str, key: str, spec: bytes, written: set[str]

@@ -42,13 +42,14 @@ from querycache.backends.base import (
     MaintainCheck,
     MaintainUpdate,
     _Miss,
-    state_digest,
+    logged_rows,
 )
 from querycache.backends.redis import health
 from querycache.backends.redis.scripts import (
     _ACKED,
     _BEGIN,
     _BEGIN_CHECKED,
+    _CATCHUP,
     _END,
     _END_MAINTAINED,
     _EXTEND,
@@ -56,6 +57,7 @@ from querycache.backends.redis.scripts import (
     _LOOKUP,
     _MAINTAINED_BASELINES,
     _NO_LEASE,
+    _OPEN_CATCHUP,
     _REGISTER,
     _REGISTER_MAINTAINED,
     _RELEASE,
@@ -132,7 +134,8 @@ class RedisBackend(Subscription):
             ("renew", _RENEW), ("acked", _ACKED), ("release", _RELEASE), ("extend", _EXTEND),
             ("register", _REGISTER), ("begin_checked", _BEGIN_CHECKED), ("end_maintained", _END_MAINTAINED),
             ("mbaselines", _MAINTAINED_BASELINES), ("mregister", _REGISTER_MAINTAINED),
-            ("release_maintainer", _RELEASE_MAINTAINER))}
+            ("release_maintainer", _RELEASE_MAINTAINER), ("open_catchup", _OPEN_CATCHUP),
+            ("catchup", _CATCHUP))}
         if history is not None:
             self._scripts = {name: self._client.register_script(with_history(script.script, *history))
                              for name, script in self._scripts.items()}
@@ -406,14 +409,15 @@ class RedisBackend(Subscription):
         self._run("release_maintainer", [_hashed(f"{self.namespace}:ml:", table_key)], [token])
 
     def maintained_content(self, key: str) -> tuple[bytes, bytes, str] | None:
-        found = self._call(lambda: self._client.hmget(key, "v", "m")) or (None, None)
-        value, state = found
-        if not isinstance(value, bytes) or not isinstance(state, bytes) or not value or not state:
-            return None
+        found = self._call(lambda: self._client.hmget(key, "v", "m", "h")) or (None, None, None)
+        value, state, digest = found
+        if not (isinstance(value, bytes) and isinstance(state, bytes) and isinstance(digest, bytes)
+                and value and state and digest):
+            return None  # gone, or stored without its digest (by an earlier release): not maintained
         plain, plain_state = self._verify(key, value), self._verify(key + _STATE, state)
         if not isinstance(plain, bytes) or not isinstance(plain_state, bytes):
             return None
-        return plain, plain_state, state_digest(state)
+        return plain, plain_state, digest.decode()
 
     def _check_keys(self, baselines: Sequence[Mapping[str, int]]) -> tuple[list[str], list[int], list[int]]:
         """The keys and arguments of the checks' dependencies: counts, keys, versions."""
@@ -433,7 +437,8 @@ class RedisBackend(Subscription):
         return seq, [bool(int(x)) for x in ok]
 
     def end_write_maintained(self, version_keys: Sequence[str], token: str, tick1: int,
-                             updates: Sequence[MaintainUpdate]) -> tuple[int, list[bool]]:
+                             updates: Sequence[MaintainUpdate], rows: Mapping[str, bytes] | None = None
+                             ) -> tuple[int, list[str | None]]:
         vkeys, pkeys = self._keys(version_keys)
         extra, counts, seen = self._check_keys([u.baseline for u in updates])
         payload: list[Any] = []
@@ -443,8 +448,18 @@ class RedisBackend(Subscription):
         seq, (ok,) = self._phase2(
             "end_maintained", [CLOCK, *vkeys, *pkeys, *(u.key for u in updates), *extra],
             [self._new_epoch(), len(version_keys), token, "\x1e".join(version_keys), self.channel, tick1,
-             len(updates), *counts, *payload, *seen], version_keys)
-        return seq, [bool(int(x)) for x in ok]
+             len(updates), *counts, *payload, *seen, *((rows or {}).get(k, b"") for k in version_keys)],
+            version_keys)
+        return seq, [x.decode() if isinstance(x, bytes) else None for x in ok]
+
+    def open_catchup(self, version_keys: Sequence[str], ttl_ms: int) -> int:
+        vkeys, _ = self._keys(version_keys)
+        return int(self._run("open_catchup", [CLOCK, *vkeys], [self._new_epoch(), len(version_keys), ttl_ms]))
+
+    def catchup(self, version_keys: Sequence[str], stamp: int) -> tuple[int, dict[str, list[bytes]] | None]:
+        vkeys, pkeys = self._keys(version_keys)
+        seq, found = self._run("catchup", [CLOCK, *vkeys, *pkeys], [self._new_epoch(), len(version_keys), stamp])
+        return int(seq), logged_rows(version_keys, found) if isinstance(found, list) else None
 
     def wait_for_acks(self) -> None:
         """Strict mode: block until every live lease holder applied this thread's last bump.

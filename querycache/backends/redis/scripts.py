@@ -7,6 +7,7 @@ every namespace: two caches over one database must invalidate each other.
 
 from __future__ import annotations
 
+from querycache.backends.base import CATCHUP_LOG
 from querycache.hints import MAX_STALE_CAP_S
 
 CLOCK = "qc:clock"
@@ -236,7 +237,8 @@ local function store()
   redis.call('HSET', KEYS[2], 'e', epoch, 's', string.format('%d', stamp), 'v', ARGV[3],
              'x', now_ms + tonumber(ARGV[6]), 'd', ARGV[12])
   redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]) + tonumber(ARGV[9]))
-  if ARGV[10] and ARGV[10] ~= '' then redis.call('HSET', KEYS[2], 'm', ARGV[10]) end
+  -- 'm': a maintained answer's state, 'h' its SHA-1 (what writers compare, computed once here).
+  if ARGV[10] and ARGV[10] ~= '' then redis.call('HSET', KEYS[2], 'm', ARGV[10], 'h', redis.sha1hex(ARGV[10])) end
   return 1
 end
 local stored = store()
@@ -308,12 +310,21 @@ local function phase1(token, ttl, names, channel)
   announce(channel, sv, names)
   return sv
 end
--- Phase 2: tick, every version to the tick, this writer's mark removed.
+-- Phase 2: tick, every version to the tick, this writer's mark removed. Where a fill asked for it
+-- (qc:cl:<hash>, open_catchup), the rows this write changed are logged at the tick: logged[i], the
+-- encoded rows of version i, or '?' when unknown (docs/maintenance.md, "Fills under writes").
+local logged, CATCHUP_LOG = {}, """ + str(CATCHUP_LOG) + """
 local function phase2(token)
   local sv = string.format('%d', tick())
   for i = 1, n do
     bump(KEYS[1 + i], sv)
     redis.call('ZREM', KEYS[1 + n + i], token)
+    local lk = 'qc:cl:' .. string.sub(KEYS[1 + i], 6)
+    if redis.call('EXISTS', lk) == 1 then
+      local rows = logged[i]
+      redis.call('ZADD', lk, sv, sv .. ':' .. ((rows and rows ~= '') and ('=' .. rows) or '?'))
+      if redis.call('ZCARD', lk) > CATCHUP_LOG then redis.call('DEL', lk) end  -- its fills give up
+    end
   end
   return sv
 end
@@ -365,7 +376,7 @@ local out = {}
 local j = 1 + m
 for u = 1, m do
   local c = tonumber(ARGV[3 + u])
-  local e = redis.call('HMGET', KEYS[1 + u], 'e', 's', 'm')
+  local e = redis.call('HMGET', KEYS[1 + u], 'e', 's', 'h')
   local fresh = e[1] == epoch and e[3] and true or false
   local versions = {}
   for i = 1, c do
@@ -376,7 +387,7 @@ for u = 1, m do
     if fresh and pending_on(KEYS[j + c + i]) then fresh = false end
   end
   j = j + 2 * c
-  if fresh then out[u] = {e[2], redis.sha1hex(e[3]), versions}
+  if fresh then out[u] = {e[2], e[3], versions}
   elseif e[1] == epoch and e[3] then out[u] = 0
   else out[u] = 1 end
 end
@@ -406,19 +417,21 @@ return {phase1(ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]), ok}
 # KEYS: clock, n version keys, n pending keys, m entry keys, then t version keys and t pending keys
 # of the updates' baselines. ARGV: new epoch, n, token, logical names, channel, tick1, m, m counts,
 # then per update: sha1 of the stored state it read, new value and new state ('' and '': the stamp
-# only); then t baseline versions.
+# only); then t baseline versions; then per version key the rows the write changed ('': unknown).
 # Phase 2, and each update stored at its tick when the entry still holds that state and no other
-# writer touched a dependency since the baseline.
+# writer touched a dependency since the baseline; per update the sha1 of the state now held ('h'),
+# or 0 when not stored.
 _END_MAINTAINED = _PRELUDE + _PHASES_FN + _UNCHANGED_FN + """
 local m = tonumber(ARGV[7])
 local t = (#KEYS - 1 - 2 * n - m) / 2
 local base = 1 + 2 * n + m
+for i = 1, n do logged[i] = ARGV[7 + 4 * m + t + i] end
 local ok = {}
 local j = 0
 for u = 1, m do
   local ek = KEYS[1 + 2 * n + u]
-  local e = redis.call('HMGET', ek, 'e', 'm')
-  local held = (e[1] == epoch and e[2] and redis.sha1hex(e[2]) == ARGV[7 + m + 3 * u - 2]) and 1 or 0
+  local e = redis.call('HMGET', ek, 'e', 'h')
+  local held = (e[1] == epoch and e[2] and e[2] == ARGV[7 + m + 3 * u - 2]) and 1 or 0
   for _ = 1, tonumber(ARGV[7 + u]) do
     j = j + 1
     if not unchanged(KEYS[base + j], KEYS[base + t + j], ARGV[7 + 4 * m + j], ARGV[3], ARGV[6]) then held = 0 end
@@ -429,8 +442,11 @@ local sv = phase2(ARGV[3])
 for u = 1, m do
   if ok[u] == 1 and ARGV[7 + m + 3 * u - 1] == '' then
     redis.call('HSET', KEYS[1 + 2 * n + u], 's', sv)  -- the answer did not change: a new stamp only
+    ok[u] = ARGV[7 + m + 3 * u - 2]
   elseif ok[u] == 1 then
-    redis.call('HSET', KEYS[1 + 2 * n + u], 's', sv, 'v', ARGV[7 + m + 3 * u - 1], 'm', ARGV[7 + m + 3 * u])
+    local h = redis.sha1hex(ARGV[7 + m + 3 * u])
+    redis.call('HSET', KEYS[1 + 2 * n + u], 's', sv, 'v', ARGV[7 + m + 3 * u - 1], 'm', ARGV[7 + m + 3 * u], 'h', h)
+    ok[u] = h
   end
 end
 local reply = announced(sv, ARGV[4], ARGV[5])
@@ -514,3 +530,36 @@ def _oom_denied(script: str) -> str:
     For the lookup that is fail-open: under ``noeviction`` at ``maxmemory`` the bumps of writes are
     refused, so an entry filled before them must not be served (the query goes to the database)."""
     return "#!lua\n" + script
+
+# -- fills under writes (docs/maintenance.md) -------------------------------------------------
+# KEYS: clock, n version keys. ARGV: new epoch, n, ttl ms. From now on (for ttl ms, renewed by each
+# call) every phase 2 of these keys logs the rows it changed; the reply is the counter now, the
+# stamp from which the logs are complete ('s': the tick the log started at).
+_OPEN_CATCHUP = _PRELUDE + """
+for i = 1, n do
+  local lk = 'qc:cl:' .. string.sub(KEYS[1 + i], 6)
+  if redis.call('EXISTS', lk) == 0 then redis.call('ZADD', lk, seq, 's') end
+  redis.call('PEXPIRE', lk, tonumber(ARGV[3]))
+end
+return string.format('%d', seq)
+"""
+
+# KEYS: clock, n version keys, n pending keys. ARGV: new epoch, n, stamp. The counter now and, per
+# key, the log members of the writes since the stamp; 0 instead when a key is gone, pending, or was
+# not logged since the stamp.
+_CATCHUP = _PRELUDE + """
+local stamp = tonumber(ARGV[3])
+local out = {}
+for i = 1, n do
+  local v = redis.call('GET', KEYS[1 + i])
+  if not v or pending_on(KEYS[1 + n + i]) then return {string.format('%d', seq), 0} end
+  out[i] = {}
+  if tonumber(v) > stamp then
+    local lk = 'qc:cl:' .. string.sub(KEYS[1 + i], 6)
+    local since = redis.call('ZSCORE', lk, 's')
+    if not since or tonumber(since) > stamp then return {string.format('%d', seq), 0} end
+    out[i] = redis.call('ZRANGEBYSCORE', lk, '(' .. ARGV[3], '+inf')
+  end
+end
+return {string.format('%d', seq), out}
+"""
