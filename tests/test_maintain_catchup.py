@@ -14,6 +14,7 @@ the pin taken as if it were not there).
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from typing import Any, Callable, Iterator
 
@@ -290,3 +291,44 @@ def _batch_scenario(shop: Shop, db: Database, kind: type, expect_right: bool) ->
         assert shop.stats().get("maintained", 0) >= 3 * len(bounds), shop.stats()
     else:
         assert wrong > 0, shop.stats()
+
+
+@pytest.mark.parametrize("cache", ["redis"], indirect=True)
+def test_a_bump_the_log_missed_stops_the_catch_up(shop: Shop, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that bumps without logging (a process of a release before fills were caught up):
+    its rows are not in the log, but its bump moved the version past the log's last write, which
+    the store checks; without that check this fill was stored without the write, and served."""
+    import redis
+
+    from querycache.backends.redis.backend import _hashed
+    from querycache.backends.redis.scripts import CLOCK
+    from querycache.invalidation.keys import table_of
+
+    _warm(shop)
+    _refill(shop)
+    client = redis.Redis.from_url(REDIS_URL)
+    table = shop.u.split(".")[1]
+    keys = [k for k in shop.reader.explain(shop.sql)["version_keys"] if table_of(k) == table]
+
+    def old_release_write() -> None:
+        shop.direct.cursor().execute(f"UPDATE {shop.u} SET q = q + 3 WHERE id = 11")
+        if getattr(shop.direct, "autocommit", True) is not True:
+            shop.direct.commit()
+        seq = max(int(client.hget(CLOCK, "seq") or 0) + 1, time.time_ns() // 1000)
+        client.hset(CLOCK, "seq", seq)
+        for key in keys:
+            client.set(_hashed("qc:v:", key), seq)
+
+    _at_call(monkeypatch, shop.cache.backend, "catchup", 1, old_release_write)
+    shop.read()
+    assert shop.stats().get("catchup:unlogged", 0) == 1, shop.stats()
+    # What the store holds, read by another process's cache (this emulated bump announced nothing
+    # to this process's L1, as a real writer would have).
+    other = querycache.QueryCache.from_dict({"invalidation": {"maintain": {"enabled": True}}, "l2": {
+        "backend": "redis", "url": REDIS_URL, "namespace": shop.cache.config.l2.namespace}})
+    try:
+        cur = other.wrap(db.connect()).cursor()
+        cur.execute(shop.sql)
+        assert (str([tuple(r) for r in cur.fetchall()]), cur.cache_status) == (shop.truth(), "miss")
+    finally:
+        other.close()

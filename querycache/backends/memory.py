@@ -415,6 +415,8 @@ class MemoryBackend:
                 log = self._clock.catchup.get(k)
                 if log is None or log.since > stamp or log.until <= now:
                     return seq, "unlogged"
+                if not log.writes or log.writes[-1][0] != version:
+                    return seq, "unlogged"  # the last bump set the version: the log missed a write
                 found = [r for t, r in log.writes if t > stamp]
                 known = [r for r in found if r is not None]
                 if len(known) < len(found):

@@ -559,6 +559,10 @@ for i = 1, n do
     local lk = 'qc:cl:' .. string.sub(KEYS[1 + i], 6)
     local since = redis.call('ZSCORE', lk, 's')
     if not since or tonumber(since) > stamp then return {string.format('%d', seq), 'unlogged'} end
+    -- The last bump set the version: a log that does not end at it missed a write (one by a
+    -- release that logs nothing, or by any path that does not).
+    local last = redis.call('ZRANGE', lk, -1, -1, 'WITHSCORES')
+    if not last[2] or tonumber(last[2]) ~= tonumber(v) then return {string.format('%d', seq), 'unlogged'} end
     out[i] = redis.call('ZRANGEBYSCORE', lk, '(' .. ARGV[3], '+inf')
   end
 end
