@@ -250,8 +250,9 @@ def caught_up(session: Session, shape: Shape, params: Sequence[object], version_
     catch = CatchUp(session, shape, params, version_keys, pks, snapshot, state)
     try:
         stamp = catch.run()
-    except Unmaintainable as exc:
-        session.context.stats.maintain.incr(f"catchup:{exc.reason}")
+    except Exception as exc:  # noqa: BLE001 - a catch-up that cannot finish never fails the read
+        reason = exc.reason if isinstance(exc, Unmaintainable) else "error"
+        session.context.stats.maintain.incr(f"catchup:{reason}")
         return None
     if catch.changed:
         session.context.stats.maintain.incr("caught_up")
