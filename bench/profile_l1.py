@@ -5,7 +5,8 @@
 1. cProfile over many hits (tottime per function).
 2. The hit path re-enacted step by step with timeit, so each step's cost is visible without
    profiler overhead (the steps mirror querycache/cursor.py ``CachedCursor.execute``,
-   ``read.l1_fresh`` and ``fetchall``). Serving the entry (the cursor's status and rows, the hit
+   ``read.l1_fresh`` and ``fetchall``; ``execute`` inlines them, reading what cannot change from
+   the cursor's ``l1.HitPath``). Serving the entry (the cursor's status and rows, the hit
    counters, the return value) is the cursor's own business: its cost is what ``execute`` takes
    beyond the whole lookup re-enacted here.
 
@@ -94,7 +95,7 @@ def main() -> None:
             lambda: adapter.shape_token(raw_cur),
         "key tuple build + hash (5-tuple incl. SQL text)":
             lambda: hash((session.scope_id, None, key[2], SQLITE_POINT, key[4])),
-        "l1.get(key)  (cachetools LRUCache.get -> __getitem__ -> __update)": lambda: l1.get(key),
+        "l1.get(key)  (OrderedDict get + move_to_end)": lambda: l1.get(key),
         "l1_fresh: backend.epoch property + time.monotonic()":
             lambda: (entry.epoch != backend.epoch or entry.expires_at <= time.monotonic()),
         "l1_fresh: adapter.reads_open_transaction(raw)  [getattr autocommit]":

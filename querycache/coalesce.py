@@ -11,7 +11,6 @@ follower that arrived after a commit returned never gets rows read before it.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -29,18 +28,24 @@ class Outcome(Enum):
     every follower runs the query itself."""
 
 
-@dataclass
 class Flight:
-    """One leader's run for one key."""
+    """One leader's run for one key. Its event is made when a follower joins: a flight nobody
+    waits for (most L2 hits, most misses) costs no ``threading.Event``."""
 
-    done: threading.Event
-    outcome: Outcome | None = None
-    entry: L1Entry | None = None  # set when SHARED
-    followers: int = 0
+    __slots__ = ("_done", "entry", "finished", "followers", "outcome")
+
+    def __init__(self) -> None:
+        self.outcome: Outcome | None = None
+        self.entry: L1Entry | None = None  # set when SHARED
+        self.followers = 0
+        self.finished = False
+        self._done: threading.Event | None = None
 
     def wait(self, timeout_s: float) -> Outcome | None:
-        """The outcome, or None when ``timeout_s`` passed first."""
-        return self.outcome if self.done.wait(timeout_s) else None
+        """The outcome, or None when ``timeout_s`` passed first (followers only: ``join`` made the event)."""
+        done = self._done
+        assert done is not None
+        return self.outcome if done.wait(timeout_s) else None
 
 
 class SingleFlight:
@@ -56,17 +61,22 @@ class SingleFlight:
             flight = self._flights.get(key)
             if flight is not None:
                 flight.followers += 1
+                if flight._done is None:
+                    flight._done = threading.Event()
                 return flight, False
-            flight = self._flights[key] = Flight(threading.Event())
+            flight = self._flights[key] = Flight()
             return flight, True
 
     def finish(self, key: str, flight: Flight, outcome: Outcome, entry: L1Entry | None = None) -> None:
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
-        flight.entry = entry
-        flight.outcome = outcome
-        flight.done.set()
+            flight.entry = entry
+            flight.outcome = outcome
+            flight.finished = True
+            done = flight._done  # every follower joined before this, under the lock
+        if done is not None:
+            done.set()
 
     def __len__(self) -> int:
         return len(self._flights)

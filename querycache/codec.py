@@ -12,7 +12,7 @@ import struct
 import uuid
 import zoneinfo
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, starmap
 from typing import Any, Iterable, NamedTuple, Sequence
 
 import msgpack
@@ -270,11 +270,13 @@ def decode(data: bytes) -> Result:
             raise CorruptEntry(f"entry format {version}, expected {FORMAT_VERSION}")
         if kind not in _ROW_TYPES or type(body) is not list or type(rowcount) is not int:
             raise CorruptEntry("entry does not have the shape of a result")
-        rows = list(map(tuple, body)) if kind == ROWS_TUPLE else body
-        row_type = _ROW_TYPES[kind]
-        if any(type(r) is not row_type for r in rows):
-            raise CorruptEntry("entry rows do not have the recorded type")
-        desc = tuple(Column(*col) for col in description) if description is not None else None
+        if kind == ROWS_TUPLE:
+            rows = list(map(tuple, body))  # a row that is no sequence raises: corrupt
+        else:
+            rows = body
+            if rows and not {_ROW_TYPES[kind]}.issuperset(map(type, rows)):
+                raise CorruptEntry("entry rows do not have the recorded type")
+        desc = tuple(starmap(Column, description)) if description is not None else None
     except CorruptEntry:
         raise
     except Exception as exc:  # msgpack and the shape checks raise several unrelated types for bad bytes

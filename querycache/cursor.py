@@ -7,26 +7,40 @@ statements ``querycache.write``'s.
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from time import monotonic, perf_counter
+from typing import TYPE_CHECKING, Any, Hashable, Iterator, Sequence
 
 from querycache.analysis import ALL_TABLES, StatementKind
 from querycache.driver_methods import CopyBlock, DriverMethod
-from querycache.keys import UnsupportedParam, l1_params
+from querycache.keys import _SIMPLE, UnsupportedParam, l1_params
+from querycache.l1 import HitPath
 from querycache.read import ReadPath, l1_fresh
-from querycache.serving import _set
+from querycache.serving import _set, private_copy
 from querycache.status import HIT_L1, BypassReason
 from querycache.write import WritePath
 
 if TYPE_CHECKING:
     from querycache.connection import CachedConnection
+    from querycache.session import Session
 
 # psycopg execute() options that change how, not what, a result is fetched.
 _RESULT_NEUTRAL_OPTIONS = frozenset({"prepare", "binary"})
 
 
+def _params_key(params: Any) -> Hashable | None:
+    try:
+        return l1_params(params)
+    except UnsupportedParam:
+        return None
+
+
 class CachedCursor(ReadPath, WritePath):
     """A PEP 249 cursor; ``cache_status`` tells where the last result came from."""
+
+    def __init__(self, conn: CachedConnection, session: Session, raw: Any) -> None:
+        super().__init__(conn, session, raw)
+        # The L1 hit path, chosen once: what it reads that cannot change while the cursor lives.
+        _set(self, "_hot", HitPath(session, raw, self._st) if session.l1 is not None else None)
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:
@@ -36,7 +50,7 @@ class CachedCursor(ReadPath, WritePath):
         return getattr(self._raw, name)
 
     def __repr__(self) -> str:
-        return f"<querycache.CachedCursor status={self._status!r} wrapping {self._raw!r}>"
+        return f"<querycache.CachedCursor status={self._st.status!r} wrapping {self._raw!r}>"
 
     @property
     def wrapped(self) -> Any:
@@ -45,7 +59,7 @@ class CachedCursor(ReadPath, WritePath):
     @property
     def cache_status(self) -> str | None:
         """``None`` before the first execute; then ``hit:L1``, ``miss``, ``bypass:<reason>``..."""
-        return self._status
+        return self._st.status
 
     @property
     def connection(self) -> CachedConnection:
@@ -54,18 +68,18 @@ class CachedCursor(ReadPath, WritePath):
     # -- results ------------------------------------------------------------------------
     @property
     def description(self) -> Any:
-        if not self._served:
+        if not self._st.served:
             return self._raw.description
-        description = self._result_served.description
+        description = self._st.result.description
         return list(description) if type(description) is list else description
 
     @property
     def rowcount(self) -> int:
-        return int(self._raw.rowcount) if not self._served else self._result_served.rowcount
+        return int(self._raw.rowcount) if not self._st.served else self._st.result.rowcount
 
     @property
     def lastrowid(self) -> Any:
-        return self._raw.lastrowid if not self._served else self._result_served.lastrowid
+        return self._raw.lastrowid if not self._st.served else self._st.result.lastrowid
 
     @property
     def arraysize(self) -> int:
@@ -76,41 +90,44 @@ class CachedCursor(ReadPath, WritePath):
         self._raw.arraysize = value
 
     def fetchone(self) -> Any:
-        if self._live:
+        st = self._st
+        if st.live:
             return self._raw.fetchone()
-        rows, pos = self._rows, self._pos
+        rows, pos = st.rows, st.pos
         if pos < len(rows):
-            _set(self, "_pos", pos + 1)
+            st.pos = pos + 1
             return rows[pos]
-        if self._served:
+        if st.served:
             return None
-        self._live = True  # a buffered prefix is exhausted: the rest comes from the database
+        st.live = True  # a buffered prefix is exhausted: the rest comes from the database
         return self._raw.fetchone()
 
     def fetchmany(self, size: int | None = None) -> Any:
         if size is None:
             size = self.arraysize
-        if self._live:
+        st = self._st
+        if st.live:
             return self._raw.fetchmany(size)
-        rows, pos = self._rows, self._pos
+        rows, pos = st.rows, st.pos
         out = rows[pos:pos + size]
-        _set(self, "_pos", pos + len(out))
-        if len(out) < size and not self._served:
-            self._live = True
+        st.pos = pos + len(out)
+        if len(out) < size and not st.served:
+            st.live = True
             out += list(self._raw.fetchmany(size - len(out)))
-        container = self._session.adapter.rows_container
+        container = st.container
         return out if container is list else container(out)
 
     def fetchall(self) -> Any:
-        if self._live:
+        st = self._st
+        if st.live:
             return self._raw.fetchall()
-        rows, pos = self._rows, self._pos
+        rows, pos = st.rows, st.pos
         out = rows[pos:] if pos else rows[:]
-        _set(self, "_pos", len(rows))
-        if not self._served:
-            self._live = True
+        st.pos = len(rows)
+        if not st.served:
+            st.live = True
             out += list(self._raw.fetchall())
-        container = self._session.adapter.rows_container
+        container = st.container
         return out if container is list else container(out)
 
     def __iter__(self) -> Iterator[Any]:
@@ -131,7 +148,7 @@ class CachedCursor(ReadPath, WritePath):
         self.close()
 
     def close(self) -> None:
-        self._rows = []
+        self._st.rows = []
         self._raw.close()
 
     def setinputsizes(self, sizes: object) -> None:
@@ -146,7 +163,7 @@ class CachedCursor(ReadPath, WritePath):
 
     @DriverMethod
     def nextset(self) -> Any:
-        if self._served:
+        if self._st.served:
             return None
         return self._raw.nextset()
 
@@ -160,40 +177,68 @@ class CachedCursor(ReadPath, WritePath):
 
     # -- execute ------------------------------------------------------------------------
     def execute(self, sql: Any, params: Any = None, *args: Any, **kwargs: Any) -> Any:
-        session = self._session
         if args or type(sql) is not str or (kwargs and not _RESULT_NEUTRAL_OPTIONS.issuperset(kwargs)):
             return self._execute_uncached(sql, params, args, kwargs, BypassReason.UNKNOWN)
-        _set(self, "_options", kwargs)
-        in_tx = session.adapter.in_transaction(session.raw)
-        tx = session.tx
-        l1 = session.l1
+        hot = self._hot  # the one attribute of the cursor read (its class's __getattr__ makes them slow)
+        if hot is None:  # no L1 on this connection
+            session = self._session
+            self._st.options = kwargs
+            return self._execute_slow(sql, params, session.adapter.in_transaction(session.raw))
+        st = hot.st
+        session = hot.session
+        in_tx = hot.in_transaction(hot.raw_conn)
+        tx = hot.tx
         # L1 fast path: no parsing, no I/O. Entries exist only for cacheable reads of this scope.
-        if l1 is not None and (tx.open and tx.tracked and not tx.dirty if in_tx else not tx.open) and (
-                not session.temp_scoped):
+        if (tx.open and tx.tracked and not tx.dirty if in_tx else not tx.open) and not session.temp_scoped:
             # The L1-hit latency histogram samples 1 call in 64: two clock reads on every hit would
             # cost more than the rest of the stats.
-            stats = session.context.stats
-            sampled = not next(stats.l1_ticks) & 63
-            started = time.perf_counter() if sampled else 0.0
-            try:
-                pkey = l1_params(params)
-            except UnsupportedParam:
-                pkey = None
+            sampled = not next(hot.ticks) & 63
+            started = perf_counter() if sampled else 0.0
+            if type(params) is tuple:  # keys.l1_params, inline for the common case
+                types = tuple(map(type, params))
+                pkey = (params, types) if _SIMPLE.issuperset(types) else _params_key(params)
+            else:
+                pkey = _params_key(params)
             if pkey is not None:
-                key = (session.scope_id, session.context.tenant.get(), session.adapter.shape_token(self._raw), sql,
-                       pkey)
-                entry = l1.get(key)
-                if entry is not None and l1_fresh(session, entry, in_tx):
-                    if not in_tx and session.reads_open_tx:
-                        session.open_tx_for_hit()
-                    self._serve(entry.result, HIT_L1)
-                    next(stats.hits["l1"])
-                    fp = entry.fp
-                    if fp is not None:  # None when stats are off
-                        next(fp.hits)
-                        if sampled:
-                            stats.latency["l1"].observe(time.perf_counter() - started)
-                    return self._result()
+                key = (session.scope_id, hot.tenant(), hot.shape(hot.raw_cursor), sql, pkey)
+                entry = hot.get(key)
+                if entry is not None:
+                    if in_tx or session.reads_open_tx:
+                        fresh = l1_fresh(session, entry, in_tx)  # the transaction's rules
+                    elif entry.epoch != hot.backend.l1_epoch or entry.expires_at <= monotonic():
+                        fresh = False
+                    else:  # read.mirror_fresh, inline (a read of one table has four version keys:
+                        # every table, the catalog, the table, its rows; map/max in C measured slower)
+                        fresh = True
+                        get, stamp = hot.versions.get, entry.stamp
+                        for k in entry.version_keys:
+                            version = get(k)
+                            if version is None or version > stamp:
+                                fresh = False
+                                break
+                    if fresh:
+                        try:
+                            hot.touch(key)  # LRU order
+                        except KeyError:  # removed by another thread since the get
+                            pass
+                        if not in_tx and session.reads_open_tx:
+                            session.open_tx_for_hit()
+                        result = entry.result
+                        st.status = HIT_L1
+                        st.rows = private_copy(result.rows) if result.mutable_cells else result.rows
+                        st.pos = 0
+                        st.live = False
+                        st.served = True
+                        st.result = result
+                        next(hot.hits)
+                        fp = entry.fp
+                        if fp is not None:  # None when stats are off
+                            next(fp.hits)
+                            if sampled:
+                                hot.latency.observe(perf_counter() - started)
+                        returns = hot.returns
+                        return self if returns == "cursor" else result.rowcount if returns == "rowcount" else None
+        st.options = kwargs  # sent on with the statement (a hit sends nothing)
         return self._execute_slow(sql, params, in_tx)
 
     def _execute_uncached(self, sql: Any, params: Any, args: tuple[object, ...], kwargs: dict[str, object],
@@ -202,7 +247,7 @@ class CachedCursor(ReadPath, WritePath):
         session = self._session
         self._start_bypass(reason)
         call_args = (sql,) if params is None and not args and not kwargs else (sql, params, *args)
-        self._returned = session.run_write(
+        self._st.returned = session.run_write(
             {session.version_key(ALL_TABLES)}, lambda: self._raw.execute(*call_args, **kwargs), False
         )
         return self._result()
@@ -244,7 +289,7 @@ class CachedCursor(ReadPath, WritePath):
             finally:
                 session.adapter.after_statement(session.raw)
 
-        self._returned = session.run_write(keys, action, False)
+        self._st.returned = session.run_write(keys, action, False)
         return self._result()
 
     @DriverMethod

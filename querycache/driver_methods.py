@@ -168,9 +168,11 @@ class TransactionBlock:
         written = set(session.tx.written)
         try:
             if exc_type is None and written:
-                maintained = None if session.adapter.in_error(session.raw) else list(session.tx.maintained.values())
+                committed = not session.adapter.in_error(session.raw)
+                tx = session.tx
                 return session.publisher.around(written, lambda: self._block.__exit__(exc_type, exc, tb),
-                                                maintained=maintained)
+                                                tx.row_checks, list(tx.maintained.values()) if committed else None,
+                                                tx.changed if committed else None)
             return self._block.__exit__(exc_type, exc, tb)
         finally:
             session.tx_ended()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from querycache.analysis import ALL_TABLES, Analysis
 from querycache.backends.base import MISS, REFRESHES_TAKEN, Lookup
@@ -52,8 +52,13 @@ def l1_fresh(session: Session, entry: L1Entry, in_tx: bool) -> bool:
             limit = min(limit, tx_stamp)
     elif session.reads_open_tx and session.isolation() != "read committed":
         return False  # this read would open a transaction whose snapshot it must pin
-    versions = context.mirror_versions
-    for k in entry.version_keys:
+    return mirror_fresh(context.mirror_versions, entry.version_keys, limit)
+
+
+def mirror_fresh(versions: Mapping[str, int], version_keys: tuple[str, ...], limit: int) -> bool:
+    """Whether no version of ``version_keys`` moved past ``limit`` in the process's mirror (one the
+    mirror does not know may have: not fresh). ``CachedCursor.execute`` has its own copy inline."""
+    for k in version_keys:
         version = versions.get(k)
         if version is None or version > limit:
             return False
@@ -108,6 +113,26 @@ def store_key(session: Session, raw_cursor: Any, analysis: Analysis, params: Any
     text = analysis.sql if analysis.names_from_text else analysis.normalized
     return l2_key(context.namespace, plan.scope_key, context.tenant.get(), session.adapter.cursor_shape(raw_cursor),
                   text, params, plan.version_keys)
+
+
+_STORE_KEYS_KEPT = 4096
+
+
+def memo_store_key(session: Session, raw_cursor: Any, analysis: Analysis, params: Any, plan: ReadPlan,
+                   l1_key: L1Key) -> str:
+    """``store_key``, remembered per connection: every part of it is a function of the L1 key (the
+    SQL text, hence its analysis; the parameters' typed key; the shape token, hence the cursor's
+    shape; the tenant, here with its type, whose repr the key hashes) and of the plan's scope and
+    version keys, which are part of the memo's key."""
+    memo = session.store_keys
+    memo_key = (l1_key, type(l1_key[1]), plan.scope_key, plan.version_keys)
+    key = memo.get(memo_key)
+    if key is None:
+        key = store_key(session, raw_cursor, analysis, params, plan)
+        if len(memo) >= _STORE_KEYS_KEPT:
+            memo.clear()
+        memo[memo_key] = key
+    return key
 
 
 def l3_scope(session: Session, plan: ReadPlan, shape: str) -> str:
@@ -169,7 +194,7 @@ class ReadPath(ServingCursor):
         read.tx_stamp = tx.stamp if in_tx and isolation in RR_LEVELS else None
         read.use_l1 = session.l1 is not None and analysis.hints.tier != "l2"
         if context.l2_enabled and analysis.hints.tier != "l1":
-            read.store_key = store_key(session, self._raw, analysis, params, plan)
+            read.store_key = memo_store_key(session, self._raw, analysis, params, plan, l1_key)
         coalesce = context.config.coalesce
         flight: Flight | None = None
         # One bound for the whole call: waiting as a follower, re-elected, then for another process.
@@ -186,14 +211,14 @@ class ReadPath(ServingCursor):
         try:
             result = self._lookup_and_run(read, flight)
         except BaseException:
-            if not flight.done.is_set():
+            if not flight.finished:
                 context.flights.finish(key, flight, Outcome.FAILED)
             self._release_lease(key, "error")
             raise
         finally:
             if flight.followers:
                 context.stats.coalesce.incr("leaders")  # a leader that others waited for
-        if not flight.done.is_set():
+        if not flight.finished:
             context.flights.finish(key, flight, Outcome.UNSHARED)  # its lease: given back by then
         return result
 
@@ -234,7 +259,7 @@ class ReadPath(ServingCursor):
         read.pin = read.refresh = True
         read.store_key = key
         self._lookup_and_run(read, None)
-        return "filled" if self._served else "not_filled"
+        return "filled" if self._st.served else "not_filled"
 
     def _refresh_elsewhere(self, read: _Read, kind: str) -> bool:
         """Hand the refresh this caller took to the background pool (True: the caller serves the
@@ -438,8 +463,8 @@ class ReadPath(ServingCursor):
             now = time.perf_counter()
             cost_ms = (now - executed) * 1000
             stats.latency["miss"].observe(now - started)
-            if self._fp is not None:
-                self._fp.ran(now - executed)  # the database's share only
+            if self._st.fp is not None:
+                self._st.fp.ran(now - executed)  # the database's share only
             self._after_miss(read, stamp)
         fill_stamp = stamp if read.tx_stamp is None else min(stamp, read.tx_stamp)
         if read.pin and read.in_tx:
@@ -594,9 +619,9 @@ class ReadPath(ServingCursor):
         if maintained is not None:
             derived = maintained[0]
             description, rows = derived.description, derived.rows
-            self._rows, self._pos, self._live = rows, 0, False
-            self._result_served = derived
-            self._served = True
+            self._st.rows, self._st.pos, self._st.live = rows, 0, False
+            self._st.result = derived
+            self._st.served = True
         if pending:
             stats.not_filled.incr(NotFilledReason.PENDING_WRITE.value)
             return None, filled
@@ -610,16 +635,16 @@ class ReadPath(ServingCursor):
                 stats.not_filled.incr(NotFilledReason.NO_RESULT_SET.value)
                 return None, filled
             rows = list(raw.fetchmany(limit + 1)) if limit < 1 << 30 else list(raw.fetchall())
-            self._rows = rows
-            self._pos = 0
-            self._live = False
+            self._st.rows = rows
+            self._st.pos = 0
+            self._st.live = False
         if len(rows) > limit:
             stats.not_filled.incr(NotFilledReason.TOO_MANY_ROWS.value)
             return None, filled  # the buffered prefix is served, the tail streams from the database
         rowcount = raw.rowcount if maintained is None else maintained[0].rowcount
         lastrowid = getattr(raw, "lastrowid", None) if maintained is None else None
-        self._result_served = Result(description, rows, rowcount, lastrowid)
-        self._served = True
+        self._st.result = Result(description, rows, rowcount, lastrowid)
+        self._st.served = True
         mutable = bool(rows) and has_mutable_parts(rows)
         result = Result(description, rows, rowcount, lastrowid, mutable)
         if mutable:
@@ -685,7 +710,7 @@ class ReadPath(ServingCursor):
         if moved_past(context.mirror_versions, plan.version_keys, stamp):
             return  # a write landed since the stamp: this result may already be old
         l1[key] = L1Entry(result, plan.version_keys, stamp, epoch, time.monotonic() + lifetime, size + 200,
-                          self._fp)
+                          self._st.fp)
         next(context.stats.fills["l1"])
 
     def _call_statement(self, analysis: Analysis, sql: str, params: Any) -> object:

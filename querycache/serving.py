@@ -27,26 +27,40 @@ _MUTABLE = frozenset({list, dict, bytearray, set})
 NO_RESULT = Result(None, [], -1)
 
 
+class CursorState:
+    """What a cursor hands out now: the driver's live rows or a served result, and the last
+    statement's status. One small object of the cursor's own, so that a hit sets it with plain
+    attribute stores (the cursor's ``__setattr__`` forwards every other name to the driver's)."""
+
+    __slots__ = ("container", "fp", "live", "options", "pos", "result", "returned", "rows", "served", "status")
+
+    def __init__(self, container: type = list) -> None:
+        self.container = container  # how the driver hands back several rows (DriverAdapter.rows_container)
+        self.status: str | None = None
+        self.rows: list[Any] = []
+        self.pos = 0
+        self.live = True  # rows come from the driver's cursor (after any buffered prefix)
+        self.served = False  # the rows are a served result's, all of them
+        self.result: Result = NO_RESULT  # the served result (description, rowcount, lastrowid)
+        self.options: dict[str, object] = {}  # execute()'s keyword options, sent on as they came
+        self.returned: object = None  # what the driver's execute returned
+        self.fp: Fingerprint | None = None  # the statement's stats record, while it runs
+
+
 class ServingCursor:
     """The cursor's own state; every other attribute set on a cursor goes to the driver's."""
 
-    _own = frozenset({"_conn", "_session", "_raw", "_status", "_rows", "_pos", "_live", "_result_served",
-                      "_served", "_returned", "_options", "_fp", "__weakref__"})
+    _own = frozenset({"_conn", "_session", "_raw", "_st", "_hot", "__weakref__"})
     _raw: Any  # the driver's cursor
+    _conn: CachedConnection
+    _session: Session
+    _st: CursorState
 
     def __init__(self, conn: CachedConnection, session: Session, raw: Any) -> None:
         _set(self, "_raw", raw)
-        self._conn = conn
-        self._session = session
-        self._status: str | None = None
-        self._rows: list[Any] = []
-        self._pos = 0
-        self._live = True
-        self._served = False
-        self._result_served: Result = NO_RESULT
-        self._options: dict[str, object] = {}  # execute()'s keyword options, sent on as they came
-        self._returned: object = None  # what the driver's execute returned
-        self._fp: Fingerprint | None = None  # the statement's stats record, while it runs
+        _set(self, "_conn", conn)
+        _set(self, "_session", session)
+        _set(self, "_st", CursorState(session.adapter.rows_container))
 
     def __setattr__(self, name: str, value: object) -> None:
         if name in ServingCursor._own:
@@ -67,31 +81,33 @@ class ServingCursor:
         fp = None
         if analysis is not None and context.stats_enabled:
             fp = context.stats.record_fingerprint(analysis.fingerprint, analysis.normalized, status)
-        _set(self, "_fp", fp)
+        self._st.fp = fp
 
     def _begin_live(self, status: str) -> None:
-        _set(self, "_status", status)
-        _set(self, "_live", True)
-        _set(self, "_served", False)
-        _set(self, "_rows", [])
-        _set(self, "_pos", 0)
+        st = self._st
+        st.status = status
+        st.live = True
+        st.served = False
+        st.rows = []
+        st.pos = 0
 
     def _serve(self, result: Result, status: str) -> None:
-        _set(self, "_status", status)
-        _set(self, "_rows", private_copy(result.rows) if result.mutable_cells else result.rows)
-        _set(self, "_pos", 0)
-        _set(self, "_live", False)
-        _set(self, "_served", True)
-        _set(self, "_result_served", result)
+        st = self._st
+        st.status = status
+        st.rows = private_copy(result.rows) if result.mutable_cells else result.rows
+        st.pos = 0
+        st.live = False
+        st.served = True
+        st.result = result
 
     def _send(self, sql: str, params: object) -> object:
         """Send the statement to the driver as the application gave it (its execute options too)."""
-        options = self._options
+        options = self._st.options
         if options:
-            self._returned = self._raw.execute(sql, params, **options)
+            self._st.returned = self._raw.execute(sql, params, **options)
         else:
-            self._returned = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
-        return self._returned
+            self._st.returned = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
+        return self._st.returned
 
     def _execute_tracked(self, sql: str, params: object) -> object:
         """Run the statement on the database, with a transaction stamp taken before it when it may
@@ -111,14 +127,14 @@ class ServingCursor:
             adapter.after_statement(raw_conn)
             session.adopt_stamp(candidate, was_in_tx)
             session.tx.ran = True
-        return self._returned
+        return self._st.returned
 
     def _result(self) -> object:
         """What ``execute`` returns: the driver's own answer, with its cursor replaced by this one."""
-        if self._served:
+        if self._st.served:
             style = self._session.adapter.execute_returns
-            return self if style == "cursor" else self._result_served.rowcount if style == "rowcount" else None
-        returned = self._returned
+            return self if style == "cursor" else self._st.result.rowcount if style == "rowcount" else None
+        returned = self._st.returned
         return self if returned is self._raw else returned
 
     def _bypass(self, analysis: Analysis, sql: str, params: object, reason: BypassReason) -> object:
@@ -131,8 +147,8 @@ class ServingCursor:
         finally:
             elapsed = time.perf_counter() - started
             session.context.stats.latency["bypass"].observe(elapsed)
-            if self._fp is not None:
-                self._fp.ran(elapsed)
+            if self._st.fp is not None:
+                self._st.fp.ran(elapsed)
             session.reconcile(in_tx, ended_by_commit=True)
         return self._result()
 

@@ -53,6 +53,8 @@ class Session:
         # A temp table was created: reads may see it, so they get a scope of this connection's own.
         self.temp_scoped = False
         self.plans: dict[str, ReadPlan] = {}
+        # L2 keys of reads by their L1 key, scope key and version keys (read.memo_store_key).
+        self.store_keys: dict[tuple[object, ...], str] = {}
         self.catalog_version = -1
         self.closed = False
         self.scope_stale_at_tx_end = False

@@ -194,6 +194,17 @@ def test_doctor_checks_redis_and_databases(tmp_path: Path) -> None:
         assert checks[name]["status"] == "ok", checks[name]
 
 
+def test_doctor_reports_the_framework_integrations() -> None:
+    result = _cli("doctor", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["querycache.sqlalchemy"]["status"] == "ok", checks["querycache.sqlalchemy"]
+    assert checks["querycache.sqlalchemy"]["detail"].startswith("importable (SQLAlchemy 2.")
+    django = checks["querycache.django"]
+    assert django["status"] == "ok", django
+    assert "querycache.django.{postgresql,sqlite3,mysql} importable" in django["detail"], django
+
+
 def test_doctor_with_redis_down_fails_and_says_how_to_fix(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,7 +11,8 @@ from pathlib import Path
 import querycache
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("redis", "torch", "faiss", "sentence_transformers", "psycopg", "psycopg2", "pymysql", "MySQLdb", "numpy")
+HEAVY = ("redis", "torch", "faiss", "sentence_transformers", "psycopg", "psycopg2", "pymysql", "MySQLdb", "numpy",
+         "sqlalchemy", "django")
 
 
 def test_import_pulls_no_optional_dependency() -> None:

@@ -230,6 +230,27 @@ def test_a_column_pinned_while_a_write_is_in_flight_bumps_the_table(shop: Databa
     assert cache.stats().to_dict()["row_level"].get("escalated:dependency_changed", 0) >= 1
 
 
+def test_a_column_pinned_during_a_psycopg_transaction_block_bumps_the_table(shop: Database,
+                                                                           cache: querycache.QueryCache) -> None:
+    """The same through psycopg's ``with conn.transaction():``, whose exit publishes the commit
+    itself: its phase 2 must check the dependency version too (it did not: the late reader's
+    answer was served stale after the block committed)."""
+    if shop.name != "postgres":
+        pytest.skip("psycopg's transaction() block")
+    c = Checked(shop, cache)
+    products = shop.t("products")
+    categories(c, products)
+    writer = cache.wrap(shop.connect(autocommit=True))
+    by_name = f"SELECT COUNT(*) FROM {products} WHERE name = %s"
+    with writer.transaction():
+        writer.cursor().execute(f"INSERT INTO {products} (id, category, name, price, flag) "
+                                "VALUES (300, 1, 'late', 1, NULL)")
+        assert c.read(by_name, ("late",)) == "miss"  # 0 rows: the insert is not committed yet
+        assert c.read(by_name, ("late",)) == "hit:L1"
+    assert c.read(by_name, ("late",)) == "miss"  # 1 row, checked against the database
+    assert cache.stats().to_dict()["row_level"].get("escalated:dependency_changed", 0) >= 1
+
+
 def test_random_reads_and_writes_agree_with_the_database(shop: Database, cache: querycache.QueryCache) -> None:
     rng = random.Random(10)
     c = Checked(shop, cache)

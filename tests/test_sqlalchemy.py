@@ -62,10 +62,12 @@ def test_orm_round_trip_and_cache_hits(kind: str, request: pytest.FixtureRequest
 
 
 def test_sqlalchemy_psycopg2_is_a_known_limitation(pg2: Database, cache: querycache.QueryCache) -> None:
-    """SQLAlchemy's psycopg2 dialect always calls ``psycopg2.extras.register_uuid(None, conn)``, a C
+    """With ``creator=`` returning a wrapped connection: SQLAlchemy's psycopg2 dialect calls
+    ``psycopg2.extras.register_uuid(None, conn)`` on every new connection (its ``on_connect``), a C
     function that accepts only psycopg2's own connection type: no wrapper object can pass it.
-    Plain psycopg2 works (tests/test_transactions.py, test_fidelity.py); with SQLAlchemy use psycopg 3.
-    This test fails the day that changes, so the README can drop the limitation."""
+    ``querycache.sqlalchemy.install`` wraps after the dialect's ``on_connect`` ran on the raw connection,
+    so psycopg2 works there (tests/test_sqlalchemy_install.py). This test fails the day the creator=
+    path changes, so the docs can drop the limitation."""
     engine = _engine(pg2, cache, "psycopg2")
     with pytest.raises(TypeError, match="must be a connection, cursor or None"):
         with engine.connect():

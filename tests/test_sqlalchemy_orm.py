@@ -9,7 +9,8 @@ after every commit. It runs twice per database: through raw connections and thro
 had cache hits, and every read after a commit must show that commit (checked against literal
 expectations, not only against the raw run).
 
-psycopg2 under SQLAlchemy is a documented limitation: tests/test_sqlalchemy.py.
+psycopg2 with ``creator=`` is a documented limitation (tests/test_sqlalchemy.py); with
+``querycache.sqlalchemy.install`` it works (tests/test_sqlalchemy_install.py runs this scenario there).
 """
 
 from __future__ import annotations

@@ -247,10 +247,11 @@ class MaintainedAnswers(Protocol):
         keys changes (docs/maintenance.md, "Fills under writes"); the stamp from which the logs
         are complete."""
 
-    def catchup(self, version_keys: Sequence[str], stamp: int) -> tuple[int, dict[str, list[bytes]] | None]:
+    def catchup(self, version_keys: Sequence[str], stamp: int) -> tuple[int, dict[str, list[bytes]] | str]:
         """The stamp now and, per key a write bumped since ``stamp``, the rows each such write
-        changed (as given to ``end_write_maintained``); None instead when one is not known: a
-        write not logged, of unknown rows, or still under way."""
+        changed (as given to ``end_write_maintained``); instead, when one is not known, why:
+        ``pending`` (a write is under way), ``unlogged`` (not logged since ``stamp``), ``unknown``
+        (a write of unknown rows)."""
 
 
 @runtime_checkable
@@ -363,18 +364,18 @@ CATCHUP_LOG = 4096
 """Writes a fill's catch-up log keeps per version key; past it the log is dropped and its fills give up."""
 
 
-def logged_rows(version_keys: Sequence[str], found: Sequence[object]) -> dict[str, list[bytes]] | None:
+def logged_rows(version_keys: Sequence[str], found: Sequence[object]) -> dict[str, list[bytes]] | str:
     """A catch-up log's members (``b"<tick>:=<rows>"``, or ``b"<tick>:?"`` for a write whose rows are
-    unknown) per version key: the rows, or None when some write's are unknown."""
+    unknown) per version key: the rows, or ``unknown`` when some write's are unknown."""
     out: dict[str, list[bytes]] = {}
     for key, members in zip(version_keys, found, strict=True):
         if not isinstance(members, list):
-            return None
+            return "unknown"
         rows = []
         for member in members:
             _, _, logged = member.partition(b":") if isinstance(member, bytes) else (b"", b"", b"?")
             if not logged.startswith(b"="):
-                return None
+                return "unknown"
             rows.append(logged[1:])
         if rows:
             out[key] = rows

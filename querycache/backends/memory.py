@@ -156,6 +156,9 @@ class MemoryBackend:
         self.namespace = namespace
         self._clock = clock or _PROCESS_CLOCK
         self._epoch = self._clock.epoch
+        # What L1 entries are checked against (Backend.l1_epoch): this process's clock never
+        # changes incarnation, so a plain attribute (an L1 hit reads it on every call).
+        self.l1_epoch: str = self._epoch
         # The version dict doubles as the process mirror that L1 hits are checked against.
         self.versions = self._clock.versions
         self._pending = self._clock.pending
@@ -177,10 +180,6 @@ class MemoryBackend:
 
     @property
     def epoch(self) -> str:
-        return self._epoch
-
-    @property
-    def l1_epoch(self) -> str:
         return self._epoch
 
     @property
@@ -400,24 +399,28 @@ class MemoryBackend:
                 log.until = now + ttl_ms / 1000
             return self._clock.seq
 
-    def catchup(self, version_keys: Sequence[str], stamp: int) -> tuple[int, dict[str, list[bytes]] | None]:
+    def catchup(self, version_keys: Sequence[str], stamp: int) -> tuple[int, dict[str, list[bytes]] | str]:
         now = time.monotonic()
         with self._lock:
             seq = self._clock.seq
             out: dict[str, list[bytes]] = {}
             for k in version_keys:
                 version = self.versions.get(k)
-                if version is None or self._has_pending((k,), now):
-                    return seq, None
+                if version is None:
+                    return seq, "unlogged"
+                if self._has_pending((k,), now):
+                    return seq, "pending"
                 if version <= stamp:
                     continue
                 log = self._clock.catchup.get(k)
                 if log is None or log.since > stamp or log.until <= now:
-                    return seq, None
+                    return seq, "unlogged"
+                if not log.writes or log.writes[-1][0] != version:
+                    return seq, "unlogged"  # the last bump set the version: the log missed a write
                 found = [r for t, r in log.writes if t > stamp]
                 known = [r for r in found if r is not None]
                 if len(known) < len(found):
-                    return seq, None
+                    return seq, "unknown"
                 out[k] = known
             return seq, out
 

@@ -404,8 +404,10 @@ def _sum_qc(stats: list[dict[str, Any]]) -> dict[str, Any]:
     not_filled: Counter[str] = Counter()
     coalesce: Counter[str] = Counter()
     semantic: Counter[str] = Counter()
+    maintain: Counter[str] = Counter()
     misses = coalesced = fail_open = 0
     for s in stats:
+        maintain.update(s.get("maintain", {}))
         semantic.update({k: v for k, v in s.get("semantic", {}).items() if isinstance(v, int)})
         hits.update({k: v for k, v in s.get("hits", {}).items() if v})
         bypasses.update(s.get("bypasses", {}))
@@ -419,6 +421,7 @@ def _sum_qc(stats: list[dict[str, Any]]) -> dict[str, Any]:
     return {"hits": dict(hits), "misses": misses, "coalesced": coalesced, "bypasses": dict(bypasses),
             "not_filled": dict(not_filled), "coalesce": dict(coalesce), "fail_open": fail_open,
             **({"semantic": dict(semantic)} if semantic else {}),
+            **({"maintain": dict(maintain)} if maintain else {}),
             "lookups": lookups, **ratio}
 
 

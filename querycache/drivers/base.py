@@ -11,7 +11,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Hashable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol, Sequence
 
 import sqlglot
 from sqlglot import exp
@@ -241,6 +241,15 @@ class DriverAdapter:
 
     def load_catalog(self, conn: DBAPIConnection) -> Catalog:
         return Catalog(complete=False)
+
+    def transaction_probe(self, conn: DBAPIConnection) -> Callable[[DBAPIConnection], bool]:
+        """``in_transaction`` as the L1 hit path calls it (chosen once per cursor): a getter in C
+        where the driver keeps the flag as an attribute."""
+        return self.in_transaction
+
+    def shape_probe(self, raw_cursor: object) -> Callable[[object], Hashable]:
+        """``shape_token`` as the L1 hit path calls it (chosen once per cursor)."""
+        return self.shape_token
 
     def shape_token(self, raw_cursor: object) -> Hashable:
         """A cheap hashable stand-in for ``cursor_shape`` (L1 keys)."""

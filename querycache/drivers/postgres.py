@@ -189,11 +189,13 @@ class _PostgresAdapter(DriverAdapter):
 class PsycopgAdapter(_PostgresAdapter):
     """psycopg 3."""
 
+    # The libpq status as an int, from ``Connection.pgconn`` (``conn.info.transaction_status``
+    # builds a ConnectionInfo and an enum member on each call: 15x slower, read on every execute).
     def in_transaction(self, conn: Any) -> bool:
-        return int(conn.info.transaction_status) != 0  # IDLE
+        return int(conn.pgconn.transaction_status) != 0  # IDLE
 
     def in_error(self, conn: Any) -> bool:
-        return int(conn.info.transaction_status) == 3  # INERROR
+        return int(conn.pgconn.transaction_status) == 3  # INERROR
 
     def driver_isolation(self, conn: Any) -> str | None:
         level = conn.isolation_level

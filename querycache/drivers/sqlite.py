@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import operator
 import os
+import sqlite3
 import uuid
-from typing import Any, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 from querycache.analysis import fold_identifier as fold
 from querycache.drivers.base import Catalog, DBAPIConnection, DriverAdapter, ServerState, view_definition
@@ -21,6 +23,9 @@ DETERMINISTIC_FUNCTIONS = frozenset(
     datetime julianday strftime unixepoch timediff row_number rank dense_rank percent_rank cume_dist
     ntile lag lead first_value last_value nth_value cast""".split()
 )
+
+_IN_TRANSACTION: Callable[[Any], bool] = operator.attrgetter("in_transaction")
+_SHAPE_TOKEN: Callable[[Any], Hashable] = operator.attrgetter("row_factory", "connection.text_factory")
 
 
 class SqliteAdapter(DriverAdapter):
@@ -52,6 +57,16 @@ class SqliteAdapter(DriverAdapter):
 
     def shape_token(self, raw_cursor: Any) -> tuple[object, object]:
         return (raw_cursor.row_factory, raw_cursor.connection.text_factory)
+
+    def transaction_probe(self, conn: DBAPIConnection) -> Callable[[DBAPIConnection], bool]:
+        if isinstance(conn, sqlite3.Connection):
+            return _IN_TRANSACTION  # a bool attribute of sqlite3's
+        return super().transaction_probe(conn)
+
+    def shape_probe(self, raw_cursor: object) -> Callable[[object], Hashable]:
+        if isinstance(raw_cursor, sqlite3.Cursor):
+            return _SHAPE_TOKEN  # the same tuple as shape_token, read in C
+        return super().shape_probe(raw_cursor)
 
     def server_state(self, conn: DBAPIConnection, settings: Sequence[str],
                      row_security_settings: Sequence[str] | None = None) -> ServerState:

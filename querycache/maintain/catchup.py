@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 LOG_TTL_MS = 60_000  # how long writers keep logging for fills after the last one asked
 _ROUNDS = 4  # catch-up rounds per fill before it gives up (each one follows a write that landed)
 _MAX_KEYS = 1000  # rows one round may recompute
+_PENDING_WAIT_S, _PENDING_POLL_S = 0.05, 0.002  # how long a round waits for a write under way to end
 
 
 @dataclass
@@ -145,13 +146,19 @@ class CatchUp:
         """The stamp now and the rows of the read's relations written since ``since``; None when
         some write is unknown or under way, or the store failed."""
         assert self.store is not None
-        try:
-            stamp, logs = self.store.catchup(self.version_keys, since)
-        except Exception:  # noqa: BLE001 - fail open
-            self.session.context.store_failed()
-            return None
-        if logs is None:
-            self.stats.incr("catchup:unknown_write")
+        waited = 0.0
+        while True:
+            try:
+                stamp, logs = self.store.catchup(self.version_keys, since)
+            except Exception:  # noqa: BLE001 - fail open
+                self.session.context.store_failed()
+                return None
+            if logs != "pending" or waited >= _PENDING_WAIT_S:
+                break
+            time.sleep(_PENDING_POLL_S)  # a write between its two phases: its rows are logged at the second
+            waited += _PENDING_POLL_S
+        if isinstance(logs, str):
+            self.stats.incr(f"catchup:{logs}")
             return None
         rows: dict[str, set[object]] = {}
         try:
@@ -243,8 +250,9 @@ def caught_up(session: Session, shape: Shape, params: Sequence[object], version_
     catch = CatchUp(session, shape, params, version_keys, pks, snapshot, state)
     try:
         stamp = catch.run()
-    except Unmaintainable as exc:
-        session.context.stats.maintain.incr(f"catchup:{exc.reason}")
+    except Exception as exc:  # noqa: BLE001 - a catch-up that cannot finish never fails the read
+        reason = exc.reason if isinstance(exc, Unmaintainable) else "error"
+        session.context.stats.maintain.incr(f"catchup:{reason}")
         return None
     if catch.changed:
         session.context.stats.maintain.incr("caught_up")

@@ -23,7 +23,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from querycache.analysis import Analysis, StatementKind
+from querycache.analysis import ALL_TABLES, CATALOG_CHANGES, Analysis, StatementKind
 from querycache.backends.base import Baseline, MaintainCheck, MaintainedAnswers, MaintainUpdate
 from querycache.codec import CorruptEntry, Result, decode, encode
 from querycache.drivers.base import DBAPICursor
@@ -315,15 +315,14 @@ class StatementMaintenance:
                         # column types (an int and a numeric parameter would make every arm numeric).
                         kinds = tuple(type(p).__name__ for p in entry.params)
                         groups.setdefault((sql, kinds), []).append((i, part))
-            for (sql, _), members in groups.items():
-                arms = [f"SELECT {n} AS qc_e, qc_x{n}.* FROM ({_renamed(sql, i)}) qc_x{n}"
-                        for n, (i, _) in enumerate(members)]
+            for (sql, kinds), members in groups.items():
                 bound = bind((), keys)
                 for i, _ in members:
                     bound.update(_renamed_params(self.entries[i].params, i))
                 for i, part in members:
                     out[(i, part)] = []
-                for row in fetch(cursor, " UNION ALL ".join(arms), bound):
+                batch = _batched(sql, [i for i, _ in members], kinds, dialect)
+                for row in fetch(cursor, batch, bound):
                     arm = row[0]
                     if not isinstance(arm, int):
                         raise TypeError(f"qc_e is {type(arm).__name__}, not an arm's number")
@@ -392,6 +391,26 @@ def _renamed(sql: str, entry: int) -> str:
     return _STATEMENT_PARAM.sub(lambda m: f"%(qce{entry}_{m.group(1)})s", sql)
 
 
+_TYPED = frozenset({"int", "Decimal", "date", "datetime"})  # parameters both drivers send with their type
+
+
+def _batched(sql: str, entries: list[int], kinds: tuple[str, ...], dialect: str) -> str:
+    """One query for the delta query ``sql`` of several entries (their parameters renamed by
+    ``_renamed_params``; ``kinds``: their types), its first column the member's number: on
+    PostgreSQL one plan for all, the parameters in a VALUES list joined laterally; otherwise a
+    UNION ALL of one arm per entry (MariaDB has no LATERAL; a text or NULL parameter would make a
+    VALUES column text, where the statement compared an untyped literal). docs/maintenance.md,
+    "What it costs"."""
+    width = len(kinds)
+    if dialect != "postgres" or not _TYPED.issuperset(kinds):
+        return " UNION ALL ".join(f"SELECT {n} AS qc_e, qc_x{n}.* FROM ({_renamed(sql, i)}) qc_x{n}"
+                                  for n, i in enumerate(entries))
+    rows = ", ".join(f"({n}{''.join(f', %(qce{i}_{k})s' for k in range(width))})" for n, i in enumerate(entries))
+    columns = ", ".join(["qc_e", *(f"qc_p{k}" for k in range(width))])
+    inner = _STATEMENT_PARAM.sub(lambda m: f"qc_v.qc_p{m.group(1)}", sql)
+    return f"SELECT qc_v.qc_e, qc_d.* FROM (VALUES {rows}) AS qc_v({columns}) CROSS JOIN LATERAL ({inner}) AS qc_d"
+
+
 def _renamed_params(params: tuple[object, ...], entry: int) -> dict[str, object]:
     return {f"qce{entry}_{n}": v for n, v in enumerate(params)}
 
@@ -434,14 +453,6 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: object, keys
         # would widen what the transaction read (and its serialization failures).
         stats.incr("fallback:isolation", len(registered))
         return None
-    # One maintaining writer per table at a time (two would each see the other's bump and fall
-    # back, invalidating every entry of the table): wait for the lease, boundedly.
-    lease = None
-    if registered and table_key not in tx.leases:
-        lease = _lease(store, table_key)
-        if lease is None:
-            stats.incr("fallback:lease_wait", len(registered))
-            return None
     # A REPEATABLE READ transaction that already ran a statement may hold a snapshot older than a
     # baseline taken now: a delta would miss a commit. Entries baselined before it are fine.
     late = in_tx and tx.ran and session.isolation() in _RR_LEVELS
@@ -464,6 +475,22 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: object, keys
         found = _candidate(session, table_key, key, spec, written)
         if found is not None:
             fresh.append((key, *found))
+    # One maintaining writer at a time per table its entries read (two would each see the other's
+    # bump and fall back, invalidating the entries they share): the leases, taken in name order
+    # and boundedly waited for, before the baselines.
+    wanted = sorted({table_key} | {k for _, _, _, version_keys in fresh for k in _table_keys(session, version_keys)}
+                    if fresh else set()) if registered else []
+    leases: list[tuple[str, str]] = []
+    for held_key in wanted:
+        if held_key in tx.leases:
+            continue
+        token = _lease(store, held_key)
+        if token is None:
+            for held in leases:
+                _quietly(context, partial(store.release_maintainer, *held))
+            stats.incr("fallback:lease_wait", len(registered))
+            return None
+        leases.append((held_key, token))
     if fresh:
         try:
             baselines = store.maintained_baselines([(key, version_keys) for key, _, _, version_keys in fresh])
@@ -475,7 +502,6 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: object, keys
                 entries.append(Maintained(key, shape, entry_params, version_keys, baseline))
             elif baseline:
                 _quietly(context, partial(store.forget_maintained, table_key, key))  # gone
-    leases = [(table_key, lease)] if lease is not None else []
     if not entries and not logging:
         for held in leases:
             _quietly(context, partial(store.release_maintainer, *held))
@@ -494,6 +520,11 @@ def _quietly(context: CacheContext, call: Callable[[], object]) -> None:
 
 _LEASE_MS = 10_000  # a maintainer lease outlives any write it covers; a killed writer frees it then
 _LEASE_WAIT_S = 1.0
+
+
+def _table_keys(session: Session, version_keys: Sequence[str]) -> set[str]:
+    """The table keys (what maintainer leases are named after) of an entry's base tables."""
+    return {session.version_key(t) for t in {table_of(k) for k in version_keys} - {ALL_TABLES, CATALOG_CHANGES}}
 
 
 def _lease(store: MaintainedAnswers, table_key: str) -> str | None:

@@ -456,10 +456,12 @@ class RedisBackend(Subscription):
         vkeys, _ = self._keys(version_keys)
         return int(self._run("open_catchup", [CLOCK, *vkeys], [self._new_epoch(), len(version_keys), ttl_ms]))
 
-    def catchup(self, version_keys: Sequence[str], stamp: int) -> tuple[int, dict[str, list[bytes]] | None]:
+    def catchup(self, version_keys: Sequence[str], stamp: int) -> tuple[int, dict[str, list[bytes]] | str]:
         vkeys, pkeys = self._keys(version_keys)
         seq, found = self._run("catchup", [CLOCK, *vkeys, *pkeys], [self._new_epoch(), len(version_keys), stamp])
-        return int(seq), logged_rows(version_keys, found) if isinstance(found, list) else None
+        if isinstance(found, list):
+            return int(seq), logged_rows(version_keys, found)
+        return int(seq), found.decode() if isinstance(found, bytes) else str(found)
 
     def wait_for_acks(self) -> None:
         """Strict mode: block until every live lease holder applied this thread's last bump.

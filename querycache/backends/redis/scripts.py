@@ -545,19 +545,24 @@ return string.format('%d', seq)
 """
 
 # KEYS: clock, n version keys, n pending keys. ARGV: new epoch, n, stamp. The counter now and, per
-# key, the log members of the writes since the stamp; 0 instead when a key is gone, pending, or was
-# not logged since the stamp.
+# key, the log members of the writes since the stamp; instead, why not: 'pending' (a write is under
+# way), 'unlogged' (a key is gone, or was not logged since the stamp).
 _CATCHUP = _PRELUDE + """
 local stamp = tonumber(ARGV[3])
 local out = {}
 for i = 1, n do
   local v = redis.call('GET', KEYS[1 + i])
-  if not v or pending_on(KEYS[1 + n + i]) then return {string.format('%d', seq), 0} end
+  if not v then return {string.format('%d', seq), 'unlogged'} end
+  if pending_on(KEYS[1 + n + i]) then return {string.format('%d', seq), 'pending'} end
   out[i] = {}
   if tonumber(v) > stamp then
     local lk = 'qc:cl:' .. string.sub(KEYS[1 + i], 6)
     local since = redis.call('ZSCORE', lk, 's')
-    if not since or tonumber(since) > stamp then return {string.format('%d', seq), 0} end
+    if not since or tonumber(since) > stamp then return {string.format('%d', seq), 'unlogged'} end
+    -- The last bump set the version: a log that does not end at it missed a write (one by a
+    -- release that logs nothing, or by any path that does not).
+    local last = redis.call('ZRANGE', lk, -1, -1, 'WITHSCORES')
+    if not last[2] or tonumber(last[2]) ~= tonumber(v) then return {string.format('%d', seq), 'unlogged'} end
     out[i] = redis.call('ZRANGEBYSCORE', lk, '(' .. ARGV[3], '+inf')
   end
 end
