@@ -282,10 +282,12 @@ def test_a_read_during_a_writers_delta_work(world: World) -> None:
 
 
 def test_two_writers_overlapping_on_the_tables_of_one_join(world: World) -> None:
-    """Writer A updates t in an open transaction (its delta computed, its lease on t held); writer B
-    updates u and commits (B maintains the join's answer); then A commits. A's delta was computed
-    from a baseline B has since moved: A falls back (concurrent_write), and the answer is the
-    database's. Then the same with A committing first."""
+    """Writer A updates t in an open transaction: its delta is computed, and it holds the maintainer
+    leases of every table its entries read (t and u, the join's). Writer B updates u: it waits for
+    u's lease boundedly and falls back (lease_wait), its commit invalidating the join's answer;
+    then A commits from a baseline B has moved, and falls back too (concurrent_write). Then B's
+    transaction overlaps A's without committing first: A maintains, B's commit invalidates. The
+    answers are the database's throughout."""
     w = world
     seed(w)
     a = w.wrap(w.db.connect(autocommit=False))
@@ -293,24 +295,24 @@ def test_two_writers_overlapping_on_the_tables_of_one_join(world: World) -> None
     w.delta()
     w.write("UPDATE {t} SET g = %s WHERE id = %s", (5, 1), conn=a)
     w.write("UPDATE {u} SET qty = qty + 10 WHERE id = %s", (4,), conn=w.writer2)
-    assert w.delta()["maintained"] == 1
-    w.check(JOINED, hit=True)  # B's maintained answer (A's write is not committed)
+    delta = w.delta()
+    assert delta["fallback:lease_wait"] == 1 and delta["maintained"] == 0, delta
+    w.check(JOINED, hit=False)  # B's commit invalidated it (A's write is not committed)
     a.commit()
     delta = w.delta()
     assert delta["fallback:concurrent_write"] == 1 and delta["maintained"] == 0, delta
     w.check(JOINED, hit=False)  # invalidated by A
-    # A commits first this time: B's baseline is then taken after A's commit, and both maintain.
     w.check(JOINED, hit=True)
     w.delta()
     w.write("UPDATE {t} SET g = %s WHERE id = %s", (1, 1), conn=a)
     b = w.wrap(w.db.connect(autocommit=False))
     w.write("UPDATE {u} SET qty = qty - 10 WHERE id = %s", (4,), conn=b)
     a.commit()
-    w.check(JOINED, hit=True)
+    w.check(JOINED, hit=True)  # A's maintained answer (B's write is not committed)
     b.commit()
-    w.check(JOINED, hit=None)
+    w.check(JOINED, hit=False)
     delta = w.delta()
-    assert delta["maintained"] >= 1, delta
+    assert delta["maintained"] == 1 and delta["fallback:lease_wait"] == 1, delta
     w.check(JOINED, hit=True)
 
 
