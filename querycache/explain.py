@@ -13,8 +13,8 @@ from querycache.backends.base import MISS
 from querycache.errors import BackendUnavailable
 from querycache.keys import l1_params
 from querycache.maintain.reads import maintainability
-from querycache.plan import ReadPlan, pinned_plan
-from querycache.read import bypass_reason, l1_fresh, l3_scope, store_key
+from querycache.plan import ReadPlan, l3_scope, pinned_plan, store_key
+from querycache.read import bypass_reason, l1_fresh
 from querycache.status import BypassReason
 
 if TYPE_CHECKING:

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from querycache.analysis import ALL_TABLES, CATALOG_CHANGES, CLOCK_ARITHMETIC, CLOCK_FUNCTIONS, Analysis
 from querycache.drivers.base import Catalog
 from querycache.invalidation.keys import any_rows_key, group_key
+from querycache.keys import l2_key
 from querycache.status import BypassReason
 
 if TYPE_CHECKING:
     from querycache.invalidation.rows import Source
+    from querycache.l1 import L1Key
     from querycache.session import Session
 
 _MAX_PLANS = 4096
@@ -184,3 +186,38 @@ def moved_past(versions: Mapping[str, int], version_keys: Sequence[str], stamp: 
         if version is None or version > stamp:
             return True
     return False
+
+
+# -- the keys of a read's shared entries ---------------------------------------------------------
+def store_key(session: Session, raw_cursor: Any, analysis: Analysis, params: Any, plan: ReadPlan) -> str:
+    """The statement's L2 key in this connection's scope and the current tenant."""
+    context = session.context
+    text = analysis.sql if analysis.names_from_text else analysis.normalized
+    return l2_key(context.namespace, plan.scope_key, context.tenant.get(), session.adapter.cursor_shape(raw_cursor),
+                  text, params, plan.version_keys)
+
+
+_STORE_KEYS_KEPT = 4096
+
+
+def memo_store_key(session: Session, raw_cursor: Any, analysis: Analysis, params: Any, plan: ReadPlan,
+                   l1_key: L1Key) -> str:
+    """``store_key``, remembered per connection: every part of it is a function of the L1 key (the
+    SQL text, hence its analysis; the parameters' typed key; the shape token, hence the cursor's
+    shape; the tenant, here with its type, whose repr the key hashes) and of the plan's scope and
+    version keys, which are part of the memo's key."""
+    memo = session.store_keys
+    memo_key = (l1_key, type(l1_key[1]), plan.scope_key, plan.version_keys)
+    key = memo.get(memo_key)
+    if key is None:
+        key = store_key(session, raw_cursor, analysis, params, plan)
+        if len(memo) >= _STORE_KEYS_KEPT:
+            memo.clear()
+        memo[memo_key] = key
+    return key
+
+
+def l3_scope(session: Session, plan: ReadPlan, shape: str) -> str:
+    """L3's scope: one FAISS index per (namespace, the read's scope, tenant, row shape)."""
+    context = session.context
+    return "\x1f".join((context.namespace, plan.scope_key, repr(context.tenant.get()), shape))

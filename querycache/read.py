@@ -18,10 +18,19 @@ from querycache.backends.base import MISS, REFRESHES_TAKEN, Lookup
 from querycache.coalesce import Flight, Outcome
 from querycache.codec import CorruptEntry, Result, Unencodable, decode, encode
 from querycache.errors import BackendUnavailable
-from querycache.keys import UnsupportedParam, l1_params, l2_key
+from querycache.keys import UnsupportedParam, l1_params
 from querycache.l1 import L1Entry, L1Key
 from querycache.maintain.reads import register_maintained, run_state_query
-from querycache.plan import ReadPlan, moved_past, pinned_plan, plan_read, registered_in
+from querycache.plan import (
+    ReadPlan,
+    l3_scope,
+    memo_store_key,
+    moved_past,
+    pinned_plan,
+    plan_read,
+    registered_in,
+    store_key,
+)
 from querycache.refresh import own_params
 from querycache.serving import ServingCursor, estimate_size, has_mutable_parts, names_match, permuted, private_copy
 from querycache.status import COALESCED, HIT_L2, HIT_L3, BypassReason, NotFilledReason
@@ -105,40 +114,6 @@ def bypass_reason(session: Session, analysis: Analysis, raw_cursor: Any, params:
         except UnsupportedParam:
             reason = BypassReason.UNKNOWN
     return reason, plan
-
-
-def store_key(session: Session, raw_cursor: Any, analysis: Analysis, params: Any, plan: ReadPlan) -> str:
-    """The statement's L2 key in this connection's scope and the current tenant."""
-    context = session.context
-    text = analysis.sql if analysis.names_from_text else analysis.normalized
-    return l2_key(context.namespace, plan.scope_key, context.tenant.get(), session.adapter.cursor_shape(raw_cursor),
-                  text, params, plan.version_keys)
-
-
-_STORE_KEYS_KEPT = 4096
-
-
-def memo_store_key(session: Session, raw_cursor: Any, analysis: Analysis, params: Any, plan: ReadPlan,
-                   l1_key: L1Key) -> str:
-    """``store_key``, remembered per connection: every part of it is a function of the L1 key (the
-    SQL text, hence its analysis; the parameters' typed key; the shape token, hence the cursor's
-    shape; the tenant, here with its type, whose repr the key hashes) and of the plan's scope and
-    version keys, which are part of the memo's key."""
-    memo = session.store_keys
-    memo_key = (l1_key, type(l1_key[1]), plan.scope_key, plan.version_keys)
-    key = memo.get(memo_key)
-    if key is None:
-        key = store_key(session, raw_cursor, analysis, params, plan)
-        if len(memo) >= _STORE_KEYS_KEPT:
-            memo.clear()
-        memo[memo_key] = key
-    return key
-
-
-def l3_scope(session: Session, plan: ReadPlan, shape: str) -> str:
-    """L3's scope: one FAISS index per (namespace, the read's scope, tenant, row shape)."""
-    context = session.context
-    return "\x1f".join((context.namespace, plan.scope_key, repr(context.tenant.get()), shape))
 
 
 class _Read:

@@ -45,32 +45,7 @@ from querycache.backends.base import (
     logged_rows,
 )
 from querycache.backends.redis import health
-from querycache.backends.redis.scripts import (
-    _ACKED,
-    _BEGIN,
-    _BEGIN_CHECKED,
-    _CATCHUP,
-    _END,
-    _END_MAINTAINED,
-    _EXTEND,
-    _FILL,
-    _LOOKUP,
-    _MAINTAINED_BASELINES,
-    _NO_LEASE,
-    _OPEN_CATCHUP,
-    _REGISTER,
-    _REGISTER_MAINTAINED,
-    _RELEASE,
-    _RELEASE_MAINTAINER,
-    _RENEW,
-    _STAMP,
-    CHANNEL,
-    CLOCK,
-    FILLS,
-    HOLDERS,
-    _oom_denied,
-    with_history,
-)
+from querycache.backends.redis.scripts import _NO_LEASE, CHANNEL, CLOCK, FILLS, HOLDERS, scripts_for
 from querycache.backends.redis.subscriber import FillWaiter, Subscription
 from querycache.config import Config, redact_url
 from querycache.errors import BackendUnavailable, ConfigError
@@ -128,17 +103,8 @@ class RedisBackend(Subscription):
         self._secret = hmac_secret.encode() if hmac_secret else None
         self._client = redis.Redis.from_url(url, socket_timeout=self.timeout_s,
                                             socket_connect_timeout=self.timeout_s)
-        lookup = _oom_denied(_LOOKUP) if self._server_major() >= 7 else _LOOKUP
-        self._scripts = {name: self._client.register_script(body) for name, body in (
-            ("lookup", lookup), ("fill", _FILL), ("begin", _BEGIN), ("end", _END), ("stamp", _STAMP),
-            ("renew", _RENEW), ("acked", _ACKED), ("release", _RELEASE), ("extend", _EXTEND),
-            ("register", _REGISTER), ("begin_checked", _BEGIN_CHECKED), ("end_maintained", _END_MAINTAINED),
-            ("mbaselines", _MAINTAINED_BASELINES), ("mregister", _REGISTER_MAINTAINED),
-            ("release_maintainer", _RELEASE_MAINTAINER), ("open_catchup", _OPEN_CATCHUP),
-            ("catchup", _CATCHUP))}
-        if history is not None:
-            self._scripts = {name: self._client.register_script(with_history(script.script, *history))
-                             for name, script in self._scripts.items()}
+        self._scripts = {name: self._client.register_script(body)
+                         for name, body in scripts_for(self._server_major(), history).items()}
         db = self._client.connection_pool.connection_kwargs.get("db", 0)
         self.channel = f"{CHANNEL}:{db}"
         self.fills_channel = f"{FILLS}:{db}"

@@ -568,3 +568,20 @@ for i = 1, n do
 end
 return {string.format('%d', seq), out}
 """
+
+
+SCRIPTS = {"lookup": _LOOKUP, "fill": _FILL, "begin": _BEGIN, "end": _END, "stamp": _STAMP, "renew": _RENEW,
+           "acked": _ACKED, "release": _RELEASE, "extend": _EXTEND, "register": _REGISTER,
+           "begin_checked": _BEGIN_CHECKED, "end_maintained": _END_MAINTAINED, "mbaselines": _MAINTAINED_BASELINES,
+           "mregister": _REGISTER_MAINTAINED, "release_maintainer": _RELEASE_MAINTAINER,
+           "open_catchup": _OPEN_CATCHUP, "catchup": _CATCHUP}
+"""The store's scripts by the name it runs them under."""
+
+
+def scripts_for(server_major: int, history: tuple[int, int] | None) -> dict[str, str]:
+    """The scripts for a server of this major version (7 and later: the lookup is refused, not
+    run, when the server is out of memory), with another bump-history size when given."""
+    found = dict(SCRIPTS, lookup=_oom_denied(_LOOKUP) if server_major >= 7 else _LOOKUP)
+    if history is not None:
+        found = {name: with_history(body, *history) for name, body in found.items()}
+    return found
