@@ -41,6 +41,12 @@ def require(service: str, error: BaseException) -> NoReturn:
 SHARED_REDIS = os.environ.get("QUERYCACHE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
+def maintain_stats(cache: Any) -> dict[str, int]:
+    """The ``maintain`` counters of a QueryCache's stats (docs/maintenance.md)."""
+    found: dict[str, int] = cache.stats().to_dict()["maintain"]
+    return found
+
+
 def shared_redis_up(url: str = SHARED_REDIS) -> None:
     """Skip (fail under CI=true) unless the shared Redis answers a PING."""
     import redis

@@ -22,7 +22,7 @@ import pytest
 
 import querycache
 from querycache.maintain import catchup, writes
-from tests.conftest import Database, make_database, shared_redis_up
+from tests.conftest import Database, maintain_stats, make_database, shared_redis_up
 
 REDIS_URL = os.environ.get("QUERYCACHE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -89,8 +89,7 @@ class Shop:
         self.writer.autocommit = True
 
     def stats(self) -> dict[str, int]:
-        found: dict[str, int] = self.cache.stats().to_dict()["maintain"]
-        return found
+        return maintain_stats(self.cache)
 
     def close(self) -> None:
         for conn in (self.reader, self.writer, self.direct):

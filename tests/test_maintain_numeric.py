@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import pytest
 
 import querycache
-from tests.conftest import Database, MysqlDatabase, PostgresDatabase, _probe, shared_redis_up
+from tests.conftest import Database, MysqlDatabase, PostgresDatabase, _probe, maintain_stats, shared_redis_up
 
 REDIS_URL = os.environ.get("QUERYCACHE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -83,8 +83,7 @@ class Checker:
         self.writer.cursor().execute(sql)
 
     def maintain(self) -> dict[str, int]:
-        found: dict[str, int] = self.cache.stats().to_dict()["maintain"]
-        return found
+        return maintain_stats(self.cache)
 
     def close(self) -> None:
         for conn in (self.reader, self.writer, self.direct):
