@@ -225,7 +225,7 @@ class MysqlDatabase(Database):
         for drop in drops:
             try:
                 cur.execute(drop)
-            except pymysql.err.OperationalError as exc:
+            except pymysql.OperationalError as exc:  # not pymysql.err.: see test_maintain._driver_error
                 if exc.args[0] != 1205:  # ER_LOCK_WAIT_TIMEOUT
                     raise
                 self._end_open_transactions(cur)

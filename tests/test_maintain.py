@@ -391,7 +391,11 @@ def _driver_error(w: World) -> type[BaseException]:
         return psycopg.Error
     import pymysql
 
-    return pymysql.err.MySQLError
+    # Not ``pymysql.err.MySQLError``: once Django's MySQL backend was imported over PyMySQL installed
+    # as MySQLdb (tests/test_django.py), ``import MySQLdb.converters`` loaded a second copy of
+    # pymysql's submodules under that name and set the ``pymysql.err`` attribute to it; the driver
+    # still raises the first copy's classes, which the package's own names are.
+    return pymysql.MySQLError
 
 
 def _in_transaction(conn: Any) -> bool:
