@@ -165,14 +165,9 @@ class TransactionBlock:
             if exc_type is not None:
                 session.tx.rolled_back_to_savepoint()
             return self._block.__exit__(exc_type, exc, tb)
-        written = set(session.tx.written)
         try:
-            if exc_type is None and written:
-                committed = not session.adapter.in_error(session.raw)
-                tx = session.tx
-                return session.publisher.around(written, lambda: self._block.__exit__(exc_type, exc, tb),
-                                                tx.row_checks, list(tx.maintained.values()) if committed else None,
-                                                tx.changed if committed else None)
+            if exc_type is None and session.tx.written:
+                return session.publish_end(lambda: self._block.__exit__(exc_type, exc, tb), committing=True)
             return self._block.__exit__(exc_type, exc, tb)
         finally:
             session.tx_ended()

@@ -280,11 +280,7 @@ class Session:
         publisher = self.publisher
         try:
             if written and (committing or self.adapter.bump_on_rollback):
-                # An aborted PostgreSQL transaction's COMMIT is a ROLLBACK: nothing it maintained happened.
-                committed = committing and not self.adapter.in_error(self.raw)
-                maintained = list(self.tx.maintained.values()) if committed else None
-                return publisher.around(set(written), action, self.tx.row_checks, maintained,
-                                        self.tx.changed if committed else None)
+                return self.publish_end(action, committing)
             try:
                 return action()
             except BaseException:
@@ -294,6 +290,16 @@ class Session:
                 raise
         finally:
             self.tx_ended()
+
+    def publish_end(self, action: Callable[[], T], committing: bool) -> T:
+        """Run ``action``, which ends the transaction, inside both phases for what it wrote: with
+        its row-level checks, and on a commit its maintained entries and the rows it changed (an
+        aborted PostgreSQL transaction's COMMIT is a ROLLBACK: nothing it maintained happened)."""
+        tx = self.tx
+        committed = committing and not self.adapter.in_error(self.raw)
+        return self.publisher.around(set(tx.written), action, tx.row_checks,
+                                     list(tx.maintained.values()) if committed else None,
+                                     tx.changed if committed else None)
 
     def reconcile(self, was_in_tx: bool, ended_by_commit: bool) -> None:
         """After a call the wrapper did not drive: did a transaction end (or begin) under it?"""
