@@ -140,11 +140,10 @@ class TransactionTracker:
         """A write of ``keys`` that does not update the maintained entries it touches: those are
         invalidated at commit instead (their state would miss this write); the rows it changed
         are unknown, unless the statement records them itself."""
-        keys = list(keys)
-        for table in {table_of(k) for k in keys} - {self.recording}:
+        touched = {table_of(k) for k in keys}
+        for table in touched - {self.recording}:
             self.changed[table] = None
         if self.maintained:
-            touched = {table_of(k) for k in keys}
             for key, entry in self.maintained.items():
                 if key not in self.maintaining and (ALL_TABLES in touched or not touched.isdisjoint(entry.tables)):
                     entry.fail("unmaintained_write")

@@ -45,7 +45,7 @@ class Snapshot:
     cursor: DBAPICursor
     stamp: int
     dialect: str
-    open: bool = True
+    open: bool = False  # its transaction is begun (``pin``) and not yet ended
 
     def pin(self, first: str | None = None) -> None:
         """Begin a read-only REPEATABLE READ transaction with its snapshot taken now (or, on
@@ -79,16 +79,12 @@ def can_catch_up(session: Session, shape: Shape) -> dict[str, str] | None:
     if adapter.in_transaction(raw):
         return None
     keys = {}
-    for relation in relations_of(shape):
+    for relation in shape.relations:
         found = primary_key(session, relation)
         if found is None:
             return None
         keys[relation] = found[0]
     return keys
-
-
-def relations_of(shape: Shape) -> set[str]:
-    return set(shape.deltas) | {r for deltas in shape.scalar_deltas for r in deltas}
 
 
 def open_snapshot(session: Session, store: MaintainedAnswers, version_keys: Sequence[str],
@@ -102,7 +98,7 @@ def open_snapshot(session: Session, store: MaintainedAnswers, version_keys: Sequ
     except Exception:  # noqa: BLE001 - fail open: the fill goes on stamped as before
         session.context.store_failed()
         return None
-    snapshot = Snapshot(session.raw.cursor(), stamp, session.adapter.dialect, False)
+    snapshot = Snapshot(session.raw.cursor(), stamp, session.adapter.dialect)
     snapshot.pin(first="state query")
     return snapshot
 
@@ -235,8 +231,7 @@ class CatchUp:
                                            (second, self.pks[second], len(two)), dialect)
                 if sql is None:
                     raise Unmaintainable("relations")
-                bound = bind(self.params, one) | {f"qcn{i}": key for i, key in enumerate(two)}
-                both = fetch(cursor, sql, bound)
+                both = fetch(cursor, sql, bind(self.params, one, two))
             if read:
                 out[part] = (added, both)
         return out

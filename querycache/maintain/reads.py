@@ -50,8 +50,7 @@ def maintainability(session: Session, sql: str, params: object) -> dict[str, obj
         shape = shape_of(sql, analyzer.dialect, analyzer.paramstyle, frozenset(catalog.read_deps))
     except Refused as exc:
         return {"maintainable": False, "reason": exc.reason}
-    return {"maintainable": True, "relations": sorted(shape.deltas.keys() | {
-        r for deltas in shape.scalar_deltas for r in deltas})}
+    return {"maintainable": True, "relations": sorted(shape.relations)}
 
 
 def not_maintainable(session: Session, sql: str, reason: str) -> None:

@@ -105,6 +105,11 @@ class Shape:
     up with both (docs/maintenance.md, "Fills under writes")."""
 
     @property
+    def relations(self) -> set[str]:
+        """Every relation a part of the read reads (what a write must name to maintain it)."""
+        return set(self.deltas) | {r for deltas in self.scalar_deltas for r in deltas}
+
+    @property
     def hidden_width(self) -> int:
         return self.keys + 3 * len(self.slots) + 1 + 3 * len(self.scalars)
 
@@ -570,9 +575,13 @@ def _render(node: exp.Expression, dialect: str) -> str:
     return _PLACEHOLDER.sub(lambda m: f"%({m.group(1) or m.group(2)})s", text)
 
 
-def bind(params: Sequence[object] | None, keys: Sequence[object] | None = None) -> dict[str, object]:
-    """The parameters of a state or delta query: the statement's, then the restriction's keys."""
+def bind(params: Sequence[object] | None, keys: Sequence[object] | None = None,
+         second: Sequence[object] = ()) -> dict[str, object]:
+    """The parameters of a state or delta query: the statement's, then the restriction's keys
+    (and a second relation's, of ``Shape.pair_delta_sql``)."""
     bound = {f"qcp{i}": v for i, v in enumerate(params or ())}
     for i, key in enumerate(keys or ()):
         bound[f"qcm{i}"] = key
+    for i, key in enumerate(second):
+        bound[f"qcn{i}"] = key
     return bound

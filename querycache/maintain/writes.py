@@ -478,10 +478,9 @@ def prepare(session: Session, analysis: Analysis, sql: str, params: object, keys
     # One maintaining writer at a time per table its entries read (two would each see the other's
     # bump and fall back, invalidating the entries they share): the leases, taken in name order
     # and boundedly waited for, before the baselines.
-    wanted = sorted({table_key} | {k for _, _, _, version_keys in fresh for k in _table_keys(session, version_keys)}
-                    if fresh else set()) if registered else []
+    wanted = {table_key}.union(*(_table_keys(session, version_keys) for *_, version_keys in fresh)) if fresh else ()
     leases: list[tuple[str, str]] = []
-    for held_key in wanted:
+    for held_key in sorted(wanted):
         if held_key in tx.leases:
             continue
         token = _lease(store, held_key)
