@@ -41,6 +41,17 @@ def require(service: str, error: BaseException) -> NoReturn:
 SHARED_REDIS = os.environ.get("QUERYCACHE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
+def maintaining_cache(store: str, prefix: str, **l2: object) -> querycache.QueryCache:
+    """A QueryCache that maintains answers (docs/maintenance.md), on the memory store or on the
+    shared Redis under a namespace of its own (``prefix`` and a random part); ``l2``: more of its
+    l2 settings."""
+    config: dict[str, Any] = {"invalidation": {"maintain": {"enabled": True}}}
+    if store == "redis":
+        shared_redis_up(SHARED_REDIS)
+        config["l2"] = {"backend": "redis", "url": SHARED_REDIS, "namespace": prefix + uuid.uuid4().hex[:8], **l2}
+    return querycache.QueryCache.from_dict(config)
+
+
 def maintain_stats(cache: Any) -> dict[str, int]:
     """The ``maintain`` counters of a QueryCache's stats (docs/maintenance.md)."""
     found: dict[str, int] = cache.stats().to_dict()["maintain"]

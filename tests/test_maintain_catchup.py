@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from typing import Any, Callable, Iterator
 
 import pytest
 
 import querycache
 from querycache.maintain import catchup, writes
-from tests.conftest import Database, maintain_stats, make_database, shared_redis_up
+from tests.conftest import Database, maintain_stats, maintaining_cache, make_database
 
 REDIS_URL = os.environ.get("QUERYCACHE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -36,11 +35,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Database]:
 
 @pytest.fixture(params=["memory", "redis"])
 def cache(request: pytest.FixtureRequest) -> Iterator[querycache.QueryCache]:
-    config: dict[str, Any] = {"invalidation": {"maintain": {"enabled": True}}}
-    if request.param == "redis":
-        shared_redis_up(REDIS_URL)
-        config["l2"] = {"backend": "redis", "url": REDIS_URL, "namespace": "catch" + uuid.uuid4().hex[:8]}
-    qc = querycache.QueryCache.from_dict(config)
+    qc = maintaining_cache(request.param, "catch")
     yield qc
     qc.close()
 

@@ -17,7 +17,14 @@ from typing import Any, Iterator
 import pytest
 
 import querycache
-from tests.conftest import Database, MysqlDatabase, PostgresDatabase, _probe, maintain_stats, shared_redis_up
+from tests.conftest import (
+    Database,
+    MysqlDatabase,
+    PostgresDatabase,
+    _probe,
+    maintain_stats,
+    maintaining_cache,
+)
 
 REDIS_URL = os.environ.get("QUERYCACHE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -32,12 +39,7 @@ def npg() -> Iterator[PostgresDatabase]:
 
 @pytest.fixture(params=["memory", "redis"])
 def cache(request: pytest.FixtureRequest) -> Iterator[querycache.QueryCache]:
-    config: dict[str, Any] = {"invalidation": {"maintain": {"enabled": True}}}
-    if request.param == "redis":
-        shared_redis_up(REDIS_URL)
-        config["l2"] = {"backend": "redis", "url": REDIS_URL, "namespace": "numfix" + uuid.uuid4().hex[:8],
-                        "timeout_ms": 500}
-    qc = querycache.QueryCache.from_dict(config)
+    qc = maintaining_cache(request.param, "numfix", timeout_ms=500)
     yield qc
     qc.close()
 

@@ -9,14 +9,13 @@ has the interleavings and the helpers).
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Iterator
 
 import pytest
 
 import querycache
-from tests.conftest import Database, make_database, shared_redis_up
-from tests.test_maintain import GLOBAL, GROUPED, JOINED, REDIS_URL, WORLD_IDS, WORLDS, World, fallbacks, seed, world_of
+from tests.conftest import Database, maintaining_cache, make_database
+from tests.test_maintain import GLOBAL, GROUPED, JOINED, WORLD_IDS, WORLDS, World, fallbacks, seed, world_of
 
 
 @pytest.fixture(params=WORLDS, ids=WORLD_IDS)
@@ -140,12 +139,7 @@ def test_decimals_are_added_exactly(world: World) -> None:
 
 @pytest.fixture(params=["memory", "redis"])
 def pg_cache(request: pytest.FixtureRequest) -> Iterator[querycache.QueryCache]:
-    config: dict[str, Any] = {"invalidation": {"maintain": {"enabled": True}}}
-    if request.param == "redis":
-        shared_redis_up(REDIS_URL)
-        config["l2"] = {"backend": "redis", "url": REDIS_URL, "namespace": "mtn" + uuid.uuid4().hex[:8],
-                        "timeout_ms": 2000}
-    cache = querycache.QueryCache.from_dict(config)
+    cache = maintaining_cache(request.param, "mtn", timeout_ms=2000)
     yield cache
     cache.close()
 

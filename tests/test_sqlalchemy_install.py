@@ -20,7 +20,7 @@ import querycache
 from querycache.connection import CachedConnection
 from querycache.sqlalchemy import install, installed_cache, uninstall
 from tests.conftest import MYSQL, PG_DSN, Database
-from tests.test_sqlalchemy_orm import Script, make_models, scenario
+from tests.test_sqlalchemy_orm import run_on_engines as _run
 
 FIXTURES = {"sqlite": "sqlite_db", "postgres": "pg", "psycopg2": "pg2", "mysql": "mysql"}
 _PG = dict(item.split("=", 1) for item in PG_DSN.split())
@@ -36,14 +36,6 @@ def url(db: Database, kind: str) -> str:
             f"{_PG.get('port', '5432')}/{_PG.get('dbname', 'test')}")
 
 
-def _run(db: Database, prefix: str, engine: sa.Engine, engine2: sa.Engine) -> Script:
-    script = Script()
-    try:
-        scenario(make_models(db, prefix), engine, engine2, script)
-    finally:
-        engine.dispose()
-        engine2.dispose()
-    return script
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres", "psycopg2", "mysql"])

@@ -221,8 +221,12 @@ def _get_title(engine: sa.Engine, book: type, ident: int) -> str:
 
 
 def _run(db: Database, kind: str, prefix: str, connect: Callable[[], Any], connect2: Callable[[], Any]) -> Script:
-    engine = sa.create_engine(URLS[kind], creator=connect)
-    engine2 = sa.create_engine(URLS[kind], creator=connect2)
+    return run_on_engines(db, prefix, sa.create_engine(URLS[kind], creator=connect),
+                          sa.create_engine(URLS[kind], creator=connect2))
+
+
+def run_on_engines(db: Database, prefix: str, engine: sa.Engine, engine2: sa.Engine) -> Script:
+    """The scenario on two engines (disposed after), its script."""
     script = Script()
     try:
         scenario(make_models(db, prefix), engine, engine2, script)
